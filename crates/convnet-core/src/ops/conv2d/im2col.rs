@@ -1,0 +1,288 @@
+//! General fast path: tiled im2col + GEMM, for any kernel, stride, dilation and groups.
+//!
+//! The problem is canonical here (zero padding, cross-correlation; see `mod.rs`). For one
+//! image and group, with `CRS = C_g * kh * kw` and `P = Ho * Wo`:
+//!
+//! - forward: `Y[K_g, P] = W[K_g, CRS] * cols[CRS, P]`,
+//! - input gradient: `dcols[CRS, P] = W^T * dY[K_g, P]`, then col2im adds `dcols` back onto the
+//!   input positions it was read from (the transposed convolution),
+//! - weight gradient: `dW[K_g, CRS] += dY[K_g, P] * cols^T`, summed over images.
+//!
+//! `cols` is never built whole: it is made a tile of output rows at a time, sized to stay in
+//! the L2 cache, in a per-thread scratch buffer. Forward tasks are (image, group, tile)
+//! triples; input-gradient tasks are (image, group) pairs, since neighbouring tiles add to
+//! overlapping input rows; weight-gradient tasks are runs of (image, tile) pairs, each summing
+//! into its own partial gradient, added up in a fixed order so results do not depend on
+//! scheduling.
+
+use std::ops::Range;
+
+use super::params::Conv2dGeometry;
+use crate::linalg::{Mat, MatMut, gemm};
+use crate::parallel::{SharedOut, Split, sum_over_parts};
+use crate::scratch::with_scratch;
+
+/// Target size of one im2col tile in bytes.
+const TILE_BYTES: usize = 512 * 1024;
+
+/// How the output rows of one image are cut into tiles.
+struct Tiling {
+    /// `C_g * kh * kw`: rows of the im2col matrix.
+    crs: usize,
+    /// Output rows per tile (the last tile may have fewer).
+    rows_per_tile: usize,
+    tiles: usize,
+}
+
+impl Tiling {
+    fn new(g: &Conv2dGeometry) -> Self {
+        let crs = g.in_per_group() * g.kernel[0] * g.kernel[1];
+        let wo = g.out_hw[1].max(1);
+        let max_cols = (TILE_BYTES / 4 / crs.max(1)).max(1);
+        let rows_per_tile = (max_cols / wo).clamp(1, g.out_hw[0].max(1));
+        let tiles = g.out_hw[0].div_ceil(rows_per_tile);
+        Tiling {
+            crs,
+            rows_per_tile,
+            tiles,
+        }
+    }
+
+    fn rows(&self, g: &Conv2dGeometry, tile: usize) -> Range<usize> {
+        let start = tile * self.rows_per_tile;
+        start..(start + self.rows_per_tile).min(g.out_hw[0])
+    }
+
+    /// Elements of the largest tile's im2col matrix.
+    fn cols_len(&self, g: &Conv2dGeometry) -> usize {
+        self.crs * self.rows_per_tile * g.out_hw[1]
+    }
+}
+
+/// For kernel column `q`, the output columns `j` whose input column
+/// `j * s_w + q * d_w - pad_left` lies inside the input, as a range.
+fn valid_cols(g: &Conv2dGeometry, q: usize) -> Range<usize> {
+    let (sw, left, w, wo) = (g.stride[1], g.pad[2], g.in_hw[1], g.out_hw[1]);
+    let offset = q * g.dilation[1];
+    let lo = left.saturating_sub(offset).div_ceil(sw);
+    let hi = (w + left).saturating_sub(offset).div_ceil(sw);
+    let hi = hi.min(wo);
+    lo.min(hi)..hi
+}
+
+/// Input row read by output row `i` and kernel row `p`, if inside the input.
+#[inline]
+fn input_row(g: &Conv2dGeometry, i: usize, p: usize) -> Option<usize> {
+    (i * g.stride[0] + p * g.dilation[0])
+        .checked_sub(g.pad[0])
+        .filter(|&r| r < g.in_hw[0])
+}
+
+/// Where one output row of one kernel tap reads: the start of its input row (indexing the
+/// group's channels `[C_g, H, W]`), the output columns that read inside the input, and the
+/// input column of output column 0 plus `pad_left` (`q * d_w`).
+struct Source {
+    row_start: usize,
+    valid: Range<usize>,
+    shift: usize,
+}
+
+impl Source {
+    /// Input column read by the first valid output column.
+    fn first_col(&self, g: &Conv2dGeometry) -> usize {
+        self.valid.start * g.stride[1] + self.shift - g.pad[2]
+    }
+}
+
+/// Visits every segment of a tile's im2col matrix, the one place where the im2col indexing is
+/// written: `f(dst, source)` for each kernel tap `(c, p, q)` and output row, with `dst` the
+/// start of the segment (`Wo` elements) in `cols[CRS, tile]` and `source` where it reads, or
+/// `None` where the whole row reads padding.
+#[inline]
+fn for_each_segment(
+    g: &Conv2dGeometry,
+    rows: &Range<usize>,
+    mut f: impl FnMut(usize, Option<Source>),
+) {
+    let [kh, kw] = g.kernel;
+    let [h, w] = g.in_hw;
+    let wo = g.out_hw[1];
+    let tp = rows.len() * wo;
+    let col_ranges: Vec<Range<usize>> = (0..kw).map(|q| valid_cols(g, q)).collect();
+    for c in 0..g.in_per_group() {
+        for p in 0..kh {
+            for (q, valid) in col_ranges.iter().enumerate() {
+                let row_base = ((c * kh + p) * kw + q) * tp;
+                for (t, i) in rows.clone().enumerate() {
+                    let source = input_row(g, i, p).map(|r| Source {
+                        row_start: (c * h + r) * w,
+                        valid: valid.clone(),
+                        shift: q * g.dilation[1],
+                    });
+                    f(row_base + t * wo, source);
+                }
+            }
+        }
+    }
+}
+
+/// Fill `cols[CRS, tile]` from the group's input channels `x_g = [C_g, H, W]`.
+fn im2col(g: &Conv2dGeometry, x_g: &[f32], rows: &Range<usize>, cols: &mut [f32]) {
+    let (wo, sw) = (g.out_hw[1], g.stride[1]);
+    for_each_segment(g, rows, |dst, source| {
+        let seg = &mut cols[dst..dst + wo];
+        let Some(src) = source else {
+            seg.fill(0.0);
+            return;
+        };
+        seg[..src.valid.start].fill(0.0);
+        seg[src.valid.end..].fill(0.0);
+        if src.valid.is_empty() {
+            return;
+        }
+        let first = src.row_start + src.first_col(g);
+        let out = &mut seg[src.valid.clone()];
+        if sw == 1 {
+            out.copy_from_slice(&x_g[first..first + out.len()]);
+        } else {
+            for (o, v) in out.iter_mut().zip(x_g[first..].iter().step_by(sw)) {
+                *o = *v;
+            }
+        }
+    });
+}
+
+/// Adjoint of [`im2col`]: add `dcols[CRS, tile]` onto `gx_g = [C_g, H, W]`.
+fn col2im(g: &Conv2dGeometry, dcols: &[f32], rows: &Range<usize>, gx_g: &mut [f32]) {
+    let sw = g.stride[1];
+    for_each_segment(g, rows, |dst, source| {
+        let Some(src) = source.filter(|s| !s.valid.is_empty()) else {
+            return;
+        };
+        let first = src.row_start + src.first_col(g);
+        let seg = &dcols[dst + src.valid.start..dst + src.valid.end];
+        if sw == 1 {
+            for (o, v) in gx_g[first..first + seg.len()].iter_mut().zip(seg) {
+                *o += *v;
+            }
+        } else {
+            for (o, v) in gx_g[first..].iter_mut().step_by(sw).zip(seg) {
+                *o += *v;
+            }
+        }
+    });
+}
+
+/// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten.
+pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    let tiling = Tiling::new(g);
+    let (cg, kg, crs) = (g.in_per_group(), g.out_per_group(), tiling.crs);
+    let [h, wd] = g.in_hw;
+    let p = g.out_hw[0] * g.out_hw[1];
+    let wo = g.out_hw[1];
+    let tasks = g.batch * g.groups * tiling.tiles;
+    let split = Split::new(tasks);
+    assert_eq!(y.len(), g.batch * g.out_channels * p);
+    let out = SharedOut::new(y);
+    let run = |task: usize| {
+        let tile = task % tiling.tiles;
+        let grp = (task / tiling.tiles) % g.groups;
+        let n = task / (tiling.tiles * g.groups);
+        let rows = tiling.rows(g, tile);
+        let tp = rows.len() * wo;
+        let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+        let w_g = &w[grp * kg * crs..][..kg * crs];
+        let k0 = grp * kg;
+        let offset = (n * g.out_channels + k0) * p + rows.start * wo;
+        // SAFETY (for the raw views below): this task alone writes rows k0..k0+kg, at the
+        // columns of output rows `rows`, of image n. (n, group, tile) triples are distinct
+        // across tasks and cover disjoint elements, and every view stays inside `y`:
+        // offset + (kg - 1) * p + tp <= y.len().
+        if let Some(b) = b {
+            for (k, &bias) in b[k0..k0 + kg].iter().enumerate() {
+                let row = unsafe { std::slice::from_raw_parts_mut(out.at(offset + k * p), tp) };
+                row.fill(bias);
+            }
+        }
+        let y_tile = unsafe { MatMut::from_raw(out.at(offset), kg, tp, p, 1) };
+        with_scratch(crs * tp, |cols| {
+            im2col(g, x_g, &rows, cols);
+            gemm(
+                y_tile,
+                Mat::row_major(w_g, kg, crs),
+                Mat::row_major(cols, crs, tp),
+                b.is_some(),
+                split.gemm_threads,
+            );
+        });
+    };
+    split.run(tasks, run);
+}
+
+/// Input gradient: `gx` (`[N, C, H, W]`) is overwritten.
+pub(crate) fn input_grad(g: &Conv2dGeometry, gy: &[f32], w: &[f32], gx: &mut [f32]) {
+    let tiling = Tiling::new(g);
+    let (cg, kg, crs) = (g.in_per_group(), g.out_per_group(), tiling.crs);
+    let [h, wd] = g.in_hw;
+    let p = g.out_hw[0] * g.out_hw[1];
+    let wo = g.out_hw[1];
+    let split = Split::new(g.batch * g.groups);
+    let cols_len = tiling.cols_len(g);
+    // Task t = n * groups + grp owns input channels grp*cg.. of image n: one contiguous chunk.
+    let run = |task: usize, gx_g: &mut [f32]| {
+        let grp = task % g.groups;
+        let n = task / g.groups;
+        gx_g.fill(0.0);
+        let w_g = &w[grp * kg * crs..][..kg * crs];
+        let gy_g = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+        with_scratch(cols_len, |dcols| {
+            for tile in 0..tiling.tiles {
+                let rows = tiling.rows(g, tile);
+                let tp = rows.len() * wo;
+                let dcols = &mut dcols[..crs * tp];
+                gemm(
+                    MatMut::row_major(dcols, crs, tp),
+                    Mat::row_major(w_g, kg, crs).t(),
+                    Mat::new(&gy_g[rows.start * wo..], kg, tp, p, 1),
+                    false,
+                    split.gemm_threads,
+                );
+                col2im(g, dcols, &rows, gx_g);
+            }
+        });
+    };
+    split.run_chunks(gx, cg * h * wd, run);
+}
+
+/// Weight gradient: `gw` (`[K, C_g, kh, kw]`) is overwritten.
+pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+    let tiling = Tiling::new(g);
+    let (cg, kg, crs) = (g.in_per_group(), g.out_per_group(), tiling.crs);
+    let [h, wd] = g.in_hw;
+    let p = g.out_hw[0] * g.out_hw[1];
+    let wo = g.out_hw[1];
+    let cols_len = tiling.cols_len(g);
+    sum_over_parts(g.batch * tiling.tiles, gw, |tasks, acc, gemm_threads| {
+        with_scratch(cols_len, |cols| {
+            for task in tasks {
+                let tile = task % tiling.tiles;
+                let n = task / tiling.tiles;
+                let rows = tiling.rows(g, tile);
+                let tp = rows.len() * wo;
+                let cols = &mut cols[..crs * tp];
+                for grp in 0..g.groups {
+                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    im2col(g, x_g, &rows, cols);
+                    let gy_t = &gy[(n * g.out_channels + grp * kg) * p + rows.start * wo..];
+                    gemm(
+                        MatMut::row_major(&mut acc[grp * kg * crs..][..kg * crs], kg, crs),
+                        Mat::new(gy_t, kg, tp, p, 1),
+                        Mat::row_major(cols, crs, tp).t(),
+                        true,
+                        gemm_threads,
+                    );
+                }
+            }
+        });
+    });
+}

@@ -1,0 +1,272 @@
+//! Property tests: on random small problems covering every option (odd sizes, stride larger
+//! than the kernel, dilation, groups, every padding kind and mode, both conv modes), every fast
+//! path gives what the reference gives, forward and for each gradient, within 1e-4 (relative
+//! to the magnitude where values exceed 1).
+
+use convnet_core::{
+    Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
+    ops::conv2d::{
+        bias_grad_into, forward_into, input_grad_into, is_depthwise, is_pointwise, weight_grad_into,
+    },
+};
+use proptest::prelude::*;
+
+const TOL: f32 = 1e-4;
+
+#[derive(Debug, Clone)]
+struct Problem {
+    n: usize,
+    groups: usize,
+    cg: usize,
+    kg: usize,
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    params: Conv2dParams,
+    bias: bool,
+    seed: u64,
+}
+
+fn modes() -> impl Strategy<Value = (PaddingMode, ConvMode)> {
+    (
+        prop_oneof![
+            3 => Just(PaddingMode::Zeros),
+            1 => Just(PaddingMode::Reflect),
+            1 => Just(PaddingMode::Replicate),
+            1 => Just(PaddingMode::Circular),
+        ],
+        prop_oneof![
+            Just(ConvMode::CrossCorrelation),
+            Just(ConvMode::Convolution)
+        ],
+    )
+}
+
+/// Any problem; `cg`/`kernel`/`stride` strategies steer it towards one path.
+fn problem(
+    cg: impl Strategy<Value = usize>,
+    kernel: impl Strategy<Value = [usize; 2]>,
+    stride: impl Strategy<Value = [usize; 2]>,
+    padded: bool,
+) -> impl Strategy<Value = Problem> {
+    (
+        (1usize..=3, 1usize..=3, cg, 1usize..=4),
+        (kernel, stride, prop::array::uniform2(1usize..=3)),
+        (prop::array::uniform4(0usize..=3), 0u8..3, modes()),
+        (
+            prop::array::uniform2(0usize..=5),
+            any::<bool>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            move |(
+                (n, groups, cg, kg),
+                (kernel, stride, dilation),
+                (pads, pad_kind, (pm, mode)),
+                (extra, bias, seed),
+            )| {
+                let padding = if !padded {
+                    Padding::Valid
+                } else {
+                    match pad_kind {
+                        0 => Padding::Explicit {
+                            top: pads[0],
+                            bottom: pads[1],
+                            left: pads[2],
+                            right: pads[3],
+                        },
+                        1 if stride == [1, 1] => Padding::Same,
+                        _ => Padding::Valid,
+                    }
+                };
+                let params = Conv2dParams::builder()
+                    .stride(stride)
+                    .dilation(dilation)
+                    .groups(groups)
+                    .padding(padding)
+                    .padding_mode(pm)
+                    .mode(mode)
+                    .build()
+                    .unwrap();
+                let pad = params.resolve_padding(kernel).unwrap();
+                // Smallest input the kernel fits, and that reflect/circular padding allows.
+                let size = |axis: usize| {
+                    let span = dilation[axis] * (kernel[axis] - 1) + 1;
+                    let (before, after) = (pad[2 * axis], pad[2 * axis + 1]);
+                    let fit = span.saturating_sub(before + after).max(1);
+                    let mode_min = match pm {
+                        PaddingMode::Reflect => before.max(after) + 1,
+                        PaddingMode::Circular => before.max(after),
+                        _ => 1,
+                    };
+                    fit.max(mode_min) + extra[axis]
+                };
+                Problem {
+                    n,
+                    groups,
+                    cg,
+                    kg,
+                    hw: [size(0), size(1)],
+                    kernel,
+                    params,
+                    bias,
+                    seed,
+                }
+            },
+        )
+}
+
+fn random(dims: &[usize], seed: u64) -> Tensor {
+    let mut state = seed | 1;
+    Tensor::from_fn(dims.to_vec(), |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+    .unwrap()
+}
+
+fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
+    if got.dims() != want.dims() {
+        return Err(format!("shape {} vs {}", got.shape(), want.shape()));
+    }
+    for (i, (a, b)) in got.data().iter().zip(want.data()).enumerate() {
+        // Written so that NaN (an element never written) fails.
+        if !((a - b).abs() <= TOL * b.abs().max(1.0)) {
+            return Err(format!("element {i}: {a} vs reference {b}"));
+        }
+    }
+    Ok(())
+}
+
+/// Runs `algo` and the reference through the slice API, with outputs pre-filled with NaN so a
+/// kernel that accumulates instead of overwriting (or skips an element) fails.
+fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
+    let c = p.groups * p.cg;
+    let k = p.groups * p.kg;
+    let x = random(&[p.n, c, p.hw[0], p.hw[1]], p.seed);
+    let w = random(&[k, p.cg, p.kernel[0], p.kernel[1]], p.seed.wrapping_add(1));
+    let b = p.bias.then(|| random(&[k], p.seed.wrapping_add(2)));
+    let g = p
+        .params
+        .geometry(x.dims4("test", "x").unwrap(), w.dims4("test", "w").unwrap())
+        .unwrap();
+    let gy = random(&g.output_dims(), p.seed.wrapping_add(3));
+    let b = b.as_ref().map(Tensor::data);
+    let run = |algo| -> [Tensor; 3] {
+        let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
+        let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
+        let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
+        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
+        input_grad_into(algo, &g, gy.data(), w.data(), gx.data_mut()).unwrap();
+        weight_grad_into(algo, &g, gy.data(), x.data(), gw.data_mut()).unwrap();
+        [y, gx, gw]
+    };
+    let want = run(Conv2dAlgo::Reference);
+    let got = run(algo);
+    for (name, got, want) in ["forward", "grad_input", "grad_weight"]
+        .iter()
+        .zip(&got)
+        .zip(&want)
+        .map(|((n, g), w)| (n, g, w))
+    {
+        close(got, want).map_err(|e| TestCaseError::fail(format!("{algo:?} {name}: {e}")))?;
+    }
+    // grad_bias has one implementation: the per-channel sum, checked against a plain loop.
+    let mut gb = vec![f32::NAN; k];
+    bias_grad_into(gy.data(), g.output_dims(), &mut gb);
+    let plane = g.out_hw[0] * g.out_hw[1];
+    for (ch, v) in gb.iter().enumerate() {
+        let want: f32 = (0..p.n)
+            .map(|n| {
+                gy.data()[(n * k + ch) * plane..][..plane]
+                    .iter()
+                    .sum::<f32>()
+            })
+            .sum();
+        prop_assert!(
+            (v - want).abs() <= TOL * want.abs().max(1.0),
+            "grad_bias[{ch}]: {v} vs {want}"
+        );
+    }
+    Ok(())
+}
+
+/// The geometry the fast paths see: padding modes other than zeros are materialised first.
+fn canonical_geometry(p: &Problem) -> convnet_core::Conv2dGeometry {
+    let c = p.groups * p.cg;
+    let mut g = p
+        .params
+        .geometry(
+            [p.n, c, p.hw[0], p.hw[1]],
+            [p.groups * p.kg, p.cg, p.kernel[0], p.kernel[1]],
+        )
+        .unwrap();
+    if p.params.padding_mode() != PaddingMode::Zeros {
+        g.in_hw = g.padded_hw();
+        g.pad = [0; 4];
+    }
+    g
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    #[test]
+    fn im2col_and_auto_match_reference(
+        p in problem(1usize..=3, prop::array::uniform2(1usize..=5), prop::array::uniform2(1usize..=4), true)
+    ) {
+        check(&p, Conv2dAlgo::Im2col)?;
+        check(&p, Conv2dAlgo::Auto)?;
+    }
+
+    #[test]
+    fn depthwise_matches_reference(
+        p in problem(Just(1usize), prop::array::uniform2(1usize..=5), prop::array::uniform2(1usize..=4), true)
+    ) {
+        prop_assert!(is_depthwise(&canonical_geometry(&p)));
+        check(&p, Conv2dAlgo::Depthwise)?;
+    }
+
+    #[test]
+    fn pointwise_matches_reference(
+        p in problem(1usize..=6, Just([1usize, 1]), Just([1usize, 1]), false)
+    ) {
+        prop_assert!(is_pointwise(&canonical_geometry(&p)));
+        check(&p, Conv2dAlgo::Pointwise)?;
+    }
+}
+
+#[test]
+fn wide_rows_cross_vector_boundaries() {
+    // Rows longer than one SIMD vector, with a width that is a multiple of it, stride 2 and
+    // dilation 2: exercises the depthwise phase planes' extra column and the im2col tiling.
+    let params = Conv2dParams::builder()
+        .stride([2, 2])
+        .dilation([2, 2])
+        .padding(Padding::Explicit {
+            top: 2,
+            bottom: 1,
+            left: 3,
+            right: 2,
+        })
+        .groups(4)
+        .build()
+        .unwrap();
+    for (cg, kg) in [(1, 2), (2, 3)] {
+        let p = Problem {
+            n: 2,
+            groups: 4,
+            cg,
+            kg,
+            hw: [37, 66],
+            kernel: [3, 4],
+            params,
+            bias: true,
+            seed: 7,
+        };
+        check(&p, Conv2dAlgo::Im2col).unwrap();
+        check(&p, Conv2dAlgo::Auto).unwrap();
+    }
+}
