@@ -268,10 +268,14 @@ pub fn conv2d_backward_with(
     } else {
         None
     };
-    let grad_bias = if request.bias {
-        Some(conv2d_bias_grad(grad_output)?)
-    } else {
-        None
+    let grad_bias = match (request.bias, algo) {
+        (false, _) => None,
+        (true, Conv2dAlgo::Reference) => {
+            let mut gb = vec![0.0; g.out_channels];
+            reference::bias_grad(&g, gy, &mut gb);
+            Some(Tensor::from_parts(vec![g.out_channels], gb))
+        }
+        (true, _) => Some(conv2d_bias_grad(grad_output)?),
     };
     Ok(Conv2dGrads {
         grad_input,
@@ -463,17 +467,19 @@ pub fn weight_grad_into(
     Ok(())
 }
 
-/// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten).
+/// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten),
+/// accumulating in f64.
 pub fn bias_grad_into(gy: &[f32], [n, k, ho, wo]: [usize; 4], gb: &mut [f32]) {
     let plane = ho * wo;
-    gb.fill(0.0);
-    if plane == 0 {
-        return;
-    }
-    for image in gy.chunks_exact(k * plane).take(n) {
-        for (sum, channel) in gb.iter_mut().zip(image.chunks_exact(plane)) {
-            // Pairwise-ish: sum each plane in f64 so large maps keep their precision.
-            *sum += channel.iter().map(|&v| v as f64).sum::<f64>() as f32;
+    let mut sums = vec![0.0f64; k];
+    if plane > 0 {
+        for image in gy.chunks_exact(k * plane).take(n) {
+            for (sum, channel) in sums.iter_mut().zip(image.chunks_exact(plane)) {
+                *sum += channel.iter().map(|&v| f64::from(v)).sum::<f64>();
+            }
         }
+    }
+    for (g, s) in gb.iter_mut().zip(sums) {
+        *g = s as f32;
     }
 }

@@ -107,3 +107,134 @@ pub(crate) fn bias_grad<T: Float>(g: &Conv2dGeometry, gy: &[T], gb: &mut [T]) {
         gb[k] = gb[k] + *v;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! Finite-difference checks of the reference gradients, in f64. The fast paths are tied to
+    //! the reference by the property tests, so these checks cover them too.
+
+    use super::*;
+    use crate::ops::conv2d::{Conv2dParams, Padding, PaddingMode};
+
+    fn values(len: usize, seed: u64) -> Vec<f64> {
+        (0..len)
+            .map(|i| ((i as f64 + 1.0) * 0.618_033 + seed as f64 * 0.377).sin())
+            .collect()
+    }
+
+    /// `L = sum(conv2d(x, w) + b) * r)` for a fixed random `r`.
+    fn loss(g: &Conv2dGeometry, x: &[f64], w: &[f64], b: &[f64], r: &[f64]) -> f64 {
+        let mut y = vec![0.0; r.len()];
+        forward(g, x, w, Some(b), &mut y);
+        y.iter().zip(r).map(|(a, b)| a * b).sum()
+    }
+
+    /// Central differences of `L` w.r.t. every element of `which` (0: input, 1: weight,
+    /// 2: bias) against the analytic gradient. `L` is linear in each argument, so the only
+    /// error is rounding: `eps * |L| / h`, far below the tolerance.
+    fn check(params: Conv2dParams, input: [usize; 4], weight: [usize; 4]) {
+        let g = params.geometry(input, weight).unwrap();
+        let x = values(input.iter().product(), 1);
+        let w = values(weight.iter().product(), 2);
+        let b = values(weight[0], 3);
+        let r = values(g.output_dims().iter().product(), 4);
+        let mut gx = vec![0.0; x.len()];
+        let mut gw = vec![0.0; w.len()];
+        let mut gb = vec![0.0; b.len()];
+        input_grad(&g, &r, &w, &mut gx);
+        weight_grad(&g, &r, &x, &mut gw);
+        bias_grad(&g, &r, &mut gb);
+        const H: f64 = 1e-3;
+        const TOL: f64 = 1e-8;
+        let mut args = [x, w, b];
+        for (which, analytic) in [gx, gw, gb].iter().enumerate() {
+            for i in 0..analytic.len() {
+                let orig = args[which][i];
+                args[which][i] = orig + H;
+                let up = loss(&g, &args[0], &args[1], &args[2], &r);
+                args[which][i] = orig - H;
+                let down = loss(&g, &args[0], &args[1], &args[2], &r);
+                args[which][i] = orig;
+                let numeric = (up - down) / (2.0 * H);
+                assert!(
+                    (numeric - analytic[i]).abs() <= TOL * numeric.abs().max(1.0),
+                    "{params:?} {input:?} {weight:?}: gradient {which}[{i}]: \
+                     numeric {numeric} vs analytic {}",
+                    analytic[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_for_every_option() {
+        let explicit = Padding::Explicit {
+            top: 1,
+            bottom: 2,
+            left: 2,
+            right: 0,
+        };
+        let b = || Conv2dParams::builder();
+        let cases = [
+            (b(), [2, 3, 5, 6], [4, 3, 3, 3]),
+            (b().stride([2, 3]), [1, 2, 7, 8], [3, 2, 2, 3]),
+            (b().padding(explicit), [1, 2, 5, 5], [2, 2, 3, 3]),
+            (b().padding(Padding::Same), [1, 2, 5, 6], [2, 2, 4, 2]),
+            (
+                b().padding(Padding::Same).dilation([2, 1]),
+                [1, 1, 6, 5],
+                [2, 1, 3, 4],
+            ),
+            (
+                b().dilation([2, 3]).stride([1, 2]),
+                [1, 2, 7, 9],
+                [2, 2, 2, 3],
+            ),
+            (b().groups(2), [2, 4, 5, 5], [6, 2, 3, 3]),
+            (
+                b().groups(3).padding(Padding::symmetric([1, 1])),
+                [1, 3, 4, 5],
+                [6, 1, 3, 3],
+            ),
+            (
+                b().mode(ConvMode::Convolution).padding(explicit),
+                [1, 2, 5, 4],
+                [2, 2, 2, 3],
+            ),
+            (b().stride([3, 3]), [1, 1, 7, 7], [1, 1, 2, 2]),
+        ];
+        for (params, input, weight) in cases {
+            check(params.build().unwrap(), input, weight);
+        }
+    }
+
+    #[test]
+    fn gradients_match_finite_differences_for_every_padding_mode() {
+        for mode in [
+            PaddingMode::Zeros,
+            PaddingMode::Reflect,
+            PaddingMode::Replicate,
+            PaddingMode::Circular,
+        ] {
+            let params = Conv2dParams::builder()
+                .padding(Padding::Explicit {
+                    top: 2,
+                    bottom: 1,
+                    left: 1,
+                    right: 3,
+                })
+                .padding_mode(mode)
+                .stride([1, 2])
+                .build()
+                .unwrap();
+            check(params, [2, 2, 4, 5], [3, 2, 3, 2]);
+            let conv = Conv2dParams::builder()
+                .padding(Padding::Same)
+                .padding_mode(mode)
+                .mode(ConvMode::Convolution)
+                .build()
+                .unwrap();
+            check(conv, [1, 2, 5, 4], [2, 2, 3, 4]);
+        }
+    }
+}
