@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use convnet_core::{
-    Conv2dParams, GradRequest, Padding, Tensor, conv2d, conv2d_backward, geometry::conv2d_flops,
+    Conv2dParams, GradRequest, Padding, Tensor, conv2d, conv2d_backward, conv2d_input_grad,
+    conv2d_weight_grad, geometry::conv2d_flops,
 };
 use serde::{Deserialize, Serialize};
 
@@ -35,6 +36,9 @@ pub struct BenchArgs {
     /// Only layers whose name contains this text (may be repeated).
     #[arg(long)]
     layer: Vec<String>,
+    /// Also time grad_input and grad_weight on their own, to see where backward time goes.
+    #[arg(long)]
+    parts: bool,
 }
 
 #[derive(Deserialize)]
@@ -105,7 +109,13 @@ fn filled(dims: [usize; 4], seed: u64) -> Result<Tensor> {
     })?)
 }
 
-fn bench_layer(l: &SuiteLayer) -> Result<Row> {
+/// Milliseconds of grad_input and grad_weight alone.
+struct Parts {
+    input_ms: f64,
+    weight_ms: f64,
+}
+
+fn bench_layer(l: &SuiteLayer, parts: bool) -> Result<(Row, Option<Parts>)> {
     let params = Conv2dParams::builder()
         .stride([l.stride; 2])
         .padding(Padding::symmetric([l.pad; 2]))
@@ -113,13 +123,15 @@ fn bench_layer(l: &SuiteLayer) -> Result<Row> {
         .groups(l.groups)
         .build()?;
     anyhow::ensure!(
-        l.groups > 0 && l.c % l.groups == 0,
+        l.c.is_multiple_of(l.groups),
         "groups {} must divide channels {}",
         l.groups,
         l.c
     );
-    let x = filled([l.n, l.c, l.h, l.w], 1)?;
-    let w = filled([l.k, l.c / l.groups, l.r, l.r], 2)?;
+    let x_dims = [l.n, l.c, l.h, l.w];
+    let w_dims = [l.k, l.c / l.groups, l.r, l.r];
+    let x = filled(x_dims, 1)?;
+    let w = filled(w_dims, 2)?;
     let b = Tensor::from_fn([l.k], |i| (i as f32 * 0.01).sin())?;
     let g = params.geometry([l.n, l.c, l.h, l.w], [l.k, l.c / l.groups, l.r, l.r])?;
     let flops = conv2d_flops(l.n, l.c, l.k, g.out_hw, [l.r, l.r], l.groups)? as f64;
@@ -140,13 +152,36 @@ fn bench_layer(l: &SuiteLayer) -> Result<Row> {
         },
         5,
     )?;
-    Ok(Row {
+    let parts = if parts {
+        let input = time_per_call(
+            || {
+                std::hint::black_box(conv2d_input_grad(&gy, &w, x_dims, &params)?);
+                Ok(())
+            },
+            5,
+        )?;
+        let weight = time_per_call(
+            || {
+                std::hint::black_box(conv2d_weight_grad(&gy, &x, w_dims, &params)?);
+                Ok(())
+            },
+            5,
+        )?;
+        Some(Parts {
+            input_ms: input * 1e3,
+            weight_ms: weight * 1e3,
+        })
+    } else {
+        None
+    };
+    let row = Row {
         name: l.name.clone(),
         fwd_ms: fwd * 1e3,
         fwd_gflops: flops / fwd / 1e9,
         fwdbwd_ms: fwdbwd * 1e3,
         fwdbwd_gflops: 3.0 * flops / fwdbwd / 1e9,
-    })
+    };
+    Ok((row, parts))
 }
 
 fn geomean(values: impl Iterator<Item = f64>) -> f64 {
@@ -194,11 +229,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
     for layer in layers {
-        let row = bench_layer(layer).with_context(|| format!("layer {}", layer.name))?;
+        let (row, parts) =
+            bench_layer(layer, args.parts).with_context(|| format!("layer {}", layer.name))?;
         let mut line = format!(
             "{:10} fwd {:8.2} ms {:6.1} GF/s | fwd+bwd {:8.2} ms {:6.1} GF/s",
             row.name, row.fwd_ms, row.fwd_gflops, row.fwdbwd_ms, row.fwdbwd_gflops
         );
+        if let Some(p) = parts {
+            line += &format!(
+                " | grad_input {:7.2} ms grad_weight {:7.2} ms",
+                p.input_ms, p.weight_ms
+            );
+        }
         if let Some(o) = other
             .as_ref()
             .and_then(|o| o.layers.iter().find(|r| r.name == row.name))

@@ -219,7 +219,7 @@ pub fn conv2d_param_count(
     bias: bool,
 ) -> Result<u64> {
     const OP: &str = "parameter count";
-    if groups == 0 || c_in % groups != 0 || c_out % groups != 0 {
+    if groups == 0 || !c_in.is_multiple_of(groups) || !c_out.is_multiple_of(groups) {
         return Err(Error::param(
             OP,
             "groups",

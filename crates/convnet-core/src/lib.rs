@@ -16,7 +16,7 @@ mod linalg;
 pub mod ops;
 mod parallel;
 mod scratch;
-mod simd;
+pub mod simd;
 pub mod tensor;
 
 pub use error::{Error, Result};

@@ -1,69 +1,294 @@
-//! Run-time choice of instruction set for hand-vectorised loops.
+//! Run-time choice of instruction set for hand-vectorised kernels.
 //!
-//! A kernel is written once as an `#[inline(always)]` function generic over `const FMA: bool`,
-//! in plain Rust over fixed-size lane arrays that the compiler turns into vector registers.
-//! [`multiversion!`] compiles it again inside `#[target_feature]`
-//! functions (AVX-512, AVX2+FMA) and picks one at run time with `is_x86_feature_detected!`;
-//! every other CPU runs the portable build. Nothing depends on compile-time `target-cpu`.
+//! A kernel is written once, generic over [`Simd`]: a zero-sized token whose methods are vector
+//! operations on real vector registers (`__m512`, `__m256`, or a portable fallback). A token
+//! can only be obtained from `detect()`, after `is_x86_feature_detected!` confirmed the CPU has
+//! its instructions, which is what makes its methods sound. [`multiversion!`] compiles the
+//! kernel inside `#[target_feature]` functions for AVX-512 and AVX2+FMA and picks one at run
+//! time; every other CPU runs the portable build. Nothing depends on compile-time `target-cpu`.
+//!
+//! [`set_max_simd_level`] (or the `CONVNET_SIMD` environment variable) caps the level, so
+//! tests and benchmarks can run the other builds on a CPU that has AVX-512.
 
-/// Lanes in one hand-vectorised step: one AVX-512 register, two AVX2 registers.
-pub(crate) const LANES: usize = 16;
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// `a * b + c`, fused where the CPU has FMA (the `FMA` builds), else two operations (a
-/// software fused multiply-add would be slow).
-#[inline(always)]
-pub(crate) fn madd<const FMA: bool>(a: f32, b: f32, c: f32) -> f32 {
-    if FMA { a.mul_add(b, c) } else { a * b + c }
+/// Instruction sets the hand-vectorised kernels are built for, in increasing order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum SimdLevel {
+    /// Plain Rust, any CPU.
+    Portable = 0,
+    /// x86-64 AVX2 with FMA.
+    Avx2 = 1,
+    /// x86-64 AVX-512F.
+    Avx512 = 2,
 }
 
-/// `acc[l] += w * x[l]` over one lane array.
-#[inline(always)]
-pub(crate) fn axpy_lanes<const FMA: bool>(acc: &mut [f32; LANES], w: f32, x: &[f32]) {
-    let x: &[f32; LANES] = x[..LANES].try_into().expect("LANES elements");
-    for l in 0..LANES {
-        acc[l] = madd::<FMA>(w, x[l], acc[l]);
+const UNSET: u8 = u8::MAX;
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(UNSET);
+
+/// Use at most `level` from now on (for tests and benchmarks of the other builds). The CPU's
+/// own support still applies: asking for AVX-512 on a CPU without it gives AVX2 or portable.
+pub fn set_max_simd_level(level: SimdLevel) {
+    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+}
+
+/// The cap set by [`set_max_simd_level`], else by the `CONVNET_SIMD` environment variable
+/// (`portable`, `avx2` or `avx512`), else none.
+pub fn max_simd_level() -> SimdLevel {
+    let mut v = MAX_LEVEL.load(Ordering::Relaxed);
+    if v == UNSET {
+        let level = match std::env::var("CONVNET_SIMD").as_deref() {
+            Ok("portable") => SimdLevel::Portable,
+            Ok("avx2") => SimdLevel::Avx2,
+            _ => SimdLevel::Avx512,
+        };
+        v = level as u8;
+        // Only the first reader decides; a concurrent `set_max_simd_level` wins.
+        let _ = MAX_LEVEL.compare_exchange(UNSET, v, Ordering::Relaxed, Ordering::Relaxed);
+        v = MAX_LEVEL.load(Ordering::Relaxed);
+    }
+    match v {
+        0 => SimdLevel::Portable,
+        1 => SimdLevel::Avx2,
+        _ => SimdLevel::Avx512,
+    }
+}
+
+/// The instruction set the kernels use on this CPU under the current cap.
+pub fn simd_level() -> SimdLevel {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if Avx512::detect().is_some() {
+            return SimdLevel::Avx512;
+        }
+        if Avx2::detect().is_some() {
+            return SimdLevel::Avx2;
+        }
+    }
+    SimdLevel::Portable
+}
+
+/// Vector operations on `LANES` packed `f32`.
+pub(crate) trait Simd: Copy {
+    const LANES: usize;
+    type V: Copy;
+    fn splat(self, v: f32) -> Self::V;
+    /// The first `LANES` values of `s` (panics if `s` is shorter: a caller bug).
+    fn load(self, s: &[f32]) -> Self::V;
+    /// Write `v` to the first `LANES` values of `s` (panics if `s` is shorter).
+    fn store(self, s: &mut [f32], v: Self::V);
+    /// `a * b + c`, fused where the instruction set has FMA.
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+    fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    fn reduce_sum(self, v: Self::V) -> f32;
+}
+
+/// The portable fallback: eight lanes as an array, left to the compiler.
+#[derive(Clone, Copy)]
+pub(crate) struct Portable;
+
+impl Simd for Portable {
+    const LANES: usize = 8;
+    type V = [f32; 8];
+    #[inline(always)]
+    fn splat(self, v: f32) -> Self::V {
+        [v; 8]
+    }
+    #[inline(always)]
+    fn load(self, s: &[f32]) -> Self::V {
+        s[..8].try_into().expect("8 lanes")
+    }
+    #[inline(always)]
+    fn store(self, s: &mut [f32], v: Self::V) {
+        s[..8].copy_from_slice(&v);
+    }
+    #[inline(always)]
+    fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] * b[l] + c[l])
+    }
+    #[inline(always)]
+    fn add(self, a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    fn reduce_sum(self, v: Self::V) -> f32 {
+        v.iter().sum()
     }
 }
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx512() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f")
-        && std::arch::is_x86_feature_detected!("avx512vl")
-        && std::arch::is_x86_feature_detected!("fma")
-}
+pub(crate) use x86::{Avx2, Avx512};
 
 #[cfg(target_arch = "x86_64")]
-pub(crate) fn has_avx2_fma() -> bool {
-    std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::Simd;
+
+    /// AVX-512F: 16 lanes. Only made by [`Avx512::detect`].
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx512(());
+
+    impl Avx512 {
+        pub(crate) fn detect() -> Option<Self> {
+            (super::max_simd_level() >= super::SimdLevel::Avx512
+                && is_x86_feature_detected!("avx512f")
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma"))
+            .then_some(Avx512(()))
+        }
+    }
+
+    // SAFETY (every `unsafe` block below): an `Avx512` exists only if the CPU has AVX-512F
+    // (checked in `detect`), and loads/stores are bounds-checked against the slice first.
+    impl Simd for Avx512 {
+        const LANES: usize = 16;
+        type V = __m512;
+        #[inline(always)]
+        fn splat(self, v: f32) -> __m512 {
+            unsafe { _mm512_set1_ps(v) }
+        }
+        #[inline(always)]
+        fn load(self, s: &[f32]) -> __m512 {
+            assert!(s.len() >= 16);
+            unsafe { _mm512_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32], v: __m512) {
+            assert!(s.len() >= 16);
+            unsafe { _mm512_storeu_ps(s.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
+            unsafe { _mm512_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn reduce_sum(self, v: __m512) -> f32 {
+            unsafe { _mm512_reduce_add_ps(v) }
+        }
+    }
+
+    /// AVX2 with FMA: 8 lanes. Only made by [`Avx2::detect`].
+    #[derive(Clone, Copy)]
+    pub(crate) struct Avx2(());
+
+    impl Avx2 {
+        pub(crate) fn detect() -> Option<Self> {
+            (super::max_simd_level() >= super::SimdLevel::Avx2
+                && is_x86_feature_detected!("avx2")
+                && is_x86_feature_detected!("fma"))
+            .then_some(Avx2(()))
+        }
+    }
+
+    // SAFETY (every `unsafe` block below): an `Avx2` exists only if the CPU has AVX2 and FMA
+    // (checked in `detect`), and loads/stores are bounds-checked against the slice first.
+    impl Simd for Avx2 {
+        const LANES: usize = 8;
+        type V = __m256;
+        #[inline(always)]
+        fn splat(self, v: f32) -> __m256 {
+            unsafe { _mm256_set1_ps(v) }
+        }
+        #[inline(always)]
+        fn load(self, s: &[f32]) -> __m256 {
+            assert!(s.len() >= 8);
+            unsafe { _mm256_loadu_ps(s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store(self, s: &mut [f32], v: __m256) {
+            assert!(s.len() >= 8);
+            unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
+            unsafe { _mm256_fmadd_ps(a, b, c) }
+        }
+        #[inline(always)]
+        fn add(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_add_ps(a, b) }
+        }
+        #[inline(always)]
+        fn reduce_sum(self, v: __m256) -> f32 {
+            unsafe {
+                let hi = _mm256_extractf128_ps(v, 1);
+                let s = _mm_add_ps(_mm256_castps256_ps128(v), hi);
+                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+                let s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+                _mm_cvtss_f32(s)
+            }
+        }
+    }
 }
 
-/// `multiversion!(vis fn name(args) => generic_impl);` defines `name`, which calls
-/// `generic_impl::<FMA>(args)` compiled for the best instruction set found at run time.
+/// The widest vector any instruction set here uses; buffers padded to whole vectors round up
+/// to this.
+pub(crate) const MAX_LANES: usize = 16;
+
+/// `multiversion!(vis fn name(args) -> Ret => generic_impl);` defines `name`, which calls
+/// `generic_impl(simd, args)` compiled for the best instruction set found at run time.
 macro_rules! multiversion {
-    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) => $imp:ident) => {
-        $vis fn $name($($arg: $ty),*) {
+    ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
+        $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
-                    $imp::<true>($($arg),*)
+                if let Some(s) = $crate::simd::Avx512::detect() {
+                    #[target_feature(enable = "avx512f,avx2,fma")]
+                    fn avx512(s: $crate::simd::Avx512, $($arg: $ty),*) $(-> $ret)? {
+                        $imp(s, $($arg),*)
+                    }
+                    // SAFETY: `detect` found the features `avx512` is compiled for.
+                    return unsafe { avx512(s, $($arg),*) };
                 }
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
-                    $imp::<true>($($arg),*)
-                }
-                if $crate::simd::has_avx512() {
-                    // SAFETY: the CPU has the features `avx512` was compiled for.
-                    return unsafe { avx512($($arg),*) };
-                }
-                if $crate::simd::has_avx2_fma() {
-                    // SAFETY: the CPU has the features `avx2` was compiled for.
-                    return unsafe { avx2($($arg),*) };
+                if let Some(s) = $crate::simd::Avx2::detect() {
+                    #[target_feature(enable = "avx2,fma")]
+                    fn avx2(s: $crate::simd::Avx2, $($arg: $ty),*) $(-> $ret)? {
+                        $imp(s, $($arg),*)
+                    }
+                    // SAFETY: `detect` found the features `avx2` is compiled for.
+                    return unsafe { avx2(s, $($arg),*) };
                 }
             }
-            $imp::<false>($($arg),*)
+            $imp($crate::simd::Portable, $($arg),*)
         }
     };
 }
 
 pub(crate) use multiversion;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exercise<S: Simd>(s: S) {
+        let n = S::LANES;
+        let a: Vec<f32> = (0..n).map(|i| i as f32).collect();
+        let b: Vec<f32> = (0..n).map(|i| 2.0 + i as f32).collect();
+        let c = s.mul_add(s.load(&a), s.load(&b), s.splat(1.0));
+        let mut out = vec![0.0; n];
+        s.store(&mut out, s.add(c, s.splat(0.5)));
+        for (i, v) in out.iter().enumerate() {
+            assert_eq!(*v, (i * (i + 2)) as f32 + 1.5);
+        }
+        let want: f32 = out.iter().sum();
+        assert_eq!(s.reduce_sum(s.load(&out)), want);
+    }
+
+    #[test]
+    fn every_instruction_set_computes_the_same() {
+        exercise(Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = Avx512::detect() {
+                exercise(s);
+            }
+            if let Some(s) = Avx2::detect() {
+                exercise(s);
+            }
+        }
+    }
+}

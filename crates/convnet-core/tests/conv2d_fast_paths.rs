@@ -3,6 +3,7 @@
 //! path gives what the reference gives, forward and for each gradient, within 1e-4 (relative
 //! to the magnitude where values exceed 1).
 
+use convnet_core::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
     ops::conv2d::{
@@ -10,6 +11,7 @@ use convnet_core::{
     },
 };
 use proptest::prelude::*;
+use proptest::test_runner::{Config, TestRunner};
 
 const TOL: f32 = 1e-4;
 
@@ -132,8 +134,9 @@ fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {
         return Err(format!("shape {} vs {}", got.shape(), want.shape()));
     }
     for (i, (a, b)) in got.data().iter().zip(want.data()).enumerate() {
-        // Written so that NaN (an element never written) fails.
-        if !((a - b).abs() <= TOL * b.abs().max(1.0)) {
+        let within = (a - b).abs() <= TOL * b.abs().max(1.0);
+        // NaN (an element never written) is never within.
+        if !within {
             return Err(format!("element {i}: {a} vs reference {b}"));
         }
     }
@@ -269,4 +272,34 @@ fn wide_rows_cross_vector_boundaries() {
         check(&p, Conv2dAlgo::Im2col).unwrap();
         check(&p, Conv2dAlgo::Auto).unwrap();
     }
+}
+
+#[test]
+fn every_simd_build_matches_reference() {
+    // Other tests in this binary may run meanwhile under the capped level: every level must
+    // be exact, so that only changes which build they exercise.
+    for level in [SimdLevel::Portable, SimdLevel::Avx2, SimdLevel::Avx512] {
+        set_max_simd_level(level);
+        assert!(simd_level() <= level);
+        let mut runner = TestRunner::new(Config::with_cases(64));
+        let depthwise = problem(
+            Just(1usize),
+            prop::array::uniform2(1usize..=5),
+            prop::array::uniform2(1usize..=4),
+            true,
+        );
+        runner
+            .run(&depthwise, |p| check(&p, Conv2dAlgo::Depthwise))
+            .unwrap_or_else(|e| panic!("{level:?}: {e}"));
+        let any = problem(
+            1usize..=3,
+            prop::array::uniform2(1usize..=5),
+            prop::array::uniform2(1usize..=4),
+            true,
+        );
+        runner
+            .run(&any, |p| check(&p, Conv2dAlgo::Auto))
+            .unwrap_or_else(|e| panic!("{level:?}: {e}"));
+    }
+    set_max_simd_level(SimdLevel::Avx512);
 }

@@ -6,18 +6,23 @@
 //! columns `ph, ph + s_w, ph + 2 s_w, ...`. Kernel tap `(p, q)` of output row `i` then reads
 //! padded row `i s_h + p d_h` of phase `(q d_w) mod s_w`, starting at column
 //! `j + (q d_w) div s_w`: a contiguous run for every stride and dilation. Phase rows are long
-//! enough to read whole vectors of [`LANES`] outputs past the end of a row, so the vector loops
-//! need no scalar tail (lanes past the row end are computed and dropped).
+//! enough to read whole vectors past the end of an output row, so the vector loops need no
+//! scalar tail (lanes past the row end are computed and dropped).
 //!
-//! - forward: `y[i, j] = b + sum_pq w[p, q] * x~[i s_h + p d_h, j s_w + q d_w]`,
-//! - input gradient: the same taps scattered back (`g~[...] += w[p, q] * dy[i, j]`) into a
-//!   padded phase plane, then gathered onto the input,
-//! - weight gradient: `dw[p, q] = sum_{n,i,j} dy[i, j] * x~[...]`, a dot product per tap.
+//! - forward: `y[i, j] = b + sum_pq w[p, q] * x~[i s_h + p d_h, j s_w + q d_w]`, with
+//!   [`BLOCK`] output vectors accumulated in registers across all taps;
+//! - input gradient: the same taps scattered back (`g~[...] += w[p, q] * dy[i, j]`), one tap at
+//!   a time over the whole plane, into padded phases that are then copied onto the input;
+//! - weight gradient: `dw[p, q] = sum_{n,i,j} dy[i, j] * x~[...]`, a dot product per tap with
+//!   [`BLOCK`] independent accumulators.
 
 use super::params::Conv2dGeometry;
 use crate::parallel::{Split, sum_over_parts};
 use crate::scratch::{with_scratch, with_zeroed_scratch};
-use crate::simd::{LANES, axpy_lanes, madd, multiversion};
+use crate::simd::{MAX_LANES, Simd, multiversion};
+
+/// Output vectors computed together: enough independent FMA chains to hide the FMA latency.
+const BLOCK: usize = 8;
 
 /// Sizes of one (image, channel) problem, shared by the three kernels.
 struct Plan {
@@ -27,9 +32,6 @@ struct Plan {
     pad_left: usize,
     sh: usize,
     sw: usize,
-    dh: usize,
-    kh: usize,
-    kw: usize,
     ho: usize,
     wo: usize,
     /// `wo` rounded up to whole vectors.
@@ -38,8 +40,8 @@ struct Plan {
     wps: usize,
     /// Elements of one phase plane.
     phase_len: usize,
-    /// For kernel column q: (phase, column offset) of its first read.
-    col_taps: Vec<(usize, usize)>,
+    /// Offset of tap `p * kw + q` from the read position of its output element.
+    tap_offsets: Vec<usize>,
 }
 
 impl Plan {
@@ -49,15 +51,17 @@ impl Plan {
         let [sh, sw] = g.stride;
         let [kh, kw] = g.kernel;
         let hp = h + g.pad[0] + g.pad[1];
-        let wo_pad = wo.div_ceil(LANES) * LANES;
+        let wo_pad = wo.div_ceil(MAX_LANES) * MAX_LANES;
         let max_off = (kw - 1) * g.dilation[1] / sw;
         // One more column than any tap reads: gradients of padded columns past the last
         // window (when the stride skips them) land there and read back as zero.
         let wps = wo_pad + max_off + 1;
-        let col_taps = (0..kw)
-            .map(|q| {
+        let phase_len = hp * wps;
+        let tap_offsets = (0..kh * kw)
+            .map(|t| {
+                let (p, q) = (t / kw, t % kw);
                 let c = q * g.dilation[1];
-                (c % sw, c / sw)
+                (c % sw) * phase_len + p * g.dilation[0] * wps + c / sw
             })
             .collect();
         Plan {
@@ -67,15 +71,12 @@ impl Plan {
             pad_left: g.pad[2],
             sh,
             sw,
-            dh: g.dilation[0],
-            kh,
-            kw,
             ho,
             wo,
             wo_pad,
             wps,
-            phase_len: hp * wps,
-            col_taps,
+            phase_len,
+            tap_offsets,
         }
     }
 
@@ -83,44 +84,61 @@ impl Plan {
         self.sw * self.phase_len
     }
 
-    /// Start of the run read by tap `(p, q)` for output row `i` (column 0) in the phases.
+    /// Where output element `(i, j)` reads for tap 0, in phase coordinates.
     #[inline(always)]
-    fn tap_start(&self, i: usize, p: usize, q: usize) -> usize {
-        let (phase, off) = self.col_taps[q];
-        phase * self.phase_len + (i * self.sh + p * self.dh) * self.wps + off
+    fn read_base(&self, i: usize, j: usize) -> usize {
+        i * self.sh * self.wps + j
     }
 
-    /// Padded column of phase `ph`, phase column `jj`, as an input column (if inside).
-    #[inline(always)]
-    fn input_col(&self, ph: usize, jj: usize) -> Option<usize> {
-        (jj * self.sw + ph)
-            .checked_sub(self.pad_left)
-            .filter(|&c| c < self.w)
+    /// Phase columns `jj` of phase `ph` that hold input columns, and the input column of the
+    /// first one.
+    fn phase_cols(&self, ph: usize) -> (std::ops::Range<usize>, usize) {
+        let lo = self.pad_left.saturating_sub(ph).div_ceil(self.sw);
+        let hi = (self.w + self.pad_left)
+            .saturating_sub(ph)
+            .div_ceil(self.sw)
+            .min(self.wps);
+        let lo = lo.min(hi);
+        // (When the range is empty the first column is clamped so that slices stay valid.)
+        let first = (lo * self.sw + ph)
+            .saturating_sub(self.pad_left)
+            .min(self.w);
+        (lo..hi, first)
     }
 
     /// Copy the input plane `[H, W]` into zero-padded phases.
     fn fill_phases(&self, plane: &[f32], phases: &mut [f32]) {
         for (ph, dst) in phases.chunks_exact_mut(self.phase_len).enumerate() {
+            let (cols, first) = self.phase_cols(ph);
             for (r, dst_row) in dst.chunks_exact_mut(self.wps).enumerate() {
                 let Some(ir) = r.checked_sub(self.pad_top).filter(|&r| r < self.h) else {
                     dst_row.fill(0.0);
                     continue;
                 };
-                let src_row = &plane[ir * self.w..][..self.w];
-                for (jj, d) in dst_row.iter_mut().enumerate() {
-                    *d = self.input_col(ph, jj).map_or(0.0, |c| src_row[c]);
+                let src = &plane[ir * self.w + first..(ir + 1) * self.w];
+                dst_row[..cols.start].fill(0.0);
+                dst_row[cols.end..].fill(0.0);
+                let dst_cols = &mut dst_row[cols.clone()];
+                if self.sw == 1 {
+                    dst_cols.copy_from_slice(&src[..dst_cols.len()]);
+                } else {
+                    for (d, v) in dst_cols.iter_mut().zip(src.iter().step_by(self.sw)) {
+                        *d = *v;
+                    }
                 }
             }
         }
     }
 
-    /// Add the gradient held in padded phases onto the input plane `[H, W]` (overwritten).
+    /// Copy the gradient held in padded phases onto the input plane `[H, W]` (overwritten).
     fn gather_phases(&self, phases: &[f32], plane: &mut [f32]) {
-        for (ir, row) in plane.chunks_exact_mut(self.w).enumerate() {
-            let r = ir + self.pad_top;
-            for (ic, v) in row.iter_mut().enumerate() {
-                let col = ic + self.pad_left;
-                *v = phases[(col % self.sw) * self.phase_len + r * self.wps + col / self.sw];
+        for (ph, src) in phases.chunks_exact(self.phase_len).enumerate() {
+            let (cols, first) = self.phase_cols(ph);
+            for (ir, row) in plane.chunks_exact_mut(self.w).enumerate() {
+                let src_cols = &src[(ir + self.pad_top) * self.wps..][cols.clone()];
+                for (d, v) in row[first..].iter_mut().step_by(self.sw).zip(src_cols) {
+                    *d = *v;
+                }
             }
         }
     }
@@ -138,24 +156,40 @@ impl Plan {
 }
 
 #[inline(always)]
-fn forward_plane_impl<const FMA: bool>(
+fn forward_plane_impl<S: Simd>(
+    s: S,
     plan: &Plan,
     phases: &[f32],
     kernel: &[f32],
     bias: f32,
     out: &mut [f32],
 ) {
-    for (i, out_row) in out.chunks_exact_mut(plan.wo).enumerate() {
-        for j in (0..plan.wo).step_by(LANES) {
-            let mut acc = [bias; LANES];
-            for p in 0..plan.kh {
-                for q in 0..plan.kw {
-                    let src = &phases[plan.tap_start(i, p, q) + j..];
-                    axpy_lanes::<FMA>(&mut acc, kernel[p * plan.kw + q], src);
-                }
+    let per_row = plan.wo.div_ceil(S::LANES);
+    let total = plan.ho * per_row;
+    let mut spill = [0.0f32; MAX_LANES];
+    for first in (0..total).step_by(BLOCK) {
+        // The last block repeats its final vector where it runs out: same values, same place.
+        let pos: [(usize, usize); BLOCK] = std::array::from_fn(|b| {
+            let v = (first + b).min(total - 1);
+            (v / per_row, (v % per_row) * S::LANES)
+        });
+        let base: [usize; BLOCK] = std::array::from_fn(|b| plan.read_base(pos[b].0, pos[b].1));
+        let mut acc = [s.splat(bias); BLOCK];
+        for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
+            let wv = s.splat(wv);
+            for b in 0..BLOCK {
+                acc[b] = s.mul_add(wv, s.load(&phases[base[b] + off..]), acc[b]);
             }
-            let n = (plan.wo - j).min(LANES);
-            out_row[j..j + n].copy_from_slice(&acc[..n]);
+        }
+        for b in 0..BLOCK {
+            let (i, j) = pos[b];
+            let row = &mut out[i * plan.wo..(i + 1) * plan.wo];
+            if j + S::LANES <= plan.wo {
+                s.store(&mut row[j..], acc[b]);
+            } else {
+                s.store(&mut spill, acc[b]);
+                row[j..].copy_from_slice(&spill[..plan.wo - j]);
+            }
         }
     }
 }
@@ -163,26 +197,20 @@ fn forward_plane_impl<const FMA: bool>(
 multiversion!(fn forward_plane(plan: &Plan, phases: &[f32], kernel: &[f32], bias: f32, out: &mut [f32]) => forward_plane_impl);
 
 #[inline(always)]
-fn input_grad_plane_impl<const FMA: bool>(
+fn input_grad_plane_impl<S: Simd>(
+    s: S,
     plan: &Plan,
     dy_rows: &[f32],
     kernel: &[f32],
     grad_phases: &mut [f32],
 ) {
-    for (i, dy_row) in dy_rows.chunks_exact(plan.wo_pad).enumerate() {
-        for j in (0..plan.wo).step_by(LANES) {
-            let dy: &[f32; LANES] = dy_row[j..j + LANES].try_into().expect("LANES elements");
-            for p in 0..plan.kh {
-                for q in 0..plan.kw {
-                    let wv = kernel[p * plan.kw + q];
-                    let start = plan.tap_start(i, p, q) + j;
-                    let dst: &mut [f32; LANES] = (&mut grad_phases[start..start + LANES])
-                        .try_into()
-                        .expect("LANES elements");
-                    for l in 0..LANES {
-                        dst[l] = madd::<FMA>(wv, dy[l], dst[l]);
-                    }
-                }
+    for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
+        let wv = s.splat(wv);
+        for (i, dy_row) in dy_rows.chunks_exact(plan.wo_pad).enumerate() {
+            for j in (0..plan.wo).step_by(S::LANES) {
+                let at = plan.read_base(i, j) + off;
+                let g = s.mul_add(wv, s.load(&dy_row[j..]), s.load(&grad_phases[at..]));
+                s.store(&mut grad_phases[at..], g);
             }
         }
     }
@@ -191,25 +219,47 @@ fn input_grad_plane_impl<const FMA: bool>(
 multiversion!(fn input_grad_plane(plan: &Plan, dy_rows: &[f32], kernel: &[f32], grad_phases: &mut [f32]) => input_grad_plane_impl);
 
 #[inline(always)]
-fn weight_grad_plane_impl<const FMA: bool>(
+fn weight_grad_plane_impl<S: Simd>(
+    s: S,
     plan: &Plan,
     dy_rows: &[f32],
     phases: &[f32],
     grad_kernel: &mut [f32],
 ) {
-    for p in 0..plan.kh {
-        for q in 0..plan.kw {
-            let mut acc = [0.0f32; LANES];
-            for (i, dy_row) in dy_rows.chunks_exact(plan.wo_pad).enumerate() {
-                let src = &phases[plan.tap_start(i, p, q)..][..plan.wo_pad];
-                for (dy, x) in dy_row.chunks_exact(LANES).zip(src.chunks_exact(LANES)) {
-                    for l in 0..LANES {
-                        acc[l] = madd::<FMA>(dy[l], x[l], acc[l]);
-                    }
-                }
+    // Whole vectors inside a row go through the blocked loop; the last, partial vector of each
+    // row is masked, so columns no output reads (they may hold anything, even inf) add nothing.
+    let full_per_row = plan.wo / S::LANES;
+    let tail = plan.wo % S::LANES;
+    let full = plan.ho * full_per_row;
+    let blocked = full / BLOCK * BLOCK;
+    let at = |v: usize| {
+        let (i, j) = (v / full_per_row, (v % full_per_row) * S::LANES);
+        (i * plan.wo_pad + j, plan.read_base(i, j))
+    };
+    let mut masked = [0.0f32; MAX_LANES];
+    for (&off, gk) in plan.tap_offsets.iter().zip(grad_kernel.iter_mut()) {
+        let mut acc = [s.splat(0.0); BLOCK];
+        for first in (0..blocked).step_by(BLOCK) {
+            for (b, a) in acc.iter_mut().enumerate() {
+                let (d, x) = at(first + b);
+                *a = s.mul_add(s.load(&dy_rows[d..]), s.load(&phases[x + off..]), *a);
             }
-            grad_kernel[p * plan.kw + q] += acc.iter().sum::<f32>();
         }
+        for v in blocked..full {
+            let (d, x) = at(v);
+            acc[0] = s.mul_add(s.load(&dy_rows[d..]), s.load(&phases[x + off..]), acc[0]);
+        }
+        if tail > 0 {
+            let j = full_per_row * S::LANES;
+            for i in 0..plan.ho {
+                let x = plan.read_base(i, j) + off;
+                masked[..tail].copy_from_slice(&phases[x..x + tail]);
+                let dy = s.load(&dy_rows[i * plan.wo_pad + j..]);
+                acc[1] = s.mul_add(dy, s.load(&masked), acc[1]);
+            }
+        }
+        let sum = acc.iter().fold(s.splat(0.0), |a, &b| s.add(a, b));
+        *gk += s.reduce_sum(sum);
     }
 }
 

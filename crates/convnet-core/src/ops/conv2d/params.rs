@@ -170,14 +170,14 @@ impl Conv2dParams {
                 format!("weight {} has no output channels", fmt_dims(&weight)),
             ));
         }
-        if c % g != 0 {
+        if !c.is_multiple_of(g) {
             return Err(Error::param(
                 OP,
                 "groups",
                 format!("{g} groups do not divide the input's {c} channels"),
             ));
         }
-        if k % g != 0 {
+        if !k.is_multiple_of(g) {
             return Err(Error::param(
                 OP,
                 "groups",
