@@ -39,8 +39,13 @@ pub fn conv_output_len(
     Some(room / stride + 1)
 }
 
-/// Output length of a pooling window along one axis, with PyTorch's `ceil_mode` rule: when
-/// rounding up, the last window must still start inside the input or the left padding.
+/// Output length of a pooling window along one axis: PyTorch's `pooling_output_shape`.
+///
+/// `floor((in + 2 pad - dilation (kernel - 1) - 1 + (ceil_mode ? stride - 1 : 0)) / stride) + 1`,
+/// rounding toward minus infinity; in `ceil_mode` a last window that would start in the right
+/// padding is dropped. So ceil mode also accepts a kernel that overhangs the padded input by
+/// less than one stride (one clipped window). `None` if no window fits, or for a stride,
+/// kernel or dilation of 0.
 pub fn pool_output_len(
     input: usize,
     kernel: usize,
@@ -52,18 +57,14 @@ pub fn pool_output_len(
     if stride == 0 {
         return None;
     }
-    let padded = input.checked_add(pad.checked_mul(2)?)?;
-    let span = effective_kernel(kernel, dilation)?;
-    let room = padded.checked_sub(span)?;
-    let mut out = if ceil_mode {
-        room.div_ceil(stride) + 1
-    } else {
-        room / stride + 1
-    };
+    let span = effective_kernel(kernel, dilation)? as i128;
+    let (input, stride, pad) = (input as i128, stride as i128, pad as i128);
+    let round_up = if ceil_mode { stride - 1 } else { 0 };
+    let mut out = (input + 2 * pad - span + round_up).div_euclid(stride) + 1;
     if ceil_mode && (out - 1) * stride >= input + pad {
         out -= 1;
     }
-    Some(out)
+    (out >= 1).then(|| usize::try_from(out).ok()).flatten()
 }
 
 /// Padding that keeps the size of a stride-1 convolution, PyTorch's `padding='same'` rule:
@@ -386,6 +387,15 @@ mod tests {
         assert_eq!(pool_output_len(4, 2, 2, 1, 1, true), Some(3));
         assert_eq!(pool_output_len(6, 3, 2, 1, 0, true), Some(3));
         assert_eq!(pool_output_len(6, 3, 2, 1, 0, false), Some(2));
+    }
+
+    #[test]
+    fn pool_ceil_mode_keeps_one_clipped_window_when_the_kernel_overhangs_by_less_than_a_stride() {
+        // PyTorch: MaxPool2d(3, stride=2, ceil_mode=True) on 2 gives 1; without ceil_mode, 0.
+        assert_eq!(pool_output_len(2, 3, 2, 1, 0, true), Some(1));
+        assert_eq!(pool_output_len(2, 3, 2, 1, 0, false), None);
+        // Overhang of a whole stride: nothing fits.
+        assert_eq!(pool_output_len(1, 3, 2, 1, 0, true), None);
     }
 
     #[test]

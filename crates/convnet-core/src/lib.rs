@@ -5,6 +5,9 @@
 //! - [`ops::conv2d`]: conv2d with stride, padding (explicit, valid, same; zeros, reflect,
 //!   replicate, circular), dilation, groups and an optional flipped kernel, plus its three
 //!   gradients. A literal reference implementation is kept as the oracle for the fast paths.
+//! - [`ops::pool`]: max, average, adaptive and global pooling (with PyTorch's `ceil_mode`,
+//!   `count_include_pad`, `divisor_override` and max-pool indices), forward and backward.
+//! - [`ops::activation`]: ReLU, LeakyReLU, ELU, tanh, sigmoid and PReLU, forward and backward.
 //! - [`geometry`]: output sizes, 'same' padding, receptive fields, parameter and FLOP counts.
 //!
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
@@ -20,8 +23,18 @@ pub mod simd;
 pub mod tensor;
 
 pub use error::{Error, Result};
+pub use ops::activation::{
+    Activation, PreluGrads, activation, activation_backward, activation_backward_into,
+    activation_into, prelu, prelu_backward,
+};
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, ConvMode, GradRequest, Padding,
     PaddingMode, conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad, conv2d_weight_grad,
+};
+pub use ops::pool::{
+    MaxPool2dOutput, Pool2dParams, Pool2dParamsBuilder, adaptive_avg_pool2d,
+    adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward,
+    global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
+    max_pool2d_backward,
 };
 pub use tensor::{Shape, Tensor};
