@@ -16,6 +16,7 @@
 pub mod error;
 pub mod geometry;
 mod linalg;
+mod microkernel;
 pub mod ops;
 mod parallel;
 mod scratch;

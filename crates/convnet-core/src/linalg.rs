@@ -52,6 +52,27 @@ impl<'a> Mat<'a> {
         Self::new(data, rows, cols, cols, 1)
     }
 
+    pub(crate) fn rows(&self) -> usize {
+        self.rows
+    }
+
+    pub(crate) fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// Element `(r, c)`; panics outside the view.
+    #[inline]
+    pub(crate) fn get(&self, r: usize, c: usize) -> f32 {
+        assert!(
+            r < self.rows && c < self.cols,
+            "({r}, {c}) outside {}x{}",
+            self.rows,
+            self.cols
+        );
+        // SAFETY: inside the view, whose extent was checked against its slice.
+        unsafe { *self.ptr.add(r * self.rs + c * self.cs) }
+    }
+
     /// The transpose (no copy).
     pub(crate) fn t(self) -> Self {
         Mat {

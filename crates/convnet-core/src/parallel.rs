@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::scratch::with_zeroed_scratch;
+use crate::scratch::Scratch;
 
 /// How `tasks` independent tasks run on the current pool.
 #[derive(Debug, Clone, Copy)]
@@ -93,24 +93,23 @@ pub(crate) fn sum_over_parts(
         return;
     }
     // Part 0 sums straight into `out`; the others into scratch, added afterwards in order.
-    with_zeroed_scratch((parts - 1) * len, |partials| {
-        let accs: Vec<&mut [f32]> = std::iter::once(&mut *out)
-            .chain(partials.chunks_mut(len))
-            .collect();
-        let run = |(part, acc): (usize, &mut [f32])| {
-            add(task_range(tasks, parts, part), acc, split.gemm_threads)
-        };
-        if parts > 1 {
-            accs.into_par_iter().enumerate().for_each(run);
-        } else {
-            accs.into_iter().enumerate().for_each(run);
+    let mut partials = Scratch::zeroed((parts - 1) * len);
+    let accs: Vec<&mut [f32]> = std::iter::once(&mut *out)
+        .chain(partials.chunks_mut(len))
+        .collect();
+    let run = |(part, acc): (usize, &mut [f32])| {
+        add(task_range(tasks, parts, part), acc, split.gemm_threads)
+    };
+    if parts > 1 {
+        accs.into_par_iter().enumerate().for_each(run);
+    } else {
+        accs.into_iter().enumerate().for_each(run);
+    }
+    for part in partials.chunks(len) {
+        for (a, b) in out.iter_mut().zip(part) {
+            *a += *b;
         }
-        for part in partials.chunks(len) {
-            for (a, b) in out.iter_mut().zip(part) {
-                *a += *b;
-            }
-        }
-    });
+    }
 }
 
 /// A raw pointer to an output that tasks write at pairwise-disjoint elements.

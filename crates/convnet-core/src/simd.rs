@@ -3,9 +3,10 @@
 //! A kernel is written once, generic over [`Simd`]: a zero-sized token whose methods are vector
 //! operations on real vector registers (`__m512`, `__m256`, or a portable fallback). A token
 //! can only be obtained from `detect()`, after `is_x86_feature_detected!` confirmed the CPU has
-//! its instructions, which is what makes its methods sound. [`multiversion!`] compiles the
-//! kernel inside `#[target_feature]` functions for AVX-512 and AVX2+FMA and picks one at run
-//! time; every other CPU runs the portable build. Nothing depends on compile-time `target-cpu`.
+//! its instructions, which is what makes its methods sound. [`Simd::vectorize`] runs code
+//! inside a `#[target_feature]` function for the token's instruction set, and
+//! [`multiversion!`] picks the best token at run time and vectorizes a kernel with it; every
+//! other CPU runs the portable build. Nothing depends on compile-time `target-cpu`.
 //!
 //! [`set_max_simd_level`] (or the `CONVNET_SIMD` environment variable) caps the level, so
 //! tests and benchmarks can run the other builds on a CPU that has AVX-512.
@@ -69,14 +70,24 @@ pub fn simd_level() -> SimdLevel {
 }
 
 /// Vector operations on `LANES` packed `f32`.
-pub(crate) trait Simd: Copy {
+pub(crate) trait Simd: Copy + Send + Sync {
     const LANES: usize;
     type V: Copy;
+    /// Run `f` compiled for this instruction set. `f` must be an `#[inline(always)]` closure:
+    /// it is inlined into a `#[target_feature]` function, so the vector operations it calls
+    /// inline as single instructions. (Closures do not inherit the target features of the
+    /// function they are written in, e.g. rayon tasks inside a multiversioned kernel.)
+    fn vectorize<R>(self, f: impl FnOnce() -> R) -> R;
     fn splat(self, v: f32) -> Self::V;
     /// The first `LANES` values of `s` (panics if `s` is shorter: a caller bug).
     fn load(self, s: &[f32]) -> Self::V;
     /// Write `v` to the first `LANES` values of `s` (panics if `s` is shorter).
     fn store(self, s: &mut [f32], v: Self::V);
+    /// `LANES` values from `ptr`.
+    ///
+    /// # Safety
+    /// `ptr .. ptr + LANES` must be readable.
+    unsafe fn load_ptr(self, ptr: *const f32) -> Self::V;
     /// `a * b + c`, fused where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
@@ -91,6 +102,10 @@ impl Simd for Portable {
     const LANES: usize = 8;
     type V = [f32; 8];
     #[inline(always)]
+    fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+        f()
+    }
+    #[inline(always)]
     fn splat(self, v: f32) -> Self::V {
         [v; 8]
     }
@@ -101,6 +116,11 @@ impl Simd for Portable {
     #[inline(always)]
     fn store(self, s: &mut [f32], v: Self::V) {
         s[..8].copy_from_slice(&v);
+    }
+    #[inline(always)]
+    unsafe fn load_ptr(self, ptr: *const f32) -> Self::V {
+        // SAFETY: 8 readable values (caller's contract).
+        unsafe { std::ptr::read_unaligned(ptr as *const [f32; 8]) }
     }
     #[inline(always)]
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
@@ -145,6 +165,15 @@ mod x86 {
         const LANES: usize = 16;
         type V = __m512;
         #[inline(always)]
+        fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+            #[target_feature(enable = "avx512f,avx2,fma")]
+            #[inline]
+            fn with_avx512<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            unsafe { with_avx512(f) }
+        }
+        #[inline(always)]
         fn splat(self, v: f32) -> __m512 {
             unsafe { _mm512_set1_ps(v) }
         }
@@ -157,6 +186,11 @@ mod x86 {
         fn store(self, s: &mut [f32], v: __m512) {
             assert!(s.len() >= 16);
             unsafe { _mm512_storeu_ps(s.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        unsafe fn load_ptr(self, ptr: *const f32) -> __m512 {
+            // SAFETY: 16 readable values (caller's contract), AVX-512F present.
+            unsafe { _mm512_loadu_ps(ptr) }
         }
         #[inline(always)]
         fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -191,6 +225,15 @@ mod x86 {
         const LANES: usize = 8;
         type V = __m256;
         #[inline(always)]
+        fn vectorize<R>(self, f: impl FnOnce() -> R) -> R {
+            #[target_feature(enable = "avx2,fma")]
+            #[inline]
+            fn with_avx2<R>(f: impl FnOnce() -> R) -> R {
+                f()
+            }
+            unsafe { with_avx2(f) }
+        }
+        #[inline(always)]
         fn splat(self, v: f32) -> __m256 {
             unsafe { _mm256_set1_ps(v) }
         }
@@ -203,6 +246,11 @@ mod x86 {
         fn store(self, s: &mut [f32], v: __m256) {
             assert!(s.len() >= 8);
             unsafe { _mm256_storeu_ps(s.as_mut_ptr(), v) }
+        }
+        #[inline(always)]
+        unsafe fn load_ptr(self, ptr: *const f32) -> __m256 {
+            // SAFETY: 8 readable values (caller's contract), AVX present.
+            unsafe { _mm256_loadu_ps(ptr) }
         }
         #[inline(always)]
         fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
@@ -231,26 +279,19 @@ pub(crate) const MAX_LANES: usize = 16;
 
 /// `multiversion!(vis fn name(args) -> Ret => generic_impl);` defines `name`, which calls
 /// `generic_impl(simd, args)` compiled for the best instruction set found at run time.
+/// `generic_impl` must be `#[inline(always)]`.
 macro_rules! multiversion {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[allow(unused_imports)]
+            use $crate::simd::Simd as _;
             #[cfg(target_arch = "x86_64")]
             {
                 if let Some(s) = $crate::simd::Avx512::detect() {
-                    #[target_feature(enable = "avx512f,avx2,fma")]
-                    fn avx512(s: $crate::simd::Avx512, $($arg: $ty),*) $(-> $ret)? {
-                        $imp(s, $($arg),*)
-                    }
-                    // SAFETY: `detect` found the features `avx512` is compiled for.
-                    return unsafe { avx512(s, $($arg),*) };
+                    return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
                 if let Some(s) = $crate::simd::Avx2::detect() {
-                    #[target_feature(enable = "avx2,fma")]
-                    fn avx2(s: $crate::simd::Avx2, $($arg: $ty),*) $(-> $ret)? {
-                        $imp(s, $($arg),*)
-                    }
-                    // SAFETY: `detect` found the features `avx2` is compiled for.
-                    return unsafe { avx2(s, $($arg),*) };
+                    return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
             }
             $imp($crate::simd::Portable, $($arg),*)

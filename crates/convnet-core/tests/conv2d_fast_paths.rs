@@ -217,10 +217,11 @@ proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
     #[test]
-    fn im2col_and_auto_match_reference(
+    fn im2col_direct_and_auto_match_reference(
         p in problem(1usize..=3, prop::array::uniform2(1usize..=5), prop::array::uniform2(1usize..=4), true)
     ) {
         check(&p, Conv2dAlgo::Im2col)?;
+        check(&p, Conv2dAlgo::Direct)?;
         check(&p, Conv2dAlgo::Auto)?;
     }
 
@@ -270,6 +271,7 @@ fn wide_rows_cross_vector_boundaries() {
             seed: 7,
         };
         check(&p, Conv2dAlgo::Im2col).unwrap();
+        check(&p, Conv2dAlgo::Direct).unwrap();
         check(&p, Conv2dAlgo::Auto).unwrap();
     }
 }
@@ -298,7 +300,7 @@ fn every_simd_build_matches_reference() {
             true,
         );
         runner
-            .run(&any, |p| check(&p, Conv2dAlgo::Auto))
+            .run(&any, |p| check(&p, Conv2dAlgo::Direct))
             .unwrap_or_else(|e| panic!("{level:?}: {e}"));
     }
     set_max_simd_level(SimdLevel::Avx512);

@@ -20,7 +20,7 @@ use std::ops::Range;
 use super::params::Conv2dGeometry;
 use crate::linalg::{Mat, MatMut, gemm};
 use crate::parallel::{SharedOut, Split, sum_over_parts};
-use crate::scratch::with_scratch;
+use crate::scratch::Scratch;
 
 /// Target size of one im2col tile in bytes.
 const TILE_BYTES: usize = 512 * 1024;
@@ -205,16 +205,15 @@ pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]
             }
         }
         let y_tile = unsafe { MatMut::from_raw(out.at(offset), kg, tp, p, 1) };
-        with_scratch(crs * tp, |cols| {
-            im2col(g, x_g, &rows, cols);
-            gemm(
-                y_tile,
-                Mat::row_major(w_g, kg, crs),
-                Mat::row_major(cols, crs, tp),
-                b.is_some(),
-                split.gemm_threads,
-            );
-        });
+        let mut cols = Scratch::take(crs * tp);
+        im2col(g, x_g, &rows, &mut cols);
+        gemm(
+            y_tile,
+            Mat::row_major(w_g, kg, crs),
+            Mat::row_major(&cols, crs, tp),
+            b.is_some(),
+            split.gemm_threads,
+        );
     };
     split.run(tasks, run);
 }
@@ -235,21 +234,20 @@ pub(crate) fn input_grad(g: &Conv2dGeometry, gy: &[f32], w: &[f32], gx: &mut [f3
         gx_g.fill(0.0);
         let w_g = &w[grp * kg * crs..][..kg * crs];
         let gy_g = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
-        with_scratch(cols_len, |dcols| {
-            for tile in 0..tiling.tiles {
-                let rows = tiling.rows(g, tile);
-                let tp = rows.len() * wo;
-                let dcols = &mut dcols[..crs * tp];
-                gemm(
-                    MatMut::row_major(dcols, crs, tp),
-                    Mat::row_major(w_g, kg, crs).t(),
-                    Mat::new(&gy_g[rows.start * wo..], kg, tp, p, 1),
-                    false,
-                    split.gemm_threads,
-                );
-                col2im(g, dcols, &rows, gx_g);
-            }
-        });
+        let mut dcols = Scratch::take(cols_len);
+        for tile in 0..tiling.tiles {
+            let rows = tiling.rows(g, tile);
+            let tp = rows.len() * wo;
+            let dcols = &mut dcols[..crs * tp];
+            gemm(
+                MatMut::row_major(dcols, crs, tp),
+                Mat::row_major(w_g, kg, crs).t(),
+                Mat::new(&gy_g[rows.start * wo..], kg, tp, p, 1),
+                false,
+                split.gemm_threads,
+            );
+            col2im(g, dcols, &rows, gx_g);
+        }
     };
     split.run_chunks(gx, cg * h * wd, run);
 }
@@ -263,26 +261,25 @@ pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f
     let wo = g.out_hw[1];
     let cols_len = tiling.cols_len(g);
     sum_over_parts(g.batch * tiling.tiles, gw, |tasks, acc, gemm_threads| {
-        with_scratch(cols_len, |cols| {
-            for task in tasks {
-                let tile = task % tiling.tiles;
-                let n = task / tiling.tiles;
-                let rows = tiling.rows(g, tile);
-                let tp = rows.len() * wo;
-                let cols = &mut cols[..crs * tp];
-                for grp in 0..g.groups {
-                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                    im2col(g, x_g, &rows, cols);
-                    let gy_t = &gy[(n * g.out_channels + grp * kg) * p + rows.start * wo..];
-                    gemm(
-                        MatMut::row_major(&mut acc[grp * kg * crs..][..kg * crs], kg, crs),
-                        Mat::new(gy_t, kg, tp, p, 1),
-                        Mat::row_major(cols, crs, tp).t(),
-                        true,
-                        gemm_threads,
-                    );
-                }
+        let mut cols = Scratch::take(cols_len);
+        for task in tasks {
+            let tile = task % tiling.tiles;
+            let n = task / tiling.tiles;
+            let rows = tiling.rows(g, tile);
+            let tp = rows.len() * wo;
+            let cols = &mut cols[..crs * tp];
+            for grp in 0..g.groups {
+                let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                im2col(g, x_g, &rows, cols);
+                let gy_t = &gy[(n * g.out_channels + grp * kg) * p + rows.start * wo..];
+                gemm(
+                    MatMut::row_major(&mut acc[grp * kg * crs..][..kg * crs], kg, crs),
+                    Mat::new(gy_t, kg, tp, p, 1),
+                    Mat::row_major(cols, crs, tp).t(),
+                    true,
+                    gemm_threads,
+                );
             }
-        });
+        }
     });
 }

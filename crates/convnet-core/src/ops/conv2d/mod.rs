@@ -23,9 +23,11 @@
 //! Gradients are named `grad_input`, `grad_weight`, `grad_bias` throughout.
 
 mod depthwise;
+mod direct;
 mod im2col;
 mod pad;
 mod params;
+mod phases;
 mod pointwise;
 pub(crate) mod reference;
 
@@ -36,6 +38,7 @@ pub use params::{
 };
 
 use crate::error::{Error, Result};
+use crate::scratch::Scratch;
 use crate::tensor::{Tensor, fmt_dims};
 
 const OP: &str = "conv2d";
@@ -50,6 +53,8 @@ pub enum Conv2dAlgo {
     Reference,
     /// Tiled im2col + GEMM: every option.
     Im2col,
+    /// Register-blocked direct convolution over a padded copy of the input: every option.
+    Direct,
     /// Direct GEMM without im2col: 1x1 kernels with stride 1 and no padding.
     Pointwise,
     /// Direct loops: one input channel per filter (depthwise, or single-channel input).
@@ -77,10 +82,10 @@ impl Conv2dAlgo {
                 } else if is_pointwise(g) {
                     Conv2dAlgo::Pointwise
                 } else {
-                    Conv2dAlgo::Im2col
+                    Conv2dAlgo::Direct
                 });
             }
-            Conv2dAlgo::Reference | Conv2dAlgo::Im2col => true,
+            Conv2dAlgo::Reference | Conv2dAlgo::Im2col | Conv2dAlgo::Direct => true,
             Conv2dAlgo::Pointwise => is_pointwise(g),
             Conv2dAlgo::Depthwise => is_depthwise(g),
         };
@@ -399,6 +404,7 @@ pub fn forward_into(
     match algo.resolve(&c.geom)? {
         Conv2dAlgo::Depthwise => depthwise::forward(&c.geom, &c.x, &c.w, b, y),
         Conv2dAlgo::Pointwise => pointwise::forward(&c.geom, &c.x, &c.w, b, y),
+        Conv2dAlgo::Direct => direct::forward(&c.geom, &c.x, &c.w, b, y),
         _ => im2col::forward(&c.geom, &c.x, &c.w, b, y),
     }
     Ok(())
@@ -424,6 +430,14 @@ pub fn input_grad_into(
     let run = |gx: &mut [f32]| match path {
         Conv2dAlgo::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
         Conv2dAlgo::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
+        Conv2dAlgo::Direct => match direct::transposed_problem(&c.geom) {
+            Some(t) => {
+                let mut wt = Scratch::take(c.w.len());
+                direct::transposed_weights(&c.geom, &c.w, &mut wt);
+                direct::forward(&t, gy, &wt, None, gx);
+            }
+            None => im2col::input_grad(&c.geom, gy, &c.w, gx),
+        },
         _ => im2col::input_grad(&c.geom, gy, &c.w, gx),
     };
     if needs_materialized_padding(g) {
@@ -457,6 +471,7 @@ pub fn weight_grad_into(
     match algo.resolve(&c.geom)? {
         Conv2dAlgo::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
         Conv2dAlgo::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
+        Conv2dAlgo::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
         _ => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }
     if g.mode == ConvMode::Convolution {

@@ -1,0 +1,289 @@
+//! Direct convolution: a GEMM micro-kernel whose B operand (the im2col matrix) is never
+//! written, its columns read in place.
+//!
+//! Per (image, group), the group's input channels are copied once into the phase layout of
+//! `phases.rs`, where tap `(c, p, q)` of an output vector is one contiguous load at a fixed
+//! offset. A micro-tile of MR output channels by NV output vectors (MR * NV accumulators in
+//! registers) then runs over the whole depth `C_g * kh * kw`: per tap, NV vector loads from the
+//! layout and MR broadcasts of weights packed once per call (`microkernel::pack_a`). Outputs
+//! are written once, with the bias as the accumulators' start. Output vectors run along output
+//! rows; a row's last vector may be partial, and its extra lanes are dropped.
+//!
+//! Tasks are (image, group, block of output channels): each owns whole output planes. With
+//! fewer (image, group) pairs than threads, the output channels are split further and each
+//! task lays out its own copy of the input.
+
+use super::params::Conv2dGeometry;
+use super::phases::PhasePlan;
+use crate::linalg::Mat;
+use crate::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
+use crate::scratch::Scratch;
+use crate::simd::multiversion;
+
+use rayon::prelude::*;
+
+/// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` must be canonical (zero padding,
+/// cross-correlation).
+pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    forward_simd(g, x, w, b, y)
+}
+
+multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) => forward_impl);
+
+#[inline(always)]
+fn forward_impl<S: Tile>(
+    s: S,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+) {
+    let (mr, nr, lanes) = (S::MR, S::NR, S::LANES);
+    let nv = nr / lanes;
+    let (cg, kg) = (g.in_per_group(), g.out_per_group());
+    let crs = cg * g.kernel[0] * g.kernel[1];
+    let [h, wd] = g.in_hw;
+    let [ho, wo] = g.out_hw;
+    let p = ho * wo;
+    if p == 0 || g.batch == 0 {
+        return;
+    }
+    let plan = PhasePlan::new(g, cg);
+    let per_row = wo.div_ceil(lanes);
+    let vectors = ho * per_row;
+    let panels = kg.div_ceil(mr);
+
+    // Weights, packed once: per group, `panels` A panels over the whole depth.
+    let a_len = packed_a_len(kg, crs, mr);
+    let mut packed = Scratch::take(g.groups * a_len);
+    for (grp, dst) in packed.chunks_exact_mut(a_len).enumerate() {
+        pack_a(
+            Mat::row_major(&w[grp * kg * crs..][..kg * crs], kg, crs),
+            mr,
+            dst,
+        );
+    }
+    let packed = &*packed;
+
+    // Split each (image, group) into `splits` runs of panels when there are too few of them
+    // to keep every thread busy. Every task owns a contiguous run of whole output planes.
+    let pairs = g.batch * g.groups;
+    let splits = rayon::current_num_threads()
+        .div_ceil(pairs)
+        .clamp(1, panels);
+    let mut chunks: Vec<(usize, std::ops::Range<usize>, &mut [f32])> = Vec::new();
+    let mut rest = y;
+    for pair in 0..pairs {
+        for split in 0..splits {
+            let first = split * panels / splits;
+            let last = (split + 1) * panels / splits;
+            let channels = (first * mr).min(kg)..(last * mr).min(kg);
+            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(channels.len() * p);
+            rest = tail;
+            chunks.push((pair, first..last, chunk));
+        }
+    }
+
+    chunks.into_par_iter().for_each(|(pair, panel_range, out)| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let (n, grp) = (pair / g.groups, pair % g.groups);
+                let mut layout = Scratch::take(plan.len());
+                let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                plan.fill(x_g, &mut layout);
+                let mut tile = [0.0f32; 8 * 48];
+                let mut init = [0.0f32; 8];
+                let mut bases = [0usize; 8];
+                let mut positions = [(0usize, 0usize); 8];
+                let first_channel = panel_range.start * mr;
+                for ip in panel_range {
+                    let rows = mr.min(kg - ip * mr);
+                    for (r, v) in init[..mr].iter_mut().enumerate() {
+                        *v = match b {
+                            Some(b) if r < rows => b[grp * kg + ip * mr + r],
+                            _ => 0.0,
+                        };
+                    }
+                    let a = &packed[grp * a_len + ip * mr * crs..][..mr * crs];
+                    for first in (0..vectors).step_by(nv) {
+                        // The last group repeats its final vector where it runs out.
+                        for t in 0..nv {
+                            let v = (first + t).min(vectors - 1);
+                            let (i, j) = (v / per_row, (v % per_row) * lanes);
+                            positions[t] = (i, j);
+                            bases[t] = plan.read_base(i, j);
+                        }
+                        s.direct(
+                            a,
+                            &plan.tap_offsets,
+                            &layout,
+                            &bases[..nv],
+                            &init[..mr],
+                            &mut tile,
+                        );
+                        for r in 0..rows {
+                            let plane = &mut out[(ip * mr + r - first_channel) * p..][..p];
+                            for (t, &(i, j)) in
+                                positions[..nv.min(vectors - first)].iter().enumerate()
+                            {
+                                let valid = lanes.min(wo - j);
+                                plane[i * wo + j..][..valid]
+                                    .copy_from_slice(&tile[r * nr + t * lanes..][..valid]);
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+}
+
+/// The stride-1 input gradient as a forward convolution: `grad_input` is `grad_output`
+/// (`[N, K, Ho, Wo]`) convolved with the flipped kernels, input and output channels swapped
+/// within each group, and padding `d (k - 1) - pad` on each side. `None` when the problem has a
+/// stride, or padding wider than the dilated kernel (the transposed padding would be negative).
+pub(crate) fn transposed_problem(g: &Conv2dGeometry) -> Option<Conv2dGeometry> {
+    if g.stride != [1, 1] {
+        return None;
+    }
+    let span = [
+        g.dilation[0] * (g.kernel[0] - 1),
+        g.dilation[1] * (g.kernel[1] - 1),
+    ];
+    Some(Conv2dGeometry {
+        batch: g.batch,
+        in_channels: g.out_channels,
+        in_hw: g.out_hw,
+        out_channels: g.in_channels,
+        kernel: g.kernel,
+        groups: g.groups,
+        stride: [1, 1],
+        dilation: g.dilation,
+        pad: [
+            span[0].checked_sub(g.pad[0])?,
+            span[0].checked_sub(g.pad[1])?,
+            span[1].checked_sub(g.pad[2])?,
+            span[1].checked_sub(g.pad[3])?,
+        ],
+        padding_mode: g.padding_mode,
+        mode: g.mode,
+        out_hw: g.in_hw,
+    })
+}
+
+/// The weights of [`transposed_problem`]: `w'[g C_g + c, k, p, q] = w[g K_g + k, c, kh-1-p, kw-1-q]`.
+pub(crate) fn transposed_weights(g: &Conv2dGeometry, w: &[f32], out: &mut [f32]) {
+    let (cg, kg) = (g.in_per_group(), g.out_per_group());
+    let kk = g.kernel[0] * g.kernel[1];
+    for grp in 0..g.groups {
+        for c in 0..cg {
+            for k in 0..kg {
+                let src = &w[((grp * kg + k) * cg + c) * kk..][..kk];
+                let dst = &mut out[((grp * cg + c) * kg + k) * kk..][..kk];
+                for (d, v) in dst.iter_mut().zip(src.iter().rev()) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+}
+
+/// Weight gradient: `gw` (`[K, C_g, kh, kw]`) is overwritten. `g` must be canonical.
+///
+/// `dW^T[tap, k] = sum over images and output positions of x~[position + tap] * dy[k, position]`:
+/// per (image, group) the input goes into the phase layout and `grad_output` is transposed to
+/// `[position, K_g]`, so a micro-tile of MR taps by NR output channels reads NR channels with
+/// vector loads and its MR inputs as broadcasts, for every position (no partial vectors). Each
+/// thread sums its images into its own `[tap, k]` partial; partials are added in order.
+pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+    weight_grad_simd(g, gy, x, gw)
+}
+
+multiversion!(fn weight_grad_simd(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) => weight_grad_impl);
+
+/// Output positions per block of the weight gradient: the block's rows of transposed
+/// `grad_output` (positions x tile width) stay in L1 while every tap tile passes over them.
+const POSITION_BLOCK: usize = 128;
+
+#[inline(always)]
+fn weight_grad_impl<S: Tile>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+    let (cg, kg) = (g.in_per_group(), g.out_per_group());
+    let shape = OuterShape::for_channels(kg, S::LANES);
+    let (mr, nv) = shape.dims(S::LANES);
+    let nr = nv * S::LANES;
+    let crs = cg * g.kernel[0] * g.kernel[1];
+    let [h, wd] = g.in_hw;
+    let [ho, wo] = g.out_hw;
+    let p = ho * wo;
+    let plan = PhasePlan::new(g, cg);
+    let (crs_pad, kg_pad) = (crs.div_ceil(mr) * mr, kg.div_ceil(nr) * nr);
+    // Taps past the last (padding rows of the tile) read offset 0 and are dropped.
+    let mut taps = plan.tap_offsets.clone();
+    taps.resize(crs_pad, 0);
+    let bases: Vec<usize> = (0..p)
+        .map(|pos| plan.read_base(pos / wo, pos % wo))
+        .collect();
+    let acc_len = g.groups * crs_pad * kg_pad;
+    let tasks = g.batch * g.groups;
+    let parts = rayon::current_num_threads().min(tasks).max(1);
+    let mut partials = Scratch::zeroed(parts * acc_len);
+    partials
+        .par_chunks_mut(acc_len.max(1))
+        .enumerate()
+        .for_each(|(part, acc)| {
+            s.vectorize(
+                #[inline(always)]
+                || {
+                    let mut layout = Scratch::take(plan.len());
+                    let mut dyt = Scratch::take(p * kg_pad);
+                    for task in crate::parallel::task_range(tasks, parts, part) {
+                        let (n, grp) = (task / g.groups, task % g.groups);
+                        let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                        plan.fill(x_g, &mut layout);
+                        let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                        for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
+                            for (k, v) in row.iter_mut().enumerate() {
+                                *v = if k < kg { dy[k * p + pos] } else { 0.0 };
+                            }
+                        }
+                        let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
+                        for first in (0..p).step_by(POSITION_BLOCK) {
+                            let block = first..(first + POSITION_BLOCK).min(p);
+                            let dy_block = &dyt[first * kg_pad..];
+                            for tb in 0..crs_pad / mr {
+                                for kb in 0..kg_pad / nr {
+                                    outer(
+                                        s,
+                                        shape,
+                                        &bases[block.clone()],
+                                        &taps[tb * mr..][..mr],
+                                        &layout,
+                                        &dy_block[kb * nr..],
+                                        kg_pad,
+                                        &mut acc_g[tb * mr * kg_pad + kb * nr..],
+                                        kg_pad,
+                                    );
+                                }
+                            }
+                        }
+                    }
+                },
+            )
+        });
+    let (first, rest) = partials.split_at_mut(acc_len);
+    for part in rest.chunks_exact(acc_len.max(1)) {
+        for (a, b) in first.iter_mut().zip(part) {
+            *a += *b;
+        }
+    }
+    for grp in 0..g.groups {
+        let acc_g = &first[grp * crs_pad * kg_pad..];
+        for k in 0..kg {
+            for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
+                *v = acc_g[t * kg_pad + k];
+            }
+        }
+    }
+}

@@ -1,0 +1,168 @@
+//! Input planes laid out so that every kernel tap of every output vector is one contiguous
+//! load: the direct kernels' view of the input.
+//!
+//! Each input channel is copied once into a zero-padded plane stored as `s_w` column
+//! *phases*: phase `ph` holds padded columns `ph, ph + s_w, ph + 2 s_w, ...`. Tap `(c, p, q)`
+//! of output element `(i, j)` reads padded row `i s_h + p d_h` of channel `c`, phase
+//! `(q d_w) mod s_w`, column `j + (q d_w) div s_w`. So for consecutive `j` it reads
+//! consecutive addresses, whatever the stride and dilation: an output vector reads a vector.
+//!
+//! Phase rows are long enough to read whole vectors past the end of an output row; the lanes
+//! past the row end read other columns and are dropped (or masked) by the kernels.
+
+use std::ops::Range;
+
+use super::params::Conv2dGeometry;
+use crate::simd::MAX_LANES;
+
+/// Sizes and tap offsets of the phase layout of `channels` input channels.
+pub(crate) struct PhasePlan {
+    pub h: usize,
+    pub w: usize,
+    pub pad_top: usize,
+    pub pad_left: usize,
+    pub sh: usize,
+    pub sw: usize,
+    pub ho: usize,
+    pub wo: usize,
+    /// `wo` rounded up to whole vectors of the widest instruction set.
+    pub wo_pad: usize,
+    /// Row stride of a phase plane.
+    pub wps: usize,
+    /// Elements of one phase plane.
+    pub phase_len: usize,
+    /// Elements of one channel (all its phases).
+    pub chan_len: usize,
+    /// Channels laid out.
+    pub channels: usize,
+    /// For tap `(c, p, q)` (flat, `c` slowest): its offset from the read position of its
+    /// output element ([`PhasePlan::read_base`]).
+    pub tap_offsets: Vec<usize>,
+}
+
+impl PhasePlan {
+    /// The layout of `channels` input channels of the (canonical: zero padding) problem `g`.
+    pub(crate) fn new(g: &Conv2dGeometry, channels: usize) -> Self {
+        let [h, w] = g.in_hw;
+        let [ho, wo] = g.out_hw;
+        let [sh, sw] = g.stride;
+        let [kh, kw] = g.kernel;
+        let hp = h + g.pad[0] + g.pad[1];
+        let wo_pad = wo.div_ceil(MAX_LANES) * MAX_LANES;
+        let max_off = (kw - 1) * g.dilation[1] / sw;
+        // One more column than any tap reads: gradients of padded columns past the last
+        // window (when the stride skips them) land there and read back as zero.
+        let wps = wo_pad + max_off + 1;
+        let phase_len = hp * wps;
+        let chan_len = sw * phase_len;
+        let tap_offsets = (0..channels * kh * kw)
+            .map(|t| {
+                let (c, p, q) = (t / (kh * kw), t / kw % kh, t % kw);
+                let col = q * g.dilation[1];
+                c * chan_len + (col % sw) * phase_len + p * g.dilation[0] * wps + col / sw
+            })
+            .collect();
+        PhasePlan {
+            h,
+            w,
+            pad_top: g.pad[0],
+            pad_left: g.pad[2],
+            sh,
+            sw,
+            ho,
+            wo,
+            wo_pad,
+            wps,
+            phase_len,
+            chan_len,
+            channels,
+            tap_offsets,
+        }
+    }
+
+    /// Elements of the whole layout.
+    pub(crate) fn len(&self) -> usize {
+        self.channels * self.chan_len
+    }
+
+    /// Where output element `(i, j)` reads for tap offset 0.
+    #[inline(always)]
+    pub(crate) fn read_base(&self, i: usize, j: usize) -> usize {
+        i * self.sh * self.wps + j
+    }
+
+    /// Phase columns of phase `ph` that hold input columns, and the input column of the first.
+    fn phase_cols(&self, ph: usize) -> (Range<usize>, usize) {
+        let lo = self.pad_left.saturating_sub(ph).div_ceil(self.sw);
+        let hi = (self.w + self.pad_left)
+            .saturating_sub(ph)
+            .div_ceil(self.sw)
+            .min(self.wps);
+        let lo = lo.min(hi);
+        // (When the range is empty the first column is clamped so that slices stay valid.)
+        let first = (lo * self.sw + ph)
+            .saturating_sub(self.pad_left)
+            .min(self.w);
+        (lo..hi, first)
+    }
+
+    /// Copy `channels` input planes (`[channels, H, W]`) into the zero-padded layout.
+    pub(crate) fn fill(&self, planes: &[f32], out: &mut [f32]) {
+        let hw = self.h * self.w;
+        for (plane, chan) in planes
+            .chunks_exact(hw)
+            .zip(out.chunks_exact_mut(self.chan_len))
+            .take(self.channels)
+        {
+            self.fill_channel(plane, chan);
+        }
+    }
+
+    fn fill_channel(&self, plane: &[f32], phases: &mut [f32]) {
+        for (ph, dst) in phases.chunks_exact_mut(self.phase_len).enumerate() {
+            let (cols, first) = self.phase_cols(ph);
+            for (r, dst_row) in dst.chunks_exact_mut(self.wps).enumerate() {
+                let Some(ir) = r.checked_sub(self.pad_top).filter(|&r| r < self.h) else {
+                    dst_row.fill(0.0);
+                    continue;
+                };
+                let src = &plane[ir * self.w + first..(ir + 1) * self.w];
+                dst_row[..cols.start].fill(0.0);
+                dst_row[cols.end..].fill(0.0);
+                let dst_cols = &mut dst_row[cols.clone()];
+                if self.sw == 1 {
+                    dst_cols.copy_from_slice(&src[..dst_cols.len()]);
+                } else {
+                    for (d, v) in dst_cols.iter_mut().zip(src.iter().step_by(self.sw)) {
+                        *d = *v;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Copy one channel of the layout back onto an input plane `[H, W]` (overwritten): the
+    /// adjoint's last step, for gradients accumulated in the layout.
+    pub(crate) fn gather_channel(&self, phases: &[f32], plane: &mut [f32]) {
+        for (ph, src) in phases.chunks_exact(self.phase_len).enumerate() {
+            let (cols, first) = self.phase_cols(ph);
+            for (ir, row) in plane.chunks_exact_mut(self.w).enumerate() {
+                let src_cols = &src[(ir + self.pad_top) * self.wps..][cols.clone()];
+                for (d, v) in row[first..].iter_mut().step_by(self.sw).zip(src_cols) {
+                    *d = *v;
+                }
+            }
+        }
+    }
+
+    /// Copy an output-shaped plane `[Ho, Wo]` into rows of `wo_pad` with zero tails.
+    pub(crate) fn pad_rows(&self, plane: &[f32], out: &mut [f32]) {
+        for (src, dst) in plane
+            .chunks_exact(self.wo)
+            .zip(out.chunks_exact_mut(self.wo_pad))
+        {
+            dst[..self.wo].copy_from_slice(src);
+            dst[self.wo..].fill(0.0);
+        }
+    }
+}
