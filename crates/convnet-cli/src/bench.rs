@@ -7,8 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 use convnet_core::{
-    Conv2dParams, GradRequest, Padding, Tensor, conv2d, conv2d_backward, conv2d_input_grad,
-    conv2d_weight_grad, geometry::conv2d_flops,
+    Conv2dAlgo, Conv2dParams, GradRequest, Padding, Tensor,
+    geometry::conv2d_flops,
+    ops::conv2d::{conv2d_backward_with, conv2d_with},
 };
 use serde::{Deserialize, Serialize};
 
@@ -21,7 +22,8 @@ const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
 #[command(after_help = "Examples:
   convnet bench
   convnet bench --json ours.json --compare torch.json
-  convnet bench --suite my-layers.json --layer res-128")]
+  convnet bench --repeat 3 --compare torch-1.json --compare torch-2.json
+  convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col")]
 pub struct BenchArgs {
     /// Suite file (JSON, same format as bench/conv-suite.json); default: the built-in suite.
     #[arg(long)]
@@ -30,15 +32,46 @@ pub struct BenchArgs {
     #[arg(long)]
     json: Option<PathBuf>,
     /// Timings of another engine (e.g. from bench/torch_conv_suite.py --json) to print
-    /// side by side, with our speed relative to it (>1: we are faster).
+    /// side by side, with our speed relative to it (>1: we are faster). Repeat the flag to
+    /// give several runs of it: each layer takes its best time.
     #[arg(long)]
-    compare: Option<PathBuf>,
+    compare: Vec<PathBuf>,
+    /// Measure the whole suite this many times and keep each layer's best time (these
+    /// machines are noisy).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    repeat: u32,
+    /// Which conv2d implementation to time.
+    #[arg(long, value_enum, default_value_t = AlgoArg::Auto)]
+    algo: AlgoArg,
     /// Only layers whose name contains this text (may be repeated).
     #[arg(long)]
     layer: Vec<String>,
     /// Also time grad_input and grad_weight on their own, to see where backward time goes.
     #[arg(long)]
     parts: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum AlgoArg {
+    Auto,
+    Direct,
+    Im2col,
+    Depthwise,
+    Pointwise,
+    Reference,
+}
+
+impl From<AlgoArg> for Conv2dAlgo {
+    fn from(a: AlgoArg) -> Self {
+        match a {
+            AlgoArg::Auto => Conv2dAlgo::Auto,
+            AlgoArg::Direct => Conv2dAlgo::Direct,
+            AlgoArg::Im2col => Conv2dAlgo::Im2col,
+            AlgoArg::Depthwise => Conv2dAlgo::Depthwise,
+            AlgoArg::Pointwise => Conv2dAlgo::Pointwise,
+            AlgoArg::Reference => Conv2dAlgo::Reference,
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -110,12 +143,13 @@ fn filled(dims: [usize; 4], seed: u64) -> Result<Tensor> {
 }
 
 /// Milliseconds of grad_input and grad_weight alone.
+#[derive(Clone, Copy)]
 struct Parts {
     input_ms: f64,
     weight_ms: f64,
 }
 
-fn bench_layer(l: &SuiteLayer, parts: bool) -> Result<(Row, Option<Parts>)> {
+fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Option<Parts>)> {
     let params = Conv2dParams::builder()
         .stride([l.stride; 2])
         .padding(Padding::symmetric([l.pad; 2]))
@@ -128,45 +162,31 @@ fn bench_layer(l: &SuiteLayer, parts: bool) -> Result<(Row, Option<Parts>)> {
         l.groups,
         l.c
     );
-    let x_dims = [l.n, l.c, l.h, l.w];
-    let w_dims = [l.k, l.c / l.groups, l.r, l.r];
-    let x = filled(x_dims, 1)?;
-    let w = filled(w_dims, 2)?;
+    let x = filled([l.n, l.c, l.h, l.w], 1)?;
+    let w = filled([l.k, l.c / l.groups, l.r, l.r], 2)?;
     let b = Tensor::from_fn([l.k], |i| (i as f32 * 0.01).sin())?;
-    let g = params.geometry([l.n, l.c, l.h, l.w], [l.k, l.c / l.groups, l.r, l.r])?;
+    let g = params.geometry(x.dims4("bench", "input")?, w.dims4("bench", "weight")?)?;
     let flops = conv2d_flops(l.n, l.c, l.k, g.out_hw, [l.r, l.r], l.groups)? as f64;
-    let fwd = time_per_call(
-        || {
-            std::hint::black_box(conv2d(&x, &w, Some(&b), &params)?);
-            Ok(())
-        },
-        10,
-    )?;
+    let forward = || conv2d_with(algo, &x, &w, Some(&b), &params);
     let gy = filled(g.output_dims(), 3)?;
+    let backward = |request| conv2d_backward_with(algo, &gy, &x, &w, &params, request);
+    let fwd = time_per_call(|| Ok(drop(std::hint::black_box(forward()?))), 10)?;
     let fwdbwd = time_per_call(
         || {
-            let y = conv2d(&x, &w, Some(&b), &params)?;
-            std::hint::black_box(&y);
-            std::hint::black_box(conv2d_backward(&gy, &x, &w, &params, GradRequest::ALL)?);
+            std::hint::black_box(forward()?);
+            std::hint::black_box(backward(GradRequest::ALL)?);
             Ok(())
         },
         5,
     )?;
     let parts = if parts {
-        let input = time_per_call(
-            || {
-                std::hint::black_box(conv2d_input_grad(&gy, &w, x_dims, &params)?);
-                Ok(())
-            },
-            5,
-        )?;
-        let weight = time_per_call(
-            || {
-                std::hint::black_box(conv2d_weight_grad(&gy, &x, w_dims, &params)?);
-                Ok(())
-            },
-            5,
-        )?;
+        let only = |input, weight| GradRequest {
+            input,
+            weight,
+            bias: false,
+        };
+        let input = time_per_call(|| Ok(drop(backward(only(true, false))?)), 5)?;
+        let weight = time_per_call(|| Ok(drop(backward(only(false, true))?)), 5)?;
         Some(Parts {
             input_ms: input * 1e3,
             weight_ms: weight * 1e3,
@@ -184,6 +204,19 @@ fn bench_layer(l: &SuiteLayer, parts: bool) -> Result<(Row, Option<Parts>)> {
     Ok((row, parts))
 }
 
+/// Keep the faster of two measurements of the same layer.
+fn best(a: Row, b: Row) -> Row {
+    let fwd = if b.fwd_ms < a.fwd_ms { &b } else { &a };
+    let fwdbwd = if b.fwdbwd_ms < a.fwdbwd_ms { &b } else { &a };
+    Row {
+        name: a.name.clone(),
+        fwd_ms: fwd.fwd_ms,
+        fwd_gflops: fwd.fwd_gflops,
+        fwdbwd_ms: fwdbwd.fwdbwd_ms,
+        fwdbwd_gflops: fwdbwd.fwdbwd_gflops,
+    }
+}
+
 fn geomean(values: impl Iterator<Item = f64>) -> f64 {
     let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v.ln(), n + 1));
     if n == 0 {
@@ -191,6 +224,30 @@ fn geomean(values: impl Iterator<Item = f64>) -> f64 {
     } else {
         (sum / n as f64).exp()
     }
+}
+
+/// Reports of another engine, merged: each layer's best time over the runs.
+fn read_reports(paths: &[PathBuf]) -> Result<Option<Report>> {
+    let mut merged: Option<Report> = None;
+    for path in paths {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let report: Report = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a bench report", path.display()))?;
+        merged = Some(match merged {
+            None => report,
+            Some(mut m) => {
+                for row in report.layers {
+                    match m.layers.iter_mut().find(|r| r.name == row.name) {
+                        Some(r) => *r = best(r.clone(), row),
+                        None => m.layers.push(row),
+                    }
+                }
+                m
+            }
+        });
+    }
+    Ok(merged)
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
@@ -210,27 +267,37 @@ pub fn run(args: BenchArgs) -> Result<()> {
         .filter(|l| args.layer.is_empty() || args.layer.iter().any(|f| l.name.contains(f.as_str())))
         .collect();
     anyhow::ensure!(!layers.is_empty(), "{source}: no layer to run");
-    let other: Option<Report> = match &args.compare {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            Some(
-                serde_json::from_str(&text)
-                    .with_context(|| format!("{} is not a bench report", path.display()))?,
-            )
-        }
-        None => None,
-    };
+    let other = read_reports(&args.compare)?;
+    let engine = other.as_ref().map_or("other", |o| o.engine.as_str());
     let threads = rayon::current_num_threads();
+    let algo = Conv2dAlgo::from(args.algo);
     println!(
-        "convnet {} conv2d, {threads} thread(s), {source}",
-        env!("CARGO_PKG_VERSION")
+        "convnet {} conv2d ({algo:?}), {threads} thread(s), {source}, best of {} run(s)",
+        env!("CARGO_PKG_VERSION"),
+        args.repeat
     );
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
     for layer in layers {
-        let (row, parts) =
-            bench_layer(layer, args.parts).with_context(|| format!("layer {}", layer.name))?;
+        let mut measured: Option<(Row, Option<Parts>)> = None;
+        for _ in 0..args.repeat {
+            let (row, parts) = bench_layer(layer, algo, args.parts)
+                .with_context(|| format!("layer {}", layer.name))?;
+            measured = Some(match measured {
+                None => (row, parts),
+                Some((r, p)) => {
+                    let parts = match (p, parts) {
+                        (Some(a), Some(b)) => Some(Parts {
+                            input_ms: a.input_ms.min(b.input_ms),
+                            weight_ms: a.weight_ms.min(b.weight_ms),
+                        }),
+                        (a, b) => a.or(b),
+                    };
+                    (best(r, row), parts)
+                }
+            });
+        }
+        let (row, parts) = measured.expect("at least one run");
         let mut line = format!(
             "{:10} fwd {:8.2} ms {:6.1} GF/s | fwd+bwd {:8.2} ms {:6.1} GF/s",
             row.name, row.fwd_ms, row.fwd_gflops, row.fwdbwd_ms, row.fwdbwd_gflops
@@ -247,10 +314,8 @@ pub fn run(args: BenchArgs) -> Result<()> {
         {
             let (f, fb) = (o.fwd_ms / row.fwd_ms, o.fwdbwd_ms / row.fwdbwd_ms);
             line += &format!(
-                " || {}: fwd {:8.2} ms, fwd+bwd {:8.2} ms | speed vs it: fwd {f:5.2}x fwd+bwd {fb:5.2}x",
-                o_engine(other.as_ref()),
-                o.fwd_ms,
-                o.fwdbwd_ms
+                " || {engine}: fwd {:8.2} ms fwd+bwd {:8.2} ms | ours vs it: fwd {f:5.2}x fwd+bwd {fb:5.2}x",
+                o.fwd_ms, o.fwdbwd_ms
             );
             ratios.push((f, fb));
         }
@@ -265,8 +330,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     if !ratios.is_empty() {
         println!(
-            "speed relative to {} (geometric mean over {} layers, >1 is faster): fwd {:.2}x, fwd+bwd {:.2}x",
-            o_engine(other.as_ref()),
+            "speed relative to {engine} (geometric mean over {} layers, >1 is faster): fwd {:.2}x, fwd+bwd {:.2}x",
             ratios.len(),
             geomean(ratios.iter().map(|r| r.0)),
             geomean(ratios.iter().map(|r| r.1))
@@ -281,8 +345,4 @@ pub fn run(args: BenchArgs) -> Result<()> {
         write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }
     Ok(())
-}
-
-fn o_engine(other: Option<&Report>) -> &str {
-    other.map_or("other", |o| o.engine.as_str())
 }

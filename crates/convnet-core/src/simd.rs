@@ -88,6 +88,12 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// # Safety
     /// `ptr .. ptr + LANES` must be readable.
     unsafe fn load_ptr(self, ptr: *const f32) -> Self::V;
+    /// The first `n` values of `s` (`n <= LANES`, `n <= s.len()`), zeros in the other lanes;
+    /// nothing past `s[n - 1]` is read.
+    fn load_partial(self, s: &[f32], n: usize) -> Self::V;
+    /// Write the first `n` lanes of `v` to `s` (`n <= LANES`, `n <= s.len()`); nothing past
+    /// `s[n - 1]` is written.
+    fn store_partial(self, s: &mut [f32], v: Self::V, n: usize);
     /// `a * b + c`, fused where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
@@ -121,6 +127,16 @@ impl Simd for Portable {
     unsafe fn load_ptr(self, ptr: *const f32) -> Self::V {
         // SAFETY: 8 readable values (caller's contract).
         unsafe { std::ptr::read_unaligned(ptr as *const [f32; 8]) }
+    }
+    #[inline(always)]
+    fn load_partial(self, s: &[f32], n: usize) -> Self::V {
+        let mut v = [0.0; 8];
+        v[..n].copy_from_slice(&s[..n]);
+        v
+    }
+    #[inline(always)]
+    fn store_partial(self, s: &mut [f32], v: Self::V, n: usize) {
+        s[..n].copy_from_slice(&v[..n]);
     }
     #[inline(always)]
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
@@ -193,6 +209,19 @@ mod x86 {
             unsafe { _mm512_loadu_ps(ptr) }
         }
         #[inline(always)]
+        fn load_partial(self, s: &[f32], n: usize) -> __m512 {
+            assert!(n <= 16 && n <= s.len());
+            let mask = ((1u32 << n) - 1) as u16;
+            // Masked-off lanes are not read (and cannot fault).
+            unsafe { _mm512_maskz_loadu_ps(mask, s.as_ptr()) }
+        }
+        #[inline(always)]
+        fn store_partial(self, s: &mut [f32], v: __m512, n: usize) {
+            assert!(n <= 16 && n <= s.len());
+            let mask = ((1u32 << n) - 1) as u16;
+            unsafe { _mm512_mask_storeu_ps(s.as_mut_ptr(), mask, v) }
+        }
+        #[inline(always)]
         fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
             unsafe { _mm512_fmadd_ps(a, b, c) }
         }
@@ -203,6 +232,16 @@ mod x86 {
         #[inline(always)]
         fn reduce_sum(self, v: __m512) -> f32 {
             unsafe { _mm512_reduce_add_ps(v) }
+        }
+    }
+
+    /// Lanes `0..n` set (all bits), for AVX2's masked loads and stores.
+    #[inline(always)]
+    fn lane_mask(n: usize) -> __m256i {
+        // SAFETY: plain AVX integer operations; callers run with AVX2 present.
+        unsafe {
+            let iota = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+            _mm256_cmpgt_epi32(_mm256_set1_epi32(n as i32), iota)
         }
     }
 
@@ -251,6 +290,17 @@ mod x86 {
         unsafe fn load_ptr(self, ptr: *const f32) -> __m256 {
             // SAFETY: 8 readable values (caller's contract), AVX present.
             unsafe { _mm256_loadu_ps(ptr) }
+        }
+        #[inline(always)]
+        fn load_partial(self, s: &[f32], n: usize) -> __m256 {
+            assert!(n <= 8 && n <= s.len());
+            // Masked-off lanes are not read (and cannot fault).
+            unsafe { _mm256_maskload_ps(s.as_ptr(), lane_mask(n)) }
+        }
+        #[inline(always)]
+        fn store_partial(self, s: &mut [f32], v: __m256, n: usize) {
+            assert!(n <= 8 && n <= s.len());
+            unsafe { _mm256_maskstore_ps(s.as_mut_ptr(), lane_mask(n), v) }
         }
         #[inline(always)]
         fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
@@ -317,6 +367,14 @@ mod tests {
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);
+        for k in 0..=n {
+            // Exactly k values readable and writable: nothing past them is touched.
+            let mut dst = vec![-1.0; n + 1];
+            s.store_partial(&mut dst[..k], s.load_partial(&a[..k], k), k);
+            for (i, v) in dst.iter().enumerate() {
+                assert_eq!(*v, if i < k { a[i] } else { -1.0 }, "k = {k}");
+            }
+        }
     }
 
     #[test]

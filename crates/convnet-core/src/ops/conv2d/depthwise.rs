@@ -14,10 +14,10 @@
 //!   [`BLOCK`] independent accumulators.
 
 use super::params::Conv2dGeometry;
-use super::phases::PhasePlan as Plan;
+use super::phases::{PhasePlan as Plan, VectorCursor};
 use crate::parallel::{Split, sum_over_parts};
 use crate::scratch::Scratch;
-use crate::simd::{MAX_LANES, Simd, multiversion};
+use crate::simd::{Simd, multiversion};
 
 /// Output vectors computed together: enough independent FMA chains to hide the FMA latency.
 const BLOCK: usize = 8;
@@ -31,15 +31,10 @@ fn forward_plane_impl<S: Simd>(
     bias: f32,
     out: &mut [f32],
 ) {
-    let per_row = plan.wo.div_ceil(S::LANES);
-    let total = plan.ho * per_row;
-    let mut spill = [0.0f32; MAX_LANES];
-    for first in (0..total).step_by(BLOCK) {
+    let mut cursor = VectorCursor::new(plan.ho, plan.wo, S::LANES, false);
+    for _ in (0..cursor.total()).step_by(BLOCK) {
         // The last block repeats its final vector where it runs out: same values, same place.
-        let pos: [(usize, usize); BLOCK] = std::array::from_fn(|b| {
-            let v = (first + b).min(total - 1);
-            (v / per_row, (v % per_row) * S::LANES)
-        });
+        let pos: [(usize, usize); BLOCK] = std::array::from_fn(|_| cursor.next_or_last());
         let base: [usize; BLOCK] = std::array::from_fn(|b| plan.read_base(pos[b].0, pos[b].1));
         let mut acc = [s.splat(bias); BLOCK];
         for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
@@ -48,15 +43,10 @@ fn forward_plane_impl<S: Simd>(
                 acc[b] = s.mul_add(wv, s.load(&phases[base[b] + off..]), acc[b]);
             }
         }
-        for b in 0..BLOCK {
-            let (i, j) = pos[b];
+        for (b, &(i, j)) in pos.iter().enumerate() {
             let row = &mut out[i * plan.wo..(i + 1) * plan.wo];
-            if j + S::LANES <= plan.wo {
-                s.store(&mut row[j..], acc[b]);
-            } else {
-                s.store(&mut spill, acc[b]);
-                row[j..].copy_from_slice(&spill[..plan.wo - j]);
-            }
+            let n = S::LANES.min(plan.wo - j);
+            s.store_partial(&mut row[j..], acc[b], n);
         }
     }
 }
@@ -94,35 +84,35 @@ fn weight_grad_plane_impl<S: Simd>(
     grad_kernel: &mut [f32],
 ) {
     // Whole vectors inside a row go through the blocked loop; the last, partial vector of each
-    // row is masked, so columns no output reads (they may hold anything, even inf) add nothing.
-    let full_per_row = plan.wo / S::LANES;
-    let tail = plan.wo % S::LANES;
-    let full = plan.ho * full_per_row;
+    // row is a masked load, so columns no output reads (they may hold anything, even inf) add
+    // nothing.
+    let whole = VectorCursor::new(plan.ho, plan.wo, S::LANES, true);
+    let full = whole.total();
     let blocked = full / BLOCK * BLOCK;
-    let at = |v: usize| {
-        let (i, j) = (v / full_per_row, (v % full_per_row) * S::LANES);
-        (i * plan.wo_pad + j, plan.read_base(i, j))
-    };
-    let mut masked = [0.0f32; MAX_LANES];
+    let tail = plan.wo % S::LANES;
+    let tail_col = plan.wo - tail;
     for (&off, gk) in plan.tap_offsets.iter().zip(grad_kernel.iter_mut()) {
         let mut acc = [s.splat(0.0); BLOCK];
-        for first in (0..blocked).step_by(BLOCK) {
-            for (b, a) in acc.iter_mut().enumerate() {
-                let (d, x) = at(first + b);
-                *a = s.mul_add(s.load(&dy_rows[d..]), s.load(&phases[x + off..]), *a);
+        let mut cursor = whole;
+        let step = |acc: &mut S::V, cursor: &mut VectorCursor| {
+            let (i, j) = cursor.next_or_last();
+            let dy = s.load(&dy_rows[i * plan.wo_pad + j..]);
+            *acc = s.mul_add(dy, s.load(&phases[plan.read_base(i, j) + off..]), *acc);
+        };
+        for _ in (0..blocked).step_by(BLOCK) {
+            for a in acc.iter_mut() {
+                step(a, &mut cursor);
             }
         }
-        for v in blocked..full {
-            let (d, x) = at(v);
-            acc[0] = s.mul_add(s.load(&dy_rows[d..]), s.load(&phases[x + off..]), acc[0]);
+        for _ in blocked..full {
+            step(&mut acc[0], &mut cursor);
         }
         if tail > 0 {
-            let j = full_per_row * S::LANES;
             for i in 0..plan.ho {
-                let x = plan.read_base(i, j) + off;
-                masked[..tail].copy_from_slice(&phases[x..x + tail]);
-                let dy = s.load(&dy_rows[i * plan.wo_pad + j..]);
-                acc[1] = s.mul_add(dy, s.load(&masked), acc[1]);
+                let x = s.load_partial(&phases[plan.read_base(i, tail_col) + off..], tail);
+                let dy = s.load(&dy_rows[i * plan.wo_pad + tail_col..]);
+                let a = &mut acc[1 + i % (BLOCK - 1)];
+                *a = s.mul_add(dy, x, *a);
             }
         }
         let sum = acc.iter().fold(s.splat(0.0), |a, &b| s.add(a, b));

@@ -166,3 +166,83 @@ impl PhasePlan {
         }
     }
 }
+
+/// The output vectors of a plane in row-major order, walked without divisions: vector
+/// `(i, jv)` covers output columns `jv * lanes .. (jv + 1) * lanes` of row `i` (the last of a
+/// row may be partial).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct VectorCursor {
+    rows: usize,
+    per_row: usize,
+    lanes: usize,
+    i: usize,
+    jv: usize,
+}
+
+impl VectorCursor {
+    /// The vectors of `rows` rows of `cols` columns, `lanes` wide; `whole_only` skips each row's
+    /// partial last vector.
+    pub(crate) fn new(rows: usize, cols: usize, lanes: usize, whole_only: bool) -> Self {
+        let per_row = if whole_only {
+            cols / lanes
+        } else {
+            cols.div_ceil(lanes)
+        };
+        VectorCursor {
+            rows: if per_row == 0 { 0 } else { rows },
+            per_row,
+            lanes,
+            i: 0,
+            jv: 0,
+        }
+    }
+
+    /// How many vectors there are.
+    pub(crate) fn total(&self) -> usize {
+        self.rows * self.per_row
+    }
+
+    /// The next vector's (row, first column); past the end, the last vector again.
+    #[inline(always)]
+    pub(crate) fn next_or_last(&mut self) -> (usize, usize) {
+        let here = (self.i, self.jv * self.lanes);
+        if self.i + 1 < self.rows || self.jv + 1 < self.per_row {
+            self.jv += 1;
+            if self.jv == self.per_row {
+                self.jv = 0;
+                self.i += 1;
+            }
+        }
+        here
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cursor_walks_rows_and_repeats_the_last_vector() {
+        let mut c = VectorCursor::new(2, 20, 8, false);
+        assert_eq!(c.total(), 6);
+        let seen: Vec<_> = (0..8).map(|_| c.next_or_last()).collect();
+        assert_eq!(
+            seen,
+            [
+                (0, 0),
+                (0, 8),
+                (0, 16),
+                (1, 0),
+                (1, 8),
+                (1, 16),
+                (1, 16),
+                (1, 16)
+            ]
+        );
+        let mut whole = VectorCursor::new(2, 20, 8, true);
+        assert_eq!(whole.total(), 4);
+        let seen: Vec<_> = (0..4).map(|_| whole.next_or_last()).collect();
+        assert_eq!(seen, [(0, 0), (0, 8), (1, 0), (1, 8)]);
+        assert_eq!(VectorCursor::new(3, 5, 8, true).total(), 0);
+    }
+}
