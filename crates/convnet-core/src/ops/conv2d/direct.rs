@@ -9,14 +9,15 @@
 //! are written once, with the bias as the accumulators' start. Output vectors run along output
 //! rows; a row's last vector may be partial, and its extra lanes are dropped.
 //!
-//! Tasks are (image, group, block of output channels): each owns whole output planes. With
-//! fewer (image, group) pairs than threads, the output channels are split further and each
-//! task lays out its own copy of the input.
+//! Tasks are (image, group, band of output rows): each lays out only the input rows its band
+//! reads (sized to stay in L2, [`BAND_BYTES`]) and passes every weight panel over them, one
+//! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
 
 use super::params::Conv2dGeometry;
-use super::phases::PhasePlan;
+use super::phases::{PhasePlan, VectorCursor};
 use crate::linalg::Mat;
 use crate::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
+use crate::parallel::SharedOut;
 use crate::scratch::Scratch;
 use crate::simd::multiversion;
 
@@ -29,6 +30,10 @@ pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]
 }
 
 multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) => forward_impl);
+
+/// Target size of one band's input layout in bytes: it stays in L2 while every weight panel
+/// passes over it.
+const BAND_BYTES: usize = 160 * 1024;
 
 #[inline(always)]
 fn forward_impl<S: Tile>(
@@ -46,12 +51,10 @@ fn forward_impl<S: Tile>(
     let [h, wd] = g.in_hw;
     let [ho, wo] = g.out_hw;
     let p = ho * wo;
+    assert_eq!(y.len(), g.batch * g.out_channels * p);
     if p == 0 || g.batch == 0 {
         return;
     }
-    let plan = PhasePlan::new(g, cg);
-    let per_row = wo.div_ceil(lanes);
-    let vectors = ho * per_row;
     let panels = kg.div_ceil(mr);
 
     // Weights, packed once: per group, `panels` A panels over the whole depth.
@@ -66,54 +69,52 @@ fn forward_impl<S: Tile>(
     }
     let packed = &*packed;
 
-    // Split each (image, group) into `splits` runs of panels when there are too few of them
-    // to keep every thread busy. Every task owns a contiguous run of whole output planes.
+    // Bands of output rows whose input layout fits BAND_BYTES; more (thinner) bands when
+    // there are too few tasks for the threads.
+    let whole = PhasePlan::new(g, cg);
+    let per_out_row = (cg * whole.sw * g.stride[0] * whole.wps * 4).max(1);
+    let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho);
     let pairs = g.batch * g.groups;
-    let splits = rayon::current_num_threads()
-        .div_ceil(pairs)
-        .clamp(1, panels);
-    let mut chunks: Vec<(usize, std::ops::Range<usize>, &mut [f32])> = Vec::new();
-    let mut rest = y;
-    for pair in 0..pairs {
-        for split in 0..splits {
-            let first = split * panels / splits;
-            let last = (split + 1) * panels / splits;
-            let channels = (first * mr).min(kg)..(last * mr).min(kg);
-            let (chunk, tail) = std::mem::take(&mut rest).split_at_mut(channels.len() * p);
-            rest = tail;
-            chunks.push((pair, first..last, chunk));
-        }
+    let threads = rayon::current_num_threads();
+    while band_rows > 1 && pairs * ho.div_ceil(band_rows) < 2 * threads {
+        band_rows = band_rows.div_ceil(2);
     }
+    let bands = ho.div_ceil(band_rows);
+    let out = SharedOut::new(y);
 
-    chunks.into_par_iter().for_each(|(pair, panel_range, out)| {
+    (0..pairs * bands).into_par_iter().for_each(|task| {
         s.vectorize(
             #[inline(always)]
             || {
+                let (pair, band) = (task / bands, task % bands);
                 let (n, grp) = (pair / g.groups, pair % g.groups);
+                let rows = band * band_rows..((band + 1) * band_rows).min(ho);
+                let (plan, first_row) = PhasePlan::band(g, cg, &rows);
                 let mut layout = Scratch::take(plan.len());
-                let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                plan.fill(x_g, &mut layout);
+                let x_g = &x[(n * g.in_channels + grp * cg) * h * wd + first_row * wd..];
+                plan.fill_strided(x_g, h * wd, &mut layout);
+                let all_vectors = VectorCursor::new(rows.len(), wo, lanes, false);
+                let total = all_vectors.total();
                 let mut tile = [0.0f32; 8 * 48];
                 let mut init = [0.0f32; 8];
                 let mut bases = [0usize; 8];
                 let mut positions = [(0usize, 0usize); 8];
-                let first_channel = panel_range.start * mr;
-                for ip in panel_range {
-                    let rows = mr.min(kg - ip * mr);
+                let y_pair = (n * g.out_channels + grp * kg) * p + rows.start * wo;
+                for ip in 0..panels {
+                    let rows_here = mr.min(kg - ip * mr);
                     for (r, v) in init[..mr].iter_mut().enumerate() {
                         *v = match b {
-                            Some(b) if r < rows => b[grp * kg + ip * mr + r],
+                            Some(b) if r < rows_here => b[grp * kg + ip * mr + r],
                             _ => 0.0,
                         };
                     }
                     let a = &packed[grp * a_len + ip * mr * crs..][..mr * crs];
-                    for first in (0..vectors).step_by(nv) {
+                    let mut vectors = all_vectors;
+                    for first in (0..total).step_by(nv) {
                         // The last group repeats its final vector where it runs out.
                         for t in 0..nv {
-                            let v = (first + t).min(vectors - 1);
-                            let (i, j) = (v / per_row, (v % per_row) * lanes);
-                            positions[t] = (i, j);
-                            bases[t] = plan.read_base(i, j);
+                            positions[t] = vectors.next_or_last();
+                            bases[t] = plan.read_base(positions[t].0, positions[t].1);
                         }
                         s.direct(
                             a,
@@ -123,14 +124,24 @@ fn forward_impl<S: Tile>(
                             &init[..mr],
                             &mut tile,
                         );
-                        for r in 0..rows {
-                            let plane = &mut out[(ip * mr + r - first_channel) * p..][..p];
+                        for r in 0..rows_here {
+                            let channel = y_pair + (ip * mr + r) * p;
                             for (t, &(i, j)) in
-                                positions[..nv.min(vectors - first)].iter().enumerate()
+                                positions[..nv.min(total - first)].iter().enumerate()
                             {
                                 let valid = lanes.min(wo - j);
-                                plane[i * wo + j..][..valid]
-                                    .copy_from_slice(&tile[r * nr + t * lanes..][..valid]);
+                                // SAFETY: this task alone writes output rows `rows` of the
+                                // channels of (image, group) `pair`: tasks are distinct
+                                // (pair, band) pairs, bands are disjoint row ranges, and
+                                // `channel + i * wo + j + valid` stays inside that channel's
+                                // plane, inside `y`.
+                                let dst = unsafe {
+                                    std::slice::from_raw_parts_mut(
+                                        out.at(channel + i * wo + j),
+                                        valid,
+                                    )
+                                };
+                                dst.copy_from_slice(&tile[r * nr + t * lanes..][..valid]);
                             }
                         }
                     }

@@ -80,6 +80,30 @@ impl PhasePlan {
         }
     }
 
+    /// The layout of the input rows that output rows `rows` read, and the first real input
+    /// row among them: the band's own geometry, with the padding rows it contains.
+    pub(crate) fn band(g: &Conv2dGeometry, channels: usize, rows: &Range<usize>) -> (Self, usize) {
+        let span = g.dilation[0] * (g.kernel[0] - 1) + 1;
+        let (pr0, pr1) = (
+            rows.start * g.stride[0],
+            (rows.end - 1) * g.stride[0] + span,
+        );
+        let h = g.in_hw[0];
+        let (top, real0) = match pr0.checked_sub(g.pad[0]) {
+            Some(r) => (0, r.min(h)),
+            None => (g.pad[0] - pr0, 0),
+        };
+        let real1 = pr1.saturating_sub(g.pad[0]).min(h).max(real0);
+        let top = top.min(pr1 - pr0);
+        let bottom = pr1 - pr0 - top - (real1 - real0);
+        let mut band = *g;
+        band.in_hw[0] = real1 - real0;
+        band.pad[0] = top;
+        band.pad[1] = bottom;
+        band.out_hw[0] = rows.len();
+        (Self::new(&band, channels), real0)
+    }
+
     /// Elements of the whole layout.
     pub(crate) fn len(&self) -> usize {
         self.channels * self.chan_len
@@ -108,12 +132,23 @@ impl PhasePlan {
 
     /// Copy `channels` input planes (`[channels, H, W]`) into the zero-padded layout.
     pub(crate) fn fill(&self, planes: &[f32], out: &mut [f32]) {
+        self.fill_strided(planes, self.h * self.w, out);
+    }
+
+    /// Copy `channels` planes of `H x W` that start `plane_stride` apart in `x` (a band of
+    /// rows of larger planes) into the zero-padded layout.
+    pub(crate) fn fill_strided(&self, x: &[f32], plane_stride: usize, out: &mut [f32]) {
         let hw = self.h * self.w;
-        for (plane, chan) in planes
-            .chunks_exact(hw)
-            .zip(out.chunks_exact_mut(self.chan_len))
+        for (c, chan) in out
+            .chunks_exact_mut(self.chan_len)
             .take(self.channels)
+            .enumerate()
         {
+            let plane = if hw == 0 {
+                &[][..]
+            } else {
+                &x[c * plane_stride..][..hw]
+            };
             self.fill_channel(plane, chan);
         }
     }
