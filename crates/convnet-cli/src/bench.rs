@@ -115,15 +115,16 @@ struct Row {
     fwdbwd_gflops: f64,
 }
 
-/// Seconds per call: two warm-up calls, then the best of three runs of `reps` calls.
-fn time_per_call(mut f: impl FnMut() -> Result<()>, reps: usize) -> Result<f64> {
-    f()?;
-    f()?;
+/// Seconds per call: two warm-up calls, then the best of three runs of `reps` calls. What
+/// `f` returns is kept from the optimizer and dropped.
+fn time_per_call<T>(mut f: impl FnMut() -> Result<T>, reps: usize) -> Result<f64> {
+    std::hint::black_box(f()?);
+    std::hint::black_box(f()?);
     let mut best = f64::INFINITY;
     for _ in 0..3 {
         let start = Instant::now();
         for _ in 0..reps {
-            f()?;
+            std::hint::black_box(f()?);
         }
         best = best.min(start.elapsed().as_secs_f64() / reps as f64);
     }
@@ -170,7 +171,7 @@ fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Op
     let forward = || conv2d_with(algo, &x, &w, Some(&b), &params);
     let gy = filled(g.output_dims(), 3)?;
     let backward = |request| conv2d_backward_with(algo, &gy, &x, &w, &params, request);
-    let fwd = time_per_call(|| Ok(drop(std::hint::black_box(forward()?))), 10)?;
+    let fwd = time_per_call(|| Ok(forward()?), 10)?;
     let fwdbwd = time_per_call(
         || {
             std::hint::black_box(forward()?);
@@ -185,8 +186,8 @@ fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Op
             weight,
             bias: false,
         };
-        let input = time_per_call(|| Ok(drop(backward(only(true, false))?)), 5)?;
-        let weight = time_per_call(|| Ok(drop(backward(only(false, true))?)), 5)?;
+        let input = time_per_call(|| Ok(backward(only(true, false))?), 5)?;
+        let weight = time_per_call(|| Ok(backward(only(false, true))?), 5)?;
         Some(Parts {
             input_ms: input * 1e3,
             weight_ms: weight * 1e3,
