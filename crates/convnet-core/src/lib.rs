@@ -19,6 +19,7 @@ mod linalg;
 mod microkernel;
 pub mod ops;
 mod parallel;
+mod reduce;
 mod scratch;
 pub mod simd;
 pub mod tensor;

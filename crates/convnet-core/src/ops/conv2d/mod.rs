@@ -489,30 +489,8 @@ pub fn bias_grad_into(gy: &[f32], [n, k, ho, wo]: [usize; 4], gb: &mut [f32]) {
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
         let total: f64 = (0..n)
-            .map(|img| f64::from(plane_sum(&gy[(img * k + ch) * plane..][..plane])))
+            .map(|img| f64::from(crate::reduce::sum(&gy[(img * k + ch) * plane..][..plane])))
             .sum();
         *out = total as f32;
     });
-}
-
-crate::simd::multiversion!(fn plane_sum(v: &[f32]) -> f32 => plane_sum_impl);
-
-#[inline(always)]
-fn plane_sum_impl<S: crate::simd::Simd>(s: S, v: &[f32]) -> f32 {
-    const ACCS: usize = 4;
-    let mut acc = [s.splat(0.0); ACCS];
-    let mut chunks = v.chunks_exact(S::LANES * ACCS);
-    for chunk in &mut chunks {
-        for (a, part) in acc.iter_mut().zip(chunk.chunks_exact(S::LANES)) {
-            *a = s.add(*a, s.load(part));
-        }
-    }
-    let mut rest = chunks.remainder();
-    while !rest.is_empty() {
-        let n = rest.len().min(S::LANES);
-        acc[0] = s.add(acc[0], s.load_partial(rest, n));
-        rest = &rest[n..];
-    }
-    let total = acc.iter().fold(s.splat(0.0), |a, &b| s.add(a, b));
-    s.reduce_sum(total)
 }
