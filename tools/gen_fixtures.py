@@ -11,12 +11,19 @@ It (re)writes, under crates/convnet-core/tests/fixtures/:
     conv2d.safetensors       conv2d forward and all three gradients  (tests/golden_conv2d.rs)
     pool.safetensors         max / avg / adaptive / global pooling     (tests/golden_pool.rs)
     activation.safetensors   ReLU, LeakyReLU, ELU, tanh, sigmoid, PReLU (tests/golden_activation.rs)
+    linear.safetensors       F.linear forward and all three gradients   (tests/golden_linear.rs)
+    batch_norm.safetensors   F.batch_norm, training and eval, forward, batch statistics and
+                             every gradient                             (tests/golden_batch_norm.rs)
+    loss.safetensors         cross-entropy (label smoothing), MSE, softmax, log-softmax
+                                                                        (tests/golden_loss.rs)
 
 Layout of each file: one *case* per named configuration. Tensors are called
 "<case>.<name>": `input`, `weight`, `bias`, `grad_output` (the inputs) and `output`,
 `grad_input`, `grad_weight`, `grad_bias` (what PyTorch computed), plus `indices` (int64,
-flat `h * W + w` within the input plane, as `return_indices=True`) for max pooling. Every
-other tensor is float32. The header's `__metadata__` maps each case name to a JSON string
+flat `h * W + w` within the input plane, as `return_indices=True`) for max pooling; batch
+norm adds `mean`, `invstd`, `var_unbiased` (training) and `running_mean`, `running_var`
+(evaluation); losses have `target` (int64 class indices for cross-entropy), `loss` (shape
+[1]) and `grad_input` (d loss / d input, no `grad_output`). Every other tensor is float32. The header's `__metadata__` maps each case name to a JSON string
 with its parameters (its keys are exactly the case names), e.g.
 `{"op": "conv2d", "stride": [2, 1], "padding": "explicit", "pad": [top, bottom, left, right],
 ...}`.
@@ -27,6 +34,8 @@ How the values are made:
   PyTorch computes the forward pass and, by autograd on `loss = (output * grad_output).sum()`,
   every gradient in float64; the results are stored rounded to float32.
 - Inputs of ReLU-family activations are kept at least 0.05 away from 0 (the kink).
+- Float parameters the Rust side reads as f32 (batch-norm `eps`, `label_smoothing`) are
+  rounded to float32 before PyTorch uses them, so both sides compute with the same value.
 
 Determinism: fixed seeds, one thread, and the safetensors files are written by this script
 (sorted names, JSON with a fixed key order) rather than by `safetensors.save_file`, whose
@@ -552,12 +561,227 @@ def activation_cases():
 
 
 # ---------------------------------------------------------------------------------------
+# Linear
+# ---------------------------------------------------------------------------------------
+
+
+def linear_case(ff, case, n, in_features, out_features, bias=True):
+    g = generator(case)
+    x = randn(g, (n, in_features))
+    w = randn(g, (out_features, in_features), scale=0.5)
+    b = randn(g, (out_features,)) if bias else None
+    xl, wl = leaf(x), leaf(w)
+    bl = leaf(b) if bias else None
+    y = F.linear(xl, wl, bl)
+    gy = randn(g, tuple(y.shape))
+    (y * gy).sum().backward()
+    tensors = {"input": x, "weight": w, "output": y, "grad_output": gy,
+               "grad_input": xl.grad, "grad_weight": wl.grad}
+    if bias:
+        tensors["bias"] = b
+        tensors["grad_bias"] = bl.grad
+    ff.case(case, {"op": "linear", "in_features": in_features, "out_features": out_features,
+                   "bias": bias}, tensors)
+
+
+def linear_cases():
+    ff = FixtureFile("linear")
+    linear_case(ff, "n1_bias", 1, 5, 3)
+    linear_case(ff, "n1_no_bias", 1, 4, 6, bias=False)
+    linear_case(ff, "batch4_bias", 4, 7, 5)
+    linear_case(ff, "batch6_no_bias", 6, 3, 8, bias=False)
+    linear_case(ff, "batch32_64_to_24", 32, 64, 24)
+    linear_case(ff, "in_features_1", 3, 1, 4)
+    linear_case(ff, "out_features_1", 5, 6, 1)
+    return ff
+
+
+# ---------------------------------------------------------------------------------------
+# Batch norm
+# ---------------------------------------------------------------------------------------
+
+
+def f32(v):
+    """`v` rounded to float32 (as the Rust side reads a JSON number into an f32)."""
+    return float(np.float32(v))
+
+
+def bn_affine_params(g, c, weight, bias):
+    """weight around 1 and bias around 0 (float32 values, as float64), or None."""
+    w = (torch.randn(c, generator=g, dtype=torch.float32) * 0.5 + 1.0).double() if weight \
+        else None
+    b = randn(g, (c,)) if bias else None
+    return w, b
+
+
+def bn_grads(x, y_fn, w, b, g, shape):
+    """Autograd through `y_fn(x, w, b)`. With a weight but no bias, a zero bias is still
+    differentiated: the Rust API returns `grad_bias` whenever a weight is given."""
+    xl = leaf(x)
+    wl = leaf(w) if w is not None else None
+    b_eff = b if b is not None else (torch.zeros_like(w) if w is not None else None)
+    bl = leaf(b_eff) if b_eff is not None else None
+    y = y_fn(xl, wl, bl)
+    gy = randn(g, shape)
+    (y * gy).sum().backward()
+    tensors = {"output": y, "grad_output": gy, "grad_input": xl.grad}
+    if w is not None:
+        tensors["weight"] = w
+        tensors["grad_weight"] = wl.grad
+        tensors["grad_bias"] = bl.grad
+    if b is not None:
+        tensors["bias"] = b
+    return tensors
+
+
+def bn_train_case(ff, case, shape, eps=1e-5, weight=True, bias=True, x=None):
+    g = generator(case)
+    c = shape[1]
+    x = randn(g, shape) if x is None else x
+    w, b = bn_affine_params(g, c, weight, bias)
+    e = f32(eps)
+    # momentum=1 makes the running estimates exactly PyTorch's batch mean and unbiased
+    # variance.
+    running_mean = torch.zeros(c, dtype=torch.float64)
+    running_var = torch.zeros(c, dtype=torch.float64)
+    tensors = bn_grads(x, lambda t, wt, bt: F.batch_norm(
+        t, running_mean, running_var, wt, bt, training=True, momentum=1.0, eps=e), w, b, g,
+        shape)
+    _, save_mean, save_invstd = torch.native_batch_norm(x, w, b, None, None, True, 0.0, e)
+    dims = [0] + list(range(2, len(shape)))
+    assert torch.allclose(save_mean, x.mean(dims), rtol=0, atol=1e-12)
+    biased = x.var(dims, unbiased=False)
+    assert torch.allclose(save_invstd, 1 / torch.sqrt(biased + e), rtol=1e-12, atol=0)
+    assert torch.allclose(running_mean, save_mean, rtol=0, atol=1e-12)
+    assert torch.allclose(running_var, x.var(dims, unbiased=True), rtol=1e-12, atol=1e-12)
+    tensors.update({"input": x, "mean": save_mean, "invstd": save_invstd,
+                    "var_unbiased": running_var})
+    ff.case(case, {"op": "batch_norm_train", "eps": eps, "weight": weight, "bias": bias},
+            tensors)
+
+
+def bn_eval_case(ff, case, shape, eps=1e-5, weight=True, bias=True):
+    g = generator(case)
+    c = shape[1]
+    x = randn(g, shape)
+    w, b = bn_affine_params(g, c, weight, bias)
+    running_mean = randn(g, (c,), scale=0.5)
+    running_var = (torch.rand(c, generator=g, dtype=torch.float32) * 1.5 + 0.25).double()
+    e = f32(eps)
+    tensors = bn_grads(x, lambda t, wt, bt: F.batch_norm(
+        t, running_mean, running_var, wt, bt, training=False, eps=e), w, b, g, shape)
+    tensors.update({"input": x, "running_mean": running_mean, "running_var": running_var})
+    ff.case(case, {"op": "batch_norm_eval", "eps": eps, "weight": weight, "bias": bias},
+            tensors)
+
+
+def batch_norm_cases():
+    ff = FixtureFile("batch_norm")
+    # Training, BatchNorm1d: [N, C] and [N, C, L] (rows of short planes; L >= 16: planes).
+    bn_train_case(ff, "train_1d_affine", (8, 5))
+    bn_train_case(ff, "train_1d_no_affine", (6, 4), weight=False, bias=False)
+    bn_train_case(ff, "train_1d_batch2", (2, 3))  # M = 2, the smallest PyTorch accepts
+    bn_train_case(ff, "train_1d_ncl_affine", (4, 3, 7))
+    bn_train_case(ff, "train_1d_ncl_long_affine", (2, 3, 20))
+    # Training, BatchNorm2d: [N, C, H, W].
+    bn_train_case(ff, "train_2d_affine", (4, 3, 5, 6))
+    bn_train_case(ff, "train_2d_no_affine", (3, 4, 4, 5), weight=False, bias=False)
+    bn_train_case(ff, "train_2d_small_planes", (4, 2, 2, 3))
+    bn_train_case(ff, "train_2d_eps_0_1", (2, 3, 4, 4), eps=0.1)
+    bn_train_case(ff, "train_2d_eps_1e_3_no_affine", (3, 2, 5, 5), eps=1e-3, weight=False,
+                  bias=False)
+    bn_train_case(ff, "train_2d_batch1", (1, 3, 4, 5))
+    bn_train_case(ff, "train_2d_weight_only", (2, 3, 4, 4), bias=False)
+    bn_train_case(ff, "train_2d_bias_only", (2, 3, 4, 4), weight=False)
+    shifted = (torch.randn((4, 2, 6, 6), generator=generator("train_2d_shifted_input/x"),
+                           dtype=torch.float32) * 2.0 + 50.0).double()
+    bn_train_case(ff, "train_2d_shifted_input", (4, 2, 6, 6), x=shifted)
+    constant = randn(generator("train_2d_constant_channel/x"), (2, 2, 4, 4))
+    constant[:, 1] = f32(0.7)
+    bn_train_case(ff, "train_2d_constant_channel", (2, 2, 4, 4), x=constant)
+    # Evaluation.
+    bn_eval_case(ff, "eval_1d_affine", (6, 4))
+    bn_eval_case(ff, "eval_1d_ncl_no_affine", (4, 3, 6), weight=False, bias=False)
+    bn_eval_case(ff, "eval_2d_affine", (3, 4, 5, 5))
+    bn_eval_case(ff, "eval_2d_no_affine_eps_1e_3", (2, 3, 4, 4), eps=1e-3, weight=False,
+                 bias=False)
+    bn_eval_case(ff, "eval_2d_weight_only", (2, 2, 5, 4), bias=False)
+    return ff
+
+
+# ---------------------------------------------------------------------------------------
+# Losses
+# ---------------------------------------------------------------------------------------
+
+
+def cross_entropy_case(ff, case, n, k, label_smoothing, x=None, target=None):
+    g = generator(case)
+    x = randn(g, (n, k), scale=2.0) if x is None else x
+    target = torch.randint(0, k, (n,), generator=g) if target is None else target
+    xl = leaf(x)
+    loss = F.cross_entropy(xl, target, label_smoothing=f32(label_smoothing))
+    loss.backward()
+    ff.case(case, {"op": "cross_entropy", "label_smoothing": label_smoothing},
+            {"input": x, "target": target, "loss": loss.reshape(1), "grad_input": xl.grad})
+
+
+def huge_logits():
+    """Logits of magnitude 1e4 next to ordinary ones; targets hit the largest logit, a
+    moderate one and a hugely negative one."""
+    x = torch.tensor([[1e4, -1e4, 0.0, 5e3, -3.5],
+                      [-1e4, -1e4, -1e4, -1e4, 1e4],
+                      [2.0, 1e4, 1e4, -0.5, 3.0],
+                      [-1e4, 7.0, -2.0, 1e4, 0.25]], dtype=torch.float32).double()
+    return x, torch.tensor([0, 2, 1, 1])
+
+
+def mse_case(ff, case, shape):
+    g = generator(case)
+    x, t = randn(g, shape), randn(g, shape)
+    xl = leaf(x)
+    loss = F.mse_loss(xl, t)
+    loss.backward()
+    ff.case(case, {"op": "mse_loss"},
+            {"input": x, "target": t, "loss": loss.reshape(1), "grad_input": xl.grad})
+
+
+def softmax_case(ff, case, op, x):
+    fn = {"softmax": F.softmax, "log_softmax": F.log_softmax}[op]
+    ff.case(case, {"op": op}, {"input": x, "output": fn(x, dim=1)})
+
+
+def loss_cases():
+    ff = FixtureFile("loss")
+    cross_entropy_case(ff, "ce_ls0", 6, 5, 0.0)
+    cross_entropy_case(ff, "ce_ls0_1", 6, 5, 0.1)
+    cross_entropy_case(ff, "ce_ls0_3", 6, 5, 0.3)
+    cross_entropy_case(ff, "ce_ls1", 4, 3, 1.0)
+    cross_entropy_case(ff, "ce_batch1", 1, 10, 0.0)
+    cross_entropy_case(ff, "ce_single_class", 3, 1, 0.1)
+    cross_entropy_case(ff, "ce_batch128_k10_ls0_1", 128, 10, 0.1)
+    x, t = huge_logits()
+    for e, name in ((0.0, "0"), (0.1, "0_1"), (0.3, "0_3")):
+        cross_entropy_case(ff, f"ce_huge_logits_ls{name}", 4, 5, e, x=x, target=t)
+    mse_case(ff, "mse_2d", (4, 5))
+    mse_case(ff, "mse_4d", (2, 3, 4, 4))
+    mse_case(ff, "mse_one_element", (1,))
+    x = randn(generator("softmax_inputs"), (5, 7), scale=3.0)
+    softmax_case(ff, "softmax", "softmax", x)
+    softmax_case(ff, "log_softmax", "log_softmax", x)
+    x, _ = huge_logits()
+    softmax_case(ff, "softmax_huge_logits", "softmax", x)
+    softmax_case(ff, "log_softmax_huge_logits", "log_softmax", x)
+    return ff
+
+
+# ---------------------------------------------------------------------------------------
 
 
 def main():
     os.makedirs(OUT_DIR, exist_ok=True)
     total = 0
-    for make in (conv_cases, pool_cases, activation_cases):
+    for make in (conv_cases, pool_cases, activation_cases, linear_cases, batch_norm_cases,
+                 loss_cases):
         ff = make()
         path = ff.write(OUT_DIR)
         check_written(path, ff)

@@ -8,6 +8,11 @@
 //! - [`ops::pool`]: max, average, adaptive and global pooling (with PyTorch's `ceil_mode`,
 //!   `count_include_pad`, `divisor_override` and max-pool indices), forward and backward.
 //! - [`ops::activation`]: ReLU, LeakyReLU, ELU, tanh, sigmoid and PReLU, forward and backward.
+//! - [`ops::linear`]: fully connected layer (GEMM), forward and its three gradients.
+//! - [`ops::batch_norm`]: batch normalization (1-D and 2-D), training and evaluation modes,
+//!   forward and backward.
+//! - [`ops::loss`]: cross-entropy (with label smoothing) and MSE with their gradients,
+//!   softmax and log-softmax.
 //! - [`geometry`]: output sizes, 'same' padding, receptive fields, parameter and FLOP counts.
 //!
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
@@ -29,10 +34,16 @@ pub use ops::activation::{
     Activation, PreluGrads, activation, activation_backward, activation_backward_into,
     activation_into, prelu, prelu_backward,
 };
+pub use ops::batch_norm::{
+    BatchNormGrads, BatchNormTrain, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
+    batch_norm_train,
+};
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, ConvMode, GradRequest, Padding,
     PaddingMode, conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad, conv2d_weight_grad,
 };
+pub use ops::linear::{LinearGrads, linear, linear_backward};
+pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};
 pub use ops::pool::{
     MaxPool2dOutput, Pool2dParams, Pool2dParamsBuilder, adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward,

@@ -3,6 +3,11 @@
 use crate::simd::{Simd, multiversion};
 
 multiversion!(pub(crate) fn sum(v: &[f32]) -> f32 => sum_impl);
+multiversion!(pub(crate) fn sum_sq_dev(v: &[f32], mean: f32) -> f32 => sum_sq_dev_impl);
+multiversion!(
+    pub(crate) fn sum_and_centered_dot(g: &[f32], x: &[f32], mean: f32) -> (f32, f32)
+        => sum_and_centered_dot_impl
+);
 
 /// The sum of `v`, in f32 vector lanes (four independent accumulators), reduced at the end.
 #[inline(always)]
@@ -25,8 +30,161 @@ fn sum_impl<S: Simd>(s: S, v: &[f32]) -> f32 {
     s.reduce_sum(total)
 }
 
+/// `sum((v - mean)^2)`: the centred sum of squares (batch-norm variance), in f32 vector lanes
+/// (four independent accumulators). `v - mean` is rounded to f32 first, then squared and
+/// added with one fused multiply-add.
+#[inline(always)]
+fn sum_sq_dev_impl<S: Simd>(s: S, v: &[f32], mean: f32) -> f32 {
+    const ACCS: usize = 4;
+    let neg_mean = s.splat(-mean);
+    let mut acc = [s.splat(0.0); ACCS];
+    let mut chunks = v.chunks_exact(S::LANES * ACCS);
+    for chunk in &mut chunks {
+        for (a, part) in acc.iter_mut().zip(chunk.chunks_exact(S::LANES)) {
+            let d = s.add(s.load(part), neg_mean);
+            *a = s.mul_add(d, d, *a);
+        }
+    }
+    let mut rest = chunks.remainder();
+    while !rest.is_empty() {
+        let n = rest.len().min(S::LANES);
+        // Masked-off lanes load 0 and would add mean^2: mask the difference instead.
+        let mut d = [0.0f32; crate::simd::MAX_LANES];
+        for (d, &x) in d.iter_mut().zip(&rest[..n]) {
+            *d = x - mean;
+        }
+        let d = s.load_partial(&d, n);
+        acc[0] = s.mul_add(d, d, acc[0]);
+        rest = &rest[n..];
+    }
+    let total = acc.iter().fold(s.splat(0.0), |a, &b| s.add(a, b));
+    s.reduce_sum(total)
+}
+
+/// `(sum(g), sum(g * (x - mean)))` over two slices of the same length (batch-norm backward:
+/// the gradient's sum and its dot product with the centred input), in f32 vector lanes.
+#[inline(always)]
+fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
+    const ACCS: usize = 2;
+    assert_eq!(g.len(), x.len(), "sum_and_centered_dot: lengths differ");
+    let neg_mean = s.splat(-mean);
+    let mut sum = [s.splat(0.0); ACCS];
+    let mut dot = [s.splat(0.0); ACCS];
+    let step = S::LANES * ACCS;
+    let whole = g.len() / step * step;
+    for (gc, xc) in g[..whole]
+        .chunks_exact(step)
+        .zip(x[..whole].chunks_exact(step))
+    {
+        for i in 0..ACCS {
+            let gv = s.load(&gc[i * S::LANES..]);
+            let d = s.add(s.load(&xc[i * S::LANES..]), neg_mean);
+            sum[i] = s.add(sum[i], gv);
+            dot[i] = s.mul_add(gv, d, dot[i]);
+        }
+    }
+    let (mut g, mut x) = (&g[whole..], &x[whole..]);
+    while !g.is_empty() {
+        let n = g.len().min(S::LANES);
+        // Masked-off lanes of g load 0, so their (x - mean) does not matter.
+        let gv = s.load_partial(g, n);
+        let d = s.add(s.load_partial(x, n), neg_mean);
+        sum[0] = s.add(sum[0], gv);
+        dot[0] = s.mul_add(gv, d, dot[0]);
+        g = &g[n..];
+        x = &x[n..];
+    }
+    let fold = |v: [S::V; ACCS]| s.reduce_sum(v.iter().fold(s.splat(0.0), |a, &b| s.add(a, b)));
+    (fold(sum), fold(dot))
+}
+
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use crate::simd::Portable;
+
+    /// Runs `f` with every instruction set this CPU has (portable always).
+    fn for_each_simd(
+        mut f: impl FnMut(&str, &dyn Fn(&[f32], f32) -> f32, &dyn Fn(&[f32], &[f32], f32) -> (f32, f32)),
+    ) {
+        f(
+            "portable",
+            &|v, m| sum_sq_dev_impl(Portable, v, m),
+            &|g, x, m| sum_and_centered_dot_impl(Portable, g, x, m),
+        );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = crate::simd::Avx512::detect() {
+                f(
+                    "avx512",
+                    &|v, m| {
+                        s.vectorize(
+                            #[inline(always)]
+                            || sum_sq_dev_impl(s, v, m),
+                        )
+                    },
+                    &|g, x, m| {
+                        s.vectorize(
+                            #[inline(always)]
+                            || sum_and_centered_dot_impl(s, g, x, m),
+                        )
+                    },
+                );
+            }
+            if let Some(s) = crate::simd::Avx2::detect() {
+                f(
+                    "avx2",
+                    &|v, m| {
+                        s.vectorize(
+                            #[inline(always)]
+                            || sum_sq_dev_impl(s, v, m),
+                        )
+                    },
+                    &|g, x, m| {
+                        s.vectorize(
+                            #[inline(always)]
+                            || sum_and_centered_dot_impl(s, g, x, m),
+                        )
+                    },
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn centred_sums_match_f64_for_any_length_and_instruction_set() {
+        for_each_simd(|name, sq_dev, dot| {
+            for n in [0, 1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000] {
+                let x: Vec<f32> = (0..n)
+                    .map(|i| ((i * 37) % 11) as f32 * 0.25 - 1.0)
+                    .collect();
+                let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
+                let mean = 0.375f32;
+                let want_sq: f64 = x.iter().map(|&v| (f64::from(v) - 0.375).powi(2)).sum();
+                let got = f64::from(sq_dev(&x, mean));
+                assert!(
+                    (got - want_sq).abs() <= 1e-5 * want_sq.max(1.0),
+                    "{name} n = {n}"
+                );
+                let want_sum: f64 = g.iter().map(|&v| f64::from(v)).sum();
+                let want_dot: f64 = g
+                    .iter()
+                    .zip(&x)
+                    .map(|(&g, &x)| f64::from(g) * (f64::from(x) - 0.375))
+                    .sum();
+                let (s, d) = dot(&g, &x, mean);
+                assert!(
+                    (f64::from(s) - want_sum).abs() <= 1e-5 * want_sum.abs().max(1.0),
+                    "{name} n = {n}"
+                );
+                assert!(
+                    (f64::from(d) - want_dot).abs() <= 1e-5 * want_dot.abs().max(1.0),
+                    "{name} n = {n}"
+                );
+            }
+        });
+    }
+
     #[test]
     fn sums_any_length() {
         for n in [0, 1, 7, 16, 63, 64, 65, 1000] {
