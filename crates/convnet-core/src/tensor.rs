@@ -1,9 +1,14 @@
-//! `Tensor`: an owned, contiguous, row-major `f32` array with a shape.
+//! `Tensor`: a contiguous, row-major `f32` array with a shape.
 //!
 //! The public layout of images is NCHW, as in PyTorch. A tensor never holds a shape whose
 //! element count overflows `usize`, and its data length always equals that count.
+//!
+//! Cloning is cheap: clones share their storage until one of them is written
+//! ([`Tensor::data_mut`] copies it first if it is shared), as PyTorch tensors share storage.
+//! Layers keep their inputs for the backward pass by cloning them.
 
 use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
@@ -64,11 +69,11 @@ pub(crate) fn checked_numel(dims: &[usize]) -> Option<usize> {
     dims.iter().try_fold(1usize, |acc, &d| acc.checked_mul(d))
 }
 
-/// An owned `f32` tensor, contiguous and row-major.
+/// An `f32` tensor, contiguous and row-major, with copy-on-write storage.
 #[derive(Clone, PartialEq)]
 pub struct Tensor {
     shape: Shape,
-    data: Vec<f32>,
+    data: Arc<Vec<f32>>,
 }
 
 impl Tensor {
@@ -85,14 +90,20 @@ impl Tensor {
                 ),
             ));
         }
-        Ok(Tensor { shape, data })
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
     }
 
     /// A tensor filled with `value`.
     pub fn full(dims: impl Into<Vec<usize>>, value: f32) -> Result<Self> {
         let shape = Shape::new(dims)?;
         let data = vec![value; shape.numel()];
-        Ok(Tensor { shape, data })
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
     }
 
     /// A tensor of zeros.
@@ -104,7 +115,10 @@ impl Tensor {
     pub fn from_fn(dims: impl Into<Vec<usize>>, f: impl FnMut(usize) -> f32) -> Result<Self> {
         let shape = Shape::new(dims)?;
         let data = (0..shape.numel()).map(f).collect();
-        Ok(Tensor { shape, data })
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
     }
 
     /// A shape and data known to agree (crate-internal constructor for kernel outputs).
@@ -112,7 +126,7 @@ impl Tensor {
         debug_assert_eq!(checked_numel(&dims), Some(data.len()));
         Tensor {
             shape: Shape(dims),
-            data,
+            data: Arc::new(data),
         }
     }
 
@@ -136,12 +150,19 @@ impl Tensor {
         &self.data
     }
 
+    /// The values, for writing: copied first if another clone shares them.
     pub fn data_mut(&mut self) -> &mut [f32] {
-        &mut self.data
+        Arc::make_mut(&mut self.data).as_mut_slice()
     }
 
+    /// The values (copied only if another clone shares them).
     pub fn into_data(self) -> Vec<f32> {
-        self.data
+        Arc::try_unwrap(self.data).unwrap_or_else(|shared| (*shared).clone())
+    }
+
+    /// Whether `self` and `other` share storage (clones not yet written).
+    pub fn shares_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.data, &other.data)
     }
 
     /// The same data under another shape with the same element count.
@@ -187,7 +208,7 @@ impl Tensor {
         }
         self.data
             .iter()
-            .zip(&other.data)
+            .zip(other.data.iter())
             .map(|(a, b)| {
                 if a.is_nan() && b.is_nan() {
                     0.0
@@ -248,6 +269,19 @@ mod tests {
             err.to_string(),
             "conv2d: input must be 4-D (N, C, H, W), got shape [3, 4] (2-D)"
         );
+    }
+
+    #[test]
+    fn clones_share_storage_until_written() {
+        let a = Tensor::from_fn([4], |i| i as f32).unwrap();
+        let mut b = a.clone();
+        assert!(a.shares_storage(&b));
+        b.data_mut()[0] = 9.0;
+        assert!(!a.shares_storage(&b));
+        assert_eq!(a.data(), &[0.0, 1.0, 2.0, 3.0]);
+        assert_eq!(b.data(), &[9.0, 1.0, 2.0, 3.0]);
+        let c = a.clone().reshape([2, 2]).unwrap();
+        assert!(c.shares_storage(&a));
     }
 
     #[test]

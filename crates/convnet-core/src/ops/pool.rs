@@ -740,6 +740,31 @@ fn window_max<T: Float>(
     (best, best_at)
 }
 
+/// The common 2x2 window with stride 2 and no padding: each output row reads two input rows,
+/// taps in PyTorch's order (row-major), with the same tie and NaN rule as [`window_max`].
+fn max_pool_2x2<T: Float>(x: &[T], width: usize, y: &mut [T], indices: &mut [usize], ow: usize) {
+    for (i, (y_row, idx_row)) in y.chunks_mut(ow).zip(indices.chunks_mut(ow)).enumerate() {
+        let top = 2 * i * width;
+        let (a, b) = (&x[top..top + width], &x[top + width..top + 2 * width]);
+        for (j, (y, idx)) in y_row.iter_mut().zip(idx_row.iter_mut()).enumerate() {
+            let c = 2 * j;
+            let (mut best, mut at) = (a[c], top + c);
+            for (v, pos) in [
+                (a[c + 1], top + c + 1),
+                (b[c], top + width + c),
+                (b[c + 1], top + width + c + 1),
+            ] {
+                if v > best || v.is_nan() {
+                    best = v;
+                    at = pos;
+                }
+            }
+            *y = best;
+            *idx = at;
+        }
+    }
+}
+
 fn max_pool_forward<T: Float + Send + Sync>(
     plan: &Plan,
     x: &[T],
@@ -750,11 +775,19 @@ fn max_pool_forward<T: Float + Send + Sync>(
     debug_assert_eq!(x.len() / in_plane, y.len() / out_plane);
     let [ah, aw] = plan.axes;
     let ow = plan.out_hw[1];
+    // (With ceil_mode a last window may hang off the input: only whole windows qualify.)
+    let two_by_two = [(ah, plan.out_hw[0]), (aw, ow)].iter().all(|(a, o)| {
+        a.kernel == 2 && a.stride == 2 && a.pad == 0 && a.dilation == 1 && 2 * o <= a.input
+    });
     y.par_chunks_mut(out_plane)
         .zip(indices.par_chunks_mut(out_plane))
         .zip(x.par_chunks(in_plane))
         .with_min_len(planes_per_task(plan.work_per_plane()))
         .for_each(|((y, indices), x)| {
+            if two_by_two {
+                max_pool_2x2(x, aw.input, y, indices, ow);
+                return;
+            }
             for (i, (y_row, idx_row)) in y.chunks_mut(ow).zip(indices.chunks_mut(ow)).enumerate() {
                 let (r0, r1) = ah.max_taps(i);
                 for (j, (y, idx)) in y_row.iter_mut().zip(idx_row).enumerate() {
