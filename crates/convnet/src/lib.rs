@@ -3,6 +3,7 @@
 
 pub use convnet_core as core;
 
+pub mod data;
 pub mod rng;
 
 /// The README's Rust examples, compiled and run as doc-tests so they stay true.
