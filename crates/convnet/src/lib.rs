@@ -3,8 +3,20 @@
 
 pub use convnet_core as core;
 
+pub mod checkpoint;
 pub mod data;
+pub mod error;
+pub mod layers;
+pub mod model;
+pub mod npy;
+pub mod optim;
 pub mod rng;
+pub mod spec;
+pub mod train;
+
+pub use error::{Error, Result};
+pub use model::Model;
+pub use spec::{LayerKind, LayerSpec, ModelSpec};
 
 /// The README's Rust examples, compiled and run as doc-tests so they stay true.
 #[cfg(doctest)]

@@ -1,0 +1,82 @@
+//! Time each layer of the reference model in a training step (forward and backward), to see
+//! where a step's time goes.
+//!
+//!     cargo run --release -p convnet --example profile_step [-- BATCH_SIZE]
+
+use std::time::Instant;
+
+use convnet::ModelSpec;
+use convnet::layers::{ForwardCtx, Module};
+use convnet_core::{Tensor, cross_entropy};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let batch: usize = std::env::args().nth(1).map_or(Ok(128), |s| s.parse())?;
+    let spec = ModelSpec::from_toml(include_str!("../../../models/fashion_cnn.toml"))?;
+    let mut model = spec.build(0)?;
+    let x = Tensor::from_fn([batch, 1, 28, 28], |i| {
+        ((i * 7919) % 255) as f32 / 127.0 - 1.0
+    })?;
+    let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
+    let n = model.nodes().len();
+    let (mut fwd, mut bwd) = (vec![0.0f64; n], vec![0.0f64; n]);
+    let reps = 5;
+    let mut total = 0.0;
+    for rep in 0..reps + 1 {
+        let start = Instant::now();
+        // Forward node by node, timing each (the model's own forward does the same work).
+        let mut values: Vec<Tensor> = Vec::with_capacity(n);
+        for i in 0..n {
+            let node = &mut model.nodes_mut()[i];
+            let input = if i == 0 { &x } else { &values[i - 1] };
+            let t = Instant::now();
+            let y = node
+                .layer
+                .forward(&[input], &ForwardCtx::train(0, rep as u64))?;
+            if rep > 0 {
+                fwd[i] += t.elapsed().as_secs_f64();
+            }
+            values.push(y);
+        }
+        let out = cross_entropy(values.last().expect("layers"), &labels, 0.0)?;
+        let mut g = out.grad;
+        for i in (0..n).rev() {
+            let t = Instant::now();
+            let mut grads = model.nodes_mut()[i].layer.backward(&g, i > 0)?;
+            if rep > 0 {
+                bwd[i] += t.elapsed().as_secs_f64();
+            }
+            if i > 0 {
+                g = grads.remove(0).expect("input gradient");
+            }
+        }
+        if rep > 0 {
+            total += start.elapsed().as_secs_f64();
+        }
+    }
+    println!(
+        "batch {batch}, {} thread(s), mean of {reps} steps (optimizer step not included)",
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<14} {:<12} {:>9} {:>9}",
+        "layer", "type", "fwd ms", "bwd ms"
+    );
+    for (i, node) in model.nodes().iter().enumerate() {
+        println!(
+            "{:<14} {:<12} {:>9.2} {:>9.2}",
+            node.name,
+            node.layer.kind(),
+            1e3 * fwd[i] / reps as f64,
+            1e3 * bwd[i] / reps as f64
+        );
+    }
+    let (f, b): (f64, f64) = (fwd.iter().sum(), bwd.iter().sum());
+    println!(
+        "{:<27} {:>9.2} {:>9.2}   step {:.2} ms",
+        "total",
+        1e3 * f / reps as f64,
+        1e3 * b / reps as f64,
+        1e3 * total / reps as f64
+    );
+    Ok(())
+}

@@ -1,0 +1,481 @@
+//! The training loop and evaluation.
+//!
+//! A run is reproducible from its seed: the data order of epoch `e`, the augmentation of each
+//! sample and the dropout masks of step `s` are drawn from streams keyed by `(seed, e, ...)`
+//! and `(seed, s, ...)`, and the kernels are deterministic for a given thread count. So a run
+//! resumed from a checkpoint (which holds the weights, batch-norm statistics, optimizer state
+//! and position) continues exactly as the uninterrupted run would have.
+
+use std::time::Instant;
+
+use convnet_core::{Tensor, cross_entropy, mse_loss};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Augment, Batch, BatchSpec, DataSplit, Dataset, EpochPlan, Normalization};
+use crate::error::{Error, Result};
+use crate::layers::ForwardCtx;
+use crate::model::Model;
+use crate::optim::{Optimizer, OptimizerConfig, Schedule, ScheduleConfig};
+
+/// Which loss a classifier trains with.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum LossKind {
+    /// Softmax cross-entropy, with optional label smoothing.
+    CrossEntropy { label_smoothing: f32 },
+    /// Mean squared error against one-hot targets.
+    Mse,
+}
+
+/// Everything that defines a training run (saved in checkpoints).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub optimizer: OptimizerConfig,
+    pub schedule: ScheduleConfig,
+    pub loss: LossKind,
+    pub augment: Augment,
+    pub seed: u64,
+}
+
+impl TrainConfig {
+    fn check(&self) -> Result<()> {
+        if self.epochs == 0 {
+            return Err(Error::config("epochs", "must be at least 1"));
+        }
+        if self.batch_size == 0 {
+            return Err(Error::config("batch_size", "must be at least 1"));
+        }
+        if let LossKind::CrossEntropy { label_smoothing } = self.loss
+            && !(0.0..=1.0).contains(&label_smoothing)
+        {
+            return Err(Error::config(
+                "label_smoothing",
+                format!("must be in [0, 1], got {label_smoothing}"),
+            ));
+        }
+        Optimizer::new(self.optimizer)?;
+        Ok(())
+    }
+
+    fn batch_spec(&self) -> BatchSpec {
+        BatchSpec {
+            batch_size: self.batch_size,
+            shuffle: true,
+            augment: self.augment,
+            seed: self.seed,
+        }
+    }
+}
+
+/// One finished epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based.
+    pub epoch: usize,
+    pub train_loss: f64,
+    pub train_accuracy: f64,
+    pub test_loss: f64,
+    pub test_accuracy: f64,
+    /// Learning rate of the epoch's last step.
+    pub lr: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+}
+
+/// Where a run is (saved in checkpoints).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Epochs finished.
+    pub epoch: usize,
+    /// Steps of the current epoch finished.
+    pub step_in_epoch: usize,
+    /// Optimizer steps taken in the whole run.
+    pub global_step: usize,
+    /// Sums over the current epoch so far (for its train loss and accuracy).
+    pub epoch_loss_sum: f64,
+    pub epoch_correct: usize,
+    pub epoch_seen: usize,
+    pub epoch_seconds: f64,
+    pub best_accuracy: Option<f64>,
+    pub history: Vec<EpochRecord>,
+}
+
+/// Progress of one step, for progress bars.
+#[derive(Debug, Clone, Copy)]
+pub struct StepProgress {
+    /// 0-based epoch and step.
+    pub epoch: usize,
+    pub step: usize,
+    pub steps: usize,
+    pub loss: f64,
+    /// Running train accuracy of the epoch.
+    pub accuracy: f64,
+    pub images_per_second: f64,
+    pub lr: f32,
+}
+
+/// What the loop should do after a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    Continue,
+    /// Stop now (e.g. Ctrl-C): the loop returns [`Error::Interrupted`] after `on_stop`.
+    Stop,
+}
+
+/// Callbacks of the training loop: progress display, checkpoints, interruption.
+pub trait TrainHooks {
+    fn on_step(&mut self, _trainer: &Trainer, _progress: &StepProgress) -> Result<Control> {
+        Ok(Control::Continue)
+    }
+    /// After each epoch's evaluation; `trainer.state` already counts the epoch, and
+    /// `trainer.is_best(record)` says whether it is the best so far.
+    fn on_epoch(&mut self, _trainer: &Trainer, _record: &EpochRecord) -> Result<()> {
+        Ok(())
+    }
+    /// Called when the loop stops early (after a `Stop`), with the state at that step.
+    fn on_stop(&mut self, _trainer: &Trainer) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// No callbacks.
+pub struct NoHooks;
+impl TrainHooks for NoHooks {}
+
+/// Accuracy, loss and confusion of a model on a dataset.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EvalReport {
+    pub loss: f64,
+    pub accuracy: f64,
+    /// `confusion[true][predicted]` counts.
+    pub confusion: Vec<Vec<usize>>,
+    pub classes: Vec<String>,
+}
+
+impl EvalReport {
+    /// Accuracy of each class (NaN for a class with no sample).
+    pub fn per_class_accuracy(&self) -> Vec<f64> {
+        self.confusion
+            .iter()
+            .enumerate()
+            .map(|(i, row)| {
+                let total: usize = row.iter().sum();
+                if total == 0 {
+                    f64::NAN
+                } else {
+                    row[i] as f64 / total as f64
+                }
+            })
+            .collect()
+    }
+}
+
+/// Index of the largest value of each row of `[N, K]` logits.
+pub fn argmax_rows(logits: &Tensor) -> Vec<usize> {
+    let k = logits.dims().get(1).copied().unwrap_or(1).max(1);
+    logits
+        .data()
+        .chunks(k)
+        .map(|row| {
+            row.iter()
+                .enumerate()
+                .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+                    if v > best.1 { (i, v) } else { best }
+                })
+                .0
+        })
+        .collect()
+}
+
+/// The loss of a batch and its gradient w.r.t. the logits.
+fn loss_and_grad(loss: LossKind, logits: &Tensor, labels: &[usize]) -> Result<(f64, Tensor)> {
+    match loss {
+        LossKind::CrossEntropy { label_smoothing } => {
+            let out = cross_entropy(logits, labels, label_smoothing)?;
+            Ok((f64::from(out.loss), out.grad))
+        }
+        LossKind::Mse => {
+            let k = logits.dims().get(1).copied().unwrap_or(0);
+            let target = Tensor::from_fn(logits.dims().to_vec(), |i| {
+                if labels[i / k.max(1)] == i % k.max(1) {
+                    1.0
+                } else {
+                    0.0
+                }
+            })?;
+            let out = mse_loss(logits, &target)?;
+            Ok((f64::from(out.loss), out.grad))
+        }
+    }
+}
+
+/// Evaluate `model` on `data` in evaluation mode.
+pub fn evaluate(
+    model: &mut Model,
+    data: &Dataset,
+    norm: &Normalization,
+    batch_size: usize,
+    loss: LossKind,
+) -> Result<EvalReport> {
+    let classes = data.classes.len();
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let mut loss_sum = 0.0;
+    let spec = BatchSpec {
+        batch_size: batch_size.max(1),
+        shuffle: false,
+        augment: Augment::default(),
+        seed: 0,
+    };
+    let plan = EpochPlan::new(data.len(), &spec, 0);
+    let mut batch: Option<Batch> = None;
+    for b in 0..plan.batches() {
+        let batch = match &mut batch {
+            Some(existing) => {
+                plan.batch_into(data, norm, b, existing);
+                existing
+            }
+            None => batch.insert(plan.batch(data, norm, b)),
+        };
+        let logits = model.forward(&batch.images, ForwardCtx::eval(false))?;
+        check_classes(&logits, classes)?;
+        let (l, _) = loss_and_grad(loss, &logits, &batch.labels)?;
+        loss_sum += l * batch.labels.len() as f64;
+        for (&label, pred) in batch.labels.iter().zip(argmax_rows(&logits)) {
+            confusion[label][pred] += 1;
+        }
+    }
+    let n = data.len().max(1) as f64;
+    let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
+    Ok(EvalReport {
+        loss: loss_sum / n,
+        accuracy: correct as f64 / n,
+        confusion,
+        classes: data.classes.clone(),
+    })
+}
+
+fn check_classes(logits: &Tensor, classes: usize) -> Result<()> {
+    match logits.dims() {
+        [_, k] if *k == classes => Ok(()),
+        dims => Err(Error::model(format!(
+            "the model outputs {dims:?} per batch, but the data has {classes} classes: the \
+             last layer should give [N, {classes}]"
+        ))),
+    }
+}
+
+/// A model being trained, with its optimizer, schedule and position.
+pub struct Trainer {
+    pub model: Model,
+    optimizer: Optimizer,
+    schedule: Schedule,
+    config: TrainConfig,
+    pub state: TrainState,
+    pub normalization: Normalization,
+    pub classes: Vec<String>,
+    steps_per_epoch: usize,
+}
+
+impl Trainer {
+    /// Start a run of `model` on `data` (normalization from its training set).
+    pub fn new(model: Model, config: TrainConfig, data: &DataSplit) -> Result<Self> {
+        let normalization = data.train.normalization();
+        Self::resume(
+            model,
+            config,
+            data,
+            normalization,
+            TrainState::default(),
+            &Default::default(),
+        )
+    }
+
+    /// Continue a run from a checkpoint's state.
+    pub fn resume(
+        model: Model,
+        config: TrainConfig,
+        data: &DataSplit,
+        normalization: Normalization,
+        state: TrainState,
+        optimizer_state: &std::collections::BTreeMap<String, Tensor>,
+    ) -> Result<Self> {
+        config.check()?;
+        if data.train.is_empty() {
+            return Err(Error::config(
+                "data",
+                format!("{} has no training images", data.train.source),
+            ));
+        }
+        let dims = data.train.image_dims();
+        if dims != model.input_shape() {
+            return Err(Error::model(format!(
+                "the model takes images {:?} (C, H, W) but {} has {:?}",
+                model.input_shape(),
+                data.train.source,
+                dims
+            )));
+        }
+        let classes = data.train.classes.clone();
+        if model.output_shape() != [classes.len()] {
+            return Err(Error::model(format!(
+                "the model outputs {:?} per image but the data has {} classes",
+                model.output_shape(),
+                classes.len()
+            )));
+        }
+        let steps_per_epoch = data.train.len().div_ceil(config.batch_size);
+        let schedule = Schedule::new(
+            config.schedule,
+            &config.optimizer,
+            steps_per_epoch,
+            config.epochs,
+        )?;
+        let mut optimizer = Optimizer::new(config.optimizer)?;
+        optimizer.load_state(&model, optimizer_state)?;
+        Ok(Trainer {
+            model,
+            optimizer,
+            schedule,
+            config,
+            state,
+            normalization,
+            classes,
+            steps_per_epoch,
+        })
+    }
+
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+    pub fn optimizer(&self) -> &Optimizer {
+        &self.optimizer
+    }
+    pub fn steps_per_epoch(&self) -> usize {
+        self.steps_per_epoch
+    }
+
+    /// Whether `record` has the best test accuracy of the run so far.
+    pub fn is_best(&self, record: &EpochRecord) -> bool {
+        self.state.best_accuracy == Some(record.test_accuracy)
+    }
+
+    /// One optimizer step on a batch; returns the batch loss and how many were right.
+    pub fn step(&mut self, batch: &Batch) -> Result<(f64, usize)> {
+        self.model.zero_grad();
+        let ctx = ForwardCtx::train(self.config.seed, self.state.global_step as u64);
+        let logits = self.model.forward(&batch.images, ctx)?;
+        check_classes(&logits, self.classes.len())?;
+        let (loss, grad) = loss_and_grad(self.config.loss, &logits, &batch.labels)?;
+        if !loss.is_finite() {
+            return Err(Error::Diverged(format!(
+                "the loss became {loss} at epoch {}, step {} (try a lower learning rate)",
+                self.state.epoch + 1,
+                self.state.step_in_epoch + 1
+            )));
+        }
+        let correct = argmax_rows(&logits)
+            .iter()
+            .zip(&batch.labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        self.model.backward(&grad)?;
+        let (lr, momentum) = self.schedule.at(self.state.global_step);
+        self.optimizer.step(&mut self.model, lr, momentum);
+        self.model.clear();
+        Ok((loss, correct))
+    }
+
+    /// Train until `config.epochs` epochs are done (continuing from `state`), evaluating on
+    /// the test set after each epoch.
+    pub fn run(&mut self, data: &DataSplit, hooks: &mut dyn TrainHooks) -> Result<()> {
+        let spec = self.config.batch_spec();
+        let eval_batch = self.config.batch_size.max(256);
+        while self.state.epoch < self.config.epochs {
+            let epoch = self.state.epoch;
+            let plan = EpochPlan::new(data.train.len(), &spec, epoch as u64);
+            let steps = plan.batches();
+            let start = Instant::now();
+            let seconds_before = self.state.epoch_seconds;
+            let seen_before = self.state.epoch_seen;
+            let norm = self.normalization.clone();
+            // The next batch is prepared on another thread while this one trains.
+            let mut next: Option<Batch> = (self.state.step_in_epoch < steps)
+                .then(|| plan.batch(&data.train, &norm, self.state.step_in_epoch));
+            while self.state.step_in_epoch < steps {
+                let b = self.state.step_in_epoch;
+                let batch = next.take().expect("prepared");
+                let (result, prepared) = std::thread::scope(|scope| {
+                    let ahead = (b + 1 < steps)
+                        .then(|| scope.spawn(|| plan.batch(&data.train, &norm, b + 1)));
+                    let result = self.step(&batch);
+                    (
+                        result,
+                        ahead.map(|h| h.join().expect("batch preparation panicked")),
+                    )
+                });
+                next = prepared;
+                let (loss, correct) = result?;
+                let n = batch.labels.len();
+                self.state.epoch_loss_sum += loss * n as f64;
+                self.state.epoch_correct += correct;
+                self.state.epoch_seen += n;
+                self.state.step_in_epoch += 1;
+                self.state.global_step += 1;
+                let elapsed = seconds_before + start.elapsed().as_secs_f64();
+                self.state.epoch_seconds = elapsed;
+                let progress = StepProgress {
+                    epoch,
+                    step: b,
+                    steps,
+                    loss,
+                    accuracy: self.state.epoch_correct as f64 / self.state.epoch_seen as f64,
+                    images_per_second: (self.state.epoch_seen - seen_before) as f64
+                        / start.elapsed().as_secs_f64().max(1e-9),
+                    lr: self.schedule.at(self.state.global_step - 1).0,
+                };
+                if hooks.on_step(self, &progress)? == Control::Stop {
+                    hooks.on_stop(self)?;
+                    return Err(Error::Interrupted);
+                }
+            }
+            let seconds = self.state.epoch_seconds;
+            let test = evaluate(
+                &mut self.model,
+                &data.test,
+                &self.normalization,
+                eval_batch,
+                self.config.loss,
+            )?;
+            let seen = self.state.epoch_seen.max(1) as f64;
+            let record = EpochRecord {
+                epoch: epoch + 1,
+                train_loss: self.state.epoch_loss_sum / seen,
+                train_accuracy: self.state.epoch_correct as f64 / seen,
+                test_loss: test.loss,
+                test_accuracy: test.accuracy,
+                lr: f64::from(self.schedule.at(self.state.global_step.saturating_sub(1)).0),
+                seconds,
+                images_per_second: seen / seconds.max(1e-9),
+            };
+            self.state.history.push(record.clone());
+            self.state.epoch += 1;
+            self.state.step_in_epoch = 0;
+            self.state.epoch_loss_sum = 0.0;
+            self.state.epoch_correct = 0;
+            self.state.epoch_seen = 0;
+            self.state.epoch_seconds = 0.0;
+            if self
+                .state
+                .best_accuracy
+                .is_none_or(|b| record.test_accuracy > b)
+            {
+                self.state.best_accuracy = Some(record.test_accuracy);
+            }
+            hooks.on_epoch(self, &record)?;
+        }
+        Ok(())
+    }
+}
