@@ -2,7 +2,11 @@
 //! lives here.
 
 mod bench;
+mod eval;
 mod io;
+mod predict;
+mod run;
+mod train;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
@@ -23,6 +27,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the reference CNN briefly on the embedded sample and print its accuracy.
+    Demo(train::DemoArgs),
+    /// Train a model (default: the reference recipe on Fashion-MNIST).
+    Train(train::TrainArgs),
+    /// Accuracy, per-class accuracy and confusion matrix of a checkpoint.
+    Eval(eval::EvalArgs),
+    /// Top classes of PNG/JPEG images.
+    Predict(predict::PredictArgs),
+    /// Forward pass on a .npy tensor, written to a .npy file.
+    Run(run::RunArgs),
+    /// Time conv2d on the layers of a suite (forward and forward + backward).
     Bench(bench::BenchArgs),
 }
 
@@ -42,6 +57,11 @@ fn run(cli: Cli) -> Result<()> {
             .build_global()?;
     }
     match cli.command {
+        Command::Demo(args) => train::demo(args),
+        Command::Train(args) => train::run(args),
+        Command::Eval(args) => eval::run(args),
+        Command::Predict(args) => predict::run(args),
+        Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,0 +1,103 @@
+//! `convnet predict`: the top classes of images, by a checkpoint.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use convnet::checkpoint;
+use convnet::data::Normalization;
+use convnet::layers::ForwardCtx;
+use convnet_core::{Tensor, softmax};
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  convnet predict --checkpoint runs/train/best shoe.png
+  convnet predict --checkpoint runs/train/best --top 5 --json a.png b.jpg
+
+Images are converted to the model's channels (grayscale or RGB) and resized to its input
+size; Fashion-MNIST models expect a light object on a dark background.")]
+pub struct PredictArgs {
+    /// Checkpoint folder (written by `convnet train`).
+    #[arg(long)]
+    checkpoint: PathBuf,
+    /// PNG or JPEG images.
+    #[arg(required = true)]
+    images: Vec<PathBuf>,
+    /// How many classes to show per image.
+    #[arg(long, default_value_t = 3)]
+    top: usize,
+    #[arg(long)]
+    json: bool,
+}
+
+/// An image file as the normalized model input `[1, C, H, W]`.
+pub fn load_image(path: &Path, [c, h, w]: [usize; 3], norm: &Normalization) -> Result<Tensor> {
+    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let img = if (img.height() as usize, img.width() as usize) == (h, w) {
+        img
+    } else {
+        img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
+    };
+    let pixels: Vec<u8> = match c {
+        1 => img.to_luma8().into_raw(),
+        3 => {
+            // Interleaved RGB to planes.
+            let rgb = img.to_rgb8().into_raw();
+            (0..3)
+                .flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>())
+                .collect()
+        }
+        other => bail!(
+            "the model takes {other}-channel images; only 1 (grayscale) and 3 (RGB) can be read"
+        ),
+    };
+    let mut out = vec![0.0; c * h * w];
+    norm.apply(&pixels, &mut out);
+    Ok(Tensor::new([1, c, h, w], out)?)
+}
+
+pub fn run(args: PredictArgs) -> Result<()> {
+    let ck = checkpoint::load(&args.checkpoint)
+        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    let mut model = ck.model;
+    let dims = model.input_shape();
+    let mut results = Vec::new();
+    for path in &args.images {
+        let x = load_image(path, dims, &ck.meta.normalization)?;
+        let logits = model.forward(&x, ForwardCtx::eval(false))?;
+        let probs = softmax(&logits)?;
+        let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();
+        ranked.sort_by(|a, b| b.1.total_cmp(&a.1));
+        ranked.truncate(args.top.max(1));
+        results.push((path, ranked));
+    }
+    let name = |i: usize| {
+        ck.meta
+            .classes
+            .get(i)
+            .cloned()
+            .unwrap_or_else(|| i.to_string())
+    };
+    if args.json {
+        let out: Vec<serde_json::Value> = results
+            .iter()
+            .map(|(p, ranked)| {
+                serde_json::json!({
+                    "image": p.display().to_string(),
+                    "top": ranked.iter().map(|&(i, pr)| serde_json::json!({"class": name(i), "index": i, "probability": pr})).collect::<Vec<_>>(),
+                })
+            })
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        for (p, ranked) in &results {
+            let parts: Vec<String> = ranked
+                .iter()
+                .enumerate()
+                .map(|(k, &(i, pr))| format!("{}. {} {:.1}%", k + 1, name(i), 100.0 * pr))
+                .collect();
+            println!("{}: {}", p.display(), parts.join("  "));
+        }
+    }
+    Ok(())
+}
