@@ -31,8 +31,9 @@ pub mod tensor;
 
 pub use error::{Error, Result};
 pub use ops::activation::{
-    Activation, PreluGrads, activation, activation_backward, activation_backward_into,
-    activation_into, prelu, prelu_backward,
+    Activation, PreluGrads, activation, activation_backward, activation_backward_in_place,
+    activation_backward_into, activation_in_place, activation_into, gradient_from_output, prelu,
+    prelu_backward,
 };
 pub use ops::batch_norm::{
     BatchNormGrads, BatchNormTrain, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,

@@ -133,12 +133,13 @@ impl Model {
         if n == 0 {
             return Ok((input.clone(), Vec::new()));
         }
-        // The last node that reads each output, so it can be dropped after that.
-        let mut last_use = vec![0usize; n];
-        for (i, node) in self.nodes.iter().enumerate() {
+        // How many more reads each output has: at its last read it is handed over (moved)
+        // rather than shared, so the layer may overwrite it in place.
+        let mut reads_left = vec![0usize; n];
+        for node in &self.nodes {
             for s in &node.inputs {
                 if let Source::Node(j) = s {
-                    last_use[*j] = i;
+                    reads_left[*j] += 1;
                 }
             }
         }
@@ -146,42 +147,39 @@ impl Model {
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
         for i in 0..n {
             let node = &mut self.nodes[i];
-            let inputs: Vec<&Tensor> = node
-                .inputs
-                .iter()
-                .map(|s| match s {
-                    Source::Input => Ok(input),
-                    Source::Node(j) => values[*j].as_ref().ok_or_else(|| {
-                        Error::model(format!("{}: input {j} was dropped early", node.name))
-                    }),
-                })
-                .collect::<Result<_>>()?;
+            let mut inputs: Vec<Tensor> = Vec::with_capacity(node.inputs.len());
+            for s in &node.inputs {
+                let value = match *s {
+                    Source::Input => input.clone(),
+                    Source::Node(j) => {
+                        reads_left[j] -= 1;
+                        let v = if reads_left[j] == 0 {
+                            values[j].take()
+                        } else {
+                            values[j].clone()
+                        };
+                        v.ok_or_else(|| {
+                            Error::model(format!("{}: input {j} was dropped early", node.name))
+                        })?
+                    }
+                };
+                inputs.push(value);
+            }
             let ctx = ForwardCtx {
                 node: i as u64,
                 ..ctx
             };
-            let y = node
-                .layer
-                .forward(&inputs, &ctx)
-                .map_err(|e| Error::Layer {
-                    name: node.name.clone(),
-                    kind: node.layer.kind(),
-                    source: Box::new(e),
-                })?;
+            let y = node.layer.forward(inputs, &ctx).map_err(|e| Error::Layer {
+                name: node.name.clone(),
+                kind: node.layer.kind(),
+                source: Box::new(e),
+            })?;
             for (slot, &c) in captured.iter_mut().zip(capture) {
                 if c == i {
                     *slot = Some(y.clone());
                 }
             }
             values[i] = Some(y);
-            for s in &self.nodes[i].inputs {
-                if let Source::Node(j) = *s
-                    && last_use[j] == i
-                    && j != n - 1
-                {
-                    values[j] = None;
-                }
-            }
         }
         let out = values[n - 1].take().expect("the last node's output");
         let captured = captured
@@ -252,7 +250,7 @@ impl Model {
             });
             let input_grads =
                 node.layer
-                    .backward(&g, need_input_grad)
+                    .backward(g, need_input_grad)
                     .map_err(|e| Error::Layer {
                         name: node.name.clone(),
                         kind: node.layer.kind(),

@@ -133,6 +133,71 @@ pub fn activation_backward_into(
     backward(act, grad_output, input, output, grad_input);
 }
 
+/// `act` applied in place to every element of `data`.
+pub fn activation_in_place(act: Activation, data: &mut [f32]) {
+    let zero = 0.0f32;
+    match act {
+        Activation::Relu => map_in_place(data, relu),
+        Activation::LeakyRelu { negative_slope } => {
+            map_in_place(data, |x| if x > zero { x } else { x * negative_slope })
+        }
+        Activation::Elu { alpha } => {
+            map_in_place(data, |x| if x > zero { x } else { x.exp_m1() * alpha })
+        }
+        Activation::Tanh => map_in_place(data, f32::tanh),
+        Activation::Sigmoid => map_in_place(data, sigmoid),
+    }
+}
+
+/// Whether the gradient of `act` is a function of its output alone (ReLU, tanh, sigmoid), so
+/// that [`activation_backward_in_place`] applies and the input need not be kept.
+pub fn gradient_from_output(act: Activation) -> bool {
+    matches!(
+        act,
+        Activation::Relu | Activation::Tanh | Activation::Sigmoid
+    )
+}
+
+/// In place on `grad` (the gradient w.r.t. the output, becoming the gradient w.r.t. the
+/// input), for activations with [`gradient_from_output`]: `output` is the forward result.
+/// Returns `false`, leaving `grad` alone, for the other activations.
+pub fn activation_backward_in_place(act: Activation, grad: &mut [f32], output: &[f32]) -> bool {
+    if !gradient_from_output(act) || grad.len() != output.len() {
+        return false;
+    }
+    let zero = 0.0f32;
+    match act {
+        // PyTorch: threshold_backward(g, relu(x), 0), i.e. `y <= 0 ? 0 : g`.
+        Activation::Relu => zip_in_place(grad, output, |g, y| if y <= zero { zero } else { g }),
+        Activation::Tanh => zip_in_place(grad, output, |g, y| g * (1.0 - y * y)),
+        Activation::Sigmoid => zip_in_place(grad, output, |g, y| g * (1.0 - y) * y),
+        _ => unreachable!("checked by gradient_from_output"),
+    }
+    true
+}
+
+/// `data[i] = f(data[i])`, in parallel chunks for large slices.
+fn map_in_place(data: &mut [f32], f: impl Fn(f32) -> f32 + Send + Sync) {
+    let run = |d: &mut [f32]| d.iter_mut().for_each(|v| *v = f(*v));
+    if data.len() <= CHUNK {
+        run(data);
+    } else {
+        data.par_chunks_mut(CHUNK).for_each(run);
+    }
+}
+
+/// `a[i] = f(a[i], b[i])`, in parallel chunks for large slices.
+fn zip_in_place(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Send + Sync) {
+    let run = |a: &mut [f32], b: &[f32]| a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b));
+    if a.len() <= CHUNK {
+        run(a, b);
+    } else {
+        a.par_chunks_mut(CHUNK)
+            .zip(b.par_chunks(CHUNK))
+            .for_each(|(a, b)| run(a, b));
+    }
+}
+
 /// The gradients of [`prelu`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct PreluGrads {
@@ -730,5 +795,34 @@ mod tests {
             "prelu_backward: grad_output has shape [2, 3, 4, 5] but the input has shape \
              [2, 3, 4, 4]"
         );
+    }
+
+    #[test]
+    fn in_place_forms_equal_the_out_of_place_ones() {
+        let n = 3 * CHUNK + 17;
+        let x = Tensor::from_fn([n], |i| ((i * 37 % 101) as f32 - 50.0) / 13.0).unwrap();
+        let g = Tensor::from_fn([n], |i| ((i * 11 % 29) as f32 - 14.0) / 7.0).unwrap();
+        for act in [
+            Activation::Relu,
+            Activation::LeakyRelu {
+                negative_slope: 0.1,
+            },
+            Activation::Elu { alpha: 0.5 },
+            Activation::Tanh,
+            Activation::Sigmoid,
+        ] {
+            let y = activation(&x, act);
+            let mut z = x.clone();
+            activation_in_place(act, z.data_mut());
+            assert_eq!(z, y, "{act:?}");
+            let mut gi = g.clone();
+            let done = activation_backward_in_place(act, gi.data_mut(), y.data());
+            assert_eq!(done, gradient_from_output(act), "{act:?}");
+            if done {
+                assert_eq!(gi, activation_backward(act, &g, &x, &y).unwrap(), "{act:?}");
+            } else {
+                assert_eq!(gi, g, "{act:?}: left alone");
+            }
+        }
     }
 }

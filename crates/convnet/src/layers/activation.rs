@@ -1,18 +1,22 @@
 //! Activation layers: ReLU, LeakyReLU, ELU, tanh, sigmoid, and PReLU with its learned slope.
 
-use convnet_core::{Activation, Tensor, activation, activation_backward, prelu, prelu_backward};
+use convnet_core::{
+    Activation, Tensor, activation, activation_backward, activation_backward_in_place,
+    activation_in_place, gradient_from_output, prelu, prelu_backward,
+};
 
 use super::{ForwardCtx, Module, Param, recorded, single, single_shape};
 use crate::error::{Error, Result};
 
 /// An element-wise activation without parameters.
 ///
-/// Shapes: any; output as input.
+/// Shapes: any; output as input. ReLU, tanh and sigmoid work in place (their gradient is a
+/// function of the output, which is all they keep); LeakyReLU and ELU keep their input.
 #[derive(Debug, Clone)]
 pub struct ActivationLayer {
     act: Activation,
-    /// Input and output of the recorded forward pass.
-    cache: Option<(Tensor, Tensor)>,
+    /// The output (in-place activations) or the input (the others) of the recorded pass.
+    cache: Option<Tensor>,
 }
 
 impl ActivationLayer {
@@ -39,28 +43,43 @@ impl Module for ActivationLayer {
         Ok(single_shape(inputs)?.to_vec())
     }
 
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let y = activation(x, self.act);
-        self.cache = ctx.record.then(|| (x.clone(), y.clone()));
-        Ok(y)
+        if gradient_from_output(self.act) {
+            let mut y = x;
+            activation_in_place(self.act, y.data_mut());
+            self.cache = ctx.record.then(|| y.clone());
+            Ok(y)
+        } else {
+            let y = activation(&x, self.act);
+            self.cache = ctx.record.then_some(x);
+            Ok(y)
+        }
     }
 
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let (x, y) = recorded(&self.cache, self.kind())?;
+        let kept = recorded(&self.cache, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(activation_backward(
-            self.act,
-            grad_output,
-            x,
-            y,
-        )?)])
+        if kept.dims() != grad_output.dims() {
+            return Err(Error::model(format!(
+                "{}: gradient of shape {} for an output of shape {}",
+                self.kind(),
+                grad_output.shape(),
+                kept.shape()
+            )));
+        }
+        let mut g = grad_output;
+        if activation_backward_in_place(self.act, g.data_mut(), kept.data()) {
+            return Ok(vec![Some(g)]);
+        }
+        // The input was kept; the output is not read by these activations.
+        Ok(vec![Some(activation_backward(self.act, &g, kept, kept)?)])
     }
 
     fn clear(&mut self) {
@@ -137,8 +156,9 @@ impl Module for PRelu {
         Ok(shape.to_vec())
     }
 
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let y = prelu(x, &self.weight.value)?;
         self.input = ctx.record.then(|| x.clone());
         Ok(y)
@@ -146,9 +166,10 @@ impl Module for PRelu {
 
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let x = recorded(&self.input, self.kind())?;
         let grads = prelu_backward(grad_output, x, &self.weight.value)?;
         self.weight.accumulate(&grads.grad_weight)?;

@@ -191,8 +191,9 @@ impl Module for Conv2d {
         Ok(vec![self.config.out_channels, g.out_hw[0], g.out_hw[1]])
     }
 
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let y = conv2d(
             x,
             &self.weight.value,
@@ -205,9 +206,10 @@ impl Module for Conv2d {
 
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let x = recorded(&self.input, self.kind())?;
         let grads = conv2d_backward(
             grad_output,

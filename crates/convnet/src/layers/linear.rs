@@ -102,8 +102,9 @@ impl Module for Linear {
         }
     }
 
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let y = linear(x, &self.weight.value, self.bias.as_ref().map(|b| &b.value))?;
         self.input = ctx.record.then(|| x.clone());
         Ok(y)
@@ -111,9 +112,10 @@ impl Module for Linear {
 
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let x = recorded(&self.input, self.kind())?;
         let grads = linear_backward(
             grad_output,

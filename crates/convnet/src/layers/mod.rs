@@ -163,13 +163,15 @@ pub trait Module {
     /// The per-sample output shape for per-sample input shapes (no batch axis), or why
     /// they do not fit.
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
-    /// Forward on a batch.
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor>;
+    /// Forward on a batch. The layer owns its inputs: one whose storage is not shared (the
+    /// model hands over values at their last use) may be overwritten in place.
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor>;
     /// Backward: accumulate parameter gradients and return the gradient for each input
-    /// (`None` where `need_input_grad` is false). Needs a recorded forward pass.
+    /// (`None` where `need_input_grad` is false). Needs a recorded forward pass. The layer
+    /// owns `grad_output` and may reuse its storage for the input gradient.
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>>;
     /// Learnable parameters with their local `state_dict` names.
@@ -200,12 +202,12 @@ impl Module for Layer {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         each_layer!(self, l => l.output_shape(inputs))
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         each_layer!(self, l => l.forward(inputs, ctx))
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
         each_layer!(self, l => l.backward(grad_output, need_input_grad))
@@ -228,13 +230,10 @@ impl Module for Layer {
 }
 
 /// The single input of a one-input layer.
-pub(crate) fn single<'a>(inputs: &[&'a Tensor]) -> Result<&'a Tensor> {
-    match inputs {
-        [x] => Ok(x),
-        _ => Err(Error::model(format!(
-            "takes one input, got {}",
-            inputs.len()
-        ))),
+pub(crate) fn single(mut inputs: Vec<Tensor>) -> Result<Tensor> {
+    match inputs.len() {
+        1 => Ok(inputs.pop().expect("one input")),
+        n => Err(Error::model(format!("takes one input, got {n}"))),
     }
 }
 

@@ -185,8 +185,9 @@ impl Module for BatchNorm {
         Ok(shape.to_vec())
     }
 
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let weight = self.weight.as_ref().map(|p| &p.value);
         let bias = self.bias.as_ref().map(|p| &p.value);
         let use_batch = ctx.training || !self.config.track_running_stats;
@@ -217,9 +218,10 @@ impl Module for BatchNorm {
 
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let weight = self.weight.as_ref().map(|p| &p.value);
         let grads = match recorded(&self.cache, self.kind())? {
             Cache::Batch {

@@ -42,8 +42,9 @@ impl Module for MaxPool2d {
         let [ho, wo] = self.params.output_hw([h, w])?;
         Ok(vec![c, ho, wo])
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let dims = batch_dims(x, self.kind())?;
         let out = max_pool2d(x, &self.params)?;
         self.cache = ctx.record.then_some((out.indices, dims));
@@ -51,9 +52,10 @@ impl Module for MaxPool2d {
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let (indices, dims) = recorded(&self.cache, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);
@@ -97,8 +99,9 @@ impl Module for AvgPool2d {
         let [ho, wo] = self.params.output_hw([h, w])?;
         Ok(vec![c, ho, wo])
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let dims = batch_dims(x, self.kind())?;
         let y = avg_pool2d(x, &self.params)?;
         self.input_dims = ctx.record.then_some(dims);
@@ -106,9 +109,10 @@ impl Module for AvgPool2d {
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let dims = recorded(&self.input_dims, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);
@@ -155,8 +159,9 @@ impl Module for AdaptiveAvgPool2d {
         }
         Ok(vec![c, self.output_hw[0], self.output_hw[1]])
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let dims = batch_dims(x, self.kind())?;
         let y = adaptive_avg_pool2d(x, self.output_hw)?;
         self.input_dims = ctx.record.then_some(dims);
@@ -164,9 +169,10 @@ impl Module for AdaptiveAvgPool2d {
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let dims = recorded(&self.input_dims, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);
@@ -217,8 +223,9 @@ impl Module for GlobalPool {
         let [c, _, _] = image_shape(single_shape(inputs)?, self.kind())?;
         Ok(vec![c, 1, 1])
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
+        let x = &x;
         let dims = batch_dims(x, self.kind())?;
         let (y, indices) = match self.kind {
             PoolKind::Avg => (global_avg_pool2d(x)?, Vec::new()),
@@ -232,9 +239,10 @@ impl Module for GlobalPool {
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
+        let grad_output = &grad_output;
         let (dims, indices) = recorded(&self.cache, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);

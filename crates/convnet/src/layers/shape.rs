@@ -26,23 +26,23 @@ impl Module for Flatten {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(vec![single_shape(inputs)?.iter().product()])
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
         let n = x.dims().first().copied().unwrap_or(1);
         let features = x.numel() / n.max(1);
         self.input_dims = ctx.record.then(|| x.dims().to_vec());
-        Ok(x.clone().reshape([n, features])?)
+        Ok(x.reshape([n, features])?)
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
         let dims = recorded(&self.input_dims, self.kind())?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(grad_output.clone().reshape(dims.clone())?)])
+        Ok(vec![Some(grad_output.reshape(dims.clone())?)])
     }
     fn clear(&mut self) {
         self.input_dims = None;
@@ -85,37 +85,50 @@ impl Module for Dropout {
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
         Ok(single_shape(inputs)?.to_vec())
     }
-    fn forward(&mut self, inputs: &[&Tensor], ctx: &ForwardCtx) -> Result<Tensor> {
-        let x = single(inputs)?;
+    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
+        let mut x = single(inputs)?;
         if !ctx.training || self.p == 0.0 {
             self.mask = None;
-            return Ok(x.clone());
+            return Ok(x);
         }
         let mut rng = Rng::stream(ctx.seed, &[DROPOUT, ctx.step, ctx.node]);
-        let keep = 1.0 / (1.0 - self.p);
+        let keep = if self.p >= 1.0 {
+            0.0
+        } else {
+            1.0 / (1.0 - self.p)
+        };
         let mask: Vec<f32> = (0..x.numel())
             .map(|_| if rng.uniform() < self.p { 0.0 } else { keep })
-            .map(|m| if self.p >= 1.0 { 0.0 } else { m })
             .collect();
-        let y = Tensor::from_fn(x.dims().to_vec(), |i| x.data()[i] * mask[i])?;
+        for (v, m) in x.data_mut().iter_mut().zip(&mask) {
+            *v *= m;
+        }
         self.mask = ctx.record.then_some(mask);
-        Ok(y)
+        Ok(x)
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
         if !need_input_grad {
             return Ok(vec![None]);
         }
+        let mut g = grad_output;
         // No recorded mask: the forward pass was the identity.
-        Ok(vec![Some(match &self.mask {
-            Some(mask) => Tensor::from_fn(grad_output.dims().to_vec(), |i| {
-                grad_output.data()[i] * mask[i]
-            })?,
-            None => grad_output.clone(),
-        })])
+        if let Some(mask) = &self.mask {
+            if mask.len() != g.numel() {
+                return Err(Error::model(format!(
+                    "dropout: gradient of {} values for a mask of {}",
+                    g.numel(),
+                    mask.len()
+                )));
+            }
+            for (v, m) in g.data_mut().iter_mut().zip(mask) {
+                *v *= m;
+            }
+        }
+        Ok(vec![Some(g)])
     }
     fn clear(&mut self) {
         self.mask = None;
@@ -145,12 +158,10 @@ impl Module for Add {
             ))),
         }
     }
-    fn forward(&mut self, inputs: &[&Tensor], _ctx: &ForwardCtx) -> Result<Tensor> {
-        let [a, b] = inputs else {
-            return Err(Error::model(format!(
-                "add takes two inputs, got {}",
-                inputs.len()
-            )));
+    fn forward(&mut self, inputs: Vec<Tensor>, _ctx: &ForwardCtx) -> Result<Tensor> {
+        let count = inputs.len();
+        let Ok([mut a, b]) = <[Tensor; 2]>::try_from(inputs) else {
+            return Err(Error::model(format!("add takes two inputs, got {count}")));
         };
         if a.dims() != b.dims() {
             return Err(Error::model(format!(
@@ -159,16 +170,18 @@ impl Module for Add {
                 b.shape()
             )));
         }
-        Ok(Tensor::from_fn(a.dims().to_vec(), |i| {
-            a.data()[i] + b.data()[i]
-        })?)
+        for (x, y) in a.data_mut().iter_mut().zip(b.data()) {
+            *x += y;
+        }
+        Ok(a)
     }
     fn backward(
         &mut self,
-        grad_output: &Tensor,
+        grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let g = need_input_grad.then(|| grad_output.clone());
+        // Both inputs get the gradient; the two share storage until one is written.
+        let g = need_input_grad.then_some(grad_output);
         Ok(vec![g.clone(), g])
     }
 }
