@@ -34,7 +34,7 @@ pub(crate) mod reference;
 use std::borrow::Cow;
 
 pub use params::{
-    Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode,
+    Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode, Tap,
 };
 
 use crate::error::{Error, Result};

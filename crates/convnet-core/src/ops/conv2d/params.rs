@@ -343,7 +343,45 @@ pub struct Conv2dGeometry {
     pub out_hw: [usize; 2],
 }
 
+/// One product of the convolution sum: which input pixel (if any) and which weight.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tap {
+    /// The input position `[row, col]` read, or `None` where zero padding is read. With
+    /// reflect, replicate or circular padding, a position in the border reads an input pixel.
+    pub input: Option<[usize; 2]>,
+    /// The padded-input position `[row, col]` (row `-pad_top` is the first padding row).
+    pub padded: [isize; 2],
+    /// The weight `[row, col]` it is multiplied by (flipped for `ConvMode::Convolution`).
+    pub weight: [usize; 2],
+}
+
 impl Conv2dGeometry {
+    /// The product of output position `out` and kernel tap `[p, q]`: input row
+    /// `out_row * stride + p * dilation - pad_top` (and likewise for columns), read through
+    /// the padding mode; weight `[p, q]`, or `[kh-1-p, kw-1-q]` for convolution. This is the
+    /// convolution's defining formula; the reference kernel is a sum over these.
+    #[inline]
+    pub fn tap(&self, out: [usize; 2], [p, q]: [usize; 2]) -> Tap {
+        let row = (out[0] * self.stride[0] + p * self.dilation[0]) as isize - self.pad[0] as isize;
+        let col = (out[1] * self.stride[1] + q * self.dilation[1]) as isize - self.pad[2] as isize;
+        let input = super::pad::source_index(row, self.in_hw[0], self.padding_mode)
+            .zip(super::pad::source_index(
+                col,
+                self.in_hw[1],
+                self.padding_mode,
+            ))
+            .map(|(r, c)| [r, c]);
+        let weight = match self.mode {
+            ConvMode::CrossCorrelation => [p, q],
+            ConvMode::Convolution => [self.kernel[0] - 1 - p, self.kernel[1] - 1 - q],
+        };
+        Tap {
+            input,
+            padded: [row, col],
+            weight,
+        }
+    }
+
     pub fn input_dims(&self) -> [usize; 4] {
         [self.batch, self.in_channels, self.in_hw[0], self.in_hw[1]]
     }

@@ -2,7 +2,7 @@
 //!
 //! `y[n, k, i, j] = b[k] + sum_{c, p, q} x~[n, g*C_g + c, i*s_h + p*d_h - pad_t,
 //! j*s_w + q*d_w - pad_l] * w[k, c, p', q']`, where `g` is the group of filter `k`, `x~` reads
-//! the padded input (see [`source_index`]) and `(p', q') = (p, q)` for cross-correlation or
+//! the padded input (see [`Conv2dGeometry::tap`]) and `(p', q') = (p, q)` for cross-correlation or
 //! `(kh-1-p, kw-1-q)` for convolution (the flipped kernel).
 //!
 //! The gradients are the same sums read the other way: every product `x~ * w` that made an
@@ -13,12 +13,12 @@
 
 use num_traits::Float;
 
-use super::pad::source_index;
-use super::params::{Conv2dGeometry, ConvMode};
+use super::params::Conv2dGeometry;
 
 /// Calls `f(yi, wi, xi)` for every product of the convolution sum: `yi` the flat output
 /// index, `wi` the flat weight index, `xi` the flat input index read (`None` where zero
-/// padding is read). The single place where the formula's indices are written down.
+/// padding is read). Each product's positions come from [`Conv2dGeometry::tap`], the one
+/// place where the formula's indices are written down.
 #[inline]
 fn for_each_product(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, Option<usize>)) {
     let [n_batch, c_in, h, w] = g.input_dims();
@@ -35,19 +35,9 @@ fn for_each_product(g: &Conv2dGeometry, mut f: impl FnMut(usize, usize, Option<u
                         let ci = group * cg + c;
                         for p in 0..kh {
                             for q in 0..kw {
-                                let (pw, qw) = match g.mode {
-                                    ConvMode::CrossCorrelation => (p, q),
-                                    ConvMode::Convolution => (kh - 1 - p, kw - 1 - q),
-                                };
-                                let wi = ((k * cg + c) * kh + pw) * kw + qw;
-                                let row = (i * g.stride[0] + p * g.dilation[0]) as isize
-                                    - g.pad[0] as isize;
-                                let col = (j * g.stride[1] + q * g.dilation[1]) as isize
-                                    - g.pad[2] as isize;
-                                let xi = source_index(row, h, g.padding_mode).and_then(|r| {
-                                    source_index(col, w, g.padding_mode)
-                                        .map(|s| ((n * c_in + ci) * h + r) * w + s)
-                                });
+                                let tap = g.tap([i, j], [p, q]);
+                                let wi = ((k * cg + c) * kh + tap.weight[0]) * kw + tap.weight[1];
+                                let xi = tap.input.map(|[r, s]| ((n * c_in + ci) * h + r) * w + s);
                                 f(out_idx, wi, xi);
                             }
                         }
@@ -114,7 +104,7 @@ mod tests {
     //! the reference by the property tests, so these checks cover them too.
 
     use super::*;
-    use crate::ops::conv2d::{Conv2dParams, Padding, PaddingMode};
+    use crate::ops::conv2d::{Conv2dParams, ConvMode, Padding, PaddingMode};
 
     fn values(len: usize, seed: u64) -> Vec<f64> {
         (0..len)
