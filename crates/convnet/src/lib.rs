@@ -6,12 +6,14 @@ pub use convnet_core as core;
 pub mod checkpoint;
 pub mod data;
 pub mod error;
+pub mod filter;
 pub mod layers;
 pub mod model;
 pub mod npy;
 pub mod optim;
 pub mod rng;
 pub mod spec;
+pub mod summary;
 pub mod train;
 
 pub use error::{Error, Result};
