@@ -207,15 +207,46 @@ impl Model {
         grad_output: &Tensor,
         request: &BackwardRequest<'_>,
     ) -> Result<BackwardOutput> {
+        if self.nodes.is_empty() {
+            return Ok(BackwardOutput {
+                input: request.input.then(|| grad_output.clone()),
+                captured: vec![None; request.capture.len()],
+            });
+        }
+        self.backward_from(self.nodes.len() - 1, grad_output, request)
+    }
+
+    /// Backward from the gradient of an objective w.r.t. the output of node `start` (a unit
+    /// inside the model, for activation maximization): as [`Model::backward_with`], with the
+    /// nodes after `start` left out.
+    pub fn backward_from(
+        &mut self,
+        start: usize,
+        grad: &Tensor,
+        request: &BackwardRequest<'_>,
+    ) -> Result<BackwardOutput> {
         let n = self.nodes.len();
+        if start >= n {
+            return Err(Error::model(format!(
+                "cannot start backward at node {start}: the model has {n} nodes"
+            )));
+        }
+        let want = &self.nodes[start].output_shape;
+        if grad.dims().len() != want.len() + 1 || grad.dims()[1..] != want[..] {
+            return Err(Error::model(format!(
+                "the gradient for {} has shape {:?}; its output is [N, {}]",
+                self.nodes[start].name,
+                grad.dims(),
+                want.iter()
+                    .map(|d| d.to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )));
+        }
         let mut out = BackwardOutput {
             input: None,
             captured: vec![None; request.capture.len()],
         };
-        if n == 0 {
-            out.input = request.input.then(|| grad_output.clone());
-            return Ok(out);
-        }
         // A node's output gradient is needed if a parameter or a requested gradient lies
         // upstream of it.
         let mut needed = self.has_params_upstream.clone();
@@ -235,8 +266,8 @@ impl Model {
             }
         }
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
-        grads[n - 1] = Some(grad_output.clone());
-        for i in (0..n).rev() {
+        grads[start] = Some(grad.clone());
+        for i in (0..=start).rev() {
             let Some(g) = grads[i].take() else { continue };
             for (slot, &c) in out.captured.iter_mut().zip(request.capture) {
                 if c == i {

@@ -85,6 +85,108 @@ pub struct EpochRecord {
     pub images_per_second: f64,
 }
 
+/// The columns of a metrics CSV, in order.
+pub const METRICS_COLUMNS: [&str; 8] = [
+    "epoch",
+    "train_loss",
+    "train_accuracy",
+    "test_loss",
+    "test_accuracy",
+    "lr",
+    "seconds",
+    "images_per_second",
+];
+
+/// The history of a run as CSV (one row per epoch, accuracies as fractions).
+pub fn metrics_csv(history: &[EpochRecord]) -> String {
+    use std::fmt::Write as _;
+    let mut csv = METRICS_COLUMNS.join(",");
+    csv.push('\n');
+    for r in history {
+        let _ = writeln!(
+            csv,
+            "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.3},{:.1}",
+            r.epoch,
+            r.train_loss,
+            r.train_accuracy,
+            r.test_loss,
+            r.test_accuracy,
+            r.lr,
+            r.seconds,
+            r.images_per_second
+        );
+    }
+    csv
+}
+
+/// Read what [`metrics_csv`] wrote (columns found by name; `path` is for errors).
+pub fn parse_metrics_csv(text: &str, path: &std::path::Path) -> Result<Vec<EpochRecord>> {
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .ok_or_else(|| Error::file(path, "empty file; expected a metrics CSV with a header"))?;
+    let names: Vec<&str> = header.split(',').map(str::trim).collect();
+    let column = |name: &str| {
+        names.iter().position(|n| *n == name).ok_or_else(|| {
+            Error::file(
+                path,
+                format!(
+                    "no '{name}' column; a metrics CSV has the columns {}",
+                    METRICS_COLUMNS.join(",")
+                ),
+            )
+        })
+    };
+    let idx: Vec<usize> = METRICS_COLUMNS
+        .iter()
+        .map(|n| column(n))
+        .collect::<Result<_>>()?;
+    let mut out = Vec::new();
+    for (line_no, line) in lines {
+        let cells: Vec<&str> = line.split(',').map(str::trim).collect();
+        let num = |k: usize| -> Result<f64> {
+            let cell = cells.get(idx[k]).copied().unwrap_or("");
+            cell.parse::<f64>().map_err(|_| {
+                Error::file(
+                    path,
+                    format!(
+                        "line {}: {} is '{cell}', not a number",
+                        line_no + 1,
+                        METRICS_COLUMNS[k]
+                    ),
+                )
+            })
+        };
+        let epoch = num(0)?;
+        if epoch < 0.0 || epoch.fract() != 0.0 {
+            return Err(Error::file(
+                path,
+                format!(
+                    "line {}: epoch '{epoch}' is not a whole number",
+                    line_no + 1
+                ),
+            ));
+        }
+        out.push(EpochRecord {
+            epoch: epoch as usize,
+            train_loss: num(1)?,
+            train_accuracy: num(2)?,
+            test_loss: num(3)?,
+            test_accuracy: num(4)?,
+            lr: num(5)?,
+            seconds: num(6)?,
+            images_per_second: num(7)?,
+        });
+    }
+    if out.is_empty() {
+        return Err(Error::file(path, "no epochs in the file (only a header)"));
+    }
+    Ok(out)
+}
+
 /// Where a run is (saved in checkpoints).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct TrainState {
