@@ -13,7 +13,8 @@ use crate::train::open_data;
 #[derive(Args)]
 #[command(after_help = "Examples:
   convnet eval --checkpoint runs/train/best
-  convnet eval --checkpoint runs/train/best --data /usr/share/datasets/fashion-mnist --json")]
+  convnet eval --checkpoint runs/train/best --data /usr/share/datasets/fashion-mnist --json
+  convnet eval --checkpoint runs/train/best --confusion confusion.png")]
 pub struct EvalArgs {
     /// Checkpoint folder (written by `convnet train`).
     #[arg(long)]
@@ -27,9 +28,15 @@ pub struct EvalArgs {
     json: bool,
     #[arg(long, default_value_t = 256)]
     batch_size: usize,
+    /// Also draw the confusion matrix with class names to this PNG.
+    #[arg(long)]
+    confusion: Option<PathBuf>,
 }
 
 pub fn run(args: EvalArgs) -> Result<()> {
+    if let Some(path) = &args.confusion {
+        crate::inspect::check_output(path)?;
+    }
     let ck = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
     let data = open_data(args.data.as_deref())?;
@@ -60,6 +67,15 @@ pub fn run(args: EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&json(&report))?);
     } else {
         print!("{}", text(&report, &data.test.source));
+    }
+    if let Some(path) = &args.confusion {
+        let title = format!("confusion matrix on {}", data.test.source);
+        let picture =
+            convnet::render::confusion_matrix(&report.confusion, &report.classes, &title)?;
+        crate::inspect::write_png(path, &picture)?;
+        if !args.json {
+            println!("wrote {}", path.display());
+        }
     }
     Ok(())
 }

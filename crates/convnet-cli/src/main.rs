@@ -2,10 +2,14 @@
 //! lives here.
 
 mod bench;
+mod conv;
 mod eval;
+mod filter;
+mod inspect;
 mod io;
 mod predict;
 mod run;
+mod shape;
 mod train;
 
 use anyhow::Result;
@@ -37,6 +41,24 @@ enum Command {
     Predict(predict::PredictArgs),
     /// Forward pass on a .npy tensor, written to a .npy file.
     Run(run::RunArgs),
+    /// Filter an image with a kernel (edges, blur, sharpen, any kernel).
+    Filter(filter::FilterArgs),
+    /// Convolve small literal matrices, showing every product.
+    Conv(conv::ConvArgs),
+    /// Output sizes, parameters, FLOPs and receptive fields of a layer list.
+    Shape(shape::ShapeArgs),
+    /// The layer table of a model file, with totals.
+    Summary(shape::SummaryArgs),
+    /// Every feature map of a layer for one image, as a picture.
+    Features(inspect::FeaturesArgs),
+    /// The learned kernels of a convolutional layer, as a picture.
+    Kernels(inspect::KernelsArgs),
+    /// Where in an image the evidence for a class lies (Grad-CAM, Grad-CAM++, saliency).
+    Gradcam(inspect::GradcamArgs),
+    /// The input a unit responds to most (activation maximization).
+    Maximize(inspect::MaximizeArgs),
+    /// Draw the loss and accuracy curves of a metrics.csv.
+    Plot(inspect::PlotArgs),
     /// Time conv2d on the layers of a suite (forward and forward + backward).
     Bench(bench::BenchArgs),
 }
@@ -62,6 +84,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Run(args) => run::run(args),
+        Command::Filter(args) => filter::run(args),
+        Command::Conv(args) => conv::run(args),
+        Command::Shape(args) => shape::shape(args),
+        Command::Summary(args) => shape::summary(args),
+        Command::Features(args) => inspect::features(args),
+        Command::Kernels(args) => inspect::kernels(args),
+        Command::Gradcam(args) => inspect::gradcam(args),
+        Command::Maximize(args) => inspect::maximize(args),
+        Command::Plot(args) => inspect::plot(args),
         Command::Bench(args) => bench::run(args),
     }
 }

@@ -1,6 +1,5 @@
 //! `convnet train` and `convnet demo`.
 
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -17,7 +16,10 @@ use convnet::train::{
 use convnet::{Error, ModelSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::inspect::write_png;
 use crate::io::write_atomic;
+use convnet::render;
+use convnet::train::metrics_csv;
 
 /// The reference model, built in.
 pub const FASHION_CNN: &str = include_str!("../../../models/fashion_cnn.toml");
@@ -54,7 +56,7 @@ pub enum LossArg {
 Data: a folder of MNIST-family IDX files (raw or .gz), CIFAR-10 binary batches, or image
 folders train/<class>/*.png and test/<class>/*.png. Default: the full Fashion-MNIST when
 installed (/usr/share/datasets/fashion-mnist), else the embedded sample.
-Writes <out>/metrics.csv, <out>/best/ and <out>/last/ (checkpoints). Ctrl-C saves <out>/last.")]
+Writes <out>/metrics.csv, <out>/curves.png, <out>/best/ and <out>/last/ (checkpoints). Ctrl-C saves <out>/last.")]
 pub struct TrainArgs {
     /// Model file (TOML); default: the built-in reference model (models/fashion_cnn.toml).
     #[arg(long)]
@@ -220,6 +222,8 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit)> {
 /// Progress, checkpoints and Ctrl-C for a training run.
 struct CliHooks {
     out: PathBuf,
+    /// Where the data came from (for the curves' title).
+    data_source: String,
     bar: Option<ProgressBar>,
     interrupted: Arc<AtomicBool>,
     save_every: usize,
@@ -248,25 +252,19 @@ impl CliHooks {
         .with_context(|| format!("cannot save checkpoint {}", dir.display()))
     }
 
-    fn write_csv(&self, trainer: &Trainer) -> Result<()> {
-        let mut csv = String::from(
-            "epoch,train_loss,train_accuracy,test_loss,test_accuracy,lr,seconds,images_per_second\n",
-        );
-        for r in &trainer.state.history {
-            let _ = writeln!(
-                csv,
-                "{},{:.6},{:.6},{:.6},{:.6},{:.6e},{:.3},{:.1}",
-                r.epoch,
-                r.train_loss,
-                r.train_accuracy,
-                r.test_loss,
-                r.test_accuracy,
-                r.lr,
-                r.seconds,
-                r.images_per_second
-            );
-        }
-        write_atomic(&self.out.join("metrics.csv"), csv.as_bytes())
+    /// `metrics.csv` and its picture `curves.png`.
+    fn write_metrics(&self, trainer: &Trainer) -> Result<()> {
+        let history = &trainer.state.history;
+        write_atomic(
+            &self.out.join("metrics.csv"),
+            metrics_csv(history).as_bytes(),
+        )?;
+        let name = trainer.model.spec().name.as_deref().unwrap_or("model");
+        let title = format!("{name} on {}", self.data_source);
+        write_png(
+            &self.out.join("curves.png"),
+            &render::curves(history, &title)?,
+        )
     }
 }
 
@@ -315,7 +313,7 @@ impl TrainHooks for CliHooks {
             r.images_per_second
         );
         let result = (|| -> Result<()> {
-            self.write_csv(trainer)?;
+            self.write_metrics(trainer)?;
             self.save(trainer, "last")?;
             if trainer.is_best(r) {
                 self.save(trainer, "best")?;
@@ -359,6 +357,7 @@ pub fn train(trainer: &mut Trainer, data: &DataSplit, out: &Path, save_every: us
     );
     let mut hooks = CliHooks {
         out: out.to_path_buf(),
+        data_source: data.train.source.trim_end_matches(" (train)").to_string(),
         bar: None,
         interrupted,
         save_every,

@@ -153,6 +153,12 @@ fn train_args_with<'a>(
     args
 }
 
+/// The share of pixels that are not white.
+fn non_white_fraction(img: &image::RgbImage) -> f64 {
+    let n = img.pixels().filter(|p| p.0 != [255, 255, 255]).count();
+    n as f64 / (img.width() * img.height()) as f64
+}
+
 #[test]
 fn train_then_eval_predict_and_run_on_real_files() {
     let s = setup("train");
@@ -173,6 +179,10 @@ fn train_then_eval_predict_and_run_on_real_files() {
     assert_eq!(lines.len(), 4, "{csv}");
     let last_acc: f64 = lines[3].split(',').nth(4).unwrap().parse().unwrap();
     assert!(last_acc > 0.9, "bars are easy: {csv}");
+    // The curves are redrawn next to the CSV after every epoch.
+    let curves = image::open(out.join("curves.png")).unwrap().to_rgb8();
+    assert_eq!(curves.dimensions(), (1100, 440));
+    assert!(non_white_fraction(&curves) > 0.02, "curves.png is blank");
     for ck in ["best", "last"] {
         for f in [
             "model.toml",
@@ -203,6 +213,21 @@ fn train_then_eval_predict_and_run_on_real_files() {
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["confusion"].as_array().unwrap().len(), 10);
     assert!(v["accuracy"].as_f64().unwrap() > 0.9);
+    // eval --confusion draws the matrix too.
+    let picture = s.dir.join("confusion.png");
+    ok(run(convnet()
+        .args(["eval", "--checkpoint"])
+        .arg(&best)
+        .arg("--data")
+        .arg(&s.data)
+        .arg("--confusion")
+        .arg(&picture)));
+    let confusion = image::open(&picture).unwrap().to_rgb8();
+    assert!(confusion.width() >= 400 && confusion.height() >= 400);
+    assert!(
+        non_white_fraction(&confusion) > 0.1,
+        "confusion.png is blank"
+    );
 
     // predict: a PNG of a vertical bar.
     let png = s.dir.join("bar.png");

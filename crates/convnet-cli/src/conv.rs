@@ -1,0 +1,315 @@
+//! `convnet conv`: a convolution on small literal matrices, with every product shown.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+use convnet::filter::{self, format_number};
+use convnet_core::{Conv2dGeometry, Conv2dParams, Tensor, conv2d, conv2d_input_grad};
+
+use crate::filter::{ConvOptions, PaddingModeArg, parse_padding};
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  convnet conv --input \"10,20,30;15,25,35;20,30,40\" --kernel \"1,0,-1;1,0,-1;1,0,-1\" --explain
+  convnet conv --input \"1,2,3,4;5,6,7,8;9,10,11,12;13,14,15,16\" --kernel \"1,1;1,1\" --stride 2
+  convnet conv --input \"$(printf '1,1,1,1,1,1;%.0s' 1 2 3 4 5 6)\" --kernel \"1,1,1;1,1,1;1,1,1\" --coverage
+  convnet conv --input \"1,2;3,4 | 5,6;7,8\" --kernel \"1,0;0,1 | 0,1;1,0\"
+  convnet conv --input x.npy --kernel k.npy --padding 1 --padding-mode reflect
+
+Matrices: numbers separated by ',', rows by ';', channels by '|'; or a .npy file
+([H, W], [C, H, W] or [1, C, H, W]). A kernel with one plane is applied to every channel
+on its own; a kernel with as many planes as the input is summed over the channels.")]
+pub struct ConvArgs {
+    /// The input matrix (or a .npy file).
+    #[arg(long)]
+    input: String,
+    /// The kernel matrix (or a .npy file, or a named kernel such as sobel-x).
+    #[arg(long)]
+    kernel: String,
+    /// valid, same, N, H,W or T,B,L,R.
+    #[arg(long, default_value = "valid")]
+    padding: String,
+    #[arg(long, value_enum, default_value_t = PaddingModeArg::Zeros)]
+    padding_mode: PaddingModeArg,
+    #[command(flatten)]
+    conv: ConvOptions,
+    /// Print, for each output position, the window under the kernel, the products and their
+    /// sum, with the output-size formula filled in.
+    #[arg(long)]
+    explain: bool,
+    /// Print how many times the kernel uses each input pixel.
+    #[arg(long)]
+    coverage: bool,
+}
+
+/// A matrix argument: literal text or a .npy file, as `[C, H, W]`.
+fn matrix(what: &str, text: &str) -> Result<(Tensor, String)> {
+    if text.ends_with(".npy") || Path::new(text).is_file() {
+        let t = convnet::npy::read(Path::new(text))?;
+        let dims = match *t.dims() {
+            [h, w] => [1, h, w],
+            [c, h, w] => [c, h, w],
+            [1, c, h, w] => [c, h, w],
+            _ => bail!(
+                "--{what} {text}: shape {} is not [H, W], [C, H, W] or [1, C, H, W]",
+                t.shape()
+            ),
+        };
+        return Ok((t.reshape(dims)?, text.to_string()));
+    }
+    let f = match filter::from_spec(text).with_context(|| format!("--{what}"))? {
+        filter::Filter::Kernel(k) => k,
+        filter::Filter::Magnitude(..) => {
+            bail!("--{what} {text}: a gradient magnitude is not one matrix")
+        }
+    };
+    let name = f.name.clone();
+    Ok((
+        Tensor::new([f.channels, f.height, f.width], f.values)?,
+        name,
+    ))
+}
+
+fn render(values: &[f32], rows: usize, cols: usize, indent: &str) -> Vec<String> {
+    let cells: Vec<String> = values.iter().map(|v| format_number(*v)).collect();
+    let width = cells.iter().map(String::len).max().unwrap_or(1);
+    (0..rows)
+        .map(|r| {
+            let row: Vec<String> = cells[r * cols..(r + 1) * cols]
+                .iter()
+                .map(|s| format!("{s:>width$}"))
+                .collect();
+            format!("{indent}[{}]", row.join(" "))
+        })
+        .collect()
+}
+
+fn size_formula(g: &Conv2dGeometry) -> String {
+    let axis = |name: &str,
+                input: usize,
+                k: usize,
+                s: usize,
+                d: usize,
+                before: usize,
+                after: usize,
+                out: usize| {
+        if d == 1 && before == after {
+            format!(
+                "{name}: O = floor((W - F + 2P) / S) + 1 = floor(({input} - {k} + 2*{before}) / {s}) + 1 = {out}"
+            )
+        } else {
+            format!(
+                "{name}: O = floor((W + P_before + P_after - D(F - 1) - 1) / S) + 1 = floor(({input} + {before} + {after} - {d}*({k} - 1) - 1) / {s}) + 1 = {out}"
+            )
+        }
+    };
+    format!(
+        "{}\n{}",
+        axis(
+            "height",
+            g.in_hw[0],
+            g.kernel[0],
+            g.stride[0],
+            g.dilation[0],
+            g.pad[0],
+            g.pad[1],
+            g.out_hw[0]
+        ),
+        axis(
+            "width ",
+            g.in_hw[1],
+            g.kernel[1],
+            g.stride[1],
+            g.dilation[1],
+            g.pad[2],
+            g.pad[3],
+            g.out_hw[1]
+        )
+    )
+}
+
+/// The window, products and sum of every output position, for one output channel.
+fn explain(g: &Conv2dGeometry, x: &Tensor, w: &Tensor, out_channel: usize, y: &Tensor) -> String {
+    let [_, c_in, h, wd] = g.input_dims();
+    let [_, cg, kh, kw] = g.weight_dims();
+    let group = out_channel / g.out_per_group();
+    let mut out = String::new();
+    for i in 0..g.out_hw[0] {
+        for j in 0..g.out_hw[1] {
+            let value = y.data()[(out_channel * g.out_hw[0] + i) * g.out_hw[1] + j];
+            let _ = writeln!(out, "output ({i}, {j}) = {}", format_number(value));
+            let mut terms = Vec::new();
+            for c in 0..cg {
+                let ci = group * cg + c;
+                let mut window = Vec::with_capacity(kh * kw);
+                let mut kernel = Vec::with_capacity(kh * kw);
+                let mut products = Vec::with_capacity(kh * kw);
+                for p in 0..kh {
+                    for q in 0..kw {
+                        let tap = g.tap([i, j], [p, q]);
+                        let xv = tap
+                            .input
+                            .map_or(0.0, |[r, s]| x.data()[(ci * h + r) * wd + s]);
+                        let wv = w.data()
+                            [((out_channel * cg + c) * kh + tap.weight[0]) * kw + tap.weight[1]];
+                        window.push(xv);
+                        kernel.push(wv);
+                        products.push(xv * wv);
+                        terms.push(xv * wv);
+                    }
+                }
+                let (wl, kl, pl) = (
+                    render(&window, kh, kw, ""),
+                    render(&kernel, kh, kw, ""),
+                    render(&products, kh, kw, ""),
+                );
+                let wid = [&wl, &kl].map(|v| v.iter().map(String::len).max().unwrap_or(0));
+                if cg > 1 || c_in > 1 {
+                    let _ = writeln!(out, "  channel {ci}:");
+                }
+                let _ = writeln!(
+                    out,
+                    "  {:<w0$}   {:<w1$}   products",
+                    "window",
+                    if g.mode == convnet_core::ConvMode::Convolution {
+                        "kernel (flipped)"
+                    } else {
+                        "kernel"
+                    },
+                    w0 = wid[0],
+                    w1 = wid[1].max(6)
+                );
+                for r in 0..kh {
+                    let (op, eq) = if r == kh / 2 { ("*", "=") } else { (" ", " ") };
+                    let _ = writeln!(
+                        out,
+                        "  {:<w0$} {op} {:<w1$} {eq} {}",
+                        wl[r],
+                        kl[r],
+                        pl[r],
+                        w0 = wid[0],
+                        w1 = wid[1].max(6)
+                    );
+                }
+            }
+            let sum: Vec<String> = terms.iter().map(|t| format_number(*t)).collect();
+            let _ = writeln!(
+                out,
+                "  sum: {} = {}\n",
+                sum.join(" + ").replace("+ -", "- "),
+                format_number(terms.iter().sum())
+            );
+        }
+    }
+    out
+}
+
+pub fn run(args: ConvArgs) -> Result<()> {
+    let (x, _) = matrix("input", &args.input)?;
+    let (k, kernel_name) = matrix("kernel", &args.kernel)?;
+    let [c, h, w] = [x.dims()[0], x.dims()[1], x.dims()[2]];
+    let [kc, kh, kw] = [k.dims()[0], k.dims()[1], k.dims()[2]];
+    let padding = parse_padding(&args.padding)?;
+    if padding == convnet_core::Padding::Same && (kh % 2 == 0 || kw % 2 == 0) {
+        filter::check_same_padding(
+            &filter::Filter::Kernel(filter::Kernel {
+                name: kernel_name.clone(),
+                channels: kc,
+                height: kh,
+                width: kw,
+                values: k.data().to_vec(),
+            }),
+            padding,
+        )?;
+    }
+    let base = args.conv.params(padding, args.padding_mode.into())?;
+    // One plane: every channel on its own (groups = channels); C planes: summed over channels.
+    let (weight, groups) = if kc == 1 {
+        let values: Vec<f32> = k.data().iter().copied().cycle().take(c * kh * kw).collect();
+        (Tensor::new([c, 1, kh, kw], values)?, c)
+    } else if kc == c {
+        (k.clone().reshape([1, c, kh, kw])?, 1)
+    } else {
+        bail!("the kernel has {kc} planes and the input {c} channels: give 1 plane or {c}");
+    };
+    let params = Conv2dParams::builder()
+        .stride(base.stride())
+        .padding(base.padding())
+        .dilation(base.dilation())
+        .padding_mode(base.padding_mode())
+        .mode(base.mode())
+        .groups(groups)
+        .build()?;
+    let x4 = x.clone().reshape([1, c, h, w])?;
+    let g = params.geometry([1, c, h, w], weight.dims4("conv", "kernel")?)?;
+    let y = conv2d(&x4, &weight, None, &params)?;
+    let [_, oc, oh, ow] = y.dims4("conv", "output")?;
+    if args.explain {
+        println!(
+            "input {h}x{w}{}, kernel {kh}x{kw} ({kernel_name}), stride {}x{}, padding top {} bottom {} left {} right {} ({:?}), dilation {}x{}",
+            if c > 1 {
+                format!(" x {c} channels")
+            } else {
+                String::new()
+            },
+            g.stride[0],
+            g.stride[1],
+            g.pad[0],
+            g.pad[1],
+            g.pad[2],
+            g.pad[3],
+            g.padding_mode,
+            g.dilation[0],
+            g.dilation[1]
+        );
+        println!("{}\n", size_formula(&g));
+        for ch in 0..oc {
+            if oc > 1 {
+                println!("output channel {ch}:");
+            }
+            print!("{}", explain(&g, &x, &weight, ch, &y));
+        }
+    }
+    println!(
+        "output {oh}x{ow}{}:",
+        if oc > 1 {
+            format!(" x {oc} channels")
+        } else {
+            String::new()
+        }
+    );
+    for ch in 0..oc {
+        if oc > 1 {
+            println!("channel {ch}:");
+        }
+        for line in render(&y.data()[ch * oh * ow..(ch + 1) * oh * ow], oh, ow, "  ") {
+            println!("{line}");
+        }
+    }
+    if args.coverage {
+        // How often each input pixel is read = the input gradient of all-ones outputs through
+        // an all-ones kernel (padding reads count for the pixel a reflected border reads).
+        let ones = Tensor::full(y.dims().to_vec(), 1.0)?;
+        let ones_k = Tensor::full(weight.dims().to_vec(), 1.0)?;
+        let counts = conv2d_input_grad(&ones, &ones_k, [1, c, h, w], &params)?;
+        let per_channel = (oc / groups.max(1)).max(1) as f32;
+        println!(
+            "coverage (times each input pixel is used{}):",
+            if per_channel > 1.0 {
+                ", per output channel"
+            } else {
+                ""
+            }
+        );
+        let plane: Vec<f32> = counts.data()[..h * w]
+            .iter()
+            .map(|v| v / per_channel)
+            .collect();
+        for line in render(&plane, h, w, "  ") {
+            println!("{line}");
+        }
+    }
+    Ok(())
+}

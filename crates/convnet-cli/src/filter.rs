@@ -1,0 +1,349 @@
+//! `convnet filter`: classic image filtering (edge detection, blur, sharpen, any kernel) with
+//! the convolution engine.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use convnet::filter::{self, Filter, OutputRange};
+use convnet_core::{Conv2dParams, ConvMode, Padding, PaddingMode, Tensor};
+
+use crate::io::write_atomic;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum PaddingModeArg {
+    Zeros,
+    Reflect,
+    Replicate,
+    Circular,
+}
+
+impl From<PaddingModeArg> for PaddingMode {
+    fn from(m: PaddingModeArg) -> Self {
+        match m {
+            PaddingModeArg::Zeros => PaddingMode::Zeros,
+            PaddingModeArg::Reflect => PaddingMode::Reflect,
+            PaddingModeArg::Replicate => PaddingMode::Replicate,
+            PaddingModeArg::Circular => PaddingMode::Circular,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Cross-correlation: the kernel as written (what CNNs and OpenCV's filter2D do).
+    Correlate,
+    /// Convolution: the kernel flipped in both axes (the mathematical definition).
+    Convolve,
+}
+
+impl From<ModeArg> for ConvMode {
+    fn from(m: ModeArg) -> Self {
+        match m {
+            ModeArg::Correlate => ConvMode::CrossCorrelation,
+            ModeArg::Convolve => ConvMode::Convolution,
+        }
+    }
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum RangeArg {
+    Clamp,
+    Abs,
+    Rescale,
+}
+
+/// Padding written on the command line: `valid`, `same`, `N`, `H,W` or `T,B,L,R`.
+pub fn parse_padding(text: &str) -> Result<Padding> {
+    match text.trim() {
+        "valid" => return Ok(Padding::Valid),
+        "same" => return Ok(Padding::Same),
+        _ => {}
+    }
+    let v: Vec<usize> = text
+        .split(',')
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--padding '{text}' is not valid, same, N, H,W or T,B,L,R"))?;
+    Ok(match v.as_slice() {
+        [p] => Padding::symmetric([*p, *p]),
+        [h, w] => Padding::symmetric([*h, *w]),
+        [top, bottom, left, right] => Padding::Explicit {
+            top: *top,
+            bottom: *bottom,
+            left: *left,
+            right: *right,
+        },
+        _ => bail!("--padding '{text}' is not valid, same, N, H,W or T,B,L,R"),
+    })
+}
+
+/// `N` or `H,W`.
+pub fn parse_pair(what: &str, text: &str) -> Result<[usize; 2]> {
+    let v: Vec<usize> = text
+        .split([',', 'x'])
+        .map(|s| s.trim().parse::<usize>())
+        .collect::<std::result::Result<_, _>>()
+        .with_context(|| format!("--{what} '{text}' is not N or H,W"))?;
+    match v.as_slice() {
+        [n] => Ok([*n, *n]),
+        [h, w] => Ok([*h, *w]),
+        _ => bail!("--{what} '{text}' is not N or H,W"),
+    }
+}
+
+/// The convolution options shared by `filter` and `conv`.
+#[derive(Args, Clone)]
+pub struct ConvOptions {
+    /// Stride: N or H,W.
+    #[arg(long, default_value = "1")]
+    pub stride: String,
+    /// Dilation: N or H,W.
+    #[arg(long, default_value = "1")]
+    pub dilation: String,
+    #[arg(long, value_enum, default_value_t = ModeArg::Correlate)]
+    pub mode: ModeArg,
+}
+
+impl ConvOptions {
+    pub fn params(&self, padding: Padding, padding_mode: PaddingMode) -> Result<Conv2dParams> {
+        Ok(Conv2dParams::builder()
+            .stride(parse_pair("stride", &self.stride)?)
+            .dilation(parse_pair("dilation", &self.dilation)?)
+            .padding(padding)
+            .padding_mode(padding_mode)
+            .mode(self.mode.into())
+            .build()?)
+    }
+}
+
+#[derive(Args)]
+#[command(after_help = "Examples:
+  convnet filter photo.png -o edges.png --kernel sobel
+  convnet filter photo.png -o blur.png --kernel gaussian:2 --padding-mode replicate
+  convnet filter photo.png -o v.png --kernel \"1,0,-1; 1,0,-1; 1,0,-1\" --output-range abs
+  convnet filter photo.png -o out.png --kernel box:3 --kernel sharpen --repeat 2
+  convnet filter --list
+
+Kernels: a name (see --list), rows of numbers (\"1,0,-1; 2,0,-2; 1,0,-1\"; planes separated by
+'|' for a kernel across the image's channels), or a text file of such rows. Each channel is
+filtered on its own unless the kernel has as many planes as the image has channels.
+The default border is 'same' padding with reflected edges (OpenCV's BORDER_REFLECT_101).")]
+pub struct FilterArgs {
+    /// Input image (PNG or JPEG, grayscale or RGB).
+    input: Option<PathBuf>,
+    /// Output image (PNG; JPEG for 8 bits).
+    #[arg(short, long)]
+    output: Option<PathBuf>,
+    /// Kernel to apply; give several to apply them in sequence.
+    #[arg(long)]
+    kernel: Vec<String>,
+    /// Scale each kernel to sum to 1.
+    #[arg(long)]
+    normalize: bool,
+    /// Apply the kernels this many times.
+    #[arg(long, default_value_t = 1)]
+    repeat: usize,
+    /// valid, same, N, H,W or T,B,L,R.
+    #[arg(long, default_value = "same")]
+    padding: String,
+    #[arg(long, value_enum, default_value_t = PaddingModeArg::Reflect)]
+    padding_mode: PaddingModeArg,
+    #[command(flatten)]
+    conv: ConvOptions,
+    /// How values outside the pixel range become pixels.
+    #[arg(long, value_enum, default_value_t = RangeArg::Clamp)]
+    output_range: RangeArg,
+    /// Output bits per channel (default: the input's).
+    #[arg(long, value_parser = ["8", "16"])]
+    bits: Option<String>,
+    /// Print the named kernels with their values.
+    #[arg(long)]
+    list: bool,
+}
+
+/// An image file as `[1, C, H, W]` pixel values and its maximum value (255 or 65535).
+pub fn read_image(path: &Path) -> Result<(Tensor, f32)> {
+    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let sixteen = matches!(
+        img.color(),
+        image::ColorType::L16
+            | image::ColorType::La16
+            | image::ColorType::Rgb16
+            | image::ColorType::Rgba16
+    );
+    let gray = matches!(
+        img.color(),
+        image::ColorType::L8
+            | image::ColorType::La8
+            | image::ColorType::L16
+            | image::ColorType::La16
+    );
+    let max = if sixteen { 65535.0 } else { 255.0 };
+    let tensor = if gray {
+        let values: Vec<f32> = if sixteen {
+            img.to_luma16()
+                .into_raw()
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        } else {
+            img.to_luma8()
+                .into_raw()
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        };
+        Tensor::new([1, 1, h, w], values)?
+    } else {
+        // Integer pixels, so values are exact.
+        let rgb: Vec<f32> = if sixteen {
+            img.to_rgb16()
+                .into_raw()
+                .iter()
+                .map(|&v| v as f32)
+                .collect()
+        } else {
+            img.to_rgb8().into_raw().iter().map(|&v| v as f32).collect()
+        };
+        let planes: Vec<f32> = (0..3)
+            .flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>())
+            .collect();
+        Tensor::new([1, 3, h, w], planes)?
+    };
+    Ok((tensor, max))
+}
+
+/// Write `[1, C, H, W]` pixel values (`C` = 1 or 3) as an image of `bits` bits.
+pub fn write_image(
+    path: &Path,
+    t: &Tensor,
+    range: OutputRange,
+    in_max: f32,
+    bits: u32,
+) -> Result<()> {
+    let [_, c, h, w] = t.dims4("filter", "output")?;
+    let out_max = if bits == 16 { 65535.0 } else { 255.0 };
+    let pixels = filter::to_pixels(t.data(), range, in_max, out_max);
+    let plane = h * w;
+    let interleaved: Vec<u16> = (0..plane * c)
+        .map(|i| pixels[(i % c) * plane + i / c])
+        .collect();
+    let (w32, h32) = (w as u32, h as u32);
+    let img: image::DynamicImage = match (c, bits) {
+        (1, 8) => {
+            image::GrayImage::from_raw(w32, h32, interleaved.iter().map(|&v| v as u8).collect())
+                .map(image::DynamicImage::ImageLuma8)
+        }
+        (1, _) => image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w32, h32, interleaved)
+            .map(image::DynamicImage::ImageLuma16),
+        (3, 8) => {
+            image::RgbImage::from_raw(w32, h32, interleaved.iter().map(|&v| v as u8).collect())
+                .map(image::DynamicImage::ImageRgb8)
+        }
+        (3, _) => image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(w32, h32, interleaved)
+            .map(image::DynamicImage::ImageRgb16),
+        _ => bail!("cannot write a {c}-channel image (1 or 3 channels)"),
+    }
+    .context("image buffer of the wrong size")?;
+    let format = image::ImageFormat::from_path(path).with_context(|| {
+        format!(
+            "{}: unknown image extension (use .png or .jpg)",
+            path.display()
+        )
+    })?;
+    if format == image::ImageFormat::Jpeg && bits == 16 {
+        bail!(
+            "{}: JPEG holds 8 bits per channel; use .png for --bits 16",
+            path.display()
+        );
+    }
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format)
+        .with_context(|| format!("cannot encode {}", path.display()))?;
+    write_atomic(path, bytes.get_ref())
+}
+
+fn print_list() {
+    println!("Named kernels (--kernel NAME):\n");
+    for (name, what) in filter::NAMED {
+        println!("{name:<16} {what}");
+        let example = name
+            .replace(":N", ":3")
+            .replace(":SIGMA", ":1")
+            .replace(":AMOUNT", ":1");
+        if let Ok(f) = filter::named(&example) {
+            let shown = match &f {
+                Filter::Kernel(k) => k.clone(),
+                Filter::Magnitude(kx, _) => kx.clone(),
+            };
+            if *name != example {
+                println!("  as {example}:");
+            }
+            print!("{}", shown.to_matrix());
+            if let Filter::Magnitude(_, ky) = f {
+                println!("  and {}:", ky.name);
+                print!("{}", ky.to_matrix());
+            }
+        }
+        println!();
+    }
+}
+
+pub fn run(args: FilterArgs) -> Result<()> {
+    if args.list {
+        print_list();
+        return Ok(());
+    }
+    let (Some(input), Some(output)) = (&args.input, &args.output) else {
+        bail!("give an input image and -o OUTPUT (or --list to see the kernels)");
+    };
+    if args.kernel.is_empty() {
+        bail!("give at least one --kernel (see convnet filter --list)");
+    }
+    anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
+    crate::inspect::check_output(output)?;
+    let padding = parse_padding(&args.padding)?;
+    let params = args.conv.params(padding, args.padding_mode.into())?;
+    let filters: Vec<Filter> = args
+        .kernel
+        .iter()
+        .map(|spec| -> Result<Filter> {
+            let f = filter::from_spec(spec)?;
+            let f = match (f, args.normalize) {
+                (Filter::Kernel(k), true) => Filter::Kernel(k.normalized()?),
+                (Filter::Magnitude(..), true) => {
+                    bail!("--normalize: {spec} is a gradient magnitude, not one kernel")
+                }
+                (f, false) => f,
+            };
+            filter::check_same_padding(&f, padding)?;
+            Ok(f)
+        })
+        .collect::<Result<_>>()?;
+    let (mut image, in_max) = read_image(input)?;
+    let bits = match args.bits.as_deref() {
+        Some("16") => 16,
+        Some(_) => 8,
+        None if in_max > 255.0 => 16,
+        None => 8,
+    };
+    for _ in 0..args.repeat {
+        for f in &filters {
+            image = filter::apply(&image, f, &params)?;
+        }
+    }
+    let range = match args.output_range {
+        RangeArg::Clamp => OutputRange::Clamp,
+        RangeArg::Abs => OutputRange::Abs,
+        RangeArg::Rescale => OutputRange::Rescale,
+    };
+    write_image(output, &image, range, in_max, bits)?;
+    let [_, c, h, w] = image.dims4("filter", "output")?;
+    eprintln!(
+        "wrote {} ({w}x{h}, {c} channel(s), {bits} bits)",
+        output.display()
+    );
+    Ok(())
+}
