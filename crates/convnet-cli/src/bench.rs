@@ -23,7 +23,8 @@ const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
   convnet bench
   convnet bench --json ours.json --compare torch.json
   convnet bench --repeat 3 --compare torch-1.json --compare torch-2.json
-  convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col")]
+  convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col
+  convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)")]
 pub struct BenchArgs {
     /// Suite file (JSON, same format as bench/conv-suite.json); default: the built-in suite.
     #[arg(long)]
@@ -49,6 +50,11 @@ pub struct BenchArgs {
     /// Also time grad_input and grad_weight on their own, to see where backward time goes.
     #[arg(long)]
     parts: bool,
+    /// Time image filtering instead (what `convnet filter` runs): a 3840x2160 RGB float
+    /// image, 3x3, 5x5 and 7x7 kernels, 'same' size, in the border modes OpenCV shares;
+    /// `--compare` takes bench/opencv_filter.py's JSON.
+    #[arg(long, conflicts_with_all = ["suite", "algo", "parts"])]
+    filter: bool,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -252,6 +258,9 @@ fn read_reports(paths: &[PathBuf]) -> Result<Option<Report>> {
 }
 
 pub fn run(args: BenchArgs) -> Result<()> {
+    if args.filter {
+        return run_filter(&args);
+    }
     let (text, source) = match &args.suite {
         Some(path) => (
             std::fs::read_to_string(path)
@@ -342,6 +351,121 @@ pub fn run(args: BenchArgs) -> Result<()> {
             engine: format!("convnet {}", env!("CARGO_PKG_VERSION")),
             threads,
             layers: rows,
+        };
+        write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
+    }
+    Ok(())
+}
+
+#[derive(Serialize, Deserialize)]
+struct FilterReport {
+    engine: String,
+    threads: usize,
+    filters: Vec<FilterRow>,
+}
+
+#[derive(Serialize, Deserialize, Clone)]
+struct FilterRow {
+    name: String,
+    ms: f64,
+}
+
+/// `convnet bench --filter`: the image-filtering benchmark, row for row like
+/// bench/opencv_filter.py.
+fn run_filter(args: &BenchArgs) -> Result<()> {
+    use convnet::filter::{Kernel, apply_kernel};
+    use convnet_core::PaddingMode;
+    const HEIGHT: usize = 2160;
+    const WIDTH: usize = 3840;
+    let mut other: Option<FilterReport> = None;
+    for path in &args.compare {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read {}", path.display()))?;
+        let report: FilterReport = serde_json::from_str(&text)
+            .with_context(|| format!("{} is not a filter bench report", path.display()))?;
+        other = Some(match other {
+            None => report,
+            Some(mut merged) => {
+                for row in report.filters {
+                    match merged.filters.iter_mut().find(|r| r.name == row.name) {
+                        Some(r) => r.ms = r.ms.min(row.ms),
+                        None => merged.filters.push(row),
+                    }
+                }
+                merged
+            }
+        });
+    }
+    let threads = rayon::current_num_threads();
+    println!(
+        "convnet {} filter, {threads} thread(s), {WIDTH}x{HEIGHT} RGB f32, best of {} run(s)",
+        env!("CARGO_PKG_VERSION"),
+        args.repeat
+    );
+    let image = filled([1, 3, HEIGHT, WIDTH], 1)?;
+    let mut rows = Vec::new();
+    let mut ratios = Vec::new();
+    for (border, mode) in [
+        ("zeros", PaddingMode::Zeros),
+        ("reflect", PaddingMode::Reflect),
+        ("replicate", PaddingMode::Replicate),
+    ] {
+        for k in [3, 5, 7] {
+            let name = format!("{k}x{k}-{border}");
+            if !args.layer.is_empty() && !args.layer.iter().any(|f| name.contains(f.as_str())) {
+                continue;
+            }
+            let kernel = Kernel {
+                name: name.clone(),
+                channels: 1,
+                height: k,
+                width: k,
+                values: filled([1, 1, k, k], 2)?.data().to_vec(),
+            };
+            let params = Conv2dParams::builder()
+                .padding(Padding::Same)
+                .padding_mode(mode)
+                .build()?;
+            let mut ms = f64::INFINITY;
+            for _ in 0..args.repeat {
+                ms =
+                    ms.min(1e3 * time_per_call(|| Ok(apply_kernel(&image, &kernel, &params)?), 5)?);
+            }
+            let mut line = format!("{name:14} {ms:8.2} ms");
+            if let Some(o) = other
+                .as_ref()
+                .and_then(|o| o.filters.iter().find(|r| r.name == name))
+            {
+                let ratio = ms / o.ms;
+                line += &format!(
+                    " || {}: {:8.2} ms | ours / theirs {ratio:5.2}x",
+                    other.as_ref().map_or("other", |o| o.engine.as_str()),
+                    o.ms
+                );
+                ratios.push(ratio);
+            }
+            println!("{line}");
+            rows.push(FilterRow { name, ms });
+        }
+    }
+    anyhow::ensure!(
+        !rows.is_empty(),
+        "no filter matches --layer {:?}",
+        args.layer
+    );
+    if !ratios.is_empty() {
+        println!(
+            "time relative to {} (<1 is faster): geometric mean {:.2}x, worst {:.2}x",
+            other.as_ref().map_or("other", |o| o.engine.as_str()),
+            geomean(ratios.iter().copied()),
+            ratios.iter().copied().fold(0.0, f64::max)
+        );
+    }
+    if let Some(path) = &args.json {
+        let report = FilterReport {
+            engine: format!("convnet {}", env!("CARGO_PKG_VERSION")),
+            threads,
+            filters: rows,
         };
         write_atomic(path, serde_json::to_string_pretty(&report)?.as_bytes())?;
     }

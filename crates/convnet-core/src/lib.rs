@@ -18,6 +18,7 @@
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
 //! parameters.
 
+mod alloc;
 pub mod error;
 pub mod geometry;
 mod linalg;

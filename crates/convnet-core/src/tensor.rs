@@ -108,7 +108,12 @@ impl Tensor {
 
     /// A tensor of zeros.
     pub fn zeros(dims: impl Into<Vec<usize>>) -> Result<Self> {
-        Self::full(dims, 0.0)
+        let shape = Shape::new(dims)?;
+        let data = crate::alloc::zeroed(shape.numel());
+        Ok(Tensor {
+            shape,
+            data: Arc::new(data),
+        })
     }
 
     /// A tensor whose value at flat index `i` is `f(i)`.

@@ -196,6 +196,29 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
     Ok(())
 }
 
+/// [`check`] for the forward pass alone.
+fn check_forward(p: &Problem, algo: Conv2dAlgo) -> Result<(), String> {
+    let x = random(&[p.n, p.groups * p.cg, p.hw[0], p.hw[1]], p.seed);
+    let w = random(
+        &[p.groups * p.kg, p.cg, p.kernel[0], p.kernel[1]],
+        p.seed.wrapping_add(1),
+    );
+    let b = p
+        .bias
+        .then(|| random(&[p.groups * p.kg], p.seed.wrapping_add(2)));
+    let g = p
+        .params
+        .geometry(x.dims4("test", "x").unwrap(), w.dims4("test", "w").unwrap())
+        .unwrap();
+    let run = |algo| {
+        let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
+        let b = b.as_ref().map(Tensor::data);
+        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
+        y
+    };
+    close(&run(algo), &run(Conv2dAlgo::Reference))
+}
+
 /// The geometry the fast paths see: padding modes other than zeros are materialised first.
 fn canonical_geometry(p: &Problem) -> convnet_core::Conv2dGeometry {
     let c = p.groups * p.cg;
@@ -273,6 +296,55 @@ fn wide_rows_cross_vector_boundaries() {
         check(&p, Conv2dAlgo::Im2col).unwrap();
         check(&p, Conv2dAlgo::Direct).unwrap();
         check(&p, Conv2dAlgo::Auto).unwrap();
+    }
+}
+
+#[test]
+fn long_rows_split_into_bands_in_every_padding_mode() {
+    // Forward only: this is the filtering path, and the weight gradient of a plane this large
+    // sums 18,000 products whose f32 rounding exceeds the small problems' tolerance in the
+    // reference as much as in the fast paths.
+    // Image-filter shapes: rows of many vectors (whole blocks plus a tail), planes split into
+    // bands of rows across threads, and the border read straight from the input in every
+    // padding mode, both conv modes, stride 1 and 2.
+    for pm in [
+        PaddingMode::Zeros,
+        PaddingMode::Reflect,
+        PaddingMode::Replicate,
+        PaddingMode::Circular,
+    ] {
+        for (stride, kernel, mode) in [
+            (1, [5, 5], ConvMode::CrossCorrelation),
+            (2, [3, 4], ConvMode::Convolution),
+        ] {
+            let params = Conv2dParams::builder()
+                .stride([stride, stride])
+                .padding(Padding::Explicit {
+                    top: 2,
+                    bottom: 1,
+                    left: 2,
+                    right: 3,
+                })
+                .padding_mode(pm)
+                .mode(mode)
+                .groups(2)
+                .build()
+                .unwrap();
+            let p = Problem {
+                n: 1,
+                groups: 2,
+                cg: 1,
+                kg: 1,
+                hw: [61, 300],
+                kernel,
+                params,
+                bias: true,
+                seed: 11,
+            };
+            for algo in [Conv2dAlgo::Auto, Conv2dAlgo::Depthwise] {
+                check_forward(&p, algo).unwrap_or_else(|e| panic!("{pm:?} {mode:?} {algo:?}: {e}"));
+            }
+        }
     }
 }
 

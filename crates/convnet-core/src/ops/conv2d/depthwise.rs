@@ -13,9 +13,12 @@
 //! - weight gradient: `dw[p, q] = sum_{n,i,j} dy[i, j] * x~[...]`, a dot product per tap with
 //!   [`BLOCK`] independent accumulators.
 
-use super::params::Conv2dGeometry;
+use std::ops::Range;
+
+use super::pad::source_index;
+use super::params::{Conv2dGeometry, PaddingMode};
 use super::phases::{PhasePlan as Plan, VectorCursor};
-use crate::parallel::{Split, sum_over_parts};
+use crate::parallel::{SharedOut, Split, sum_over_parts};
 use crate::scratch::Scratch;
 use crate::simd::{Simd, multiversion};
 
@@ -31,23 +34,93 @@ fn forward_plane_impl<S: Simd>(
     bias: f32,
     out: &mut [f32],
 ) {
+    if plan.wo == 0 {
+        return;
+    }
+    let lanes = S::LANES;
+    let per_row = plan.wo.div_ceil(lanes);
+    if per_row < BLOCK {
+        return forward_short_rows(s, plan, phases, kernel, bias, out);
+    }
+    let max_off = plan.tap_offsets.iter().copied().max().unwrap_or(0);
+    for (i, row) in out.chunks_exact_mut(plan.wo).enumerate().take(plan.ho) {
+        let mut jv = 0;
+        // Blocks of BLOCK consecutive vectors: every tap is BLOCK loads at fixed distances
+        // from one address, into BLOCK independent accumulators.
+        while jv + BLOCK <= per_row {
+            let base = plan.read_base(i, jv * lanes);
+            assert!(base + max_off + BLOCK * lanes <= phases.len());
+            let mut acc = [s.splat(bias); BLOCK];
+            for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
+                let wv = s.splat(wv);
+                let at = phases[base + off..].as_ptr();
+                for (b, acc) in acc.iter_mut().enumerate() {
+                    // SAFETY: `base + off + b * lanes + lanes <= base + max_off + BLOCK * lanes`,
+                    // which the assertion above keeps inside `phases`.
+                    *acc = s.mul_add(wv, unsafe { s.load_ptr(at.add(b * lanes)) }, *acc);
+                }
+            }
+            for (b, &v) in acc.iter().enumerate() {
+                let j = (jv + b) * lanes;
+                s.store_partial(&mut row[j..], v, lanes.min(plan.wo - j));
+            }
+            jv += BLOCK;
+        }
+    }
+    // The vectors left at the end of each row, BLOCK at a time wherever they are; a last,
+    // short group repeats its first vector.
+    let tail = per_row % BLOCK;
+    let mut left =
+        (0..plan.ho).flat_map(|i| (per_row - tail..per_row).map(move |jv| (i, jv * lanes)));
+    while let Some(first) = left.next() {
+        let mut pos = [first; BLOCK];
+        for p in pos.iter_mut().skip(1) {
+            *p = left.next().unwrap_or(first);
+        }
+        forward_scattered(s, plan, phases, kernel, bias, out, &pos);
+    }
+}
+
+/// Planes whose rows are shorter than a block: BLOCK vectors at a time in row-major order,
+/// across rows; the last group repeats its final vector.
+#[inline(always)]
+fn forward_short_rows<S: Simd>(
+    s: S,
+    plan: &Plan,
+    phases: &[f32],
+    kernel: &[f32],
+    bias: f32,
+    out: &mut [f32],
+) {
     let mut cursor = VectorCursor::new(plan.ho, plan.wo, S::LANES, false);
     for _ in (0..cursor.total()).step_by(BLOCK) {
-        // The last block repeats its final vector where it runs out: same values, same place.
         let pos: [(usize, usize); BLOCK] = std::array::from_fn(|_| cursor.next_or_last());
-        let base: [usize; BLOCK] = std::array::from_fn(|b| plan.read_base(pos[b].0, pos[b].1));
-        let mut acc = [s.splat(bias); BLOCK];
-        for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
-            let wv = s.splat(wv);
-            for b in 0..BLOCK {
-                acc[b] = s.mul_add(wv, s.load(&phases[base[b] + off..]), acc[b]);
-            }
+        forward_scattered(s, plan, phases, kernel, bias, out, &pos);
+    }
+}
+
+/// The output vectors at `pos` (row, first column), each wherever it is.
+#[inline(always)]
+fn forward_scattered<S: Simd>(
+    s: S,
+    plan: &Plan,
+    phases: &[f32],
+    kernel: &[f32],
+    bias: f32,
+    out: &mut [f32],
+    pos: &[(usize, usize); BLOCK],
+) {
+    let base: [usize; BLOCK] = std::array::from_fn(|b| plan.read_base(pos[b].0, pos[b].1));
+    let mut acc = [s.splat(bias); BLOCK];
+    for (&off, &wv) in plan.tap_offsets.iter().zip(kernel) {
+        let wv = s.splat(wv);
+        for b in 0..BLOCK {
+            acc[b] = s.mul_add(wv, s.load(&phases[base[b] + off..]), acc[b]);
         }
-        for (b, &(i, j)) in pos.iter().enumerate() {
-            let row = &mut out[i * plan.wo..(i + 1) * plan.wo];
-            let n = S::LANES.min(plan.wo - j);
-            s.store_partial(&mut row[j..], acc[b], n);
-        }
+    }
+    for (b, &(i, j)) in pos.iter().enumerate() {
+        let row = &mut out[i * plan.wo..(i + 1) * plan.wo];
+        s.store_partial(&mut row[j..], acc[b], S::LANES.min(plan.wo - j));
     }
 }
 
@@ -122,23 +195,136 @@ fn weight_grad_plane_impl<S: Simd>(
 
 multiversion!(fn weight_grad_plane(plan: &Plan, dy_rows: &[f32], phases: &[f32], grad_kernel: &mut [f32]) => weight_grad_plane_impl);
 
-/// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten.
+/// Bytes of input layout a forward task works on: small enough to stay in L2 while every
+/// filter of its channel passes over it.
+const BAND_BYTES: usize = 768 * 1024;
+
+/// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` may have any padding mode (the border
+/// is read straight from `x`, nothing is materialised); the kernel is applied as a
+/// cross-correlation whatever `g.mode` says (the caller flips it for convolution).
 pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    let plan = Plan::new(g, 1);
     let (c, m, kk) = (g.in_channels, g.out_per_group(), g.kernel[0] * g.kernel[1]);
-    let (hw, out_plane) = (plan.h * plan.w, plan.ho * plan.wo);
-    let split = Split::new(g.batch * c);
-    // Task t = n * C + channel owns the m output planes of that channel.
-    split.run_chunks(y, m * out_plane, |task, y_c| {
-        let channel = task % c;
+    let [ho, wo] = g.out_hw;
+    let hw = g.in_hw[0] * g.in_hw[1];
+    let border = Border::new(g);
+    // Bands of output rows whose layout fits BAND_BYTES; thinner bands when there are too
+    // few tasks for the threads (one large image).
+    let per_out_row = (g.stride[0] * border.plan_for(g, 1).chan_len * 4).max(1);
+    let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho.max(1));
+    let planes = g.batch * c;
+    let threads = rayon::current_num_threads();
+    while band_rows > 1 && planes * ho.div_ceil(band_rows) < 4 * threads {
+        band_rows = band_rows.div_ceil(2);
+    }
+    let bands = ho.div_ceil(band_rows).max(1);
+    let out = SharedOut::new(y);
+    Split::new(planes * bands).run(planes * bands, |task| {
+        let (plane, band) = (task / bands, task % bands);
+        let channel = plane % c;
+        let rows = band * band_rows..((band + 1) * band_rows).min(ho);
+        let (plan, first_row) = border.band_plan(g, &rows);
         let mut phases = Scratch::take(plan.len());
-        plan.fill(&x[task * hw..][..hw], &mut phases);
-        for (f, out) in y_c.chunks_exact_mut(out_plane).enumerate() {
+        border.fill(&plan, first_row, &x[plane * hw..][..hw], &mut phases);
+        for f in 0..m {
             let k = channel * m + f;
             let bias = b.map_or(0.0, |b| b[k]);
+            let start = ((plane / c * g.out_channels + k) * ho + rows.start) * wo;
+            // SAFETY: task (plane, band) writes rows `rows` of the output planes of its
+            // channel's filters and nothing else; tasks differ in plane or band, so their
+            // elements are disjoint, and `y` outlives the parallel loop.
+            let out = unsafe { std::slice::from_raw_parts_mut(out.at(start), rows.len() * wo) };
             forward_plane(&plan, &phases, &w[k * kk..][..kk], bias, out);
         }
     });
+}
+
+/// Where every row and column of a padded plane reads from under `g`'s padding mode: the
+/// forward pass builds each band's layout straight from the unpadded input.
+struct Border {
+    mode: PaddingMode,
+    /// Input rows and padding rows above them.
+    h: usize,
+    top: usize,
+    /// Input columns, and the padding columns to their left.
+    w: usize,
+    left: usize,
+    /// Input column read by padded column `t` (`None`: zero), for `t` in `0..W + left + right`.
+    cols: Vec<Option<usize>>,
+}
+
+impl Border {
+    fn new(g: &Conv2dGeometry) -> Self {
+        let [h, w] = g.in_hw;
+        let wp = w + g.pad[2] + g.pad[3];
+        Border {
+            mode: g.padding_mode,
+            h,
+            top: g.pad[0],
+            w,
+            left: g.pad[2],
+            cols: (0..wp)
+                .map(|t| source_index(t as isize - g.pad[2] as isize, w, g.padding_mode))
+                .collect(),
+        }
+    }
+
+    /// The layout of `rows` padded input rows, as a problem without padding.
+    fn plan_for(&self, g: &Conv2dGeometry, rows: usize) -> Plan {
+        let mut band = *g;
+        band.in_hw = [rows, self.cols.len()];
+        band.pad = [0; 4];
+        Plan::new(&band, 1)
+    }
+
+    /// The layout of the padded input rows that output rows `rows` read, and the first of
+    /// those padded rows.
+    fn band_plan(&self, g: &Conv2dGeometry, rows: &Range<usize>) -> (Plan, usize) {
+        let span = g.dilation[0] * (g.kernel[0] - 1) + 1;
+        let first = rows.start * g.stride[0];
+        let end = if rows.is_empty() {
+            first
+        } else {
+            (rows.end - 1) * g.stride[0] + span
+        };
+        let mut band = *g;
+        band.out_hw[0] = rows.len();
+        (self.plan_for(&band, end - first), first)
+    }
+
+    /// Fill `plan` (from [`Border::band_plan`]) with padded rows `first..` of `plane`
+    /// (`[H, W]`); columns past the padded width are zero.
+    fn fill(&self, plan: &Plan, first: usize, plane: &[f32], phases: &mut [f32]) {
+        let wp = self.cols.len();
+        let interior = self.left..self.left + self.w;
+        for (ph, dst) in phases.chunks_exact_mut(plan.phase_len).enumerate() {
+            for (r, dst_row) in dst.chunks_exact_mut(plan.wps).enumerate() {
+                let padded_row = (first + r) as isize - self.top as isize;
+                let Some(ir) = source_index(padded_row, self.h, self.mode) else {
+                    dst_row.fill(0.0);
+                    continue;
+                };
+                let src = &plane[ir * self.w..(ir + 1) * self.w];
+                if plan.sw == 1 {
+                    // Phase column t is padded column t: the interior is one copy.
+                    dst_row[interior.clone()].copy_from_slice(src);
+                    for t in (0..self.left).chain(interior.end..wp) {
+                        dst_row[t] = self.cols[t].map_or(0.0, |c| src[c]);
+                    }
+                    dst_row[wp.min(plan.wps)..].fill(0.0);
+                } else {
+                    for (t, d) in dst_row.iter_mut().enumerate() {
+                        let col = t * plan.sw + ph;
+                        *d = self
+                            .cols
+                            .get(col)
+                            .copied()
+                            .flatten()
+                            .map_or(0.0, |c| src[c]);
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// Input gradient: `gx` (`[N, C, H, W]`) is overwritten.

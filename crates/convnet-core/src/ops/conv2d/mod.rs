@@ -10,6 +10,9 @@
 //!    - [`ConvMode::Convolution`] flips the kernel (and flips the weight gradient back);
 //!    - reflect / replicate / circular padding materialises the padded input (`pad.rs`), runs
 //!      with no padding, and folds the input gradient back onto the input.
+//!
+//!    The depthwise forward pass skips this: it flips the kernel itself and reads any padding
+//!    mode's border straight from the input while laying out each band of rows.
 //! 3. **Pick a path**, first match wins (or the one named by [`Conv2dAlgo`]):
 //!    1. [`is_depthwise`]: every filter sees one input channel (depthwise convolution, or
 //!       a single-channel input) → `depthwise.rs`, direct loops vectorised over the row;
@@ -169,7 +172,7 @@ pub fn conv2d_with(
     if let Some(b) = bias {
         check_bias(&g, b.dims())?;
     }
-    let mut y = vec![0.0; g.output_dims().iter().product()];
+    let mut y = crate::alloc::zeroed(g.output_dims().iter().product());
     forward_into(
         algo,
         &g,
@@ -190,7 +193,7 @@ pub fn conv2d_input_grad(
 ) -> Result<Tensor> {
     let g = params.geometry(input_dims, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
-    let mut gx = vec![0.0; input_dims.iter().product()];
+    let mut gx = crate::alloc::zeroed(input_dims.iter().product());
     input_grad_into(
         Conv2dAlgo::Auto,
         &g,
@@ -260,7 +263,7 @@ pub fn conv2d_backward_with(
     check_grad_output(&g, grad_output)?;
     let gy = grad_output.data();
     let grad_input = if request.input {
-        let mut gx = vec![0.0; input.numel()];
+        let mut gx = crate::alloc::zeroed(input.numel());
         input_grad_into(algo, &g, gy, weight.data(), &mut gx)?;
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
@@ -398,6 +401,16 @@ pub fn forward_into(
     }
     if algo == Conv2dAlgo::Reference {
         reference::forward(g, x, w, b, y);
+        return Ok(());
+    }
+    if matches!(algo, Conv2dAlgo::Auto | Conv2dAlgo::Depthwise) && is_depthwise(g) {
+        // The depthwise path reads any padding mode's border straight from the input.
+        let w = if g.mode == ConvMode::Convolution {
+            Cow::Owned(flip_kernels(w, g.kernel))
+        } else {
+            Cow::Borrowed(w)
+        };
+        depthwise::forward(g, x, &w, b, y);
         return Ok(());
     }
     let c = canonicalize(g, x, w);
