@@ -472,8 +472,9 @@ enum ParamArg {
   convnet maximize --checkpoint runs/train/best --layer features.10 --channels 0..16 -o viz.png
   convnet maximize --checkpoint runs/train/best --layer classifier.4 --channels 0..10 --param fourier -o classes.png
 
-Gradient ascent on the input from mid-grey, with L2 decay, total variation, random jitter and
-periodic blur (or a 1/f-scaled Fourier parameterization) keeping the picture readable.")]
+Gradient ascent on the input, from the data's mean pixel plus a little noise, with L2 decay,
+total variation, random jitter and periodic blur (or a 1/f-scaled Fourier parameterization)
+keeping the picture readable.")]
 pub struct MaximizeArgs {
     #[arg(long)]
     checkpoint: PathBuf,

@@ -61,6 +61,14 @@ pub fn curves(history: &[EpochRecord], title: &str) -> Result<RgbImage> {
             });
             let (lo, hi) = if lo.is_finite() { (lo, hi) } else { (0.0, 1.0) };
             let pad = ((hi - lo) * 0.08).max(1e-3);
+            // Enough decimals to tell the ticks apart, no more.
+            let span = hi - lo + 2.0 * pad;
+            let decimals = match span {
+                s if s >= 10.0 => 0,
+                s if s >= 1.0 => 1,
+                s if s >= 0.1 => 2,
+                _ => 3,
+            };
             let mut chart = ChartBuilder::on(area)
                 .margin(16)
                 .x_label_area_size(40)
@@ -73,7 +81,7 @@ pub fn curves(history: &[EpochRecord], title: &str) -> Result<RgbImage> {
                 .x_desc("epoch")
                 .x_labels(epochs.min(12))
                 .x_label_formatter(&|x| format!("{x:.0}"))
-                .y_label_formatter(&|y| format!("{y:.3}"))
+                .y_label_formatter(&|y| format!("{y:.decimals$}"))
                 .label_style((FONT_FAMILY, 13).into_font())
                 .light_line_style(RGBColor(235, 235, 235))
                 .draw()
