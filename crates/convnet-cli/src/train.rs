@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::checkpoint::{self, CheckpointMeta};
+use convnet::checkpoint::{self, CheckpointMeta, DataOrigin};
 use convnet::data::{self, Augment, DataSplit};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
@@ -109,7 +109,31 @@ pub struct TrainArgs {
     /// Also save <out>/last every this many steps (0: only after each epoch).
     #[arg(long, default_value_t = 100)]
     save_every: usize,
+    /// The options given on the command line (filled in by `main`), so that `--resume` can
+    /// refuse settings it would otherwise ignore.
+    #[arg(skip)]
+    pub given: Vec<String>,
 }
+
+/// The options that define a run: `--resume` takes them from the checkpoint.
+const RUN_SETTINGS: [&str; 16] = [
+    "model",
+    "epochs",
+    "batch_size",
+    "optimizer",
+    "lr",
+    "momentum",
+    "nesterov",
+    "weight_decay",
+    "schedule",
+    "step_epochs",
+    "gamma",
+    "loss",
+    "label_smoothing",
+    "no_hflip",
+    "crop_padding",
+    "seed",
+];
 
 impl TrainArgs {
     fn config(&self) -> TrainConfig {
@@ -173,19 +197,49 @@ fn load_spec(path: Option<&Path>) -> Result<ModelSpec> {
 }
 
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (mut trainer, data) = if args.resume {
+    let (mut trainer, data, origin) = if args.resume {
         resume(&args)?
     } else {
-        let data = open_data(args.data.as_deref())?;
+        let (data, origin) = open_data_recorded(args.data.as_deref())?;
         let spec = load_spec(args.model.as_deref())?;
         let config = args.config();
         let model = spec.build(config.seed)?;
-        (Trainer::new(model, config, &data)?, data)
+        (Trainer::new(model, config, &data)?, data, origin)
     };
-    train(&mut trainer, &data, &args.out, args.save_every)
+    train(&mut trainer, &data, &origin, &args.out, args.save_every)
 }
 
-fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit)> {
+/// Open `--data` (or the default data) and say where it came from.
+pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)> {
+    let data = open_data(path)?;
+    let folder = match path {
+        Some(p) => Some(
+            std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))?,
+        ),
+        None => None,
+    };
+    let origin = DataOrigin {
+        folder,
+        source: data.train.source.clone(),
+    };
+    Ok((data, origin))
+}
+
+fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit, DataOrigin)> {
+    let ignored: Vec<String> = RUN_SETTINGS
+        .iter()
+        .filter(|id| args.given.iter().any(|g| g == *id))
+        .map(|id| format!("--{}", id.replace('_', "-")))
+        .collect();
+    if !ignored.is_empty() {
+        bail!(
+            "--resume continues the run with the settings it was started with (in {}); \
+             {} would be ignored: drop {}, or start a new run with another --out",
+            args.out.join("last").join("checkpoint.json").display(),
+            ignored.join(", "),
+            if ignored.len() == 1 { "it" } else { "them" }
+        );
+    }
     let last = args.out.join("last");
     let ck = checkpoint::load(&last)
         .with_context(|| format!("cannot resume from {}", last.display()))?;
@@ -200,7 +254,27 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit)> {
             config.epochs
         );
     }
-    let data = open_data(args.data.as_deref())?;
+    // The run's own data unless --data names other data; either way it must be the same.
+    let saved = ck.meta.data.clone();
+    let folder = args
+        .data
+        .clone()
+        .or_else(|| saved.as_ref().and_then(|d| d.folder.clone()));
+    let (data, origin) = open_data_recorded(folder.as_deref())?;
+    if let Some(saved) = &saved
+        && saved.source != origin.source
+    {
+        bail!(
+            "the run in {} was trained on {}; resuming would train it on {}{}",
+            args.out.display(),
+            saved.source,
+            origin.source,
+            match &saved.folder {
+                Some(f) => format!(": give --data {}", f.display()),
+                None => String::new(),
+            }
+        );
+    }
     eprintln!(
         "resuming {} at epoch {}, step {} (of {} epochs)",
         last.display(),
@@ -216,7 +290,7 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit)> {
         state,
         &ck.optimizer_state,
     )?;
-    Ok((trainer, data))
+    Ok((trainer, data, origin))
 }
 
 /// Progress, checkpoints and Ctrl-C for a training run.
@@ -224,6 +298,8 @@ struct CliHooks {
     out: PathBuf,
     /// Where the data came from (for the curves' title).
     data_source: String,
+    /// The same, recorded in checkpoints.
+    origin: DataOrigin,
     bar: Option<ProgressBar>,
     interrupted: Arc<AtomicBool>,
     save_every: usize,
@@ -231,13 +307,14 @@ struct CliHooks {
 }
 
 impl CliHooks {
-    fn meta(trainer: &Trainer) -> CheckpointMeta {
+    fn meta(&self, trainer: &Trainer) -> CheckpointMeta {
         CheckpointMeta {
             format: CheckpointMeta::FORMAT,
             classes: trainer.classes.clone(),
             normalization: trainer.normalization.clone(),
             training: Some(trainer.state.clone()),
             config: Some(trainer.config().clone()),
+            data: Some(self.origin.clone()),
         }
     }
 
@@ -246,7 +323,7 @@ impl CliHooks {
         checkpoint::save(
             &dir,
             &trainer.model,
-            &Self::meta(trainer),
+            &self.meta(trainer),
             &trainer.optimizer().state_tensors(),
         )
         .with_context(|| format!("cannot save checkpoint {}", dir.display()))
@@ -333,7 +410,13 @@ impl TrainHooks for CliHooks {
 }
 
 /// Run `trainer` to the end, with progress, checkpoints under `out` and Ctrl-C handling.
-pub fn train(trainer: &mut Trainer, data: &DataSplit, out: &Path, save_every: usize) -> Result<()> {
+pub fn train(
+    trainer: &mut Trainer,
+    data: &DataSplit,
+    origin: &DataOrigin,
+    out: &Path,
+    save_every: usize,
+) -> Result<()> {
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create output folder {}", out.display()))?;
     let interrupted = Arc::new(AtomicBool::new(false));
@@ -358,6 +441,7 @@ pub fn train(trainer: &mut Trainer, data: &DataSplit, out: &Path, save_every: us
     let mut hooks = CliHooks {
         out: out.to_path_buf(),
         data_source: data.train.source.trim_end_matches(" (train)").to_string(),
+        origin: origin.clone(),
         bar: None,
         interrupted,
         save_every,
@@ -416,9 +500,16 @@ pub struct DemoArgs {
 
 /// Train the reference model briefly and print its test accuracy.
 pub fn demo(args: DemoArgs) -> Result<()> {
-    let data = match &args.data {
-        Some(p) => data::open(p)?,
-        None => data::embedded_sample(),
+    let (data, origin) = match &args.data {
+        Some(p) => open_data_recorded(Some(p))?,
+        None => {
+            let data = data::embedded_sample();
+            let origin = DataOrigin {
+                folder: None,
+                source: data.train.source.clone(),
+            };
+            (data, origin)
+        }
     };
     let spec = ModelSpec::from_toml(FASHION_CNN)?;
     let config = TrainConfig {
@@ -437,7 +528,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     };
     let model = spec.build(config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
-    train(&mut trainer, &data, &args.out, 0)?;
+    train(&mut trainer, &data, &origin, &args.out, 0)?;
     let last = trainer
         .state
         .history

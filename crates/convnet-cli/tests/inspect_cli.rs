@@ -57,6 +57,7 @@ fn reference_checkpoint(dir: &Path) -> PathBuf {
         normalization: sample.train.normalization(),
         training: None,
         config: None,
+        data: None,
     };
     let ck = dir.join("ck");
     checkpoint::save(&ck, &model, &meta, &[]).unwrap();

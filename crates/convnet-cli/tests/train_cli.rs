@@ -319,15 +319,42 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     let mut meta = meta;
     meta["config"]["epochs"] = serde_json::json!(done + 1);
     std::fs::write(&last, serde_json::to_string(&meta).unwrap()).unwrap();
-    let stdout = ok(run(convnet()
+    // Settings that --resume would ignore are refused, naming them.
+    let err = fails(run(convnet()
+        .args(["train", "--resume", "--lr", "0.5", "--seed", "3", "--out"])
+        .arg(&out)));
+    assert!(
+        err.contains("--lr, --seed would be ignored") && err.contains("checkpoint.json"),
+        "{err}"
+    );
+    // Other data is refused, naming the run's own.
+    let other = s.dir.join("other-bars");
+    std::fs::create_dir_all(&other).unwrap();
+    write_idx(&other, "train", 96, 7);
+    write_idx(&other, "t10k", 30, 8);
+    let err = fails(run(convnet()
         .args(["train", "--resume", "--data"])
-        .arg(&s.data)
+        .arg(&other)
         .arg("--out")
+        .arg(&out)));
+    assert!(
+        err.contains("was trained on") && err.contains("give --data") && err.contains("bars"),
+        "{err}"
+    );
+    // A process killed while saving leaves the previous checkpoint as .last.old<pid> (between
+    // two renames) or a stale .last.tmp<pid>: both are dealt with.
+    std::fs::rename(out.join("last"), out.join(".last.old99999")).unwrap();
+    std::fs::create_dir(out.join(".last.tmp88888")).unwrap();
+    // Without --data, the run's own data is used.
+    let stdout = ok(run(convnet()
+        .args(["train", "--resume", "--out"])
         .arg(&out)));
     assert!(
         stdout.contains(&format!("epoch {:>2}/{}", done + 1, done + 1)),
         "{stdout}"
     );
+    assert!(out.join("last").is_dir());
+    assert!(!out.join(".last.old99999").exists() && !out.join(".last.tmp88888").exists());
     let _ = std::fs::remove_dir_all(&s.dir);
 }
 

@@ -41,6 +41,18 @@ pub struct CheckpointMeta {
     /// Training state (absent for weights imported from elsewhere).
     pub training: Option<crate::train::TrainState>,
     pub config: Option<crate::train::TrainConfig>,
+    /// Where the training data came from, so a resumed run trains on the same data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data: Option<DataOrigin>,
+}
+
+/// Where a run's training data came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataOrigin {
+    /// The folder the data was opened from (absolute), or `None` for the default data.
+    pub folder: Option<PathBuf>,
+    /// What the loader read, as it reports it (`Dataset::source` of the training split).
+    pub source: String,
 }
 
 impl CheckpointMeta {
@@ -230,9 +242,13 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
         .ok_or_else(|| Error::file(dir, "not a folder name"))?
         .to_string_lossy()
         .to_string();
+    recover(dir);
+    // Temporary folders of writes that a killed process left behind are never read.
+    for stale in siblings(dir, "tmp") {
+        let _ = std::fs::remove_dir_all(stale);
+    }
     let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
     let old = parent.join(format!(".{name}.old{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
         for (file, bytes) in files {
@@ -253,6 +269,41 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
         }
     }
     result
+}
+
+/// The hidden siblings `.<name>.<kind><pid>` of the folder `dir` that [`write_dir`] makes.
+fn siblings(dir: &Path, kind: &str) -> Vec<PathBuf> {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
+        return Vec::new();
+    };
+    let parent = if parent.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        parent
+    };
+    let prefix = format!(".{}.{kind}", name.to_string_lossy());
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let file = e.file_name().to_string_lossy().to_string();
+            file.strip_prefix(&prefix)
+                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        })
+        .map(|e| e.path())
+        .collect()
+}
+
+/// A process killed between the two renames of [`write_dir`] leaves the previous checkpoint
+/// as `.<name>.old<pid>` and no `<name>`: put it back.
+fn recover(dir: &Path) {
+    if !dir.exists()
+        && let Some(old) = siblings(dir, "old").into_iter().next()
+    {
+        let _ = std::fs::rename(old, dir);
+    }
 }
 
 /// Save a checkpoint of `model` (and, for training, its optimizer state) as the folder `dir`.
@@ -277,6 +328,7 @@ pub fn save(
 
 /// Load the checkpoint folder `dir`.
 pub fn load(dir: &Path) -> Result<Checkpoint> {
+    recover(dir);
     if !dir.is_dir() {
         return Err(Error::file(dir, "no such checkpoint folder"));
     }

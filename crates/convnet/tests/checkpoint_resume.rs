@@ -90,6 +90,7 @@ fn meta(trainer: &Trainer) -> CheckpointMeta {
         normalization: trainer.normalization.clone(),
         training: Some(trainer.state.clone()),
         config: Some(trainer.config().clone()),
+        data: None,
     }
 }
 
