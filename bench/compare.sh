@@ -11,11 +11,12 @@ python=${2:-$HOME/.venv-torch/bin/python}
 threads=$(nproc)
 out=$(mktemp -d)
 cargo build --release -q -p convnet-cli
+bin=${CARGO_TARGET_DIR:-target}/release/convnet
 compare=()
 for i in $(seq "$rounds"); do
     "$python" bench/torch_conv_suite.py --threads "$threads" --json "$out/torch-$i.json" > /dev/null
-    ./target/release/convnet bench --json "$out/convnet-$i.json" > /dev/null
+    "$bin" bench --json "$out/convnet-$i.json" > /dev/null
     compare+=(--compare "$out/torch-$i.json")
 done
-./target/release/convnet bench --repeat "$rounds" "${compare[@]}"
+"$bin" bench --repeat "$rounds" "${compare[@]}"
 echo "(runs kept in $out)"

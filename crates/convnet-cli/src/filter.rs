@@ -303,7 +303,7 @@ pub fn run(args: FilterArgs) -> Result<()> {
         bail!("give at least one --kernel (see convnet filter --list)");
     }
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    crate::inspect::check_output(output)?;
+    crate::io::check_output(output)?;
     let padding = parse_padding(&args.padding)?;
     let params = args.conv.params(padding, args.padding_mode.into())?;
     let filters: Vec<Filter> = args

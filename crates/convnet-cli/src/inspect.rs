@@ -13,7 +13,7 @@ use convnet::render::{self, KernelScale, RgbImage};
 use convnet::train::parse_metrics_csv;
 use convnet_core::Tensor;
 
-use crate::io::write_atomic;
+use crate::io::{check_output, write_atomic};
 use crate::train::open_data;
 
 /// Encode `img` as PNG and write it atomically.
@@ -29,21 +29,6 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .with_context(|| format!("cannot encode {}", path.display()))?;
     write_atomic(path, bytes.get_ref())
-}
-
-/// Fail early (before any work) when the output folder is missing.
-pub fn check_output(path: &Path) -> Result<()> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    anyhow::ensure!(
-        dir.is_dir(),
-        "cannot write {}: folder {} does not exist",
-        path.display(),
-        dir.display()
-    );
-    Ok(())
 }
 
 fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
@@ -122,23 +107,7 @@ pub fn read_input(
                 describe(c)
             );
         }
-        let img = if (ih, iw) == (h, w) {
-            img
-        } else {
-            img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
-        };
-        let bytes = match c {
-            1 => img.to_luma8().into_raw(),
-            3 => {
-                let rgb = img.to_rgb8().into_raw();
-                (0..3)
-                    .flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>())
-                    .collect()
-            }
-            other => {
-                bail!("the model takes {other}-channel images; only 1 and 3 channels can be read")
-            }
-        };
+        let bytes = crate::io::image_planes(img, dims)?;
         (path.display().to_string(), bytes, None)
     };
     let pixels = Tensor::new(

@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 use convnet::checkpoint;
 use convnet::data::Normalization;
@@ -33,24 +33,7 @@ pub struct PredictArgs {
 /// An image file as the normalized model input `[1, C, H, W]`.
 pub fn load_image(path: &Path, [c, h, w]: [usize; 3], norm: &Normalization) -> Result<Tensor> {
     let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-    let img = if (img.height() as usize, img.width() as usize) == (h, w) {
-        img
-    } else {
-        img.resize_exact(w as u32, h as u32, image::imageops::FilterType::Triangle)
-    };
-    let pixels: Vec<u8> = match c {
-        1 => img.to_luma8().into_raw(),
-        3 => {
-            // Interleaved RGB to planes.
-            let rgb = img.to_rgb8().into_raw();
-            (0..3)
-                .flat_map(|ch| rgb.iter().skip(ch).step_by(3).copied().collect::<Vec<_>>())
-                .collect()
-        }
-        other => bail!(
-            "the model takes {other}-channel images; only 1 (grayscale) and 3 (RGB) can be read"
-        ),
-    };
+    let pixels = crate::io::image_planes(img, [c, h, w])?;
     let mut out = vec![0.0; c * h * w];
     norm.apply(&pixels, &mut out);
     Ok(Tensor::new([1, c, h, w], out)?)

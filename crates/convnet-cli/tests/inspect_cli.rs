@@ -3,43 +3,12 @@
 //! maps, none blank), and bad requests get clear errors and no file.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use convnet::checkpoint::{self, CheckpointMeta};
 use convnet::data::{self, FASHION_MNIST_CLASSES};
 
-fn convnet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_convnet"))
-}
-
-fn ok(out: Output) -> String {
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    stdout.to_string()
-}
-
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "succeeded but should not: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-inspect-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{convnet, fails, ok, temp_dir};
 
 /// A checkpoint of the reference model (freshly initialized: the pictures' structure, not
 /// what they show, is under test here; `tests/inspect.rs` checks the content on a trained

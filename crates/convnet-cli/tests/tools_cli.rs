@@ -1,39 +1,9 @@
 //! End-to-end tests of `convnet filter | conv | shape | summary` with the real binary.
 
-use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 
-fn convnet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_convnet"))
-}
-
-fn ok(out: Output) -> String {
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "failed:\nstdout: {stdout}\nstderr: {stderr}"
-    );
-    stdout.to_string()
-}
-
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "succeeded: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-tools-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{convnet, fails, ok, temp_dir};
 
 fn conv(args: &[&str]) -> Output {
     convnet().arg("conv").args(args).output().unwrap()

@@ -2,44 +2,10 @@
 //! IDX dataset written here, the real binary, its outputs read back.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
-fn convnet() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_convnet"))
-}
-
-fn run(cmd: &mut Command) -> Output {
-    cmd.output().expect("the convnet binary runs")
-}
-
-fn ok(out: Output) -> String {
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(
-        out.status.success(),
-        "failed ({:?}):\nstdout: {stdout}\nstderr: {stderr}",
-        out.status
-    );
-    stdout.to_string()
-}
-
-fn fails(out: Output) -> String {
-    assert!(
-        !out.status.success(),
-        "succeeded but should not: {}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    String::from_utf8_lossy(&out.stderr).to_string()
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-cli-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
+mod common;
+use common::{convnet, fails, ok, run, temp_dir};
 
 /// An IDX image file and label file of `n` 12x12 images: a bright bar, vertical (label 0),
 /// horizontal (1) or diagonal (2), with noise. (An IDX folder has the 10 digit classes; only
