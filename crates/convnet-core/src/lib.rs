@@ -29,6 +29,8 @@ mod reduce;
 mod scratch;
 pub mod simd;
 pub mod tensor;
+#[cfg(test)]
+mod testing;
 
 pub use error::{Error, Result};
 pub use ops::activation::{

@@ -499,75 +499,8 @@ fn prelu_grads<T: Float + Send + Sync>(
 mod tests {
     use super::*;
 
-    /// SplitMix64: a small deterministic generator, so the tests need no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [-1, 1).
-        fn uniform(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        }
-
-        fn values(&mut self, n: usize) -> Vec<f64> {
-            (0..n).map(|_| self.uniform()).collect()
-        }
-
-        /// Uniform in [-3, 3) with `|x| > 1e-3`: a step of 1e-6 never crosses the kink at 0.
-        fn away_from_zero(&mut self, n: usize) -> Vec<f64> {
-            (0..n)
-                .map(|_| {
-                    loop {
-                        let v = 3.0 * self.uniform();
-                        if v.abs() > 1e-3 {
-                            break v;
-                        }
-                    }
-                })
-                .collect()
-        }
-    }
-
-    /// Finite-difference step.
-    const H: f64 = 1e-6;
-    /// Pass when `|numeric - analytic| <= TOL * max(1, |analytic|)`. With h = 1e-6 central
-    /// differences have truncation error ~h^2 |f'''| (< 1e-11 here) and rounding error
-    /// ~1e-16 |loss| / h (< 1e-8), so 1e-6 leaves a wide margin and still catches any wrong
-    /// term.
-    const TOL: f64 = 1e-6;
-
-    /// Compares `analytic` with central differences of `loss(v) = sum(f(v) * weights)`.
-    fn check_grad(
-        name: &str,
-        v: &[f64],
-        weights: &[f64],
-        f: impl Fn(&[f64]) -> Vec<f64>,
-        analytic: &[f64],
-    ) {
-        let loss = |v: &[f64]| -> f64 { f(v).iter().zip(weights).map(|(y, w)| y * w).sum() };
-        let mut vp = v.to_vec();
-        for i in 0..v.len() {
-            vp[i] = v[i] + H;
-            let up = loss(&vp);
-            vp[i] = v[i] - H;
-            let down = loss(&vp);
-            vp[i] = v[i];
-            let numeric = (up - down) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs();
-            assert!(
-                err <= TOL * analytic[i].abs().max(1.0),
-                "{name}: d loss / d v[{i}]: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
-    }
+    // Finite differences (crate::testing): truncation error < 1e-11 and rounding < 1e-8 here.
+    use crate::testing::{Rng, check_grad};
 
     fn fwd(act: Activation, x: &[f64]) -> Vec<f64> {
         let mut y = vec![0.0; x.len()];

@@ -320,61 +320,9 @@ fn bias_grad<T: LinearFloat>(d: Dims, gy: &[T], gb: &mut [T]) {
 mod tests {
     use super::*;
 
-    /// SplitMix64: a small deterministic generator, so the tests need no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [-1, 1).
-        fn uniform(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        }
-
-        fn values(&mut self, n: usize) -> Vec<f64> {
-            (0..n).map(|_| self.uniform()).collect()
-        }
-    }
-
-    /// Finite-difference step.
-    const H: f64 = 1e-6;
-    /// Pass when `|numeric - analytic| <= TOL * max(1, |analytic|)`. The loss is bilinear in
-    /// (input, weight) and linear in bias, so central differences have no truncation error;
-    /// rounding error is ~1e-16 * |loss| / H (< 1e-8 here). 1e-6 catches any wrong term.
-    const TOL: f64 = 1e-6;
-
-    /// Compares `analytic` with central differences of `loss(v) = sum(f(v) * weights)`.
-    fn check_grad(
-        name: &str,
-        v: &[f64],
-        weights: &[f64],
-        f: impl Fn(&[f64]) -> Vec<f64>,
-        analytic: &[f64],
-    ) {
-        assert_eq!(v.len(), analytic.len(), "{name}: gradient length");
-        let loss = |v: &[f64]| -> f64 { f(v).iter().zip(weights).map(|(y, w)| y * w).sum() };
-        let mut vp = v.to_vec();
-        for i in 0..v.len() {
-            vp[i] = v[i] + H;
-            let up = loss(&vp);
-            vp[i] = v[i] - H;
-            let down = loss(&vp);
-            vp[i] = v[i];
-            let numeric = (up - down) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs();
-            assert!(
-                err <= TOL * analytic[i].abs().max(1.0),
-                "{name}: d loss / d v[{i}]: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
-    }
+    // Finite differences (crate::testing): the loss is bilinear in (input, weight) and linear
+    // in bias, so there is no truncation error; rounding < 1e-8.
+    use crate::testing::{Rng, check_grad};
 
     fn dims(batch: usize, in_features: usize, out_features: usize) -> Dims {
         Dims {

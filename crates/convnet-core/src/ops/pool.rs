@@ -982,76 +982,9 @@ mod tests {
     // -----------------------------------------------------------------------------------------
     // Helpers
 
-    /// SplitMix64: a small deterministic generator, so the tests need no dependency.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [-1, 1).
-        fn uniform(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        }
-
-        fn values(&mut self, n: usize) -> Vec<f64> {
-            (0..n).map(|_| self.uniform()).collect()
-        }
-
-        /// `n` values at least 0.01 apart in random order, so a step of 1e-6 never changes
-        /// which one is a window's maximum.
-        fn distinct(&mut self, n: usize) -> Vec<f64> {
-            let mut v: Vec<f64> = (0..n).map(|i| i as f64 * 0.01 - 0.5).collect();
-            for i in (1..n).rev() {
-                let j = (self.next_u64() % (i as u64 + 1)) as usize;
-                v.swap(i, j);
-            }
-            v
-        }
-    }
-
-    /// Finite-difference step.
-    const H: f64 = 1e-6;
-    /// Pass when `|numeric - analytic| <= TOL * max(1, |analytic|)`. Pooling is piecewise
-    /// linear, so central differences are exact up to rounding (about 1e-16 * |loss| / H,
-    /// i.e. 1e-9 here): 1e-6 leaves a wide margin and still catches any wrong term.
-    const TOL: f64 = 1e-6;
-
-    /// Compares `analytic` with central differences of `loss(x) = sum(f(x) * weights)`.
-    fn check_grad(
-        name: &str,
-        x: &[f64],
-        weights: &[f64],
-        f: impl Fn(&[f64]) -> Vec<f64>,
-        analytic: &[f64],
-    ) {
-        let loss = |x: &[f64]| -> f64 { f(x).iter().zip(weights).map(|(y, w)| y * w).sum() };
-        assert_eq!(
-            f(x).len(),
-            weights.len(),
-            "{name}: weights do not match the output"
-        );
-        let mut xp = x.to_vec();
-        for i in 0..x.len() {
-            xp[i] = x[i] + H;
-            let up = loss(&xp);
-            xp[i] = x[i] - H;
-            let down = loss(&xp);
-            xp[i] = x[i];
-            let numeric = (up - down) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs();
-            assert!(
-                err <= TOL * analytic[i].abs().max(1.0),
-                "{name}: d loss / d x[{i}]: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
-    }
+    // Finite differences (crate::testing): pooling is piecewise linear, so central differences
+    // are exact up to rounding (~1e-9 here).
+    use crate::testing::{Rng, check_grad};
 
     fn params(kernel: [usize; 2]) -> Pool2dParamsBuilder {
         Pool2dParams::builder(kernel)
