@@ -35,7 +35,7 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.confusion {
-        crate::io::check_output(path)?;
+        crate::inspect::check_png(path)?;
     }
     let ck = checkpoint::load(&args.checkpoint)
         .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;

@@ -247,22 +247,31 @@ pub fn write_image(
         _ => bail!("cannot write a {c}-channel image (1 or 3 channels)"),
     }
     .context("image buffer of the wrong size")?;
+    let format = output_format(path, bits)?;
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    img.write_to(&mut bytes, format)
+        .with_context(|| format!("cannot encode {}", path.display()))?;
+    write_atomic(path, bytes.get_ref())
+}
+
+/// The image format the extension of `path` names, if it can hold `bits` bits.
+fn output_format(path: &Path, bits: u32) -> Result<image::ImageFormat> {
     let format = image::ImageFormat::from_path(path).with_context(|| {
         format!(
             "{}: unknown image extension (use .png or .jpg)",
             path.display()
         )
     })?;
+    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
+        bail!("{}: write .png or .jpg", path.display());
+    }
     if format == image::ImageFormat::Jpeg && bits == 16 {
         bail!(
             "{}: JPEG holds 8 bits per channel; use .png for --bits 16",
             path.display()
         );
     }
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, format)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, bytes.get_ref())
+    Ok(format)
 }
 
 fn print_list() {
@@ -329,6 +338,7 @@ pub fn run(args: FilterArgs) -> Result<()> {
         None if in_max > 255.0 => 16,
         None => 8,
     };
+    output_format(output, bits)?;
     for _ in 0..args.repeat {
         for f in &filters {
             image = filter::apply(&image, f, &params)?;

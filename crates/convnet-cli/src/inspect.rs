@@ -17,7 +17,9 @@ use crate::io::{check_output, write_atomic};
 use crate::train::open_data;
 
 /// Encode `img` as PNG and write it atomically.
-pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
+/// Refuse, before any work, a picture path that is not `.png` or whose folder is missing.
+pub fn check_png(path: &Path) -> Result<()> {
+    check_output(path)?;
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
     if !ext.eq_ignore_ascii_case("png") {
         bail!(
@@ -25,6 +27,11 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
             path.display()
         );
     }
+    Ok(())
+}
+
+pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
+    check_png(path)?;
     let mut bytes = std::io::Cursor::new(Vec::new());
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .with_context(|| format!("cannot encode {}", path.display()))?;
@@ -156,7 +163,7 @@ pub struct FeaturesArgs {
 }
 
 pub fn features(args: FeaturesArgs) -> Result<()> {
-    check_output(&args.output)?;
+    check_png(&args.output)?;
     let ck = load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let names: Vec<String> = match (&args.layer, args.layers.is_empty()) {
@@ -241,7 +248,7 @@ pub struct KernelsArgs {
 }
 
 pub fn kernels(args: KernelsArgs) -> Result<()> {
-    check_output(&args.output)?;
+    check_png(&args.output)?;
     let ck = load_checkpoint(&args.checkpoint)?;
     let model = ck.model;
     let layer = match &args.layer {
@@ -317,7 +324,7 @@ pub struct GradcamArgs {
 }
 
 pub fn gradcam(args: GradcamArgs) -> Result<()> {
-    check_output(&args.output)?;
+    check_png(&args.output)?;
     if let Some(raw) = &args.raw {
         check_output(raw)?;
     }
@@ -410,6 +417,9 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
 }
 
 /// `a..b` (end exclusive), `a..=b`, or `a,b,c`.
+/// The most tiles `maximize --channels` draws at once.
+const MAX_CHANNELS: usize = 1024;
+
 fn parse_channels(text: &str) -> Result<Vec<usize>> {
     let num = |s: &str| {
         s.trim()
@@ -422,8 +432,12 @@ fn parse_channels(text: &str) -> Result<Vec<usize>> {
             None => (b, false),
         };
         let (a, b) = (num(a)?, num(b)?);
-        let end = if inclusive { b + 1 } else { b };
+        let end = if inclusive { b.saturating_add(1) } else { b };
         anyhow::ensure!(end > a, "--channels {text} is empty");
+        anyhow::ensure!(
+            end - a <= MAX_CHANNELS,
+            "--channels {text}: at most {MAX_CHANNELS} channels in one picture"
+        );
         return Ok((a..end).collect());
     }
     text.split(',').map(num).collect()
@@ -459,7 +473,7 @@ pub struct MaximizeArgs {
     steps: usize,
     #[arg(long, default_value_t = 0.05)]
     lr: f32,
-    /// L2 decay towards grey.
+    /// L2 decay towards the data's mean pixel.
     #[arg(long, default_value_t = 0.01)]
     l2: f32,
     /// Total-variation weight.
@@ -473,9 +487,13 @@ pub struct MaximizeArgs {
     blur_every: usize,
     #[arg(long, value_enum, default_value = "pixel")]
     param: ParamArg,
-    /// Start from this image instead of grey (IMAGE as for gradcam).
+    /// Start from this image instead of the data's mean pixel plus noise (IMAGE as for
+    /// gradcam).
     #[arg(long)]
     start: Option<String>,
+    /// Resize (and convert) a --start image to the model's input.
+    #[arg(long)]
+    resize: bool,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(short, long)]
@@ -485,7 +503,7 @@ pub struct MaximizeArgs {
 }
 
 pub fn maximize(args: MaximizeArgs) -> Result<()> {
-    check_output(&args.output)?;
+    check_png(&args.output)?;
     let ck = load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let layer = model.node_index(&args.layer)?;
@@ -503,7 +521,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
                 model.input_shape(),
                 &ck.meta.normalization,
                 args.data.as_deref(),
-                false,
+                args.resize,
             )
         })
         .transpose()?
@@ -572,7 +590,7 @@ pub struct PlotArgs {
 }
 
 pub fn plot(args: PlotArgs) -> Result<()> {
-    check_output(&args.output)?;
+    check_png(&args.output)?;
     let text = std::fs::read_to_string(&args.metrics)
         .with_context(|| format!("cannot read {}", args.metrics.display()))?;
     let history = parse_metrics_csv(&text, &args.metrics)?;

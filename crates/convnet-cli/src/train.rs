@@ -211,13 +211,16 @@ pub fn run(args: TrainArgs) -> Result<()> {
 
 /// Open `--data` (or the default data) and say where it came from.
 pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)> {
-    let data = open_data(path)?;
+    // Opened by its absolute path, so what the loader reports does not depend on the
+    // folder the command runs in.
     let folder = match path {
         Some(p) => Some(
-            std::fs::canonicalize(p).with_context(|| format!("cannot resolve {}", p.display()))?,
+            std::fs::canonicalize(p)
+                .with_context(|| format!("cannot open data {}", p.display()))?,
         ),
         None => None,
     };
+    let data = open_data(folder.as_deref())?;
     let origin = DataOrigin {
         folder,
         source: data.train.source.clone(),
@@ -336,12 +339,17 @@ impl CliHooks {
             &self.out.join("metrics.csv"),
             metrics_csv(history).as_bytes(),
         )?;
+        // The picture is a convenience: failing to draw it does not stop the run.
         let name = trainer.model.spec().name.as_deref().unwrap_or("model");
         let title = format!("{name} on {}", self.data_source);
-        write_png(
-            &self.out.join("curves.png"),
-            &render::curves(history, &title)?,
-        )
+        let path = self.out.join("curves.png");
+        if let Err(e) = render::curves(history, &title)
+            .map_err(anyhow::Error::from)
+            .and_then(|img| write_png(&path, &img))
+        {
+            eprintln!("warning: cannot draw {}: {e:#}", path.display());
+        }
+        Ok(())
     }
 }
 
@@ -390,12 +398,11 @@ impl TrainHooks for CliHooks {
             r.images_per_second
         );
         let result = (|| -> Result<()> {
-            self.write_metrics(trainer)?;
             self.save(trainer, "last")?;
             if trainer.is_best(r) {
                 self.save(trainer, "best")?;
             }
-            Ok(())
+            self.write_metrics(trainer)
         })();
         result.map_err(|e| Error::Model(format!("{e:#}")))
     }

@@ -246,6 +246,20 @@ fn bad_requests_get_clear_errors_and_no_file() {
     let png = dir.join("out.png");
     let png_s = png.to_str().unwrap();
 
+    // A picture that is not .png is refused before any work, so --raw is not written either.
+    let raw = dir.join("raw.npy");
+    let err = fails(
+        convnet()
+            .args(["gradcam", "--checkpoint", ck, "sample:0", "-o"])
+            .arg(dir.join("cam.jpg"))
+            .arg("--raw")
+            .arg(&raw)
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("name the file .png"), "{err}");
+    assert!(!raw.exists(), "--raw written by a failed command");
+
     let err = fails(
         convnet()
             .args([

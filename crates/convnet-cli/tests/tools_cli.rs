@@ -293,7 +293,67 @@ fn filter_writes_images_and_refuses_bad_input_without_writing() {
             .unwrap(),
     );
     assert!(err.contains("unknown kernel 'blurry'"), "{err}");
+    let err = fails(
+        convnet()
+            .args(["filter"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&bad_out)
+            .args(["--kernel", "box:99999"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("from 1 to 1001"), "{err}");
+    let err = fails(
+        convnet()
+            .args(["filter"])
+            .arg(&input)
+            .arg("-o")
+            .arg(&bad_out)
+            .args([
+                "--kernel",
+                "sobel",
+                "--padding",
+                "100000",
+                "--padding-mode",
+                "zeros",
+            ])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("GiB") && err.contains("padding"), "{err}");
+    let err = fails(
+        convnet()
+            .args(["filter"])
+            .arg(&input)
+            .arg("-o")
+            .arg(dir.join("bad.jpg"))
+            .args(["--kernel", "sobel", "--bits", "16"])
+            .output()
+            .unwrap(),
+    );
+    assert!(err.contains("JPEG holds 8 bits"), "{err}");
     assert!(!bad_out.exists(), "nothing written on failure");
+    // A kernel file is read as a file whatever its name starts with.
+    std::fs::write(dir.join("3x3.txt"), "0,1,0; 1,-4,1; 0,1,0").unwrap();
+    ok(convnet()
+        .current_dir(&dir)
+        .args(["filter"])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.join("lap.png"))
+        .args(["--kernel", "./3x3.txt"])
+        .output()
+        .unwrap());
+    ok(convnet()
+        .current_dir(&dir)
+        .args(["filter"])
+        .arg(&input)
+        .arg("-o")
+        .arg(dir.join("lap.png"))
+        .args(["--kernel", "3x3.txt"])
+        .output()
+        .unwrap());
     let list = ok(convnet().args(["filter", "--list"]).output().unwrap());
     assert!(
         list.contains("sobel-x")

@@ -239,12 +239,22 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     let s = setup("interrupt");
     let out = s.dir.join("run");
     // Many short epochs, so the run is still going when the signal comes.
+    // Started with a relative --data, from the test's folder: resume must find it from
+    // anywhere.
+    let args: Vec<std::ffi::OsString> =
+        train_args(&s, &out, &["--epochs", "400", "--save-every", "0"])
+            .into_iter()
+            .map(|a| {
+                if a == s.data.as_os_str() {
+                    "bars".into()
+                } else {
+                    a
+                }
+            })
+            .collect();
     let mut child = convnet()
-        .args(train_args(
-            &s,
-            &out,
-            &["--epochs", "400", "--save-every", "0"],
-        ))
+        .current_dir(&s.dir)
+        .args(args)
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()

@@ -7,9 +7,11 @@
 /// Buffers at least this large get the advice.
 const HUGE_PAGE_THRESHOLD: usize = 4 << 20;
 
-/// `n` zeros; buffers of 4 MiB and more are advised to use huge pages. The zeros come from
-/// the allocator's zeroed pages (`calloc`), so nothing is touched before the kernel that
-/// fills the buffer, and every page it faults in is a huge page where the system allows.
+/// `n` zeros; buffers of 4 MiB and more are advised to use huge pages. When the allocator
+/// maps fresh pages for the buffer (glibc does for large ones, up to its adaptive mmap
+/// threshold of at most 32 MiB), `calloc` leaves them untouched, so every page the filling
+/// kernel faults in is a huge page where the system allows; a buffer reused from the heap
+/// was zeroed by `calloc` and keeps the pages it had.
 pub(crate) fn zeroed(n: usize) -> Vec<f32> {
     let v = vec![0.0f32; n];
     advise_huge_pages(&v);

@@ -249,6 +249,7 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     }
     let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
     let old = parent.join(format!(".{name}.old{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&tmp);
     let result = (|| {
         std::fs::create_dir(&tmp).map_err(|e| Error::io(&tmp, e))?;
         for (file, bytes) in files {
@@ -271,7 +272,8 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
     result
 }
 
-/// The hidden siblings `.<name>.<kind><pid>` of the folder `dir` that [`write_dir`] makes.
+/// The hidden siblings `.<name>.<kind><pid>` of the folder `dir` that [`write_dir`] makes,
+/// left by processes that no longer run (a running one may be in the middle of a save).
 fn siblings(dir: &Path, kind: &str) -> Vec<PathBuf> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Vec::new();
@@ -289,15 +291,22 @@ fn siblings(dir: &Path, kind: &str) -> Vec<PathBuf> {
         .filter_map(|e| e.ok())
         .filter(|e| {
             let file = e.file_name().to_string_lossy().to_string();
-            file.strip_prefix(&prefix)
-                .is_some_and(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+            file.strip_prefix(&prefix).is_some_and(|pid| {
+                !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && process_is_gone(pid)
+            })
         })
         .map(|e| e.path())
         .collect()
 }
 
+/// Whether process `pid` has ended (where `/proc` tells; elsewhere it is assumed to run, and
+/// nothing it left is touched).
+fn process_is_gone(pid: &str) -> bool {
+    Path::new("/proc/self").exists() && !Path::new("/proc").join(pid).exists()
+}
+
 /// A process killed between the two renames of [`write_dir`] leaves the previous checkpoint
-/// as `.<name>.old<pid>` and no `<name>`: put it back.
+/// as `.<name>.old<pid>` and no `<name>`: put it back (before a save).
 fn recover(dir: &Path) {
     if !dir.exists()
         && let Some(old) = siblings(dir, "old").into_iter().next()
@@ -328,7 +337,12 @@ pub fn save(
 
 /// Load the checkpoint folder `dir`.
 pub fn load(dir: &Path) -> Result<Checkpoint> {
-    recover(dir);
+    // After a kill between the two renames of a save, the checkpoint is the left-behind
+    // previous one; it is read where it is (renaming is left to the next save).
+    let left_behind = (!dir.exists())
+        .then(|| siblings(dir, "old").into_iter().next())
+        .flatten();
+    let dir = left_behind.as_deref().unwrap_or(dir);
     if !dir.is_dir() {
         return Err(Error::file(dir, "no such checkpoint folder"));
     }

@@ -148,13 +148,17 @@ fn parse_number(what: &str, s: &str) -> Result<f64> {
         .ok_or_else(|| Error::config("kernel", format!("{what}: '{}' is not a number", s.trim())))
 }
 
+/// The largest side of a named kernel: far beyond any useful filter, small enough that a
+/// mistyped number is an error rather than an allocation failure.
+pub const MAX_KERNEL_SIZE: usize = 1001;
+
 fn parse_size(what: &str, s: &str) -> Result<usize> {
     match s.trim().parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_KERNEL_SIZE).contains(&n) => Ok(n),
         _ => Err(Error::config(
             "kernel",
             format!(
-                "{what}: '{}' is not a size (a whole number, at least 1)",
+                "{what}: '{}' is not a size (a whole number from 1 to {MAX_KERNEL_SIZE})",
                 s.trim()
             ),
         )),
@@ -236,7 +240,9 @@ pub fn named(spec: &str) -> Result<Filter> {
             let (sigma, n) = match args.as_slice() {
                 [s] => {
                     let sigma = parse_number("gaussian:SIGMA", s)?;
-                    (sigma, 2 * (3.0 * sigma).ceil().max(1.0) as usize + 1)
+                    // (Saturating for huge sigmas, which the size check below refuses.)
+                    let half = (3.0 * sigma).ceil().clamp(1.0, MAX_KERNEL_SIZE as f64) as usize;
+                    (sigma, 2 * half + 1)
                 }
                 [s, n] => (
                     parse_number("gaussian:SIGMA:N", s)?,
@@ -253,6 +259,15 @@ pub fn named(spec: &str) -> Result<Filter> {
                 return Err(Error::config(
                     "kernel",
                     format!("{spec}: SIGMA must be positive"),
+                ));
+            }
+            if n > MAX_KERNEL_SIZE {
+                return Err(Error::config(
+                    "kernel",
+                    format!(
+                        "{spec}: SIGMA {sigma} needs a kernel wider than the largest, \
+                         {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}"
+                    ),
                 ));
             }
             if n % 2 == 0 {
@@ -316,6 +331,12 @@ pub fn parse(text: &str) -> Result<Kernel> {
                 .split([',', ' ', '\t'])
                 .filter(|s| !s.trim().is_empty())
                 .collect();
+            if cells.is_empty() {
+                return Err(Error::config(
+                    "kernel",
+                    format!("row {r} of '{}' has no numbers", text.trim()),
+                ));
+            }
             match width {
                 None => width = Some(cells.len()),
                 Some(w) if w != cells.len() => {
@@ -363,13 +384,6 @@ pub fn parse(text: &str) -> Result<Kernel> {
 /// `--kernel`'s value: a named kernel, numbers (see [`parse`]), or the path of a text file
 /// holding numbers.
 pub fn from_spec(spec: &str) -> Result<Filter> {
-    let looks_numeric = spec
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_digit() || "-+.".contains(c));
-    if looks_numeric {
-        return Ok(Filter::Kernel(parse(spec)?));
-    }
     let path = Path::new(spec);
     if path.is_file() {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
@@ -377,8 +391,19 @@ pub fn from_spec(spec: &str) -> Result<Filter> {
         k.name = spec.to_string();
         return Ok(Filter::Kernel(k));
     }
+    let looks_numeric = spec
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_digit() || "-+.".contains(c));
+    if looks_numeric {
+        return Ok(Filter::Kernel(parse(spec)?));
+    }
     named(spec)
 }
+
+/// The most values a filtered image may have (1 << 30 floats, 4 GiB): any image a PNG or JPEG
+/// holds stays far below; more means a typo in the padding or dilation.
+pub const MAX_OUTPUT_VALUES: usize = 1 << 30;
 
 /// Apply one kernel to an image `[1, C, H, W]`: per channel for a 1-channel kernel, across the
 /// channels (one output channel) for a `C`-channel kernel.
@@ -415,6 +440,21 @@ pub fn apply_kernel(image: &Tensor, kernel: &Kernel, params: &Conv2dParams) -> R
         .mode(params.mode())
         .groups(groups)
         .build()?;
+    let g = params.geometry(
+        image.dims4("filter", "image")?,
+        weight.dims4("filter", "kernel")?,
+    )?;
+    let [_, oc, oh, ow] = g.output_dims();
+    if oc * oh * ow > MAX_OUTPUT_VALUES {
+        return Err(Error::config(
+            "padding",
+            format!(
+                "the output would be {ow}x{oh} with {oc} channel(s) ({:.1} GiB of float values); \
+                 is the padding or dilation what you meant?",
+                (oc * oh * ow) as f64 * 4.0 / f64::from(1u32 << 30)
+            ),
+        ));
+    }
     Ok(conv2d(image, &weight, None, &params)?)
 }
 

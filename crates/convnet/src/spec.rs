@@ -115,6 +115,20 @@ pub enum LayerKind {
     Add,
 }
 
+/// The most weights one layer may have (1 << 31 floats, 8 GiB): more is a typo in a size,
+/// refused with a message rather than an allocation failure.
+const MAX_LAYER_WEIGHTS: usize = 1 << 31;
+
+fn check_weight_count(count: Option<usize>) -> Result<()> {
+    match count {
+        Some(n) if n <= MAX_LAYER_WEIGHTS => Ok(()),
+        _ => Err(Error::model(format!(
+            "{} weights are more than one layer may have ({MAX_LAYER_WEIGHTS})",
+            count.map_or("so many".to_string(), |n| n.to_string())
+        ))),
+    }
+}
+
 impl LayerKind {
     /// A conv layer with PyTorch's defaults: stride 1, no padding, bias.
     pub fn conv2d(out_channels: usize, kernel: [usize; 2]) -> Self {
@@ -240,6 +254,11 @@ impl LayerKind {
                 mode,
             } => {
                 let c = check("in_channels", in_channels, channels()?)?;
+                check_weight_count(
+                    [out_channels, c / groups.max(1), kernel[0], kernel[1]]
+                        .iter()
+                        .try_fold(1usize, |a, &d| a.checked_mul(d)),
+                )?;
                 Layer::Conv2d(
                     Conv2dConfig::new([c, out_channels], kernel)
                         .with_stride(stride)
@@ -267,6 +286,7 @@ impl LayerKind {
                     }
                     None => return Err(Error::model("linear needs an input")),
                 };
+                check_weight_count(f.checked_mul(out_features))?;
                 Layer::Linear(
                     LinearConfig::new(f, out_features)
                         .with_bias(bias)
