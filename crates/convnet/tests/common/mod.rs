@@ -1,0 +1,5 @@
+//! Helpers shared by the library's integration tests.
+// Each test file uses its own subset.
+#![allow(dead_code)]
+
+pub mod fuzz;
