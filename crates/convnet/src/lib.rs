@@ -10,6 +10,7 @@ pub mod filter;
 pub mod inspect;
 pub mod layers;
 pub mod model;
+pub mod names;
 pub mod npy;
 pub mod optim;
 pub mod render;
