@@ -23,9 +23,9 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "A convolutional-neural-network engine: conv layers exact to PyTorch, fast on CPU"
 )]
 struct Cli {
-    /// Worker threads (default: one per core).
-    #[arg(long, global = true)]
-    threads: Option<usize>,
+    /// Worker threads (default: one per core; at most 1024).
+    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
+    threads: Option<u16>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,13 +81,37 @@ fn main() {
     }
 }
 
+/// The most worker threads: far more than any machine has cores, few enough that starting
+/// them takes a fraction of a second.
+const MAX_THREADS: i64 = 1024;
+
+/// The worker pool: `--threads`, else `RAYON_NUM_THREADS` (which rayon would otherwise read
+/// unchecked), else one per core. Checked before any thread starts.
+fn start_threads(threads: Option<u16>) -> Result<()> {
+    const VAR: &str = "RAYON_NUM_THREADS";
+    let threads = match (threads, std::env::var(VAR)) {
+        (Some(n), _) => usize::from(n),
+        (None, Ok(text)) => {
+            let n: i64 = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{VAR}='{text}' is not a number of threads (1..={MAX_THREADS})")
+            })?;
+            anyhow::ensure!(
+                (0..=MAX_THREADS).contains(&n),
+                "{VAR}={n} is out of range: at most {MAX_THREADS} threads (0: one per core)"
+            );
+            n as usize
+        }
+        (None, Err(_)) => return Ok(()),
+    };
+    // 0 (from the variable) lets rayon use one thread per core.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global()?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
-    if let Some(threads) = cli.threads {
-        anyhow::ensure!(threads > 0, "--threads must be at least 1");
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()?;
-    }
+    start_threads(cli.threads)?;
     match cli.command {
         Command::Demo(args) => train::demo(args),
         Command::Train(args) => train::run(args),
