@@ -635,7 +635,11 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
 
 #[derive(Args)]
 #[command(after_help = "Example:
-  convnet plot runs/train/metrics.csv -o curves.png")]
+  convnet plot runs/train/metrics.csv -o curves.png
+
+Values that are not finite (NaN, inf: a diverged run) are not drawn; each chart's caption
+names the first and how many. Axes span the finite values, at most +/-1e300 (larger
+magnitudes are drawn at the edge). A metrics file may hold at most 16 MiB.")]
 pub struct PlotArgs {
     /// metrics.csv written by `convnet train`.
     metrics: PathBuf,

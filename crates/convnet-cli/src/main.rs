@@ -23,9 +23,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "A convolutional-neural-network engine: conv layers exact to PyTorch, fast on CPU"
 )]
 struct Cli {
-    /// Worker threads (default: one per core; at most 1024).
-    #[arg(long, global = true, value_parser = clap::value_parser!(u16).range(1..=MAX_THREADS))]
-    threads: Option<u16>,
+    /// Worker threads (default: one per core; at most 256, or twice the cores where there are
+    /// more).
+    #[arg(long, global = true)]
+    threads: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,31 +82,41 @@ fn main() {
     }
 }
 
-/// The most worker threads: far more than any machine has cores, few enough that starting
-/// them takes a fraction of a second.
-const MAX_THREADS: i64 = 1024;
+/// The most worker threads: 256, or twice the cores on machines with more. Beyond, threads
+/// only contend (and starting a thousand already takes seconds on two cores).
+fn max_threads() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    cores.saturating_mul(2).max(256)
+}
 
 /// The worker pool: `--threads`, else `RAYON_NUM_THREADS` (which rayon would otherwise read
 /// unchecked), else one per core. Checked before any thread starts.
-fn start_threads(threads: Option<u16>) -> Result<()> {
+fn start_threads(threads: Option<u64>) -> Result<()> {
     const VAR: &str = "RAYON_NUM_THREADS";
+    let max = max_threads();
     let threads = match (threads, std::env::var(VAR)) {
-        (Some(n), _) => usize::from(n),
+        (Some(n), _) => {
+            anyhow::ensure!(
+                (1..=max).contains(&n),
+                "--threads {n}: give 1 to {max} (the most worker threads on this machine)"
+            );
+            n
+        }
         (None, Ok(text)) => {
-            let n: i64 = text.trim().parse().map_err(|_| {
-                anyhow::anyhow!("{VAR}='{text}' is not a number of threads (1..={MAX_THREADS})")
+            let n: u64 = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{VAR}='{text}' is not a number of threads (0..={max})")
             })?;
             anyhow::ensure!(
-                (0..=MAX_THREADS).contains(&n),
-                "{VAR}={n} is out of range: at most {MAX_THREADS} threads (0: one per core)"
+                n <= max,
+                "{VAR}={n}: at most {max} worker threads on this machine (0: one per core)"
             );
-            n as usize
+            n
         }
         (None, Err(_)) => return Ok(()),
     };
     // 0 (from the variable) lets rayon use one thread per core.
     rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
+        .num_threads(threads as usize)
         .build_global()?;
     Ok(())
 }

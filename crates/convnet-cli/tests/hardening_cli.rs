@@ -13,66 +13,53 @@ use common::{convnet, fails, ok, run, temp_dir};
 /// hang (or the 77 s that 100,000 threads took to start).
 const PROMPTLY: Duration = Duration::from_secs(20);
 
-const TINY_MODEL: &str = r#"
-[model]
-input = [1, 12, 12]
-
-[[layer]]
-name = "conv"
-type = "conv2d"
-out_channels = 4
-kernel = 3
-padding = 1
-
-[[layer]]
-type = "relu"
-
-[[layer]]
-type = "max_pool2d"
-kernel = 2
-
-[[layer]]
-type = "flatten"
-
-[[layer]]
-name = "fc"
-type = "linear"
-out_features = 10
+/// The smallest model with a convolution: a 12x12 grayscale image to 10 classes.
+const MODEL: &str = r#"
+model = { input = [1, 12, 12] }
+layer = [
+    { name = "conv", type = "conv2d", out_channels = 2, kernel = 5, stride = 2 },
+    { type = "flatten" },
+    { name = "fc", type = "linear", out_features = 10 },
+]
 "#;
 
-/// An IDX image and label file of `n` 12x12 images, labels `i % 10`.
-fn write_idx(dir: &Path, prefix: &str, n: usize) {
-    let mut images = vec![0, 0, 8, 3];
-    images.extend((n as u32).to_be_bytes());
-    images.extend(12u32.to_be_bytes());
-    images.extend(12u32.to_be_bytes());
-    let mut labels = vec![0, 0, 8, 1];
-    labels.extend((n as u32).to_be_bytes());
-    for i in 0..n {
-        images.extend((0..144).map(|p| ((p * 7 + i * 13) % 251) as u8));
-        labels.push((i % 10) as u8);
-    }
-    std::fs::write(dir.join(format!("{prefix}-images-idx3-ubyte")), images).unwrap();
-    std::fs::write(dir.join(format!("{prefix}-labels-idx1-ubyte")), labels).unwrap();
+/// A 12x12 grayscale PNG, its pixels drawn from `seed`.
+fn write_png(path: &Path, seed: u32) {
+    image::GrayImage::from_fn(12, 12, |x, y| {
+        image::Luma([((x * 20 + y * seed) % 256) as u8])
+    })
+    .save(path)
+    .unwrap();
 }
 
-/// A folder with a small IDX data set, the tiny model and a checkpoint of it trained for one
-/// epoch (`dir/run/best`).
-struct Setup {
+/// An image-folder data set: train/ and test/, ten classes of two images each.
+fn write_image_folders(dir: &Path) {
+    for split in ["train", "test"] {
+        for class in 0..10 {
+            let folder = dir.join(split).join(format!("class{class}"));
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..2 {
+                write_png(&folder.join(format!("{i}.png")), class * 2 + i);
+            }
+        }
+    }
+}
+
+/// A folder with a small data set, the model and a checkpoint of it trained for one epoch
+/// (`dir/run/best`).
+struct Trained {
     dir: PathBuf,
+    best: PathBuf,
     data: PathBuf,
     model: PathBuf,
-    best: PathBuf,
 }
 
-fn setup(name: &str) -> Setup {
+fn trained(name: &str) -> Trained {
     let dir = temp_dir(name);
     let data = dir.join("data");
-    std::fs::create_dir_all(&data).unwrap();
-    write_idx(&data, "train", 40);
-    write_idx(&data, "t10k", 20);
-    let model = dir.join("tiny.toml");
-    std::fs::write(&model, TINY_MODEL).unwrap();
+    write_image_folders(&data);
+    let model = dir.join("model.toml");
+    std::fs::write(&model, MODEL).unwrap();
     let out = dir.join("run");
     ok(run(convnet()
         .args(["train", "--epochs", "1", "--batch-size", "8", "--model"])
@@ -81,7 +68,7 @@ fn setup(name: &str) -> Setup {
         .arg(&data)
         .arg("--out")
         .arg(&out)));
-    Setup {
+    Trained {
         best: out.join("best"),
         dir,
         data,
@@ -96,13 +83,6 @@ fn rename_class(checkpoint: &Path, index: usize, name: &str) {
         serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     meta["classes"][index] = name.into();
     std::fs::write(&path, serde_json::to_string(&meta).unwrap()).unwrap();
-}
-
-/// A 12x12 grayscale PNG.
-fn write_png(path: &Path) {
-    image::GrayImage::from_fn(12, 12, |x, y| image::Luma([(x * 20 + y) as u8]))
-        .save(path)
-        .unwrap();
 }
 
 /// Run `cmd`, failing the test if it is still running after `limit`.
@@ -135,7 +115,7 @@ fn said_once(err: &str) -> &str {
 
 #[test]
 fn eval_table_width_does_not_follow_class_name_length() {
-    let s = setup("eval-names");
+    let s = trained("eval-names");
     let long = "a rather long class name ".repeat(10);
     rename_class(&s.best, 3, &long);
     let text = ok(run(convnet()
@@ -156,7 +136,7 @@ fn eval_table_width_does_not_follow_class_name_length() {
 
 #[test]
 fn confusion_picture_size_does_not_follow_class_name_length() {
-    let s = setup("confusion-names");
+    let s = trained("confusion-names");
     for class in 0..10 {
         rename_class(&s.best, class, &format!("{class} {}", "x".repeat(250)));
     }
@@ -246,7 +226,7 @@ fn bench_repeat_and_threads_are_bounded_before_any_work() {
         ]),
         PROMPTLY,
     ));
-    assert!(err.contains("is not in 1..=1024"), "{err}");
+    assert!(err.contains("--threads 100000: give 1 to"), "{err}");
     let err = fails(run_within(
         convnet().env("RAYON_NUM_THREADS", "100000").args([
             "shape",
@@ -256,10 +236,7 @@ fn bench_repeat_and_threads_are_bounded_before_any_work() {
         ]),
         PROMPTLY,
     ));
-    assert!(
-        err.contains("RAYON_NUM_THREADS=100000 is out of range"),
-        "{err}"
-    );
+    assert!(err.contains("RAYON_NUM_THREADS=100000: at most"), "{err}");
     ok(run(convnet().args([
         "--threads",
         "3",
@@ -272,9 +249,9 @@ fn bench_repeat_and_threads_are_bounded_before_any_work() {
 
 #[test]
 fn an_output_that_names_another_output_or_an_input_is_refused() {
-    let s = setup("same-file");
+    let s = trained("same-file");
     let image = s.dir.join("in.png");
-    write_png(&image);
+    write_png(&image, 1);
     let before = std::fs::read(&image).unwrap();
     let cam = s.dir.join("cam.png");
     let gradcam = |extra: &[&std::ffi::OsStr]| {
@@ -329,7 +306,7 @@ fn an_output_that_names_another_output_or_an_input_is_refused() {
 
 #[test]
 fn missing_input_and_unwritable_output_are_reported_once() {
-    let s = setup("said-once");
+    let s = trained("said-once");
     let missing = s.dir.join("missing.toml");
     let err = fails(run(convnet().args(["summary", "--model"]).arg(&missing)));
     let line = said_once(&err);
@@ -388,7 +365,7 @@ fn missing_input_and_unwritable_output_are_reported_once() {
 
 #[test]
 fn picture_options_out_of_range_are_refused_before_work() {
-    let s = setup("picture-options");
+    let s = trained("picture-options");
     let out = s.dir.join("out.png");
     let maximize = |extra: &[&str]| {
         let mut cmd = convnet();
@@ -413,7 +390,7 @@ fn picture_options_out_of_range_are_refused_before_work() {
     assert!(err.contains("lists 2000 channels"), "{err}");
 
     let image = s.dir.join("in.png");
-    write_png(&image);
+    write_png(&image, 1);
     let err = fails(run(convnet()
         .args(["gradcam", "--top", "100", "--checkpoint"])
         .arg(&s.best)
