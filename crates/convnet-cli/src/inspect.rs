@@ -9,6 +9,7 @@ use clap::{Args, ValueEnum};
 use convnet::checkpoint::{self, Checkpoint};
 use convnet::data::{self, Normalization};
 use convnet::inspect::{self, CamMethod, MaximizeConfig, Parameterization};
+use convnet::names;
 use convnet::render::{self, KernelScale, RgbImage};
 use convnet::train::parse_metrics_csv;
 use convnet_core::Tensor;
@@ -137,6 +138,9 @@ pub fn read_input(
         label,
     })
 }
+
+/// The longest class name in a tile's caption (the rest of the caption must stay visible).
+const CAPTION_CHARS: usize = 20;
 
 const IMAGE_HELP: &str =
     "IMAGE is a PNG/JPEG file of the model's input size, sample:N (test image N of the
@@ -435,7 +439,11 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
         raw.extend_from_slice(e.map.data());
         panels.push((
             e.map.clone(),
-            format!("{} {:.1}%", name(c), 100.0 * e.probability()),
+            format!(
+                "{} {:.1}%",
+                names::shorten(&name(c), CAPTION_CHARS),
+                100.0 * e.probability()
+            ),
         ));
     }
     let at = used_layer.map_or(String::new(), |l| format!(" at {}", model.nodes()[l].name));
@@ -612,7 +620,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
     for &c in &channels {
         let r = inspect::maximize(&mut model, &ck.meta.normalization, layer, c, &config)?;
         let label = if is_output && c < classes.len() {
-            format!("{c} {}", classes[c])
+            format!("{c} {}", names::shorten(&classes[c], CAPTION_CHARS))
         } else {
             c.to_string()
         };
