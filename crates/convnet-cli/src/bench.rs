@@ -1,7 +1,7 @@
 //! `convnet bench`: time conv2d forward and forward + backward on the layers of a suite, the
 //! same way `bench/torch_conv_suite.py` times PyTorch, so the two compare line by line.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use anyhow::{Context, Result};
@@ -11,9 +11,23 @@ use convnet_core::{
     geometry::conv2d_flops,
     ops::conv2d::{conv2d_backward_with, conv2d_with},
 };
+use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::io::write_atomic;
+use crate::io::{check_distinct, check_output, read_text, write_atomic};
+
+/// The largest suite or report file read.
+const MAX_FILE_BYTES: u64 = 16 << 20;
+/// The most layers in a suite.
+const MAX_SUITE_LAYERS: usize = 1000;
+/// The most memory one layer of a suite may take: input, weights, output and their gradients.
+/// Layers run one at a time, so this bounds the whole run too.
+const MAX_LAYER_BYTES: u64 = 2 << 30;
+/// The most work in one forward pass of a suite layer (a layer runs some 80 passes; at this
+/// bound, about half a second each on one core).
+const MAX_LAYER_FLOPS: u64 = 100_000_000_000;
+/// The most times `--repeat` runs the suite.
+const MAX_REPEAT: u64 = 100;
 
 /// The suite used when `--suite` is not given (a copy of the project's shared suite).
 const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
@@ -39,8 +53,8 @@ pub struct BenchArgs {
     compare: Vec<PathBuf>,
     /// Measure the whole suite this many times and keep each layer's best time (these
     /// machines are noisy).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
-    repeat: u32,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..=MAX_REPEAT))]
+    repeat: u64,
     /// Which conv2d implementation to time.
     #[arg(long, value_enum, default_value_t = AlgoArg::Auto)]
     algo: AlgoArg,
@@ -156,24 +170,102 @@ struct Parts {
     weight_ms: f64,
 }
 
-fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Option<Parts>)> {
-    let params = Conv2dParams::builder()
-        .stride([l.stride; 2])
-        .padding(Padding::symmetric([l.pad; 2]))
-        .dilation([l.dilation; 2])
-        .groups(l.groups)
-        .build()?;
+impl SuiteLayer {
+    fn input_dims(&self) -> [usize; 4] {
+        [self.n, self.c, self.h, self.w]
+    }
+
+    fn weight_dims(&self) -> [usize; 4] {
+        [self.k, self.c / self.groups.max(1), self.r, self.r]
+    }
+
+    /// Its parameters, and its forward FLOPs, once checked: every size set, the geometry
+    /// valid, and memory and work within [`MAX_LAYER_BYTES`] and [`MAX_LAYER_FLOPS`]. Nothing
+    /// is allocated before.
+    fn check(&self) -> Result<(Conv2dParams, u64)> {
+        if let Err(reason) = convnet::names::check_len(&self.name) {
+            anyhow::bail!("name: {reason}");
+        }
+        let sizes = [("n", self.n), ("c", self.c), ("h", self.h), ("w", self.w)];
+        let sizes = sizes.into_iter().chain([("k", self.k), ("r", self.r)]);
+        for (field, v) in sizes {
+            anyhow::ensure!(v >= 1, "\"{field}\" is 0; every size is at least 1");
+        }
+        let params = Conv2dParams::builder()
+            .stride([self.stride; 2])
+            .padding(Padding::symmetric([self.pad; 2]))
+            .dilation([self.dilation; 2])
+            .groups(self.groups)
+            .build()?;
+        let g = params.geometry(self.input_dims(), self.weight_dims())?;
+        let count = |dims: [usize; 4]| {
+            dims.iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d as u64))
+                .unwrap_or(u64::MAX)
+        };
+        let (x, w, y) = (
+            count(self.input_dims()),
+            count(self.weight_dims()),
+            count(g.output_dims()),
+        );
+        // Input, weights and their gradients; output, its gradient and one more for scratch.
+        let bytes = [x, x, w, w, y, y, y]
+            .iter()
+            .fold(0u64, |acc, &v| acc.saturating_add(v.saturating_mul(4)));
+        anyhow::ensure!(
+            bytes <= MAX_LAYER_BYTES,
+            "needs about {} MiB (input {:?}, output {:?}); a suite layer may take at most {} MiB",
+            bytes >> 20,
+            self.input_dims(),
+            g.output_dims(),
+            MAX_LAYER_BYTES >> 20
+        );
+        let flops = conv2d_flops(self.n, self.c, self.k, g.out_hw, [self.r; 2], self.groups)?;
+        anyhow::ensure!(
+            flops <= MAX_LAYER_FLOPS,
+            "{:.1} GFLOP per forward pass; a suite layer may take at most {} GFLOP",
+            flops as f64 / 1e9,
+            MAX_LAYER_FLOPS / 1_000_000_000
+        );
+        Ok((params, flops))
+    }
+}
+
+/// A suite file (or the built-in suite), every layer checked, and the name it goes by.
+fn read_suite(path: Option<&Path>) -> Result<(Suite, String)> {
+    let (text, source) = match path {
+        Some(path) => (
+            read_text(path, "suite", MAX_FILE_BYTES)?,
+            path.display().to_string(),
+        ),
+        None => (DEFAULT_SUITE.to_string(), "built-in suite".to_string()),
+    };
+    let suite: Suite =
+        serde_json::from_str(&text).with_context(|| format!("{source} is not a valid suite"))?;
     anyhow::ensure!(
-        l.c.is_multiple_of(l.groups),
-        "groups {} must divide channels {}",
-        l.groups,
-        l.c
+        suite.layers.len() <= MAX_SUITE_LAYERS,
+        "{source} has {} layers; a suite has at most {MAX_SUITE_LAYERS}",
+        suite.layers.len()
     );
-    let x = filled([l.n, l.c, l.h, l.w], 1)?;
-    let w = filled([l.k, l.c / l.groups, l.r, l.r], 2)?;
+    for (i, layer) in suite.layers.iter().enumerate() {
+        layer.check().with_context(|| {
+            format!(
+                "{source}: layer {} ('{}')",
+                i + 1,
+                convnet::names::shorten(&layer.name, 40)
+            )
+        })?;
+    }
+    Ok((suite, source))
+}
+
+fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Option<Parts>)> {
+    let (params, flops) = l.check()?;
+    let flops = flops as f64;
+    let x = filled(l.input_dims(), 1)?;
+    let w = filled(l.weight_dims(), 2)?;
     let b = Tensor::from_fn([l.k], |i| (i as f32 * 0.01).sin())?;
-    let g = params.geometry(x.dims4("bench", "input")?, w.dims4("bench", "weight")?)?;
-    let flops = conv2d_flops(l.n, l.c, l.k, g.out_hw, [l.r, l.r], l.groups)? as f64;
+    let g = params.geometry(l.input_dims(), l.weight_dims())?;
     let forward = || conv2d_with(algo, &x, &w, Some(&b), &params);
     let gy = filled(g.output_dims(), 3)?;
     let backward = |request| conv2d_backward_with(algo, &gy, &x, &w, &params, request);
@@ -237,8 +329,7 @@ fn geomean(values: impl Iterator<Item = f64>) -> f64 {
 fn read_reports(paths: &[PathBuf]) -> Result<Option<Report>> {
     let mut merged: Option<Report> = None;
     for path in paths {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_text(path, "bench report", MAX_FILE_BYTES)?;
         let report: Report = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a bench report", path.display()))?;
         merged = Some(match merged {
@@ -257,20 +348,38 @@ fn read_reports(paths: &[PathBuf]) -> Result<Option<Report>> {
     Ok(merged)
 }
 
+/// Refuse, before any timing, a `--json` that cannot be written or would replace an input.
+fn check_json_output(args: &BenchArgs) -> Result<()> {
+    let Some(json) = &args.json else {
+        return Ok(());
+    };
+    check_output(json)?;
+    let inputs: Vec<(&str, &Path)> = args
+        .compare
+        .iter()
+        .map(|p| ("--compare file", p.as_path()))
+        .chain(args.suite.iter().map(|p| ("--suite file", p.as_path())))
+        .collect();
+    check_distinct(&[("--json", json)], &inputs)
+}
+
+/// A progress bar of `steps` measurements on stderr (drawn only on a terminal).
+fn progress(steps: usize) -> ProgressBar {
+    let bar = ProgressBar::new(steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template("bench [{bar:28}] {pos}/{len} {msg} eta {eta}")
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
+    bar
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
+    check_json_output(&args)?;
     if args.filter {
         return run_filter(&args);
     }
-    let (text, source) = match &args.suite {
-        Some(path) => (
-            std::fs::read_to_string(path)
-                .with_context(|| format!("cannot read suite {}", path.display()))?,
-            path.display().to_string(),
-        ),
-        None => (DEFAULT_SUITE.to_string(), "built-in suite".to_string()),
-    };
-    let suite: Suite =
-        serde_json::from_str(&text).with_context(|| format!("{source} is not a valid suite"))?;
+    let (suite, source) = read_suite(args.suite.as_deref())?;
     let layers: Vec<&SuiteLayer> = suite
         .layers
         .iter()
@@ -288,11 +397,18 @@ pub fn run(args: BenchArgs) -> Result<()> {
     );
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
+    let bar = progress(layers.len() * args.repeat as usize);
     for layer in layers {
         let mut measured: Option<(Row, Option<Parts>)> = None;
-        for _ in 0..args.repeat {
+        for run in 1..=args.repeat {
+            bar.set_message(format!(
+                "{} (run {run}/{})",
+                convnet::names::shorten(&layer.name, 24),
+                args.repeat
+            ));
             let (row, parts) = bench_layer(layer, algo, args.parts)
                 .with_context(|| format!("layer {}", layer.name))?;
+            bar.inc(1);
             measured = Some(match measured {
                 None => (row, parts),
                 Some((r, p)) => {
@@ -310,7 +426,11 @@ pub fn run(args: BenchArgs) -> Result<()> {
         let (row, parts) = measured.expect("at least one run");
         let mut line = format!(
             "{:10} fwd {:8.2} ms {:6.1} GF/s | fwd+bwd {:8.2} ms {:6.1} GF/s",
-            row.name, row.fwd_ms, row.fwd_gflops, row.fwdbwd_ms, row.fwdbwd_gflops
+            convnet::names::shorten(&row.name, 24),
+            row.fwd_ms,
+            row.fwd_gflops,
+            row.fwdbwd_ms,
+            row.fwdbwd_gflops
         );
         if let Some(p) = parts {
             line += &format!(
@@ -329,9 +449,10 @@ pub fn run(args: BenchArgs) -> Result<()> {
             );
             ratios.push((f, fb));
         }
-        println!("{line}");
+        bar.suspend(|| println!("{line}"));
         rows.push(row);
     }
+    bar.finish_and_clear();
     println!(
         "{:10} fwd          {:6.1} GF/s | fwd+bwd             {:6.1} GF/s  (geometric mean)",
         "geomean",
@@ -379,8 +500,7 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
     const WIDTH: usize = 3840;
     let mut other: Option<FilterReport> = None;
     for path in &args.compare {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("cannot read {}", path.display()))?;
+        let text = read_text(path, "bench report", MAX_FILE_BYTES)?;
         let report: FilterReport = serde_json::from_str(&text)
             .with_context(|| format!("{} is not a filter bench report", path.display()))?;
         other = Some(match other {
@@ -405,6 +525,7 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
     let image = filled([1, 3, HEIGHT, WIDTH], 1)?;
     let mut rows = Vec::new();
     let mut ratios = Vec::new();
+    let bar = progress(9 * args.repeat as usize);
     for (border, mode) in [
         ("zeros", PaddingMode::Zeros),
         ("reflect", PaddingMode::Reflect),
@@ -427,9 +548,11 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
                 .padding_mode(mode)
                 .build()?;
             let mut ms = f64::INFINITY;
-            for _ in 0..args.repeat {
+            for run in 1..=args.repeat {
+                bar.set_message(format!("{name} (run {run}/{})", args.repeat));
                 ms =
                     ms.min(1e3 * time_per_call(|| Ok(apply_kernel(&image, &kernel, &params)?), 5)?);
+                bar.inc(1);
             }
             let mut line = format!("{name:14} {ms:8.2} ms");
             if let Some(o) = other
@@ -444,10 +567,11 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
                 );
                 ratios.push(ratio);
             }
-            println!("{line}");
+            bar.suspend(|| println!("{line}"));
             rows.push(FilterRow { name, ms });
         }
     }
+    bar.finish_and_clear();
     anyhow::ensure!(
         !rows.is_empty(),
         "no filter matches --layer {:?}",

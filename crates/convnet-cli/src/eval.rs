@@ -5,8 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use convnet::checkpoint;
 use convnet::train::{EvalReport, LossKind, evaluate};
+use convnet::{checkpoint, names};
 
 use crate::train::open_data;
 
@@ -99,6 +99,12 @@ fn json(r: &EvalReport) -> serde_json::Value {
     })
 }
 
+/// The widest class name a table prints, in characters (longer ones are shortened).
+const NAME_COLUMN: usize = 24;
+/// The most classes whose confusion matrix is printed as a table (wider tables do not fit a
+/// terminal; `--json` and `--confusion` hold every class).
+const MAX_TABLE_CLASSES: usize = 40;
+
 fn text(r: &EvalReport, source: &str) -> String {
     let total: usize = r.confusion.iter().flatten().sum();
     let correct: usize = (0..r.confusion.len()).map(|i| r.confusion[i][i]).sum();
@@ -109,34 +115,90 @@ fn text(r: &EvalReport, source: &str) -> String {
         100.0 * r.accuracy,
         r.loss
     );
-    let width = r.classes.iter().map(|c| c.len()).max().unwrap_or(5).max(5);
+    let names: Vec<_> = r
+        .classes
+        .iter()
+        .map(|c| names::shorten(c, NAME_COLUMN))
+        .collect();
+    let width = names
+        .iter()
+        .map(|c| c.chars().count())
+        .max()
+        .unwrap_or(5)
+        .max(5);
     let _ = writeln!(out, "{:>3}  {:<width$}  accuracy  count", "#", "class");
-    for (i, (c, a)) in r.classes.iter().zip(r.per_class_accuracy()).enumerate() {
+    for (i, (c, a)) in names.iter().zip(r.per_class_accuracy()).enumerate() {
         let count: usize = r.confusion[i].iter().sum();
         let _ = writeln!(out, "{i:>3}  {c:<width$}  {:>7.2}%  {count:>5}", 100.0 * a);
     }
+    out.push('\n');
+    if r.confusion.len() > MAX_TABLE_CLASSES {
+        let _ = writeln!(
+            out,
+            "confusion matrix: {} classes, too many for a table (at most {MAX_TABLE_CLASSES}); \
+             --json and --confusion FILE.png hold it",
+            r.confusion.len()
+        );
+    } else {
+        confusion_table(&mut out, &r.confusion);
+    }
+    out
+}
+
+/// `confusion[true][predicted]` as a table with class numbers for headers.
+fn confusion_table(out: &mut String, confusion: &[Vec<usize>]) {
     let _ = writeln!(
         out,
-        "\nconfusion matrix (rows: true class, columns: predicted)"
+        "confusion matrix (rows: true class, columns: predicted)"
     );
-    let cell = r
-        .confusion
+    let cell = confusion
         .iter()
         .flatten()
         .max()
         .map_or(1, |m| m.to_string().len())
         .max(3);
     let _ = write!(out, "{:>3} ", "");
-    for j in 0..r.classes.len() {
+    for j in 0..confusion.len() {
         let _ = write!(out, " {j:>cell$}");
     }
     out.push('\n');
-    for (i, row) in r.confusion.iter().enumerate() {
+    for (i, row) in confusion.iter().enumerate() {
         let _ = write!(out, "{i:>3} ");
         for v in row {
             let _ = write!(out, " {v:>cell$}");
         }
         out.push('\n');
     }
-    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn report(k: usize, name_len: usize) -> EvalReport {
+        EvalReport {
+            loss: 0.5,
+            accuracy: 0.5,
+            confusion: (0..k)
+                .map(|t| (0..k).map(|p| usize::from(t == p) * 1000).collect())
+                .collect(),
+            classes: (0..k)
+                .map(|i| format!("{i}{}", "x".repeat(name_len)))
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn tables_of_long_names_keep_their_width() {
+        let table = text(&report(3, 70_000), "test");
+        assert!(table.lines().all(|l| l.chars().count() < 60), "{table}");
+    }
+
+    #[test]
+    fn a_confusion_table_too_wide_for_a_terminal_is_left_to_json_and_pictures() {
+        let wide = text(&report(MAX_TABLE_CLASSES + 1, 1), "test");
+        assert!(wide.contains("too many for a table"), "{wide}");
+        assert!(wide.lines().all(|l| l.chars().count() < 120), "{wide}");
+        assert!(text(&report(MAX_TABLE_CLASSES, 1), "test").contains("rows: true class"));
+    }
 }

@@ -9,14 +9,14 @@ use clap::{Args, ValueEnum};
 use convnet::checkpoint::{self, Checkpoint};
 use convnet::data::{self, Normalization};
 use convnet::inspect::{self, CamMethod, MaximizeConfig, Parameterization};
+use convnet::names;
 use convnet::render::{self, KernelScale, RgbImage};
 use convnet::train::parse_metrics_csv;
 use convnet_core::Tensor;
 
-use crate::io::{check_output, write_atomic};
+use crate::io::{check_distinct, check_output, write_atomic};
 use crate::train::open_data;
 
-/// Encode `img` as PNG and write it atomically.
 /// Refuse, before any work, a picture path that is not `.png` or whose folder is missing.
 pub fn check_png(path: &Path) -> Result<()> {
     check_output(path)?;
@@ -30,11 +30,13 @@ pub fn check_png(path: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Encode `img` as PNG and write it atomically.
 pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     check_png(path)?;
     let mut bytes = std::io::Cursor::new(Vec::new());
+    // One message: image errors print their cause and also return it as their source.
     img.write_to(&mut bytes, image::ImageFormat::Png)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
+        .map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", path.display()))?;
     write_atomic(path, bytes.get_ref())
 }
 
@@ -51,9 +53,16 @@ pub struct InputImage {
     pub label: Option<usize>,
 }
 
+/// The file an image spec names: `None` for `sample:N` and `test:N`.
+fn image_file(spec: &str) -> Option<&Path> {
+    let dataset = spec.starts_with("sample:") || spec.starts_with("test:");
+    (!dataset).then(|| Path::new(spec))
+}
+
 /// Read `spec`: a PNG/JPEG path, `sample:N` (test image N of the embedded Fashion-MNIST
 /// sample) or `test:N` (test image N of `--data`, default Fashion-MNIST if installed, else the
-/// sample). Files must match the model's input unless `resize`.
+/// sample). Files must match the model's input unless `resize`: checked from the file's header,
+/// before it is decoded.
 pub fn read_input(
     spec: &str,
     dims: [usize; 3],
@@ -100,10 +109,9 @@ pub fn read_input(
         )
     } else {
         let path = Path::new(spec);
-        let img =
-            image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-        let (iw, ih) = (img.width() as usize, img.height() as usize);
-        let ic = if img.color().has_color() { 3 } else { 1 };
+        let (iw, ih, color) = crate::io::image_header(path)?;
+        let (iw, ih) = (iw as usize, ih as usize);
+        let ic = if color.has_color() { 3 } else { 1 };
         let describe = |c: usize| if c == 1 { "grayscale" } else { "RGB" };
         if !resize && ((ih, iw) != (h, w) || (c == 3 && ic == 1)) {
             bail!(
@@ -114,7 +122,7 @@ pub fn read_input(
                 describe(c)
             );
         }
-        let bytes = crate::io::image_planes(img, dims)?;
+        let bytes = crate::io::image_planes(crate::io::open_image(path)?, dims)?;
         (path.display().to_string(), bytes, None)
     };
     let pixels = Tensor::new(
@@ -130,6 +138,9 @@ pub fn read_input(
         label,
     })
 }
+
+/// The longest class name in a tile's caption (the rest of the caption must stay visible).
+const CAPTION_CHARS: usize = 20;
 
 const IMAGE_HELP: &str =
     "IMAGE is a PNG/JPEG file of the model's input size, sample:N (test image N of the
@@ -163,14 +174,34 @@ pub struct FeaturesArgs {
 }
 
 pub fn features(args: FeaturesArgs) -> Result<()> {
-    check_png(&args.output)?;
-    let ck = load_checkpoint(&args.checkpoint)?;
-    let mut model = ck.model;
     let names: Vec<String> = match (&args.layer, args.layers.is_empty()) {
         (Some(l), _) => vec![l.clone()],
         (None, false) => args.layers.clone(),
         (None, true) => bail!("name the layer to show with --layer (or several with --layers)"),
     };
+    let repeated = (1..names.len()).find(|&i| names[..i].contains(&names[i]));
+    if let Some(i) = repeated {
+        bail!(
+            "--layers names '{}' twice: each layer's picture is written once",
+            names[i]
+        );
+    }
+    let outputs: Vec<PathBuf> = if names.len() > 1 {
+        names.iter().map(|n| suffixed(&args.output, n)).collect()
+    } else {
+        vec![args.output.clone()]
+    };
+    for path in &outputs {
+        check_png(path)?;
+    }
+    let inputs: Vec<(&str, &Path)> = image_file(&args.image)
+        .map(|p| ("input image", p))
+        .into_iter()
+        .collect();
+    let named: Vec<(&str, &Path)> = outputs.iter().map(|p| ("-o", p.as_path())).collect();
+    check_distinct(&named, &inputs)?;
+    let ck = load_checkpoint(&args.checkpoint)?;
+    let mut model = ck.model;
     let layers = names
         .iter()
         .map(|n| Ok(model.node_index(n)?))
@@ -191,17 +222,11 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
         args.resize,
     )?;
     let maps = inspect::feature_maps(&mut model, &img.input, &layers)?;
-    let many = layers.len() > 1;
-    for ((&l, name), m) in layers.iter().zip(&names).zip(&maps) {
+    for (((&l, name), m), path) in layers.iter().zip(&names).zip(&maps).zip(&outputs) {
         let kind = convnet::layers::Module::kind(&model.nodes()[l].layer);
         let title = format!("{name} ({kind}) on {}", img.name);
         let picture = render::feature_maps(&img.pixels, m, &title)?;
-        let path = if many {
-            suffixed(&args.output, name)
-        } else {
-            args.output.clone()
-        };
-        write_png(&path, &picture)?;
+        write_png(path, &picture)?;
         println!(
             "{}: {} maps of {}x{} from {name}",
             path.display(),
@@ -213,7 +238,8 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     Ok(())
 }
 
-/// `maps.png` + `features.2` -> `maps-features.2.png`.
+/// `maps.png` + `features.2` -> `maps-features.2.png`. Characters of the suffix other than
+/// letters, digits, `.`, `-` and `_` become `_`, so a layer name never leaves the folder.
 fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let stem = path
         .file_stem()
@@ -221,6 +247,16 @@ fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let ext = path
         .extension()
         .map_or("png".into(), |s| s.to_string_lossy().into_owned());
+    let suffix: String = suffix
+        .chars()
+        .map(|ch| {
+            if ch.is_alphanumeric() || matches!(ch, '.' | '-' | '_') {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
     path.with_file_name(format!("{stem}-{suffix}.{ext}"))
 }
 
@@ -325,14 +361,28 @@ pub struct GradcamArgs {
 
 pub fn gradcam(args: GradcamArgs) -> Result<()> {
     check_png(&args.output)?;
+    let mut outputs = vec![("-o", args.output.as_path())];
     if let Some(raw) = &args.raw {
         check_output(raw)?;
+        outputs.push(("--raw", raw.as_path()));
     }
+    let inputs: Vec<(&str, &Path)> = image_file(&args.image)
+        .map(|p| ("input image", p))
+        .into_iter()
+        .collect();
+    check_distinct(&outputs, &inputs)?;
     anyhow::ensure!(
         (0.0..=1.0).contains(&args.alpha),
         "--alpha must be in [0, 1], got {}",
         args.alpha
     );
+    if let Some(k) = args.top {
+        anyhow::ensure!(
+            (1..=render::MAX_CLASS_MAPS).contains(&k),
+            "--top {k}: one picture shows 1 to {} classes side by side",
+            render::MAX_CLASS_MAPS
+        );
+    }
     let ck = load_checkpoint(&args.checkpoint)?;
     let classes = ck.meta.classes.clone();
     let mut model = ck.model;
@@ -364,10 +414,7 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
             );
             vec![c]
         }
-        (None, Some(k)) => {
-            anyhow::ensure!(k >= 1, "--top must be at least 1");
-            inspect::top_k(&scores, k.min(n_classes))
-        }
+        (None, Some(k)) => inspect::top_k(&scores, k.min(n_classes)),
         (None, None) => inspect::top_k(&scores, 1),
     };
     let name = |i: usize| {
@@ -392,7 +439,11 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
         raw.extend_from_slice(e.map.data());
         panels.push((
             e.map.clone(),
-            format!("{} {:.1}%", name(c), 100.0 * e.probability()),
+            format!(
+                "{} {:.1}%",
+                names::shorten(&name(c), CAPTION_CHARS),
+                100.0 * e.probability()
+            ),
         ));
     }
     let at = used_layer.map_or(String::new(), |l| format!(" at {}", model.nodes()[l].name));
@@ -416,10 +467,10 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
     Ok(())
 }
 
-/// `a..b` (end exclusive), `a..=b`, or `a,b,c`.
 /// The most tiles `maximize --channels` draws at once.
-const MAX_CHANNELS: usize = 1024;
+const MAX_CHANNELS: usize = render::MAX_TILES;
 
+/// `a..b` (end exclusive), `a..=b`, or `a,b,c`: at most [`MAX_CHANNELS`] channels.
 fn parse_channels(text: &str) -> Result<Vec<usize>> {
     let num = |s: &str| {
         s.trim()
@@ -440,6 +491,11 @@ fn parse_channels(text: &str) -> Result<Vec<usize>> {
         );
         return Ok((a..end).collect());
     }
+    let count = text.split(',').count();
+    anyhow::ensure!(
+        count <= MAX_CHANNELS,
+        "--channels lists {count} channels; at most {MAX_CHANNELS} in one picture"
+    );
     text.split(',').map(num).collect()
 }
 
@@ -504,6 +560,14 @@ pub struct MaximizeArgs {
 
 pub fn maximize(args: MaximizeArgs) -> Result<()> {
     check_png(&args.output)?;
+    let inputs: Vec<(&str, &Path)> = args
+        .start
+        .as_deref()
+        .and_then(image_file)
+        .map(|p| ("--start image", p))
+        .into_iter()
+        .collect();
+    check_distinct(&[("-o", &args.output)], &inputs)?;
     let ck = load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let layer = model.node_index(&args.layer)?;
@@ -556,7 +620,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
     for &c in &channels {
         let r = inspect::maximize(&mut model, &ck.meta.normalization, layer, c, &config)?;
         let label = if is_output && c < classes.len() {
-            format!("{c} {}", classes[c])
+            format!("{c} {}", names::shorten(&classes[c], CAPTION_CHARS))
         } else {
             c.to_string()
         };
@@ -579,7 +643,11 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
 
 #[derive(Args)]
 #[command(after_help = "Example:
-  convnet plot runs/train/metrics.csv -o curves.png")]
+  convnet plot runs/train/metrics.csv -o curves.png
+
+Values that are not finite (NaN, inf: a diverged run) are not drawn; each chart's caption
+names the first and how many. Axes span the finite values, at most +/-1e300 (larger
+magnitudes are drawn at the edge). A metrics file may hold at most 16 MiB.")]
 pub struct PlotArgs {
     /// metrics.csv written by `convnet train`.
     metrics: PathBuf,
@@ -589,10 +657,13 @@ pub struct PlotArgs {
     title: String,
 }
 
+/// The largest metrics.csv `plot` reads (about 100 bytes an epoch: some 160,000 epochs).
+const MAX_METRICS_BYTES: u64 = 16 << 20;
+
 pub fn plot(args: PlotArgs) -> Result<()> {
     check_png(&args.output)?;
-    let text = std::fs::read_to_string(&args.metrics)
-        .with_context(|| format!("cannot read {}", args.metrics.display()))?;
+    check_distinct(&[("-o", &args.output)], &[("metrics file", &args.metrics)])?;
+    let text = crate::io::read_text(&args.metrics, "metrics file", MAX_METRICS_BYTES)?;
     let history = parse_metrics_csv(&text, &args.metrics)?;
     let picture = render::curves(&history, &args.title)?;
     write_png(&args.output, &picture)?;

@@ -23,9 +23,10 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
     about = "A convolutional-neural-network engine: conv layers exact to PyTorch, fast on CPU"
 )]
 struct Cli {
-    /// Worker threads (default: one per core).
+    /// Worker threads (default: one per core; at most 256, or twice the cores where there are
+    /// more).
     #[arg(long, global = true)]
-    threads: Option<usize>,
+    threads: Option<u64>,
     #[command(subcommand)]
     command: Command,
 }
@@ -81,13 +82,47 @@ fn main() {
     }
 }
 
+/// The most worker threads: 256, or twice the cores on machines with more. Beyond, threads
+/// only contend (and starting a thousand already takes seconds on two cores).
+fn max_threads() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    cores.saturating_mul(2).max(256)
+}
+
+/// The worker pool: `--threads`, else `RAYON_NUM_THREADS` (which rayon would otherwise read
+/// unchecked), else one per core. Checked before any thread starts.
+fn start_threads(threads: Option<u64>) -> Result<()> {
+    const VAR: &str = "RAYON_NUM_THREADS";
+    let max = max_threads();
+    let threads = match (threads, std::env::var(VAR)) {
+        (Some(n), _) => {
+            anyhow::ensure!(
+                (1..=max).contains(&n),
+                "--threads {n}: give 1 to {max} (the most worker threads on this machine)"
+            );
+            n
+        }
+        (None, Ok(text)) => {
+            let n: u64 = text.trim().parse().map_err(|_| {
+                anyhow::anyhow!("{VAR}='{text}' is not a number of threads (0..={max})")
+            })?;
+            anyhow::ensure!(
+                n <= max,
+                "{VAR}={n}: at most {max} worker threads on this machine (0: one per core)"
+            );
+            n
+        }
+        (None, Err(_)) => return Ok(()),
+    };
+    // 0 (from the variable) lets rayon use one thread per core.
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads as usize)
+        .build_global()?;
+    Ok(())
+}
+
 fn run(cli: Cli) -> Result<()> {
-    if let Some(threads) = cli.threads {
-        anyhow::ensure!(threads > 0, "--threads must be at least 1");
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build_global()?;
-    }
+    start_threads(cli.threads)?;
     match cli.command {
         Command::Demo(args) => train::demo(args),
         Command::Train(args) => train::run(args),

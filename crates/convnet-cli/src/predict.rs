@@ -32,7 +32,7 @@ pub struct PredictArgs {
 
 /// An image file as the normalized model input `[1, C, H, W]`.
 pub fn load_image(path: &Path, [c, h, w]: [usize; 3], norm: &Normalization) -> Result<Tensor> {
-    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
+    let img = crate::io::open_image(path)?;
     let pixels = crate::io::image_planes(img, [c, h, w])?;
     let mut out = vec![0.0; c * h * w];
     norm.apply(&pixels, &mut out);

@@ -3,7 +3,7 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use convnet::layers::ForwardCtx;
 use convnet::{ModelSpec, checkpoint, npy};
@@ -76,8 +76,7 @@ pub fn run(args: RunArgs) -> Result<()> {
         out_dims.extend_from_slice(model.output_shape());
     }
     let y = Tensor::new(out_dims, out)?;
-    write_atomic(&args.output, &npy::to_bytes(&y))
-        .with_context(|| format!("cannot write {}", args.output.display()))?;
+    write_atomic(&args.output, &npy::to_bytes(&y))?;
     eprintln!("wrote {} {}", args.output.display(), y.shape());
     Ok(())
 }

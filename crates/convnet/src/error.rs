@@ -3,18 +3,22 @@
 use std::path::PathBuf;
 
 /// What went wrong, naming the layer, file or setting involved.
+///
+/// Every message is whole on its own: a variant that prints the error it wraps does not also
+/// expose it as [`std::error::Error::source`] (such fields are named `error`, not `source`,
+/// which `thiserror` would treat as one), so printing the chain (`{:#}` in `anyhow`) never
+/// repeats a text.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A kernel refused its input (shapes, parameters).
     #[error(transparent)]
     Kernel(#[from] convnet_core::Error),
-    /// A layer of a model failed; `source` says why.
-    #[error("layer {name} ({kind}): {source}")]
+    /// A layer of a model failed; `error` says why.
+    #[error("layer {name} ({kind}): {error}")]
     Layer {
         name: String,
         kind: &'static str,
-        #[source]
-        source: Box<Error>,
+        error: Box<Error>,
     },
     /// A model description (Rust or model file) that cannot be built.
     #[error("{0}")]
@@ -29,11 +33,10 @@ pub enum Error {
     #[error(transparent)]
     Data(#[from] crate::data::DataError),
     /// A file that cannot be read or written.
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// A file whose contents are not what was expected.
     #[error("{}: {reason}", path.display())]
@@ -61,10 +64,10 @@ impl Error {
         }
     }
 
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub(crate) fn io(path: impl Into<PathBuf>, error: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
-            source,
+            error,
         }
     }
 
@@ -72,6 +75,38 @@ impl Error {
         Error::File {
             path: path.into(),
             reason: reason.into(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The chain as `anyhow` prints it with `{:#}`: each error's text, then its sources'.
+    fn chain(err: &dyn std::error::Error) -> String {
+        let mut text = err.to_string();
+        let mut next = err.source();
+        while let Some(e) = next {
+            text += &format!(": {e}");
+            next = e.source();
+        }
+        text
+    }
+
+    #[test]
+    fn wrapped_errors_are_printed_once_in_the_whole_chain() {
+        let missing = || std::io::Error::from(std::io::ErrorKind::NotFound);
+        let io = Error::io("model.toml", missing());
+        let layer = Error::Layer {
+            name: "conv1".into(),
+            kind: "conv2d",
+            error: Box::new(Error::io("weights.safetensors", missing())),
+        };
+        let cause = missing().to_string();
+        for err in [io, layer] {
+            let text = chain(&err);
+            assert_eq!(text.matches(&cause).count(), 1, "{text}");
         }
     }
 }

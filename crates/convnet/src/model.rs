@@ -172,7 +172,7 @@ impl Model {
             let y = node.layer.forward(inputs, &ctx).map_err(|e| Error::Layer {
                 name: node.name.clone(),
                 kind: node.layer.kind(),
-                source: Box::new(e),
+                error: Box::new(e),
             })?;
             for (slot, &c) in captured.iter_mut().zip(capture) {
                 if c == i {
@@ -285,7 +285,7 @@ impl Model {
                     .map_err(|e| Error::Layer {
                         name: node.name.clone(),
                         kind: node.layer.kind(),
-                        source: Box::new(e),
+                        error: Box::new(e),
                     })?;
             for (s, gi) in node.inputs.clone().into_iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };

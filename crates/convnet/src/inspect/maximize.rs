@@ -65,6 +65,58 @@ pub struct MaximizeConfig {
     pub init_noise: f32,
 }
 
+/// The most steps [`maximize`] takes (a few hundred make a picture).
+pub const MAX_STEPS: usize = 100_000;
+
+impl MaximizeConfig {
+    /// Refuse settings out of their domain, for an image of `[h, w]`, before any work.
+    fn check(&self, [h, w]: [usize; 2]) -> Result<()> {
+        if self.steps > MAX_STEPS {
+            return Err(Error::config(
+                "steps",
+                format!("{} steps; at most {MAX_STEPS}", self.steps),
+            ));
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return Err(Error::config(
+                "lr",
+                format!("{} is not a positive step", self.lr),
+            ));
+        }
+        let weights = [
+            ("l2", self.l2),
+            ("tv", self.tv),
+            ("init_noise", self.init_noise),
+        ];
+        for (setting, v) in weights {
+            if !(v >= 0.0 && v.is_finite()) {
+                return Err(Error::config(
+                    setting,
+                    format!("{v} is not a finite weight of 0 or more"),
+                ));
+            }
+        }
+        if !(self.blur_sigma > 0.0 && self.blur_sigma.is_finite()) {
+            return Err(Error::config(
+                "blur_sigma",
+                format!("{} is not a positive width", self.blur_sigma),
+            ));
+        }
+        // A circular shift by the image's side is no shift at all.
+        let side = h.max(w);
+        if self.jitter > side {
+            return Err(Error::config(
+                "jitter",
+                format!(
+                    "a shift of {} pixels; the image is {h}x{w}, so at most {side}",
+                    self.jitter
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for MaximizeConfig {
     fn default() -> Self {
         MaximizeConfig {
@@ -123,12 +175,7 @@ pub fn maximize(
             norm.mean.len()
         )));
     }
-    if config.lr <= 0.0 || !config.lr.is_finite() {
-        return Err(Error::config(
-            "lr",
-            format!("{} is not a positive step", config.lr),
-        ));
-    }
+    config.check([h, w])?;
     let plane = h * w;
     let mut rng = Rng::new(config.seed);
     let start = match &config.init {

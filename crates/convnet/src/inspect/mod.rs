@@ -11,7 +11,7 @@ mod maximize;
 pub use cam::{
     CamMethod, Explanation, explain, last_conv_layer, resize_bilinear, scale01, scores, top_k,
 };
-pub use maximize::{MaximizeConfig, Maximized, Parameterization, maximize};
+pub use maximize::{MAX_STEPS, MaximizeConfig, Maximized, Parameterization, maximize};
 
 use convnet_core::Tensor;
 

@@ -4,6 +4,12 @@
 //!
 //! Text is drawn with plotters and an embedded DejaVu Sans (ASCII and Latin-1 subset, see
 //! `assets/README.md`), so pictures look the same on every machine.
+//!
+//! No picture's size follows its input: every picture is at most [`MAX_SIDE`] pixels on a
+//! side (layouts shrink their tiles or cells to fit, and [`Canvas::new`] never makes a larger
+//! one), a grid shows at most [`MAX_TILES`] tiles (callers with more say which they show),
+//! and names, labels and titles are shortened ([`crate::names::shorten`]) before they are
+//! measured or drawn.
 
 mod colormap;
 #[rustfmt::skip]
@@ -12,7 +18,7 @@ mod plot;
 
 pub use colormap::Colormap;
 pub use image::RgbImage;
-pub use plot::{confusion_matrix, curves};
+pub use plot::{MAX_CONFUSION_CLASSES, confusion_matrix, curves};
 
 use std::sync::Once;
 
@@ -22,6 +28,26 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::error::{Error, Result};
 use crate::inspect::resize_bilinear;
+use crate::names;
+
+/// The largest side of any picture, in pixels (a 4096 x 4096 RGB picture is 48 MiB).
+pub const MAX_SIDE: u32 = 4096;
+/// The most tiles one grid shows.
+pub const MAX_TILES: usize = 1024;
+/// The longest tile label or caption drawn, in characters.
+const LABEL_CHARS: usize = 32;
+/// The longest title drawn, in characters.
+const TITLE_CHARS: usize = 160;
+/// The longest note under a title, in characters.
+const NOTE_CHARS: usize = 240;
+/// The smallest tile a grid shrinks to, in pixels.
+const MIN_TILE: u32 = 8;
+
+/// `text` cut to at most `max` characters by [`names::shorten`], its ellipsis spelled `...`:
+/// the embedded font has no '…'.
+fn shorten(text: &str, max: usize) -> String {
+    names::shorten(text, max).replace('…', "...")
+}
 
 const FONT: &[u8] = include_bytes!("../../assets/DejaVuSans-subset.ttf");
 const FONT_FAMILY: &str = "sans-serif";
@@ -60,10 +86,13 @@ pub struct Canvas {
 }
 
 impl Canvas {
+    /// A white page of `width x height`, each cut to `1..=MAX_SIDE` (what falls outside is
+    /// not drawn).
     pub fn new(width: u32, height: u32) -> Self {
         register_font();
+        let side = |s: u32| s.clamp(1, MAX_SIDE);
         Canvas {
-            image: RgbImage::from_pixel(width.max(1), height.max(1), image::Rgb([255, 255, 255])),
+            image: RgbImage::from_pixel(side(width), side(height), image::Rgb([255, 255, 255])),
         }
     }
 
@@ -76,8 +105,8 @@ impl Canvas {
     }
 
     pub fn fill_rect(&mut self, x: u32, y: u32, w: u32, h: u32, rgb: [u8; 3]) {
-        for yy in y..(y + h).min(self.height()) {
-            for xx in x..(x + w).min(self.width()) {
+        for yy in y..y.saturating_add(h).min(self.height()) {
+            for xx in x..x.saturating_add(w).min(self.width()) {
                 self.image.put_pixel(xx, yy, image::Rgb(rgb));
             }
         }
@@ -86,7 +115,7 @@ impl Canvas {
     /// Copy `tile` with its top-left corner at `(x, y)`.
     pub fn blit(&mut self, tile: &RgbImage, x: u32, y: u32) {
         for (tx, ty, p) in tile.enumerate_pixels() {
-            let (px, py) = (x + tx, y + ty);
+            let (px, py) = (x.saturating_add(tx), y.saturating_add(ty));
             if px < self.width() && py < self.height() {
                 self.image.put_pixel(px, py, *p);
             }
@@ -180,6 +209,9 @@ pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
             )));
         }
     };
+    if c == 0 {
+        return Err(Error::model("a picture needs at least one channel"));
+    }
     let d = image.data();
     let plane = h * w;
     Ok(RgbImage::from_fn(w as u32, h as u32, |x, y| {
@@ -193,14 +225,24 @@ pub fn to_rgb(image: &Tensor) -> Result<RgbImage> {
     }))
 }
 
-/// Nearest-neighbour resize (crisp pixels for small maps).
+/// Nearest-neighbour resize (crisp pixels for small maps); an empty image stays blank.
 pub fn resize_nearest(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     let (iw, ih) = img.dimensions();
+    if iw == 0 || ih == 0 {
+        return RgbImage::from_pixel(w, h, image::Rgb([255, 255, 255]));
+    }
     RgbImage::from_fn(w, h, |x, y| {
         let sx = ((u64::from(x) * u64::from(iw)) / u64::from(w)) as u32;
         let sy = ((u64::from(y) * u64::from(ih)) / u64::from(h)) as u32;
         *img.get_pixel(sx.min(iw - 1), sy.min(ih - 1))
     })
+}
+
+/// `(w, h)` scaled so that the larger side is `side`, neither below 1.
+fn fit(w: u32, h: u32, side: u32) -> (u32, u32) {
+    let scale = f64::from(side) / f64::from(w.max(h).max(1));
+    let scaled = |v: u32| ((f64::from(v) * scale).round() as u32).clamp(1, side.max(1));
+    (scaled(w), scaled(h))
 }
 
 /// The display size of a tile whose largest side is `side`: at least `min`, an integer
@@ -220,9 +262,17 @@ pub struct Tile {
     pub label: String,
 }
 
-/// Tiles in a grid (`cols` columns), each shown at `side` x `side` pixels with its label
-/// under it, and a title line on top.
+/// Tiles in a grid (`cols` columns), each shown at `side` x `side` pixels (less if the grid
+/// would be wider or taller than [`MAX_SIDE`]) with its label under it, and a title line on
+/// top. At most [`MAX_TILES`] tiles.
 pub fn grid(tiles: &[Tile], cols: usize, side: u32, title: &str, note: &str) -> Result<RgbImage> {
+    if tiles.len() > MAX_TILES {
+        return Err(Error::model(format!(
+            "a grid of {} tiles; at most {MAX_TILES} fit in one picture",
+            tiles.len()
+        )));
+    }
+    let (title, note) = (shorten(title, TITLE_CHARS), shorten(note, NOTE_CHARS));
     let cols = cols.clamp(1, tiles.len().max(1));
     let rows = tiles.len().div_ceil(cols).max(1);
     let gap = 6u32;
@@ -232,26 +282,35 @@ pub fn grid(tiles: &[Tile], cols: usize, side: u32, title: &str, note: &str) -> 
         0
     };
     let header = if note.is_empty() { 30 } else { 48 };
+    // The largest side that keeps the grid within MAX_SIDE both ways.
+    let fits_w = ((MAX_SIDE - gap) / cols as u32).saturating_sub(gap);
+    let fits_h = ((MAX_SIDE - header - gap) / rows as u32).saturating_sub(label_h + gap);
+    let side = side.min(fits_w).min(fits_h);
+    if side < MIN_TILE {
+        return Err(Error::model(format!(
+            "{} tiles in {cols} columns do not fit in a picture of {MAX_SIDE} pixels",
+            tiles.len()
+        )));
+    }
     let cell_w = side + gap;
     let cell_h = side + label_h + gap;
-    let width = (cols as u32 * cell_w + gap).max(Canvas::text_width(title, 16.0) + 2 * gap);
-    let width = width.max(Canvas::text_width(note, 12.0) + 2 * gap);
+    let width = (cols as u32 * cell_w + gap)
+        .max(Canvas::text_width(&title, 16.0) + 2 * gap)
+        .max(Canvas::text_width(&note, 12.0) + 2 * gap);
     let height = header + rows as u32 * cell_h + gap;
     let mut canvas = Canvas::new(width, height);
-    canvas.text(title, gap as i32, 8, 16.0, TEXT, Anchor::TopLeft)?;
+    canvas.text(&title, gap as i32, 8, 16.0, TEXT, Anchor::TopLeft)?;
     if !note.is_empty() {
-        canvas.text(note, gap as i32, 28, 12.0, MUTED, Anchor::TopLeft)?;
+        canvas.text(&note, gap as i32, 28, 12.0, MUTED, Anchor::TopLeft)?;
     }
+    // About 6 pixels per character at 11 pixels.
+    let label_chars = (cell_w as usize / 6).clamp(1, LABEL_CHARS);
     for (i, tile) in tiles.iter().enumerate() {
         let (r, c) = ((i / cols) as u32, (i % cols) as u32);
         let x = gap + c * cell_w;
         let y = header + r * cell_h;
         let (tw, th) = tile.image.dimensions();
-        let scale = side as f32 / tw.max(th) as f32;
-        let (dw, dh) = (
-            ((tw as f32 * scale).round() as u32).max(1),
-            ((th as f32 * scale).round() as u32).max(1),
-        );
+        let (dw, dh) = fit(tw, th, side);
         canvas.blit(
             &resize_nearest(&tile.image, dw, dh),
             x + (side - dw) / 2,
@@ -259,7 +318,7 @@ pub fn grid(tiles: &[Tile], cols: usize, side: u32, title: &str, note: &str) -> 
         );
         if !tile.label.is_empty() {
             canvas.text(
-                &tile.label,
+                &shorten(&tile.label, label_chars),
                 (x + side / 2) as i32,
                 (y + side + 2) as i32,
                 11.0,
@@ -269,6 +328,16 @@ pub fn grid(tiles: &[Tile], cols: usize, side: u32, title: &str, note: &str) -> 
         }
     }
     Ok(canvas.into_image())
+}
+
+/// How many of `count` things a picture shows (at most `max`), and a note saying so when not
+/// all.
+fn first_of(count: usize, max: usize, what: &str) -> (usize, String) {
+    if count > max {
+        (max, format!("; the first {max} {what} shown"))
+    } else {
+        (count, String::new())
+    }
 }
 
 fn min_max(v: &[f32]) -> (f32, f32) {
@@ -289,11 +358,17 @@ pub fn feature_maps(input: &Tensor, maps: &Tensor, title: &str) -> Result<RgbIma
             )));
         }
     };
+    if h * w == 0 {
+        return Err(Error::model(format!(
+            "feature maps of {h}x{w} have no pixels to show"
+        )));
+    }
+    let (shown, more) = first_of(k, MAX_TILES - 1, "maps");
     let mut tiles = vec![Tile {
         image: to_rgb(input)?,
         label: "input".into(),
     }];
-    for (i, plane) in maps.data().chunks_exact(h * w).enumerate() {
+    for (i, plane) in maps.data().chunks_exact(h * w).take(shown).enumerate() {
         let (lo, hi) = min_max(plane);
         tiles.push(Tile {
             image: colorize(plane, [h, w], Colormap::Viridis, lo, hi),
@@ -305,14 +380,15 @@ pub fn feature_maps(input: &Tensor, maps: &Tensor, title: &str) -> Result<RgbIma
         });
     }
     let side = display_side(h.max(w), 64, 192);
-    let cols = ((k + 1) as f64).sqrt().ceil() as usize;
+    let cols = ((shown + 1) as f64).sqrt().ceil() as usize;
     grid(
         &tiles,
         cols,
         side,
         title,
         &format!(
-            "{k} maps of {h}x{w}, each scaled to its own range (viridis: dark = low, yellow = high)"
+            "{k} maps of {h}x{w}, each scaled to its own range (viridis: dark = low, yellow = \
+             high){more}"
         ),
     )
 }
@@ -326,9 +402,15 @@ pub enum KernelScale {
     Each,
 }
 
+/// The most filters (rows) and input channels (columns) [`kernels`] shows of a layer whose
+/// filters are drawn one tile per input channel.
+const MAX_KERNEL_ROWS: usize = 32;
+
 /// Conv weights `[O, I, kh, kw]` as a grid: one RGB tile per filter for 3-channel inputs,
 /// otherwise one tile per (filter, input channel), filters as rows. Signed values use a
 /// diverging map (blue negative, white 0, red positive); RGB tiles map `-m..m` to `0..255`.
+/// Layers with more filters (or channels) than a picture holds show the first ones, and say
+/// so.
 pub fn kernels(weights: &Tensor, scale: KernelScale, title: &str) -> Result<RgbImage> {
     let [o, i, kh, kw] = weights.dims4("kernels", "weights")?;
     let per_filter = i * kh * kw;
@@ -344,77 +426,84 @@ pub fn kernels(weights: &Tensor, scale: KernelScale, title: &str) -> Result<RgbI
         KernelScale::Shared => format!("shared scale: +/-{}", crate::filter::format_number(shared)),
         KernelScale::Each => "each filter on its own scale".to_string(),
     };
-    if i == 3 {
-        let tiles: Vec<Tile> = (0..o)
+    let plane = kh * kw;
+    if i == 3 || i == 1 {
+        // One labelled tile per filter.
+        let (shown, more) = first_of(o, MAX_TILES, "filters");
+        let tiles: Vec<Tile> = (0..shown)
             .map(|f| {
                 let m = range(f);
                 let w = &data[f * per_filter..(f + 1) * per_filter];
-                let plane = kh * kw;
-                let img = RgbImage::from_fn(kw as u32, kh as u32, |x, y| {
-                    let p = y as usize * kw + x as usize;
-                    let v = |c: usize| {
-                        let t = if m > 0.0 {
-                            0.5 + 0.5 * w[c * plane + p] / m
-                        } else {
-                            0.5
+                let image = if i == 3 {
+                    RgbImage::from_fn(kw as u32, kh as u32, |x, y| {
+                        let p = y as usize * kw + x as usize;
+                        let v = |c: usize| {
+                            let t = if m > 0.0 {
+                                0.5 + 0.5 * w[c * plane + p] / m
+                            } else {
+                                0.5
+                            };
+                            (t.clamp(0.0, 1.0) * 255.0).round() as u8
                         };
-                        (t.clamp(0.0, 1.0) * 255.0).round() as u8
-                    };
-                    image::Rgb([v(0), v(1), v(2)])
-                });
+                        image::Rgb([v(0), v(1), v(2)])
+                    })
+                } else {
+                    colorize(w, [kh, kw], Colormap::Diverging, -m, m)
+                };
                 Tile {
-                    image: img,
+                    image,
                     label: f.to_string(),
                 }
             })
             .collect();
-        let cols = (o as f64).sqrt().ceil() as usize;
+        let cols = (shown as f64).sqrt().ceil() as usize;
+        let what = if i == 3 { "RGB filters" } else { "filters" };
+        let key = if i == 3 {
+            "grey = 0"
+        } else {
+            "(blue < 0 < red)"
+        };
         return grid(
             &tiles,
             cols,
             side,
             title,
-            &format!("{o} RGB filters {kh}x{kw}, grey = 0; {scale_note}"),
+            &format!("{o} {what} {kh}x{kw}, {key}; {scale_note}{more}"),
         );
     }
     // Filters as rows, input channels as columns.
-    let tiles: Vec<Tile> = (0..o)
+    let (rows, cols) = (o.min(MAX_KERNEL_ROWS), i.min(MAX_KERNEL_ROWS));
+    let more = if (rows, cols) == (o, i) {
+        String::new()
+    } else {
+        format!("; the first {rows} filters x {cols} channels shown")
+    };
+    let tiles: Vec<Tile> = (0..rows)
         .flat_map(|f| {
             let m = range(f);
-            (0..i).map(move |c| {
-                let plane = &data[f * per_filter + c * kh * kw..f * per_filter + (c + 1) * kh * kw];
+            (0..cols).map(move |c| {
+                let start = f * per_filter + c * plane;
                 Tile {
-                    image: colorize(plane, [kh, kw], Colormap::Diverging, -m, m),
+                    image: colorize(
+                        &data[start..start + plane],
+                        [kh, kw],
+                        Colormap::Diverging,
+                        -m,
+                        m,
+                    ),
                     label: String::new(),
                 }
             })
         })
         .collect();
-    if i == 1 {
-        let labelled: Vec<Tile> = tiles
-            .into_iter()
-            .enumerate()
-            .map(|(f, t)| Tile {
-                image: t.image,
-                label: f.to_string(),
-            })
-            .collect();
-        let cols = (o as f64).sqrt().ceil() as usize;
-        return grid(
-            &labelled,
-            cols,
-            side,
-            title,
-            &format!("{o} filters {kh}x{kw} (blue < 0 < red); {scale_note}"),
-        );
-    }
     grid(
         &tiles,
-        i,
+        cols,
         side.min(48),
         title,
         &format!(
-            "{o} filters (rows) x {i} input channels (columns), {kh}x{kw} (blue < 0 < red); {scale_note}"
+            "{o} filters (rows) x {i} input channels (columns), {kh}x{kw} (blue < 0 < red); \
+             {scale_note}{more}"
         ),
     )
 }
@@ -431,11 +520,7 @@ pub fn overlay(image: &Tensor, map: &Tensor, alpha: f32, side: u32) -> Result<Rg
             map.dims()
         )));
     }
-    let scale = side as f32 / w.max(h) as f32;
-    let (dw, dh) = (
-        ((w as f32 * scale).round() as u32).max(1),
-        ((h as f32 * scale).round() as u32).max(1),
-    );
+    let (dw, dh) = fit(w, h, side);
     let base = resize_nearest(&base, dw, dh);
     let heat = resize_bilinear(
         map.data(),
@@ -452,8 +537,11 @@ pub fn overlay(image: &Tensor, map: &Tensor, alpha: f32, side: u32) -> Result<Rg
     }))
 }
 
-/// The input `[C, H, W]` and one overlay per `(map, caption)`, side by side, with a jet colour
-/// bar.
+/// The most maps [`class_maps`] puts side by side (after the input).
+pub const MAX_CLASS_MAPS: usize = 8;
+
+/// The input `[C, H, W]` and one overlay per `(map, caption)` (at most [`MAX_CLASS_MAPS`]),
+/// side by side, with a jet colour bar.
 pub fn class_maps(
     image: &Tensor,
     maps: &[(Tensor, String)],
@@ -468,9 +556,17 @@ pub fn class_maps(
             )));
         }
     };
+    if maps.len() > MAX_CLASS_MAPS {
+        return Err(Error::model(format!(
+            "{} maps side by side; at most {MAX_CLASS_MAPS}",
+            maps.len()
+        )));
+    }
     let side = display_side(h.max(w), 224, 448);
+    let input = to_rgb(image)?;
+    let (dw, dh) = fit(input.width(), input.height(), side);
     let mut tiles = vec![Tile {
-        image: resize_nearest(&to_rgb(image)?, side, side * h as u32 / w as u32),
+        image: resize_nearest(&input, dw, dh),
         label: "input".into(),
     }];
     for (map, caption) in maps {
@@ -569,5 +665,55 @@ mod tests {
         let o = overlay(&img, &map, 0.5, 2).unwrap();
         // jet(0) = (0, 0, 128) mixed half with white.
         assert_eq!(o.get_pixel(0, 0).0, [128, 128, 192]);
+    }
+
+    fn within_bound(img: &RgbImage) {
+        assert!(
+            img.width() <= MAX_SIDE && img.height() <= MAX_SIDE,
+            "{:?}",
+            img.dimensions()
+        );
+    }
+
+    #[test]
+    fn feature_maps_of_many_channels_show_the_first_within_the_bound() {
+        let input = Tensor::full([1, 4, 4], 0.5).unwrap();
+        let maps = Tensor::from_fn([5000, 2, 2], |i| i as f32).unwrap();
+        within_bound(&feature_maps(&input, &maps, "many").unwrap());
+        let tall = Tensor::full([1, 3000, 2], 0.5).unwrap();
+        let maps = Tensor::full([2, 3000, 2], 1.0).unwrap();
+        within_bound(&feature_maps(&tall, &maps, "tall").unwrap());
+    }
+
+    #[test]
+    fn kernels_of_wide_layers_stay_within_the_bound() {
+        for dims in [[300, 300, 3, 3], [3000, 1, 5, 5], [3000, 3, 1, 1]] {
+            let w = Tensor::from_fn(dims, |i| (i as f32).sin()).unwrap();
+            within_bound(&kernels(&w, KernelScale::Each, "wide").unwrap());
+        }
+    }
+
+    #[test]
+    fn class_maps_of_a_tall_image_stay_within_the_bound() {
+        let image = Tensor::full([1, 4000, 3], 0.5).unwrap();
+        let map = Tensor::full([4000, 3], 0.5).unwrap();
+        let maps: Vec<(Tensor, String)> = (0..MAX_CLASS_MAPS)
+            .map(|i| (map.clone(), format!("{i} {}", "long name ".repeat(500))))
+            .collect();
+        within_bound(&class_maps(&image, &maps, 0.5, &"title ".repeat(5000)).unwrap());
+        let too_many = vec![(map, String::new()); MAX_CLASS_MAPS + 1];
+        assert!(class_maps(&image, &too_many, 0.5, "").is_err());
+    }
+
+    #[test]
+    fn grids_refuse_more_tiles_than_fit() {
+        let tile = || Tile {
+            image: RgbImage::new(2, 2),
+            label: String::new(),
+        };
+        let tiles: Vec<Tile> = (0..MAX_TILES + 1).map(|_| tile()).collect();
+        assert!(grid(&tiles, 32, 64, "", "").is_err());
+        // One row of a thousand tiles cannot keep 8-pixel tiles within the bound.
+        assert!(grid(&tiles[..1000], 1000, 64, "", "").is_err());
     }
 }
