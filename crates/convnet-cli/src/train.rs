@@ -338,15 +338,9 @@ fn resume(args: &TrainArgs) -> Result<()> {
         saved.state.step_in_epoch,
         saved.config.epochs
     );
-    let mut trainer = Trainer::resume(
-        saved.model,
-        saved.config,
-        &data,
-        saved.meta.normalization,
-        saved.state,
-        &saved.optimizer_state,
-    )
-    .with_context(|| format!("cannot resume from {}", last.display()))?;
+    let mut trainer = saved
+        .into_trainer(&data)
+        .with_context(|| format!("cannot resume from {}", last.display()))?;
     train(&mut trainer, &data, &origin, &run, args.save_every)
 }
 

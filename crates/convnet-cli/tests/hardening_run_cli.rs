@@ -14,31 +14,17 @@ use common::{convnet, fails, ok, run, temp_dir};
 /// A small model of the embedded sample's 28x28 images: one epoch takes a fraction of a
 /// second.
 const SMALL_MODEL: &str = r#"
+layer = [
+    { name = "conv", type = "conv2d", out_channels = 4, kernel = 3, stride = 2 },
+    { type = "relu" },
+    { type = "max_pool2d", kernel = 2 },
+    { type = "flatten" },
+    { name = "fc", type = "linear", out_features = 10 },
+]
+
 [model]
 name = "small"
 input = [1, 28, 28]
-
-[[layer]]
-name = "conv"
-type = "conv2d"
-out_channels = 4
-kernel = 3
-stride = 2
-
-[[layer]]
-type = "relu"
-
-[[layer]]
-type = "max_pool2d"
-kernel = 2
-
-[[layer]]
-type = "flatten"
-
-[[layer]]
-name = "fc"
-type = "linear"
-out_features = 10
 "#;
 
 fn repo(path: &str) -> PathBuf {

@@ -338,13 +338,24 @@ fn crash_point(at: &str) {
     });
 }
 
-/// Write `files` (name, bytes) as the folder `dir`, atomically: into a temporary sibling
-/// folder first, then renamed over `dir`.
-fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
-    let parent = match dir.parent() {
+/// The folder `path` is in (`.` for a bare name) and its name.
+fn split_path(path: &Path) -> Result<(PathBuf, String)> {
+    let parent = match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
         _ => PathBuf::from("."),
     };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::file(path, "not a file or folder name"))?
+        .to_string_lossy()
+        .to_string();
+    Ok((parent, name))
+}
+
+/// Write `files` (name, bytes) as the folder `dir`, atomically: into a temporary sibling
+/// folder first, then renamed over `dir`.
+fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
+    let (parent, name) = split_path(dir)?;
     if !parent.is_dir() {
         return Err(Error::file(
             dir,
@@ -354,11 +365,6 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
             ),
         ));
     }
-    let name = dir
-        .file_name()
-        .ok_or_else(|| Error::file(dir, "not a folder name"))?
-        .to_string_lossy()
-        .to_string();
     tidy(dir);
     let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
     let old = parent.join(format!(".{name}.old{}", std::process::id()));
@@ -391,15 +397,7 @@ fn write_dir(dir: &Path, files: &[(&str, Vec<u8>)]) -> Result<()> {
 /// Write `bytes` as the file `path`, atomically: into `.<name>.tmp<pid>` beside it, then
 /// renamed over it. Temporary files that killed processes left are removed first.
 pub(crate) fn write_file(path: &Path, bytes: &[u8]) -> Result<()> {
-    let parent = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p,
-        _ => Path::new("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::file(path, "not a file name"))?
-        .to_string_lossy()
-        .to_string();
+    let (parent, name) = split_path(path)?;
     tidy_file(path);
     let tmp = parent.join(format!(".{name}.tmp{}", std::process::id()));
     let result = std::fs::write(&tmp, bytes)

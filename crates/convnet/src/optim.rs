@@ -130,37 +130,33 @@ impl OptimizerConfig {
     }
 }
 
-/// `Ok` for a finite value `>= 0`, else an error naming the setting.
+/// `Ok` when `holds`, else an error naming the setting: "must be `what`, got `v`".
+fn require(name: &'static str, v: f32, holds: bool, what: &str) -> Result<()> {
+    if holds {
+        Ok(())
+    } else {
+        Err(Error::config(name, format!("must be {what}, got {v}")))
+    }
+}
+
+/// A finite value `>= 0` (rates, decays).
 fn nonneg(name: &'static str, v: f32) -> Result<()> {
-    if v.is_finite() && v >= 0.0 {
-        Ok(())
-    } else {
-        Err(Error::config(
-            name,
-            format!("must be finite and not negative, got {v}"),
-        ))
-    }
+    require(
+        name,
+        v,
+        v.is_finite() && v >= 0.0,
+        "finite and not negative",
+    )
 }
 
-/// `Ok` for a finite value `> 0`, else an error naming the setting.
+/// A finite value `> 0` (factors that divide or multiply a rate).
 fn positive(name: &'static str, v: f32) -> Result<()> {
-    if v.is_finite() && v > 0.0 {
-        Ok(())
-    } else {
-        Err(Error::config(
-            name,
-            format!("must be finite and positive, got {v}"),
-        ))
-    }
+    require(name, v, v.is_finite() && v > 0.0, "finite and positive")
 }
 
-/// `Ok` for a value in `[0, 1)` (momentum-like factors), else an error naming the setting.
+/// A value in `[0, 1)` (momentum-like factors).
 fn fraction(name: &'static str, v: f32) -> Result<()> {
-    if (0.0..1.0).contains(&v) {
-        Ok(())
-    } else {
-        Err(Error::config(name, format!("must be in [0, 1), got {v}")))
-    }
+    require(name, v, (0.0..1.0).contains(&v), "in [0, 1)")
 }
 
 /// Per-parameter state.

@@ -5,10 +5,10 @@
 use std::path::PathBuf;
 
 mod common;
-use common::tiny::{config, data, spec, temp_dir};
+use common::tiny::{config, data, diverge, spec, temp_dir};
 
 use convnet::checkpoint::{self, CheckpointMeta};
-use convnet::optim::{OptimizerConfig, ScheduleConfig};
+use convnet::optim::OptimizerConfig;
 use convnet::train::{Control, StepProgress, TrainHooks, Trainer};
 use convnet::{Error, LayerKind, ModelSpec};
 
@@ -209,15 +209,7 @@ fn weights_that_do_not_fit_the_model_are_refused_with_the_reasons() {
 
 #[test]
 fn a_diverging_run_stops_with_a_message() {
-    let data = data();
-    let mut config = config();
-    config.optimizer = OptimizerConfig::sgd(1e30, 0.0);
-    config.schedule = ScheduleConfig::Constant;
-    let mut trainer = Trainer::new(spec().build(0).unwrap(), config, &data).unwrap();
-    let err = trainer
-        .run(&data, &mut convnet::train::NoHooks)
-        .unwrap_err();
-    assert!(matches!(err, Error::Diverged(_)), "{err}");
+    let (_, err) = diverge(OptimizerConfig::sgd(1e30, 0.0));
     assert!(
         err.to_string().contains("try a lower learning rate"),
         "{err}"

@@ -41,18 +41,9 @@ fn saved_run(name: &str) -> (RunFolder, DataSplit) {
 /// was accepted.
 fn resume_with(run: &RunFolder, data: &DataSplit, file: &str, bytes: &[u8]) -> bool {
     std::fs::write(run.path().join("last").join(file), bytes).unwrap();
-    match run.load_last() {
-        Ok(saved) => Trainer::resume(
-            saved.model,
-            saved.config,
-            data,
-            saved.meta.normalization,
-            saved.state,
-            &saved.optimizer_state,
-        )
-        .is_ok(),
-        Err(_) => false,
-    }
+    run.load_last()
+        .and_then(|saved| saved.into_trainer(data))
+        .is_ok()
 }
 
 /// Fuzz `file` of a saved checkpoint, seeded with it and `others` (for splices).

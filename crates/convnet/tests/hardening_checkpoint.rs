@@ -11,8 +11,9 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 
 mod common;
-use common::tiny::{config, data, spec, temp_dir};
+use common::tiny::{config, data, diverge, spec, temp_dir};
 
+use convnet::Model;
 use convnet::checkpoint::{
     self, CheckpointMeta, DataOrigin, RunFolder, holds_run, read_safetensors,
 };
@@ -21,7 +22,6 @@ use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     self, Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, Trainer,
 };
-use convnet::{Error, Model};
 
 fn origin() -> DataOrigin {
     DataOrigin {
@@ -68,16 +68,7 @@ fn train_or_resume(dir: &Path) {
         if saved.is_finished() {
             return;
         }
-        let trainer = Trainer::resume(
-            saved.model,
-            saved.config,
-            &data,
-            saved.meta.normalization,
-            saved.state,
-            &saved.optimizer_state,
-        )
-        .unwrap();
-        (run, trainer)
+        (run, saved.into_trainer(&data).unwrap())
     } else {
         let run = RunFolder::create(dir, "").unwrap();
         let trainer = Trainer::new(spec().build(42).unwrap(), short_config(), &data).unwrap();
@@ -88,6 +79,14 @@ fn train_or_resume(dir: &Path) {
         save_every: 4,
     };
     trainer.run(&data, &mut saves).unwrap();
+}
+
+/// Held while a child process is started, and by tests that close a run folder's lock and
+/// take it again: a child started in between would hold a copy of the closed lock's file
+/// descriptor (and so the lock) until it runs its program.
+fn no_lock_changes() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 const KILL_AT: &str = "CONVNET_TEST_KILL_AT";
@@ -190,17 +189,21 @@ fn a_kill_at_any_point_of_a_save_resumes_to_the_uninterrupted_run() {
 
     for (k, point) in points.iter().enumerate() {
         let dir = root.join(format!("killed-{k}"));
-        let status = Command::new(std::env::current_exe().unwrap())
-            .args([
-                "--exact",
-                "a_kill_at_any_point_of_a_save_resumes_to_the_uninterrupted_run",
-            ])
-            .env(KILL_AT, k.to_string())
-            .env(KILL_DIR, &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .unwrap();
+        let child = {
+            let _spawning = no_lock_changes();
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "a_kill_at_any_point_of_a_save_resumes_to_the_uninterrupted_run",
+                ])
+                .env(KILL_AT, k.to_string())
+                .env(KILL_DIR, &dir)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let status = child.wait_with_output().unwrap().status;
         use std::os::unix::process::ExitStatusExt;
         assert_eq!(
             status.signal(),
@@ -216,6 +219,7 @@ fn a_kill_at_any_point_of_a_save_resumes_to_the_uninterrupted_run() {
 
 #[test]
 fn a_finished_run_whose_best_and_metrics_were_not_written_is_repaired() {
+    let _reopening = no_lock_changes();
     let dir = temp_dir("repair-finished");
     train_or_resume(&dir);
     // A kill right after the last epoch's `last` was saved leaves the previous epoch's
@@ -398,16 +402,8 @@ fn meta_of(model: &Model) -> CheckpointMeta {
 
 #[test]
 fn a_step_that_makes_the_weights_non_finite_is_a_divergence_and_is_not_counted() {
-    let data = data();
-    let mut config = config();
     // Weight decay makes the update about lr * wd * weight: infinite after one step.
-    config.optimizer = OptimizerConfig::sgd(1e30, 0.0).with_weight_decay(1e30);
-    config.schedule = ScheduleConfig::Constant;
-    let mut trainer = Trainer::new(spec().build(0).unwrap(), config, &data).unwrap();
-    let err = trainer
-        .run(&data, &mut convnet::train::NoHooks)
-        .unwrap_err();
-    assert!(matches!(err, Error::Diverged(_)), "{err}");
+    let (trainer, err) = diverge(OptimizerConfig::sgd(1e30, 0.0).with_weight_decay(1e30));
     let text = err.to_string();
     assert!(
         text.contains("after epoch 1, step 1,") && text.contains("holds"),
@@ -418,6 +414,7 @@ fn a_step_that_makes_the_weights_non_finite_is_a_divergence_and_is_not_counted()
 
 #[test]
 fn a_run_folder_is_locked_by_the_process_training_it() {
+    let _reopening = no_lock_changes();
     let dir = temp_dir("lock");
     let run = RunFolder::create(&dir.join("run"), "").unwrap();
     let pid = std::process::id().to_string();
@@ -445,6 +442,7 @@ fn a_run_folder_is_locked_by_the_process_training_it() {
 
 #[test]
 fn a_new_run_never_replaces_a_run_and_numbered_runs_count_up() {
+    let _reopening = no_lock_changes();
     let (dir, run) = saved_checkpoint("existing");
     let path = run.path().to_path_buf();
     drop(run);

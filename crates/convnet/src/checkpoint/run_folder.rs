@@ -25,6 +25,7 @@ use super::{
     CheckpointMeta, DataOrigin, META_FILE, MODEL_FILE, OPTIMIZER_FILE, WEIGHTS_FILE, read_meta,
     tidy, tidy_file, write_dir, write_file,
 };
+use crate::data::DataSplit;
 use crate::error::{Error, Result};
 use crate::model::Model;
 use crate::spec::ModelSpec;
@@ -73,6 +74,19 @@ impl Resumable {
     /// Whether every epoch of the run is done.
     pub fn is_finished(&self) -> bool {
         self.state.epoch >= self.config.epochs
+    }
+
+    /// The trainer that continues the run on `data` (see [`Trainer::resume`] for what it
+    /// checks).
+    pub fn into_trainer(self, data: &DataSplit) -> Result<Trainer> {
+        Trainer::resume(
+            self.model,
+            self.config,
+            data,
+            self.meta.normalization,
+            self.state,
+            &self.optimizer_state,
+        )
     }
 }
 

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use convnet::data::{Augment, DataSplit, Dataset};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
-use convnet::train::{LossKind, TrainConfig};
+use convnet::train::{LossKind, TrainConfig, Trainer};
 use convnet::{LayerKind, ModelSpec};
 
 /// A fresh, empty folder for one test.
@@ -83,4 +83,21 @@ pub fn config() -> TrainConfig {
         },
         seed: 42,
     }
+}
+
+/// A run of the tiny model with `optimizer` at a constant rate, which must diverge: the
+/// trainer where it stopped, and the error.
+pub fn diverge(optimizer: OptimizerConfig) -> (Trainer, convnet::Error) {
+    let data = data();
+    let config = TrainConfig {
+        optimizer,
+        schedule: ScheduleConfig::Constant,
+        ..config()
+    };
+    let mut trainer = Trainer::new(spec().build(0).unwrap(), config, &data).unwrap();
+    let err = trainer
+        .run(&data, &mut convnet::train::NoHooks)
+        .unwrap_err();
+    assert!(matches!(err, convnet::Error::Diverged(_)), "{err}");
+    (trainer, err)
 }
