@@ -247,7 +247,7 @@ fn new_run(out: Option<&Path>, default: &str, verb: &str) -> Result<RunFolder> {
             let run = RunFolder::create_numbered(Path::new(default))?;
             if run.path() != Path::new(default) {
                 eprintln!(
-                    "{verb}: {default} holds an earlier run; writing this one to {}",
+                    "{verb}: {default} holds another run; writing this one to {}",
                     run.path().display()
                 );
             }

@@ -283,10 +283,10 @@ fn train_twice_into_the_same_out_is_refused_and_default_runs_are_numbered() {
         stderr
     };
     let first = default_run(&s.dir);
-    assert!(!first.contains("earlier run"), "{first}");
+    assert!(!first.contains("another run"), "{first}");
     let second = default_run(&s.dir);
     assert!(
-        second.contains("runs/train holds an earlier run; writing this one to runs/train-2"),
+        second.contains("runs/train holds another run; writing this one to runs/train-2"),
         "{second}"
     );
     for run in ["runs/train", "runs/train-2"] {
@@ -309,7 +309,7 @@ fn the_readme_demo_run_again_writes_a_numbered_folder() {
     let stderr = String::from_utf8_lossy(&out.stderr).to_string();
     let stdout = ok(out);
     assert!(
-        stderr.contains("runs/demo holds an earlier run; writing this one to runs/demo-2")
+        stderr.contains("runs/demo holds another run; writing this one to runs/demo-2")
             && stdout.contains("checkpoints in runs/demo-2/best"),
         "{stderr}\n{stdout}"
     );
