@@ -3,7 +3,7 @@
 use std::fmt::Write as _;
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use convnet::train::{EvalReport, LossKind, evaluate};
 use convnet::{checkpoint, names};
@@ -13,10 +13,11 @@ use crate::train::open_data;
 #[derive(Args)]
 #[command(after_help = "Examples:
   convnet eval --checkpoint runs/train/best
+  convnet eval --checkpoint runs/train              # a run folder: its best checkpoint
   convnet eval --checkpoint runs/train/best --data /usr/share/datasets/fashion-mnist --json
   convnet eval --checkpoint runs/train/best --confusion confusion.png")]
 pub struct EvalArgs {
-    /// Checkpoint folder (written by `convnet train`).
+    /// Checkpoint folder, or a run folder (its best checkpoint), as `convnet train` writes.
     #[arg(long)]
     checkpoint: PathBuf,
     /// Data folder whose test set to use; default: Fashion-MNIST if installed, else the
@@ -37,8 +38,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.confusion {
         crate::inspect::check_png(path)?;
     }
-    let ck = checkpoint::load(&args.checkpoint)
-        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    // (The library's errors name the file at fault.)
+    let ck = checkpoint::load(&args.checkpoint)?;
     let data = open_data(args.data.as_deref())?;
     if data.test.classes.len() != ck.meta.classes.len() {
         bail!(

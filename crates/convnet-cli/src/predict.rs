@@ -17,7 +17,7 @@ use convnet_core::{Tensor, softmax};
 Images are converted to the model's channels (grayscale or RGB) and resized to its input
 size; Fashion-MNIST models expect a light object on a dark background.")]
 pub struct PredictArgs {
-    /// Checkpoint folder (written by `convnet train`).
+    /// Checkpoint folder, or a run folder (its best checkpoint), as `convnet train` writes.
     #[arg(long)]
     checkpoint: PathBuf,
     /// PNG or JPEG images.
@@ -40,8 +40,8 @@ pub fn load_image(path: &Path, [c, h, w]: [usize; 3], norm: &Normalization) -> R
 }
 
 pub fn run(args: PredictArgs) -> Result<()> {
-    let ck = checkpoint::load(&args.checkpoint)
-        .with_context(|| format!("cannot load checkpoint {}", args.checkpoint.display()))?;
+    // (The library's errors name the file at fault.)
+    let ck = checkpoint::load(&args.checkpoint)?;
     let mut model = ck.model;
     let dims = model.input_shape();
     let mut results = Vec::new();

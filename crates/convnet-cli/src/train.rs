@@ -1,25 +1,18 @@
 //! `convnet train` and `convnet demo`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::checkpoint::{self, CheckpointMeta, DataOrigin};
+use convnet::checkpoint::{DataOrigin, RunFolder};
 use convnet::data::{self, Augment, DataSplit};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
-    Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, Trainer,
+    Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, TrainState, Trainer,
 };
 use convnet::{Error, ModelSpec};
 use indicatif::{ProgressBar, ProgressStyle};
-
-use crate::inspect::write_png;
-use crate::io::write_atomic;
-use convnet::render;
-use convnet::train::metrics_csv;
 
 /// The reference model, built in.
 pub const FASHION_CNN: &str = include_str!("../../../models/fashion_cnn.toml");
@@ -50,13 +43,17 @@ pub enum LossArg {
   convnet train                                  # the reference recipe on Fashion-MNIST
   convnet train --model models/fashion_cnn.toml --data /usr/share/datasets/fashion-mnist \\
       --epochs 10 --batch-size 128 --optimizer adamw --lr 3e-3 --schedule one-cycle --seed 0 --out runs/fashion
-  convnet train --out runs/fashion --resume      # continue an interrupted run
+  convnet train --out runs/fashion --resume      # continue an interrupted run (or a killed one)
   convnet train --data my-images/ --model my.toml --optimizer sgd --lr 0.05 --momentum 0.9 --nesterov
 
 Data: a folder of MNIST-family IDX files (raw or .gz), CIFAR-10 binary batches, or image
 folders train/<class>/*.png and test/<class>/*.png. Default: the full Fashion-MNIST when
 installed (/usr/share/datasets/fashion-mnist), else the embedded sample.
-Writes <out>/metrics.csv, <out>/curves.png, <out>/best/ and <out>/last/ (checkpoints). Ctrl-C saves <out>/last.")]
+Writes <out>/metrics.csv, <out>/curves.png, <out>/best/ and <out>/last/ (checkpoints).
+Ctrl-C, SIGTERM and SIGHUP save <out>/last; a kill loses only the steps since the last save.
+Without --out, runs go to runs/train, or runs/train-2, -3, ... when that holds a run; an --out
+that holds a run is refused (continue it with --resume). One process at a time trains a run
+folder (<out>/.lock holds its pid).")]
 pub struct TrainArgs {
     /// Model file (TOML); default: the built-in reference model (models/fashion_cnn.toml).
     #[arg(long)]
@@ -100,9 +97,10 @@ pub struct TrainArgs {
     crop_padding: usize,
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Output folder.
-    #[arg(long, default_value = "runs/train")]
-    out: PathBuf,
+    /// Output folder [default: runs/train, numbered runs/train-2, ... when that holds a run;
+    /// runs/train for --resume].
+    #[arg(long)]
+    out: Option<PathBuf>,
     /// Continue the run saved in <out>/last.
     #[arg(long)]
     resume: bool,
@@ -196,17 +194,66 @@ fn load_spec(path: Option<&Path>) -> Result<ModelSpec> {
     })
 }
 
+/// Where `train` writes when no --out is given (numbered when it holds a run).
+const TRAIN_OUT: &str = "runs/train";
+/// Where `demo` writes when no --out is given (numbered when it holds a run).
+const DEMO_OUT: &str = "runs/demo";
+
+/// The largest --save-every (any larger saves only at epoch ends, as 0 does).
+const MAX_SAVE_EVERY: usize = u32::MAX as usize;
+
 pub fn run(args: TrainArgs) -> Result<()> {
-    let (mut trainer, data, origin) = if args.resume {
-        resume(&args)?
-    } else {
-        let (data, origin) = open_data_recorded(args.data.as_deref())?;
-        let spec = load_spec(args.model.as_deref())?;
-        let config = args.config();
-        let model = spec.build(config.seed)?;
-        (Trainer::new(model, config, &data)?, data, origin)
-    };
-    train(&mut trainer, &data, &origin, &args.out, args.save_every)
+    anyhow::ensure!(
+        args.save_every <= MAX_SAVE_EVERY,
+        "--save-every {} is too large (at most {MAX_SAVE_EVERY}; 0 saves only after each epoch)",
+        args.save_every
+    );
+    if args.resume {
+        return resume(&args);
+    }
+    // The settings are checked before any data is read, and the run folder is made only
+    // once everything else is ready (an error leaves nothing behind).
+    let config = args.config();
+    let spec = load_spec(args.model.as_deref())?;
+    config.check_for_images(spec.input)?;
+    let (data, origin) = open_data_recorded(args.data.as_deref())?;
+    let model = spec.build(config.seed)?;
+    let mut trainer = Trainer::new(model, config, &data)?;
+    let run = new_run(args.out.as_deref(), TRAIN_OUT, "train")?;
+    train(&mut trainer, &data, &origin, &run, args.save_every)
+}
+
+/// The run folder of a new run: `out`, which must not hold a run, or else the first of
+/// `default`, `default-2`, ... that holds none (said on stderr). `verb` is the command, for
+/// the suggestion.
+fn new_run(out: Option<&Path>, default: &str, verb: &str) -> Result<RunFolder> {
+    match out {
+        Some(dir) => {
+            let resume = match verb {
+                "train" => format!(
+                    "continue it with `convnet train --out {} --resume`, or ",
+                    dir.display()
+                ),
+                _ => String::new(),
+            };
+            Ok(RunFolder::create(
+                dir,
+                &format!(
+                    "{resume}give another --out for a new run (without --out, runs are numbered)"
+                ),
+            )?)
+        }
+        None => {
+            let run = RunFolder::create_numbered(Path::new(default))?;
+            if run.path() != Path::new(default) {
+                eprintln!(
+                    "{verb}: {default} holds another run; writing this one to {}",
+                    run.path().display()
+                );
+            }
+            Ok(run)
+        }
+    }
 }
 
 /// Open `--data` (or the default data) and say where it came from.
@@ -228,7 +275,9 @@ pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)
     Ok((data, origin))
 }
 
-fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit, DataOrigin)> {
+fn resume(args: &TrainArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(TRAIN_OUT));
+    let last = out.join("last");
     let ignored: Vec<String> = RUN_SETTINGS
         .iter()
         .filter(|id| args.given.iter().any(|g| g == *id))
@@ -238,41 +287,45 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit, DataOrigin)> {
         bail!(
             "--resume continues the run with the settings it was started with (in {}); \
              {} would be ignored: drop {}, or start a new run with another --out",
-            args.out.join("last").join("checkpoint.json").display(),
+            last.join("checkpoint.json").display(),
             ignored.join(", "),
             if ignored.len() == 1 { "it" } else { "them" }
         );
     }
-    let last = args.out.join("last");
-    let ck = checkpoint::load(&last)
-        .with_context(|| format!("cannot resume from {}", last.display()))?;
-    let (Some(state), Some(config)) = (ck.meta.training.clone(), ck.meta.config.clone()) else {
-        bail!("{} holds no training state to resume", last.display());
-    };
-    if state.epoch >= config.epochs {
-        bail!(
-            "the run in {} is finished ({} of {} epochs)",
-            args.out.display(),
-            state.epoch,
-            config.epochs
+    let run = RunFolder::open(&out)?;
+    let repair = run.repair()?;
+    if repair.best || repair.metrics {
+        eprintln!(
+            "repaired {}: rewrote {} from last/ (a save was interrupted)",
+            out.display(),
+            match (repair.best, repair.metrics) {
+                (true, true) => "best/ and metrics.csv",
+                (true, false) => "best/",
+                _ => "metrics.csv",
+            }
         );
     }
+    // (The library's errors name the file at fault.)
+    let saved = run.load_last()?;
+    if saved.is_finished() {
+        eprintln!(
+            "the run in {} is finished ({} of {} epochs): nothing to resume",
+            out.display(),
+            saved.state.epoch,
+            saved.config.epochs
+        );
+        return Ok(());
+    }
     // The run's own data unless --data names other data; either way it must be the same.
-    let saved = ck.meta.data.clone();
-    let folder = args
-        .data
-        .clone()
-        .or_else(|| saved.as_ref().and_then(|d| d.folder.clone()));
+    let folder = args.data.clone().or_else(|| saved.data.folder.clone());
     let (data, origin) = open_data_recorded(folder.as_deref())?;
-    if let Some(saved) = &saved
-        && saved.source != origin.source
-    {
+    if saved.data.source != origin.source {
         bail!(
             "the run in {} was trained on {}; resuming would train it on {}{}",
-            args.out.display(),
-            saved.source,
+            out.display(),
+            saved.data.source,
             origin.source,
-            match &saved.folder {
+            match &saved.data.folder {
                 Some(f) => format!(": give --data {}", f.display()),
                 None => String::new(),
             }
@@ -281,79 +334,76 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit, DataOrigin)> {
     eprintln!(
         "resuming {} at epoch {}, step {} (of {} epochs)",
         last.display(),
-        state.epoch + 1,
-        state.step_in_epoch,
-        config.epochs
+        saved.state.epoch + 1,
+        saved.state.step_in_epoch,
+        saved.config.epochs
     );
-    let trainer = Trainer::resume(
-        ck.model,
-        config,
-        &data,
-        ck.meta.normalization.clone(),
-        state,
-        &ck.optimizer_state,
-    )?;
-    Ok((trainer, data, origin))
+    let mut trainer = saved
+        .into_trainer(&data)
+        .with_context(|| format!("cannot resume from {}", last.display()))?;
+    train(&mut trainer, &data, &origin, &run, args.save_every)
 }
 
-/// Progress, checkpoints and Ctrl-C for a training run.
-struct CliHooks {
-    out: PathBuf,
-    /// Where the data came from (for the curves' title).
-    data_source: String,
-    /// The same, recorded in checkpoints.
+/// SIGINT (Ctrl-C), SIGTERM and SIGHUP stop training the same way: the step in progress
+/// ends, `last` is saved, and the process exits with 128 + the signal's number. A second
+/// signal ends the process at once.
+mod signals {
+    use std::sync::atomic::{AtomicI32, Ordering};
+
+    static RECEIVED: AtomicI32 = AtomicI32::new(0);
+
+    const HANDLED: [(libc::c_int, &str); 3] = [
+        (libc::SIGINT, "Ctrl-C (SIGINT)"),
+        (libc::SIGTERM, "SIGTERM"),
+        (libc::SIGHUP, "SIGHUP"),
+    ];
+
+    extern "C" fn on_signal(signal: libc::c_int) {
+        // Only async-signal-safe calls here: an atomic swap, and _exit.
+        if RECEIVED.swap(signal, Ordering::SeqCst) != 0 {
+            // SAFETY: _exit is async-signal-safe and takes any status.
+            unsafe { libc::_exit(128 + signal) }
+        }
+    }
+
+    pub fn install() {
+        for (signal, _) in HANDLED {
+            // SAFETY: the action is fully initialised (zeroed, then its handler, flags and
+            // empty mask set) and `on_signal` only makes async-signal-safe calls.
+            unsafe {
+                let mut action: libc::sigaction = std::mem::zeroed();
+                action.sa_sigaction = on_signal as extern "C" fn(libc::c_int) as usize;
+                action.sa_flags = libc::SA_RESTART;
+                libc::sigemptyset(&mut action.sa_mask);
+                libc::sigaction(signal, &action, std::ptr::null_mut());
+            }
+        }
+    }
+
+    /// The signal received, if one was.
+    pub fn received() -> Option<libc::c_int> {
+        Some(RECEIVED.load(Ordering::SeqCst)).filter(|s| *s != 0)
+    }
+
+    pub fn name(signal: libc::c_int) -> &'static str {
+        HANDLED
+            .iter()
+            .find(|(s, _)| *s == signal)
+            .map_or("a signal", |(_, name)| name)
+    }
+}
+
+/// Progress, checkpoints and signals for a training run.
+struct CliHooks<'a> {
+    run: &'a RunFolder,
+    /// Where the data came from, recorded in checkpoints.
     origin: DataOrigin,
     bar: Option<ProgressBar>,
-    interrupted: Arc<AtomicBool>,
     save_every: usize,
     started: Instant,
 }
 
-impl CliHooks {
-    fn meta(&self, trainer: &Trainer) -> CheckpointMeta {
-        CheckpointMeta {
-            format: CheckpointMeta::FORMAT,
-            classes: trainer.classes.clone(),
-            normalization: trainer.normalization.clone(),
-            training: Some(trainer.state.clone()),
-            config: Some(trainer.config().clone()),
-            data: Some(self.origin.clone()),
-        }
-    }
-
-    fn save(&self, trainer: &Trainer, which: &str) -> Result<()> {
-        let dir = self.out.join(which);
-        checkpoint::save(
-            &dir,
-            &trainer.model,
-            &self.meta(trainer),
-            &trainer.optimizer().state_tensors(),
-        )
-        .with_context(|| format!("cannot save checkpoint {}", dir.display()))
-    }
-
-    /// `metrics.csv` and its picture `curves.png`.
-    fn write_metrics(&self, trainer: &Trainer) -> Result<()> {
-        let history = &trainer.state.history;
-        write_atomic(
-            &self.out.join("metrics.csv"),
-            metrics_csv(history).as_bytes(),
-        )?;
-        // The picture is a convenience: failing to draw it does not stop the run.
-        let name = trainer.model.spec().name.as_deref().unwrap_or("model");
-        let title = format!("{name} on {}", self.data_source);
-        let path = self.out.join("curves.png");
-        if let Err(e) = render::curves(history, &title)
-            .map_err(anyhow::Error::from)
-            .and_then(|img| write_png(&path, &img))
-        {
-            eprintln!("warning: cannot draw {}: {e:#}", path.display());
-        }
-        Ok(())
-    }
-}
-
-impl TrainHooks for CliHooks {
+impl TrainHooks for CliHooks<'_> {
     fn on_step(&mut self, trainer: &Trainer, p: &StepProgress) -> convnet::Result<Control> {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = ProgressBar::new(p.steps as u64);
@@ -372,12 +422,11 @@ impl TrainHooks for CliHooks {
             100.0 * p.accuracy,
             p.images_per_second
         ));
-        if self.interrupted.load(Ordering::SeqCst) {
+        if signals::received().is_some() {
             return Ok(Control::Stop);
         }
         if self.save_every > 0 && trainer.state.global_step.is_multiple_of(self.save_every) {
-            self.save(trainer, "last")
-                .map_err(|e| Error::Model(format!("{e:#}")))?;
+            self.run.save_last(trainer, &self.origin)?;
         }
         Ok(Control::Continue)
     }
@@ -397,45 +446,40 @@ impl TrainHooks for CliHooks {
             r.seconds,
             r.images_per_second
         );
-        let result = (|| -> Result<()> {
-            self.save(trainer, "last")?;
-            if trainer.is_best(r) {
-                self.save(trainer, "best")?;
-            }
-            self.write_metrics(trainer)
-        })();
-        result.map_err(|e| Error::Model(format!("{e:#}")))
+        let repair = self.run.end_epoch(trainer, &self.origin)?;
+        if let Some(problem) = repair.curves_problem {
+            eprintln!("warning: cannot draw the curves: {problem}");
+        }
+        Ok(())
     }
 
     fn on_stop(&mut self, trainer: &Trainer) -> convnet::Result<()> {
         if let Some(bar) = self.bar.take() {
             bar.abandon();
         }
-        self.save(trainer, "last")
-            .map_err(|e| Error::Model(format!("{e:#}")))
+        self.run.save_last(trainer, &self.origin)
     }
 }
 
-/// Run `trainer` to the end, with progress, checkpoints under `out` and Ctrl-C handling.
+/// Where a saved training state is, in words.
+fn position(state: &TrainState) -> String {
+    match (state.epoch, state.step_in_epoch) {
+        (0, 0) => "the start".to_string(),
+        (e, 0) => format!("the end of epoch {e}"),
+        (e, s) => format!("epoch {}, step {s}", e + 1),
+    }
+}
+
+/// Run `trainer` to the end, with progress, checkpoints in `run` and signal handling.
 pub fn train(
     trainer: &mut Trainer,
     data: &DataSplit,
     origin: &DataOrigin,
-    out: &Path,
+    run: &RunFolder,
     save_every: usize,
 ) -> Result<()> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create output folder {}", out.display()))?;
-    let interrupted = Arc::new(AtomicBool::new(false));
-    {
-        let flag = interrupted.clone();
-        // A second Ctrl-C (or one arriving before the first step) ends the process at once.
-        let _ = ctrlc::set_handler(move || {
-            if flag.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        });
-    }
+    signals::install();
+    let out = run.path();
     eprintln!(
         "training on {} ({} train / {} test images, {} classes), {} parameters, {} steps per epoch",
         data.train.source,
@@ -446,11 +490,9 @@ pub fn train(
         trainer.steps_per_epoch()
     );
     let mut hooks = CliHooks {
-        out: out.to_path_buf(),
-        data_source: data.train.source.trim_end_matches(" (train)").to_string(),
+        run,
         origin: origin.clone(),
         bar: None,
-        interrupted,
         save_every,
         started: Instant::now(),
     };
@@ -467,23 +509,32 @@ pub fn train(
             Ok(())
         }
         Err(Error::Interrupted) => {
+            let signal = signals::received().unwrap_or(libc::SIGINT);
             eprintln!(
-                "interrupted at epoch {}, step {}: saved {}/last; continue with `convnet train --out {} --resume`",
+                "interrupted at epoch {}, step {} by {}: saved {}/last; continue with `convnet train --out {} --resume`",
                 trainer.state.epoch + 1,
                 trainer.state.step_in_epoch,
+                signals::name(signal),
                 out.display(),
                 out.display()
             );
-            std::process::exit(130);
+            std::process::exit(128 + signal);
         }
         Err(e @ Error::Diverged(_)) => {
             if let Some(bar) = hooks.bar.take() {
                 bar.abandon();
             }
-            bail!(
-                "{e}; the last good checkpoint is kept in {}/last",
-                out.display()
-            )
+            let kept = match run.last_state() {
+                Some(state) => format!(
+                    "{}/last holds the last saved state, at {} (its weights are finite; \
+                     resumed with the same settings it would diverge again: start a new run \
+                     with a lower --lr)",
+                    out.display(),
+                    position(&state)
+                ),
+                None => "no checkpoint was saved before it diverged".to_string(),
+            };
+            bail!("{e}; {kept}")
         }
         Err(e) => Err(e.into()),
     }
@@ -500,9 +551,10 @@ pub struct DemoArgs {
     data: Option<PathBuf>,
     #[arg(long, default_value_t = 12)]
     epochs: usize,
-    /// Output folder for the checkpoints.
-    #[arg(long, default_value = "runs/demo")]
-    out: PathBuf,
+    /// Output folder for the checkpoints [default: runs/demo, numbered runs/demo-2, ...
+    /// when that holds a run].
+    #[arg(long)]
+    out: Option<PathBuf>,
 }
 
 /// Train the reference model briefly and print its test accuracy.
@@ -535,7 +587,8 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     };
     let model = spec.build(config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
-    train(&mut trainer, &data, &origin, &args.out, 0)?;
+    let run = new_run(args.out.as_deref(), DEMO_OUT, "demo")?;
+    train(&mut trainer, &data, &origin, &run, 0)?;
     let last = trainer
         .state
         .history

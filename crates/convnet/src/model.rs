@@ -371,6 +371,33 @@ impl Model {
             .collect()
     }
 
+    /// The first parameter that holds a value that is not finite, as an error naming it (a
+    /// diverged update, or weights read from a file).
+    pub fn check_params_finite(&self) -> Result<(), String> {
+        self.params()
+            .into_iter()
+            .try_for_each(|(name, p)| finite(&name, p.value.data()))
+    }
+
+    /// [`Model::check_params_finite`], and the same for every buffer; a batch-norm running
+    /// variance must also not be negative. Checked when weights are loaded and saved.
+    pub fn check_values(&self) -> Result<(), String> {
+        self.check_params_finite()?;
+        for (name, buffer) in self.buffers() {
+            let Buffer::Tensor(t) = buffer else { continue };
+            finite(&name, t.data())?;
+            if name.ends_with(".running_var")
+                && let Some(i) = t.data().iter().position(|v| *v < 0.0)
+            {
+                return Err(format!(
+                    "{name} holds a negative variance ({} at index {i})",
+                    t.data()[i]
+                ));
+            }
+        }
+        Ok(())
+    }
+
     /// Number of learnable values.
     pub fn param_count(&self) -> usize {
         self.params().iter().map(|(_, p)| p.value.numel()).sum()
@@ -387,5 +414,17 @@ impl Model {
         for n in &mut self.nodes {
             n.layer.clear();
         }
+    }
+}
+
+/// `Err` naming `name` and the first value of `values` that is NaN or infinite.
+fn finite(name: &str, values: &[f32]) -> Result<(), String> {
+    match values.iter().position(|v| !v.is_finite()) {
+        Some(i) => Err(format!(
+            "{name} holds {} (at index {i} of {})",
+            values[i],
+            values.len()
+        )),
+        None => Ok(()),
     }
 }

@@ -88,16 +88,6 @@ impl OptimizerConfig {
     }
 
     fn check(&self) -> Result<()> {
-        let nonneg = |name: &'static str, v: f32| -> Result<()> {
-            if v.is_finite() && v >= 0.0 {
-                Ok(())
-            } else {
-                Err(Error::config(
-                    name,
-                    format!("must be finite and not negative, got {v}"),
-                ))
-            }
-        };
         match *self {
             OptimizerConfig::Sgd {
                 lr,
@@ -107,8 +97,8 @@ impl OptimizerConfig {
                 nesterov,
             } => {
                 nonneg("lr", lr)?;
-                nonneg("momentum", momentum)?;
-                nonneg("dampening", dampening)?;
+                fraction("momentum", momentum)?;
+                fraction("dampening", dampening)?;
                 nonneg("weight_decay", weight_decay)?;
                 if nesterov && (momentum <= 0.0 || dampening != 0.0) {
                     return Err(Error::config(
@@ -132,15 +122,41 @@ impl OptimizerConfig {
                 nonneg("lr", lr)?;
                 nonneg("eps", eps)?;
                 nonneg("weight_decay", weight_decay)?;
-                for (name, b) in [("beta1", betas.0), ("beta2", betas.1)] {
-                    if !(0.0..1.0).contains(&b) {
-                        return Err(Error::config(name, format!("must be in [0, 1), got {b}")));
-                    }
-                }
+                fraction("beta1", betas.0)?;
+                fraction("beta2", betas.1)?;
             }
         }
         Ok(())
     }
+}
+
+/// `Ok` when `holds`, else an error naming the setting: "must be `what`, got `v`".
+fn require(name: &'static str, v: f32, holds: bool, what: &str) -> Result<()> {
+    if holds {
+        Ok(())
+    } else {
+        Err(Error::config(name, format!("must be {what}, got {v}")))
+    }
+}
+
+/// A finite value `>= 0` (rates, decays).
+fn nonneg(name: &'static str, v: f32) -> Result<()> {
+    require(
+        name,
+        v,
+        v.is_finite() && v >= 0.0,
+        "finite and not negative",
+    )
+}
+
+/// A finite value `> 0` (factors that divide or multiply a rate).
+fn positive(name: &'static str, v: f32) -> Result<()> {
+    require(name, v, v.is_finite() && v > 0.0, "finite and positive")
+}
+
+/// A value in `[0, 1)` (momentum-like factors).
+fn fraction(name: &'static str, v: f32) -> Result<()> {
+    require(name, v, (0.0..1.0).contains(&v), "in [0, 1)")
 }
 
 /// Per-parameter state.
@@ -283,36 +299,67 @@ impl Optimizer {
         out
     }
 
-    /// Restore the state saved by [`Optimizer::state_tensors`] for the parameters of `model`.
-    pub fn load_state(&mut self, model: &Model, tensors: &BTreeMap<String, Tensor>) -> Result<()> {
+    /// Restore the state saved by [`Optimizer::state_tensors`] for the parameters of `model`,
+    /// after `steps_taken` optimizer steps. A state that does not fit is refused, naming the
+    /// tensor: one of another size, a value that is not finite (or a negative second moment),
+    /// a parameter without state once steps were taken (or with a step count that is not
+    /// `steps_taken`), a state of no parameter. A resumed run then continues exactly.
+    pub fn load_state(
+        &mut self,
+        model: &Model,
+        tensors: &BTreeMap<String, Tensor>,
+        steps_taken: usize,
+    ) -> Result<()> {
         self.state.clear();
+        let mut used = std::collections::BTreeSet::new();
+        let mut without_state = Vec::new();
         for (name, param) in model.params() {
             let len = param.value.numel();
-            let get = |suffix: &str| -> Result<Option<Vec<f32>>> {
-                match tensors.get(&format!("{name}.{suffix}")) {
-                    None => Ok(None),
-                    Some(t) if t.numel() == len || suffix == "step" => Ok(Some(t.data().to_vec())),
-                    Some(t) => Err(Error::model(format!(
-                        "optimizer state {name}.{suffix} has {} values, the parameter {len}",
-                        t.numel()
-                    ))),
+            let mut get = |suffix: &str| -> Result<Option<Vec<f32>>> {
+                let key = format!("{name}.{suffix}");
+                let Some(t) = tensors.get(&key) else {
+                    return Ok(None);
+                };
+                let want = if suffix == "step" { 1 } else { len };
+                if t.numel() != want {
+                    return Err(state_error(
+                        &key,
+                        format!("has {} values; {want} expected", t.numel()),
+                    ));
                 }
+                if let Some(v) = t.data().iter().find(|v| !v.is_finite()) {
+                    return Err(state_error(&key, format!("holds {v}")));
+                }
+                used.insert(key);
+                Ok(Some(t.data().to_vec()))
             };
             let state = match self.config {
-                OptimizerConfig::Sgd { .. } => State::Sgd {
-                    momentum_buffer: get("momentum_buffer")?,
+                OptimizerConfig::Sgd { .. } => match get("momentum_buffer")? {
+                    Some(b) => State::Sgd {
+                        momentum_buffer: Some(b),
+                    },
+                    None => {
+                        without_state.push(name.clone());
+                        State::Sgd {
+                            momentum_buffer: None,
+                        }
+                    }
                 },
                 OptimizerConfig::Adam { .. } | OptimizerConfig::AdamW { .. } => {
                     match (get("exp_avg")?, get("exp_avg_sq")?, get("step")?) {
                         (Some(exp_avg), Some(exp_avg_sq), Some(step)) => State::Adam {
+                            step: adam_step_count(&name, step[0], steps_taken)?,
                             exp_avg,
-                            exp_avg_sq,
-                            step: step.first().copied().unwrap_or(0.0) as u64,
+                            exp_avg_sq: non_negative(&name, exp_avg_sq)?,
                         },
-                        (None, None, None) => continue,
+                        (None, None, None) => {
+                            without_state.push(name.clone());
+                            continue;
+                        }
                         _ => {
                             return Err(Error::model(format!(
-                                "optimizer state of {name} is incomplete"
+                                "optimizer state of {name} is incomplete: exp_avg, exp_avg_sq \
+                                 and step are saved together"
                             )));
                         }
                     }
@@ -320,7 +367,58 @@ impl Optimizer {
             };
             self.state.insert(name, state);
         }
+        self.check_complete(&without_state, steps_taken)?;
+        if let Some(extra) = tensors.keys().find(|k| !used.contains(*k)) {
+            return Err(state_error(
+                extra,
+                "belongs to no parameter of the model".into(),
+            ));
+        }
         Ok(())
+    }
+
+    /// After steps were taken, Adam has a state for every parameter, and SGD either for
+    /// every parameter (with momentum) or for none.
+    fn check_complete(&self, without_state: &[String], steps_taken: usize) -> Result<()> {
+        let Some(first) = without_state.first() else {
+            return Ok(());
+        };
+        let sgd_without_momentum = matches!(self.config, OptimizerConfig::Sgd { .. })
+            && without_state.len() == self.state.len();
+        if steps_taken == 0 || sgd_without_momentum {
+            return Ok(());
+        }
+        Err(Error::model(format!(
+            "the optimizer state has nothing for {first} after {steps_taken} steps (the \
+             optimizer file is incomplete)"
+        )))
+    }
+}
+
+fn state_error(key: &str, reason: String) -> Error {
+    Error::model(format!("optimizer state {key} {reason}"))
+}
+
+/// Adam's step count of parameter `name`: a whole number equal to the run's step count (as
+/// saved, in f32).
+fn adam_step_count(name: &str, saved: f32, steps_taken: usize) -> Result<u64> {
+    if saved.fract() != 0.0 || saved < 0.0 || saved != steps_taken as f32 {
+        return Err(state_error(
+            &format!("{name}.step"),
+            format!("is {saved}, but the run has taken {steps_taken} steps"),
+        ));
+    }
+    Ok(saved as u64)
+}
+
+/// Second moments are squares: a negative one would make Adam's update NaN.
+fn non_negative(name: &str, v: Vec<f32>) -> Result<Vec<f32>> {
+    match v.iter().position(|x| *x < 0.0) {
+        Some(i) => Err(state_error(
+            &format!("{name}.exp_avg_sq"),
+            format!("holds a negative value ({} at index {i})", v[i]),
+        )),
+        None => Ok(v),
     }
 }
 
@@ -437,6 +535,45 @@ pub enum ScheduleConfig {
 }
 
 impl ScheduleConfig {
+    /// Check the schedule's own settings (finite, in range), naming the one at fault.
+    pub fn check(&self) -> Result<()> {
+        match *self {
+            ScheduleConfig::Constant => {}
+            ScheduleConfig::Step { step_epochs, gamma } => {
+                if step_epochs == 0 {
+                    return Err(Error::config(
+                        "step_epochs",
+                        "the step schedule needs step_epochs >= 1",
+                    ));
+                }
+                positive("gamma", gamma)?;
+            }
+            ScheduleConfig::Cosine { eta_min } => nonneg("eta_min", eta_min)?,
+            ScheduleConfig::OneCycle {
+                max_lr,
+                pct_start,
+                div_factor,
+                final_div_factor,
+                base_momentum,
+                max_momentum,
+                ..
+            } => {
+                positive("lr", max_lr)?;
+                if !(0.0..=1.0).contains(&pct_start) {
+                    return Err(Error::config(
+                        "pct_start",
+                        format!("must be in [0, 1], got {pct_start}"),
+                    ));
+                }
+                positive("div_factor", div_factor)?;
+                positive("final_div_factor", final_div_factor)?;
+                fraction("base_momentum", base_momentum)?;
+                fraction("max_momentum", max_momentum)?;
+            }
+        }
+        Ok(())
+    }
+
     /// One-cycle with PyTorch's defaults.
     pub fn one_cycle(max_lr: f32) -> Self {
         ScheduleConfig::OneCycle {
@@ -471,37 +608,18 @@ impl Schedule {
         steps_per_epoch: usize,
         epochs: usize,
     ) -> Result<Self> {
-        let total_steps = steps_per_epoch * epochs;
-        match config {
-            ScheduleConfig::Step { step_epochs: 0, .. } => {
-                return Err(Error::config(
-                    "schedule",
-                    "step schedule needs step_epochs >= 1",
-                ));
-            }
-            ScheduleConfig::OneCycle {
-                max_lr, pct_start, ..
-            } => {
-                if !(max_lr > 0.0 && max_lr.is_finite()) {
-                    return Err(Error::config(
-                        "lr",
-                        format!("one-cycle max lr must be positive, got {max_lr}"),
-                    ));
-                }
-                if !(0.0..=1.0).contains(&pct_start) {
-                    return Err(Error::config(
-                        "schedule",
-                        format!("pct_start must be in [0, 1], got {pct_start}"),
-                    ));
-                }
-                if total_steps == 0 {
-                    return Err(Error::config(
-                        "schedule",
-                        "one-cycle needs at least one step",
-                    ));
-                }
-            }
-            _ => {}
+        config.check()?;
+        let total_steps = steps_per_epoch.checked_mul(epochs).ok_or_else(|| {
+            Error::config(
+                "epochs",
+                format!("{epochs} epochs of {steps_per_epoch} steps are too many steps to count"),
+            )
+        })?;
+        if matches!(config, ScheduleConfig::OneCycle { .. }) && total_steps == 0 {
+            return Err(Error::config(
+                "schedule",
+                "one-cycle needs at least one step",
+            ));
         }
         Ok(Schedule {
             config,

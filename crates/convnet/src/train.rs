@@ -40,13 +40,31 @@ pub struct TrainConfig {
     pub seed: u64,
 }
 
+/// The most epochs a run may have (a checkpoint keeps one record per epoch).
+pub const MAX_EPOCHS: usize = 10_000;
+
+/// The largest batch (a batch is one tensor of this many images).
+pub const MAX_BATCH_SIZE: usize = 1 << 20;
+
 impl TrainConfig {
-    fn check(&self) -> Result<()> {
-        if self.epochs == 0 {
-            return Err(Error::config("epochs", "must be at least 1"));
+    /// Check every setting that does not depend on the data, naming the one at fault: counts
+    /// in their bounds, every number finite and in its range. ([`Trainer::new`] also checks
+    /// the augmentation against the images.)
+    pub fn check(&self) -> Result<()> {
+        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
+            return Err(Error::config(
+                "epochs",
+                format!("must be from 1 to {MAX_EPOCHS}, got {}", self.epochs),
+            ));
         }
-        if self.batch_size == 0 {
-            return Err(Error::config("batch_size", "must be at least 1"));
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "must be from 1 to {MAX_BATCH_SIZE}, got {}",
+                    self.batch_size
+                ),
+            ));
         }
         if let LossKind::CrossEntropy { label_smoothing } = self.loss
             && !(0.0..=1.0).contains(&label_smoothing)
@@ -57,7 +75,13 @@ impl TrainConfig {
             ));
         }
         Optimizer::new(self.optimizer)?;
-        Ok(())
+        self.schedule.check()
+    }
+
+    /// [`TrainConfig::check`], and the settings that depend on the images `[C, H, W]`.
+    pub fn check_for_images(&self, dims: [usize; 3]) -> Result<()> {
+        self.check()?;
+        check_crop_padding(self.augment.crop_padding, dims)
     }
 
     fn batch_spec(&self) -> BatchSpec {
@@ -68,6 +92,51 @@ impl TrainConfig {
             seed: self.seed,
         }
     }
+}
+
+/// Random crops pad each side by at most the image's smaller side (beyond that, crops could
+/// hold no pixel of the image at all).
+fn check_crop_padding(padding: usize, [_, h, w]: [usize; 3]) -> Result<()> {
+    let most = h.min(w);
+    if padding > most {
+        return Err(Error::config(
+            "crop_padding",
+            format!("{padding} pixels is more than {h}x{w} images allow (at most {most})"),
+        ));
+    }
+    Ok(())
+}
+
+/// `Err` saying why `norm` cannot normalize `channels`-channel images: another channel count,
+/// a mean or std that is not finite, a std that is not positive.
+pub(crate) fn check_normalization(norm: &Normalization, channels: usize) -> Result<(), String> {
+    let (mean, std) = (&norm.mean, &norm.std);
+    if mean.len() != channels || std.len() != channels {
+        return Err(format!(
+            "the normalization has mean {mean:?} and std {std:?}, one value per channel, but \
+             the images have {channels} channel{}",
+            if channels == 1 { "" } else { "s" }
+        ));
+    }
+    if let Some(c) = mean.iter().chain(std).position(|v| !v.is_finite()) {
+        return Err(format!(
+            "the normalization's {} of channel {} is {}: mean {mean:?}, std {std:?}",
+            if c < channels { "mean" } else { "std" },
+            c % channels,
+            if c < channels {
+                mean[c]
+            } else {
+                std[c - channels]
+            }
+        ));
+    }
+    if let Some(c) = std.iter().position(|s| *s <= 0.0) {
+        return Err(format!(
+            "the normalization's std of channel {c} is {}; it divides, so it must be positive",
+            std[c]
+        ));
+    }
+    Ok(())
 }
 
 /// One finished epoch.
@@ -205,6 +274,51 @@ pub struct TrainState {
     pub history: Vec<EpochRecord>,
 }
 
+impl TrainState {
+    /// The epoch (1-based) with the best test accuracy: the latest of equals, as the run
+    /// saves `best` again on a tie.
+    pub fn best_epoch(&self) -> Option<usize> {
+        let mut best: Option<&EpochRecord> = None;
+        for r in &self.history {
+            if best.is_none_or(|b| r.test_accuracy >= b.test_accuracy) {
+                best = Some(r);
+            }
+        }
+        best.map(|r| r.epoch)
+    }
+
+    /// Whether the state can be that of a run of `config`: no more epochs than it has, one
+    /// record per finished epoch, numbered in order.
+    pub fn check(&self, config: &TrainConfig) -> Result<(), String> {
+        if self.epoch > config.epochs {
+            return Err(format!(
+                "the training state is at epoch {} of a run of {}",
+                self.epoch, config.epochs
+            ));
+        }
+        if self.history.len() != self.epoch {
+            return Err(format!(
+                "the training state has finished {} epochs but holds {} records",
+                self.epoch,
+                self.history.len()
+            ));
+        }
+        if let Some((i, r)) = self
+            .history
+            .iter()
+            .enumerate()
+            .find(|(i, r)| r.epoch != i + 1)
+        {
+            return Err(format!(
+                "record {} of the history is numbered epoch {}",
+                i + 1,
+                r.epoch
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Progress of one step, for progress bars.
 #[derive(Debug, Clone, Copy)]
 pub struct StepProgress {
@@ -322,6 +436,7 @@ pub fn evaluate(
     batch_size: usize,
     loss: LossKind,
 ) -> Result<EvalReport> {
+    check_split(model, data, norm, "evaluate on")?;
     let classes = data.classes.len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut loss_sum = 0.0;
@@ -359,6 +474,27 @@ pub fn evaluate(
     })
 }
 
+/// Whether `model` can run on `data` normalized by `norm`: images there, of the model's
+/// size and of the normalization's channels. `what` says what the data is for.
+fn check_split(model: &Model, data: &Dataset, norm: &Normalization, what: &str) -> Result<()> {
+    if data.is_empty() {
+        return Err(Error::config(
+            "data",
+            format!("{} has no images to {what}", data.source),
+        ));
+    }
+    let dims = data.image_dims();
+    if dims != model.input_shape() {
+        return Err(Error::model(format!(
+            "the model takes images {:?} (C, H, W) but {} has {:?}",
+            model.input_shape(),
+            data.source,
+            dims
+        )));
+    }
+    check_normalization(norm, dims[0]).map_err(|e| Error::config("normalization", e))
+}
+
 fn check_classes(logits: &Tensor, classes: usize) -> Result<()> {
     match logits.dims() {
         [_, k] if *k == classes => Ok(()),
@@ -367,6 +503,28 @@ fn check_classes(logits: &Tensor, classes: usize) -> Result<()> {
              last layer should give [N, {classes}]"
         ))),
     }
+}
+
+/// Whether `state` is a position in a run of `config` with `steps_per_epoch` steps per epoch
+/// (a state saved on other data, or edited, is refused).
+fn check_position(state: &TrainState, config: &TrainConfig, steps_per_epoch: usize) -> Result<()> {
+    let bad = |reason: String| Error::config("training state", reason);
+    state.check(config).map_err(bad)?;
+    let expected = state
+        .epoch
+        .checked_mul(steps_per_epoch)
+        .and_then(|s| s.checked_add(state.step_in_epoch));
+    if state.step_in_epoch > steps_per_epoch || expected != Some(state.global_step) {
+        return Err(bad(format!(
+            "epoch {}, step {} (global step {}) is not a position in a run of {steps_per_epoch} \
+             steps per epoch",
+            state.epoch, state.step_in_epoch, state.global_step
+        )));
+    }
+    if state.epoch == config.epochs && state.step_in_epoch != 0 {
+        return Err(bad("steps beyond the run's last epoch".into()));
+    }
+    Ok(())
 }
 
 /// A model being trained, with its optimizer, schedule and position.
@@ -404,22 +562,9 @@ impl Trainer {
         state: TrainState,
         optimizer_state: &std::collections::BTreeMap<String, Tensor>,
     ) -> Result<Self> {
-        config.check()?;
-        if data.train.is_empty() {
-            return Err(Error::config(
-                "data",
-                format!("{} has no training images", data.train.source),
-            ));
-        }
-        let dims = data.train.image_dims();
-        if dims != model.input_shape() {
-            return Err(Error::model(format!(
-                "the model takes images {:?} (C, H, W) but {} has {:?}",
-                model.input_shape(),
-                data.train.source,
-                dims
-            )));
-        }
+        config.check_for_images(model.input_shape())?;
+        check_split(&model, &data.train, &normalization, "train on")?;
+        check_split(&model, &data.test, &normalization, "test on")?;
         let classes = data.train.classes.clone();
         if model.output_shape() != [classes.len()] {
             return Err(Error::model(format!(
@@ -435,8 +580,9 @@ impl Trainer {
             steps_per_epoch,
             config.epochs,
         )?;
+        check_position(&state, &config, steps_per_epoch)?;
         let mut optimizer = Optimizer::new(config.optimizer)?;
-        optimizer.load_state(&model, optimizer_state)?;
+        optimizer.load_state(&model, optimizer_state, state.global_step)?;
         Ok(Trainer {
             model,
             optimizer,
@@ -461,7 +607,7 @@ impl Trainer {
 
     /// Whether `record` has the best test accuracy of the run so far.
     pub fn is_best(&self, record: &EpochRecord) -> bool {
-        self.state.best_accuracy == Some(record.test_accuracy)
+        self.state.best_epoch() == Some(record.epoch)
     }
 
     /// One optimizer step on a batch; returns the batch loss and how many were right.
@@ -487,6 +633,14 @@ impl Trainer {
         let (lr, momentum) = self.schedule.at(self.state.global_step);
         self.optimizer.step(&mut self.model, lr, momentum);
         self.model.clear();
+        // Caught here, the step is never counted (nor saved by a hook).
+        self.model.check_params_finite().map_err(|problem| {
+            Error::Diverged(format!(
+                "after epoch {}, step {}, {problem} (try a lower learning rate)",
+                self.state.epoch + 1,
+                self.state.step_in_epoch + 1
+            ))
+        })?;
         Ok((loss, correct))
     }
 

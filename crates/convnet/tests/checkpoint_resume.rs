@@ -4,84 +4,13 @@
 
 use std::path::PathBuf;
 
+mod common;
+use common::tiny::{config, data, diverge, spec, temp_dir};
+
 use convnet::checkpoint::{self, CheckpointMeta};
-use convnet::data::{Augment, DataSplit, Dataset};
-use convnet::optim::{OptimizerConfig, ScheduleConfig};
-use convnet::train::{Control, LossKind, StepProgress, TrainConfig, TrainHooks, Trainer};
+use convnet::optim::OptimizerConfig;
+use convnet::train::{Control, StepProgress, TrainHooks, Trainer};
 use convnet::{Error, LayerKind, ModelSpec};
-
-fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// Four classes of 8x8 images: a bright square in one of the four quadrants, plus noise.
-fn quadrants(n: usize, seed: u64) -> Dataset {
-    let mut rng = convnet::rng::Rng::new(seed);
-    let mut pixels = Vec::with_capacity(n * 64);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let class = i % 4;
-        let (r0, c0) = ((class / 2) * 4, (class % 2) * 4);
-        for y in 0..8 {
-            for x in 0..8 {
-                let inside = (r0..r0 + 4).contains(&y) && (c0..c0 + 4).contains(&x);
-                let base = if inside { 180.0 } else { 40.0 };
-                pixels.push((base + rng.uniform_range(-30.0, 30.0)) as u8);
-            }
-        }
-        labels.push(class);
-    }
-    Dataset {
-        channels: 1,
-        height: 8,
-        width: 8,
-        pixels,
-        labels,
-        classes: ["top-left", "top-right", "bottom-left", "bottom-right"]
-            .map(String::from)
-            .to_vec(),
-        source: "quadrants".into(),
-    }
-}
-
-fn data() -> DataSplit {
-    DataSplit {
-        train: quadrants(96, 1),
-        test: quadrants(32, 2),
-    }
-}
-
-fn spec() -> ModelSpec {
-    ModelSpec::new([1, 8, 8])
-        .layer("conv", LayerKind::conv2d(4, [3, 3]))
-        .layer("bn", LayerKind::batch_norm(true))
-        .layer("act", LayerKind::Activation(convnet_core::Activation::Relu))
-        .layer("pool", LayerKind::max_pool2d([2, 2]))
-        .layer("flat", LayerKind::Flatten)
-        .layer("drop", LayerKind::Dropout { p: 0.2 })
-        .layer("fc", LayerKind::linear(4))
-}
-
-fn config() -> TrainConfig {
-    TrainConfig {
-        epochs: 4,
-        batch_size: 16,
-        optimizer: OptimizerConfig::adamw(1e-2).with_weight_decay(1e-3),
-        schedule: ScheduleConfig::one_cycle(1e-2),
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.1,
-        },
-        // (No flips: they would swap the left and right classes.)
-        augment: Augment {
-            hflip: false,
-            crop_padding: 1,
-        },
-        seed: 42,
-    }
-}
 
 fn meta(trainer: &Trainer) -> CheckpointMeta {
     CheckpointMeta {
@@ -280,15 +209,7 @@ fn weights_that_do_not_fit_the_model_are_refused_with_the_reasons() {
 
 #[test]
 fn a_diverging_run_stops_with_a_message() {
-    let data = data();
-    let mut config = config();
-    config.optimizer = OptimizerConfig::sgd(1e30, 0.0);
-    config.schedule = ScheduleConfig::Constant;
-    let mut trainer = Trainer::new(spec().build(0).unwrap(), config, &data).unwrap();
-    let err = trainer
-        .run(&data, &mut convnet::train::NoHooks)
-        .unwrap_err();
-    assert!(matches!(err, Error::Diverged(_)), "{err}");
+    let (_, err) = diverge(OptimizerConfig::sgd(1e30, 0.0));
     assert!(
         err.to_string().contains("try a lower learning rate"),
         "{err}"
