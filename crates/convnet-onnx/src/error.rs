@@ -70,12 +70,17 @@ pub enum ErrorKind {
     DecodedTooLarge { estimate: u64, limit: u64 },
     #[error("holds no graph (is it an ONNX model?)")]
     NoGraph,
-    #[error("imports no opset of the default ONNX domain (opset_import has no \"\" or \"ai.onnx\")")]
+    #[error(
+        "imports no opset of the default ONNX domain (opset_import has no \"\" or \"ai.onnx\")"
+    )]
     NoOpset,
     #[error("{what}: {reason}")]
     NameTooLong { what: &'static str, reason: String },
     #[error("tensor \"{name}\": {problem}")]
-    Tensor { name: String, problem: TensorProblem },
+    Tensor {
+        name: String,
+        problem: TensorProblem,
+    },
     #[error("has no attribute \"{name}\"")]
     MissingAttribute { name: String },
     #[error("attribute \"{name}\" is {found}, expected {expected}")]
@@ -103,7 +108,9 @@ pub enum ErrorKind {
     },
     #[error("graph output \"{name}\" is produced by no node, initializer or graph input")]
     UnknownGraphOutput { name: String },
-    #[error("value \"{name}\" is declared with shape {declared} but its initializer has dims {dims:?}")]
+    #[error(
+        "value \"{name}\" is declared with shape {declared} but its initializer has dims {dims:?}"
+    )]
     ShapeMismatch {
         name: String,
         declared: String,
@@ -129,7 +136,10 @@ pub enum ErrorKind {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum TensorProblem {
-    #[error("has data type {name} ({code}), which is not supported; supported: {}", DataType::supported())]
+    #[error(
+        "has data type {name} ({code}), which is not supported; supported: {}",
+        DataType::supported()
+    )]
     UnsupportedType { code: i32, name: String },
     #[error("has a negative dimension in {dims:?}")]
     NegativeDim { dims: Vec<i64> },
@@ -157,9 +167,7 @@ pub enum TensorProblem {
     ValueRange { data_type: DataType, value: i32 },
     #[error("is split into segments, which is not supported")]
     Segmented,
-    #[error(
-        "the model's tensors take more than {limit} bytes together (Limits::max_tensor_bytes)"
-    )]
+    #[error("the model's tensors take more than {limit} bytes together (Limits::max_tensor_bytes)")]
     TotalTooLarge { limit: u64 },
     #[error("its external data has no \"location\"")]
     ExternalNoLocation,

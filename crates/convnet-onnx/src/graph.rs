@@ -223,7 +223,12 @@ impl Values {
         self.add_owned(name, producer, label.to_string())
     }
 
-    fn add_owned(&mut self, name: &str, producer: Producer, label: String) -> Result<(), ErrorKind> {
+    fn add_owned(
+        &mut self,
+        name: &str,
+        producer: Producer,
+        label: String,
+    ) -> Result<(), ErrorKind> {
         if let Some(first) = self.labels.get(name) {
             return Err(ErrorKind::DuplicateValue {
                 name: name.to_string(),
@@ -298,7 +303,9 @@ fn value_info(proto: ValueInfoProto, limits: &Limits) -> Result<ValueInfo, Error
                 .dim
                 .into_iter()
                 .map(|d| match d.value {
-                    Some(dimension::Value::DimValue(n)) => Ok(u64::try_from(n).map_or(Dim::Unknown, Dim::Fixed)),
+                    Some(dimension::Value::DimValue(n)) => {
+                        Ok(u64::try_from(n).map_or(Dim::Unknown, Dim::Fixed))
+                    }
                     Some(dimension::Value::DimParam(p)) => {
                         check_name("a dimension name", &p)?;
                         Ok(Dim::Symbolic(p))

@@ -13,7 +13,7 @@ use crate::graph::{Graph, read_graph};
 use crate::limits::Limits;
 use crate::names::check_name;
 use crate::proto::layout::MODEL_PROTO;
-use crate::proto::onnx::ModelProto;
+use crate::proto::onnx::{ModelProto, OperatorSetIdProto};
 use crate::tensor::TensorReader;
 use crate::wire::decoded_size;
 
@@ -48,7 +48,8 @@ impl OnnxModel {
     /// [`OnnxModel::load`] within `limits`.
     pub fn load_with(path: impl AsRef<Path>, limits: &Limits) -> Result<OnnxModel> {
         let path = path.as_ref();
-        let bytes = read_bounded(path, limits.max_file_bytes).map_err(|kind| Error::new(path, kind))?;
+        let bytes =
+            read_bounded(path, limits.max_file_bytes).map_err(|kind| Error::new(path, kind))?;
         OnnxModel::parse(&bytes, path, limits)
     }
 
@@ -57,8 +58,8 @@ impl OnnxModel {
     pub fn parse(bytes: &[u8], path: &Path, limits: &Limits) -> Result<OnnxModel> {
         let error = |kind| Error::new(path, kind);
         let proto = decode(bytes, limits).map_err(error)?;
-        let opsets = opsets(&proto).map_err(error)?;
         let graph = proto.graph.ok_or(ErrorKind::NoGraph).map_err(error)?;
+        let opsets = opsets(&proto.opset_import).map_err(error)?;
         let dir = match path.parent() {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
@@ -139,16 +140,19 @@ fn decode(bytes: &[u8], limits: &Limits) -> Result<ModelProto, ErrorKind> {
 }
 
 /// The imported operator sets; the standard one must be among them.
-fn opsets(proto: &ModelProto) -> Result<Vec<Opset>, ErrorKind> {
-    let mut opsets = Vec::with_capacity(proto.opset_import.len());
-    for o in &proto.opset_import {
+fn opsets(imports: &[OperatorSetIdProto]) -> Result<Vec<Opset>, ErrorKind> {
+    let mut opsets = Vec::with_capacity(imports.len());
+    for o in imports {
         check_name("an operator set domain", o.domain())?;
         opsets.push(Opset {
             domain: o.domain().to_string(),
             version: o.version(),
         });
     }
-    if !opsets.iter().any(|o| canonical_domain(&o.domain).is_empty()) {
+    if !opsets
+        .iter()
+        .any(|o| canonical_domain(&o.domain).is_empty())
+    {
         return Err(ErrorKind::NoOpset);
     }
     Ok(opsets)

@@ -238,7 +238,10 @@ fn check_node_names(node: &Node) -> Result<(), ErrorKind> {
     Ok(())
 }
 
-fn read_attribute(proto: AttributeProto, tensors: &mut TensorReader) -> Result<Attribute, ErrorKind> {
+fn read_attribute(
+    proto: AttributeProto,
+    tensors: &mut TensorReader,
+) -> Result<Attribute, ErrorKind> {
     let name = proto.name.clone().unwrap_or_default();
     check_name("an attribute name", &name)?;
     let text = |bytes: Vec<u8>| {
@@ -254,7 +257,11 @@ fn read_attribute(proto: AttributeProto, tensors: &mut TensorReader) -> Result<A
         AttributeType::Floats => AttributeValue::Floats(proto.floats),
         AttributeType::Ints => AttributeValue::Ints(proto.ints),
         AttributeType::Strings => AttributeValue::Strings(
-            proto.strings.into_iter().map(text).collect::<Result<_, _>>()?,
+            proto
+                .strings
+                .into_iter()
+                .map(text)
+                .collect::<Result<_, _>>()?,
         ),
         AttributeType::Tensors => AttributeValue::Tensors(
             proto

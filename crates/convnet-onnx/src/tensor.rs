@@ -204,10 +204,11 @@ impl TensorReader<'_> {
 
     fn read_named(&mut self, proto: TensorProto, name: String) -> Result<Tensor, TensorProblem> {
         let code = proto.data_type.unwrap_or(0);
-        let data_type = DataType::from_code(code).ok_or_else(|| TensorProblem::UnsupportedType {
-            code,
-            name: DataType::code_name(code),
-        })?;
+        let data_type =
+            DataType::from_code(code).ok_or_else(|| TensorProblem::UnsupportedType {
+                code,
+                name: DataType::code_name(code),
+            })?;
         let dims = self.check_dims(&proto.dims, data_type)?;
         if proto.segment.is_some() {
             return Err(TensorProblem::Segmented);
@@ -274,7 +275,10 @@ fn inline_data(
     let fields = TypedFields::of(&proto);
     let (field, found) = match &proto.raw_data {
         Some(raw) => ("raw_data", raw.len()),
-        None => (typed_field(data_type), fields.len_of(typed_field(data_type))),
+        None => (
+            typed_field(data_type),
+            fields.len_of(typed_field(data_type)),
+        ),
     };
     if let Some(other) = fields.others(field) {
         return Err(TensorProblem::WrongField {
@@ -362,10 +366,18 @@ fn from_raw(raw: &[u8], data_type: DataType) -> TensorData {
 /// The typed field's elements (the length already checked); the narrow types that ONNX
 /// widens into `int32_data` are checked to fit.
 fn from_typed(proto: TensorProto, data_type: DataType) -> Result<TensorData, TensorProblem> {
-    fn narrow<T: TryFrom<i32>>(values: &[i32], data_type: DataType) -> Result<Vec<T>, TensorProblem> {
+    fn narrow<T: TryFrom<i32>>(
+        values: &[i32],
+        data_type: DataType,
+    ) -> Result<Vec<T>, TensorProblem> {
         values
             .iter()
-            .map(|&v| T::try_from(v).map_err(|_| TensorProblem::ValueRange { data_type, value: v }))
+            .map(|&v| {
+                T::try_from(v).map_err(|_| TensorProblem::ValueRange {
+                    data_type,
+                    value: v,
+                })
+            })
             .collect()
     }
     let ints = &proto.int32_data;
