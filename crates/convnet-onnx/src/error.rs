@@ -3,6 +3,8 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+use convnet::names::shorten;
+
 use crate::DataType;
 
 /// A problem with an ONNX file, said once: the file, the node when there is one, and what is
@@ -42,10 +44,12 @@ pub struct NodeRef {
 
 impl fmt::Display for NodeRef {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Shortened: the name may be what the error is about (one too long).
+        let op = shorten(&self.op_type, 60);
         if self.name.is_empty() {
-            write!(f, "node #{} ({})", self.index, self.op_type)
+            write!(f, "node #{} ({op})", self.index)
         } else {
-            write!(f, "node \"{}\" ({})", self.name, self.op_type)
+            write!(f, "node \"{}\" ({op})", shorten(&self.name, 60))
         }
     }
 }

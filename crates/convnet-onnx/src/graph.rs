@@ -368,8 +368,9 @@ fn topological_order(nodes: Vec<Node>, producers: &HashMap<String, Producer>) ->
     Ok(order.into_iter().filter_map(|n| slots[n].take()).collect())
 }
 
-/// One cycle among the nodes left waiting, in data-flow order. Every waiting node has a
-/// waiting predecessor, so walking predecessors from one must come back on itself.
+/// One cycle among the nodes left waiting, in data-flow order from its first node in the
+/// file. Every waiting node has a waiting predecessor, so walking predecessors from one must
+/// come back on itself.
 fn find_cycle(waiting: &[usize], predecessors: &[Vec<usize>]) -> Vec<usize> {
     let start = waiting.iter().position(|&w| w > 0).unwrap_or(0);
     let mut seen_at = vec![usize::MAX; waiting.len()];
@@ -386,6 +387,8 @@ fn find_cycle(waiting: &[usize], predecessors: &[Vec<usize>]) -> Vec<usize> {
     let from = seen_at[n].min(walk.len().saturating_sub(1));
     let mut cycle = walk.split_off(from);
     cycle.reverse();
+    let first = (0..cycle.len()).min_by_key(|&i| cycle[i]).unwrap_or(0);
+    cycle.rotate_left(first);
     cycle
 }
 

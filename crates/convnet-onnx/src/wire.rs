@@ -162,7 +162,7 @@ fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
     let mut value = 0u64;
     for i in 0..10 {
         let Some((&byte, rest)) = bytes.split_first() else {
-            return Err("the data ends inside a number (truncated file?)".into());
+            return Err("the data ends inside a number".into());
         };
         *bytes = rest;
         value |= u64::from(byte & 0x7f) << (7 * i);
@@ -181,7 +181,7 @@ fn take<'a>(bytes: &mut &'a [u8], len: u64) -> Result<&'a [u8], String> {
             Ok(head)
         }
         _ => Err(format!(
-            "a field of {len} bytes runs past the end of the data ({} bytes left; truncated file?)",
+            "a field of {len} bytes runs past the end of the data ({} bytes left)",
             bytes.len()
         )),
     }
