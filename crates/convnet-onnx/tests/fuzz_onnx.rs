@@ -1,0 +1,62 @@
+//! Fuzz target: ONNX model files. Seeds are the real fixtures (onnx.helper, both
+//! torch.onnx exporters, with external data too); every mutated copy must load or be refused,
+//! never panic, in bounded time and memory. See convnet's `tests/common/fuzz.rs` for the
+//! knobs (`CONVNET_FUZZ_SECONDS`, `CONVNET_FUZZ_ITERS`, `CONVNET_FUZZ_SEED`).
+
+#[path = "../../convnet/tests/common/fuzz.rs"]
+mod fuzz;
+
+use std::path::Path;
+
+use convnet_onnx::{Limits, OnnxModel};
+
+fn fixtures() -> &'static Path {
+    Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
+}
+
+fn seeds() -> Vec<Vec<u8>> {
+    let mut files: Vec<_> = std::fs::read_dir(fixtures())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
+        .collect();
+    files.sort();
+    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// Loads `bytes` as a model in the fixtures folder (so external data resolves to the real
+/// data files) and, when it loads, reads every attribute and tensor through the accessors.
+fn load(bytes: &[u8]) -> bool {
+    let path = fixtures().join("fuzz-input.onnx");
+    let Ok(model) = OnnxModel::parse(bytes, &path, &Limits::default()) else {
+        return false;
+    };
+    for node in &model.graph.nodes {
+        for a in &node.attributes {
+            let _ = node.get_int(&a.name);
+            let _ = node.get_ints(&a.name);
+            let _ = node.get_floats(&a.name);
+            let _ = node.get_string(&a.name);
+            if let Ok(Some(t)) = node.get_tensor(&a.name) {
+                let _ = (t.to_f32(), t.to_i64());
+            }
+        }
+        let _ = node.error(convnet_onnx::ErrorKind::NoGraph).to_string();
+    }
+    for t in &model.graph.initializers {
+        let _ = (t.to_f32(), t.to_i64());
+    }
+    for v in &model.graph.inputs {
+        let _ = model.graph.declared(&v.name);
+    }
+    true
+}
+
+#[test]
+fn onnx_reader_never_panics_on_mutated_model_files() {
+    let stats = fuzz::run("onnx", 150_000, &seeds(), load);
+    assert!(
+        stats.accepted > 0,
+        "no input was accepted: the seeds are not valid models"
+    );
+}
