@@ -132,6 +132,8 @@ pub enum ErrorKind {
         rank: usize,
         limit: usize,
     },
+    #[error("initializer #{index} has no name, so no node can use it")]
+    UnnamedInitializer { index: usize },
     #[error("sparse initializer \"{name}\": sparse tensors are not supported")]
     SparseInitializer { name: String },
 }

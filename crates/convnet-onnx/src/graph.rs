@@ -138,6 +138,9 @@ pub(crate) fn read_graph(
     let mut initializers = Vec::with_capacity(proto.initializer.len());
     for (i, t) in proto.initializer.into_iter().enumerate() {
         let tensor = tensors.read(t, "initializer").map_err(error)?;
+        if tensor.name.is_empty() {
+            return Err(error(ErrorKind::UnnamedInitializer { index: i }));
+        }
         values
             .add(&tensor.name, Producer::Initializer(i), "an initializer")
             .map_err(error)?;

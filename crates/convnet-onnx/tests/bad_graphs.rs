@@ -378,6 +378,13 @@ fn two_producers_of_one_value_are_named() {
         err.contains("value \"conv.bias\" has two producers: an initializer and an initializer"),
         "{err}"
     );
+    let mut m = conv();
+    initializer_mut(&mut m, "conv.bias").name = None;
+    let (_, err) = load_error("unnamed_initializer", &m);
+    assert!(
+        err.ends_with("initializer #1 has no name, so no node can use it"),
+        "{err}"
+    );
 }
 
 #[test]
