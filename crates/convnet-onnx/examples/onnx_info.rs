@@ -9,23 +9,10 @@ use std::collections::BTreeMap;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use convnet_onnx::{Dim, OnnxModel, ValueInfo};
+use convnet_onnx::{OnnxModel, ValueInfo, shape_text};
 
 fn shape(v: &ValueInfo) -> String {
-    match &v.shape {
-        None => "?".into(),
-        Some(dims) => {
-            let dims: Vec<String> = dims
-                .iter()
-                .map(|d| match d {
-                    Dim::Fixed(n) => n.to_string(),
-                    Dim::Symbolic(s) => s.clone(),
-                    Dim::Unknown => "?".into(),
-                })
-                .collect();
-            format!("[{}]", dims.join(", "))
-        }
-    }
+    v.shape.as_deref().map_or("?".into(), shape_text)
 }
 
 fn describe(model: &OnnxModel, seconds: f64) {

@@ -4,7 +4,6 @@
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
-use std::fmt;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -53,22 +52,17 @@ impl ValueInfo {
     }
 }
 
-/// `[batch, 3, 224, 224]`, `?` for an unknown size.
-pub(crate) struct ShapeText<'a>(pub(crate) &'a [Dim]);
-
-impl fmt::Display for ShapeText<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let dims: Vec<String> = self
-            .0
-            .iter()
-            .map(|d| match d {
-                Dim::Fixed(n) => n.to_string(),
-                Dim::Symbolic(s) => s.clone(),
-                Dim::Unknown => "?".into(),
-            })
-            .collect();
-        write!(f, "[{}]", dims.join(", "))
-    }
+/// `[batch, 3, 224, 224]`: a symbolic size by its name, `?` for an unknown one.
+pub fn shape_text(dims: &[Dim]) -> String {
+    let dims: Vec<String> = dims
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => n.to_string(),
+            Dim::Symbolic(s) => s.clone(),
+            Dim::Unknown => "?".into(),
+        })
+        .collect();
+    format!("[{}]", dims.join(", "))
 }
 
 /// What produces a value.
@@ -272,7 +266,7 @@ fn check_against_initializer(
     if !v.admits(&tensor.dims) {
         return Err(ErrorKind::ShapeMismatch {
             name: v.name.clone(),
-            declared: ShapeText(v.shape.as_deref().unwrap_or_default()).to_string(),
+            declared: shape_text(v.shape.as_deref().unwrap_or_default()),
             dims: tensor.dims.clone(),
         });
     }

@@ -39,7 +39,7 @@ mod tensor;
 mod wire;
 
 pub use error::{Error, ErrorKind, NodeRef, Result, TensorProblem};
-pub use graph::{Dim, Graph, Producer, ValueInfo};
+pub use graph::{Dim, Graph, Producer, ValueInfo, shape_text};
 pub use limits::Limits;
 pub use model::{OnnxModel, Opset};
 pub use node::{Attribute, AttributeValue, Node};
