@@ -2,7 +2,7 @@
 //! decoding, then the tensors and the graph checked.
 
 use std::fs::File;
-use std::io::Read;
+use std::io::{Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +15,7 @@ use crate::names::check_name;
 use crate::proto::layout::MODEL_PROTO;
 use crate::proto::onnx::{ModelProto, OperatorSetIdProto};
 use crate::tensor::TensorReader;
-use crate::wire::decoded_size;
+use crate::wire::{check_top_level, decoded_size};
 
 /// An operator set the model imports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -48,16 +48,25 @@ impl OnnxModel {
     /// [`OnnxModel::load`] within `limits`.
     pub fn load_with(path: impl AsRef<Path>, limits: &Limits) -> Result<OnnxModel> {
         let path = path.as_ref();
-        let bytes =
-            read_bounded(path, limits.max_file_bytes).map_err(|kind| Error::new(path, kind))?;
-        OnnxModel::parse(&bytes, path, limits)
+        let error = |kind| Error::new(path, kind);
+        // The file's bytes are dropped once decoded: the tensors are read from the protobuf,
+        // each freed as it is read, so memory peaks near the file's size, not twice it.
+        let proto = {
+            let bytes = read_bounded(path, limits.max_file_bytes).map_err(error)?;
+            decode(&bytes, limits).map_err(error)?
+        };
+        OnnxModel::from_proto(proto, path, limits)
     }
 
     /// Reads a model from `bytes`, as if from the file at `path` (which names it in errors
     /// and whose folder holds its external data).
     pub fn parse(bytes: &[u8], path: &Path, limits: &Limits) -> Result<OnnxModel> {
+        let proto = decode(bytes, limits).map_err(|kind| Error::new(path, kind))?;
+        OnnxModel::from_proto(proto, path, limits)
+    }
+
+    fn from_proto(proto: ModelProto, path: &Path, limits: &Limits) -> Result<OnnxModel> {
         let error = |kind| Error::new(path, kind);
-        let proto = decode(bytes, limits).map_err(error)?;
         let graph = proto.graph.ok_or(ErrorKind::NoGraph).map_err(error)?;
         let opsets = opsets(&proto.opset_import).map_err(error)?;
         let dir = match path.parent() {
@@ -102,14 +111,17 @@ fn canonical_domain(domain: &str) -> &str {
 }
 
 /// The whole file, refused when it is larger than `limit` (checked before reading, and
-/// again while reading in case it grows).
+/// again while reading in case it grows) or truncated (found from its top-level fields,
+/// before reading it all).
 fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ErrorKind> {
-    let file = File::open(path).map_err(ErrorKind::Read)?;
+    let mut file = File::open(path).map_err(ErrorKind::Read)?;
     let len = file.metadata().map_err(ErrorKind::Read)?.len();
     let too_large = |bytes| ErrorKind::FileTooLarge { bytes, limit };
     if len > limit {
         return Err(too_large(len));
     }
+    check_top_level(&mut file, len).map_err(ErrorKind::Malformed)?;
+    file.rewind().map_err(ErrorKind::Read)?;
     let mut bytes = Vec::with_capacity(len as usize);
     file.take(limit + 1)
         .read_to_end(&mut bytes)
