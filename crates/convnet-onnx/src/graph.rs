@@ -12,7 +12,7 @@ use crate::limits::Limits;
 use crate::names::check_name;
 use crate::node::{Node, read_node};
 use crate::proto::onnx::{GraphProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto};
-use crate::tensor::{DataType, Tensor, TensorReader};
+use crate::tensor::{DataType, Header, Tensor, TensorReader};
 
 /// One dimension of a declared shape.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,16 +129,21 @@ pub(crate) fn read_graph(
     }
     let limits = tensors.limits;
     let mut values = Values::default();
-    let mut initializers = Vec::with_capacity(proto.initializer.len());
-    for (i, t) in proto.initializer.into_iter().enumerate() {
-        let tensor = tensors.read(t, "initializer").map_err(error)?;
-        if tensor.name.is_empty() {
+    // The initializers' names, types and dims first: their data is read last, once the
+    // graph is known to be good.
+    let headers: Vec<Header> = proto
+        .initializer
+        .iter()
+        .map(|t| tensors.header(t, "initializer"))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
+    for (i, header) in headers.iter().enumerate() {
+        if header.name.is_empty() {
             return Err(error(ErrorKind::UnnamedInitializer { index: i }));
         }
         values
-            .add(&tensor.name, Producer::Initializer(i), "an initializer")
+            .add(&header.name, Producer::Initializer(i), "an initializer")
             .map_err(error)?;
-        initializers.push(tensor);
     }
     let declared = |list: Vec<ValueInfoProto>| -> Result<Vec<ValueInfo>> {
         let list: Vec<ValueInfo> = list
@@ -147,7 +152,7 @@ pub(crate) fn read_graph(
             .collect::<Result<_, _>>()
             .map_err(error)?;
         for v in &list {
-            check_against_initializer(v, &values, &initializers).map_err(error)?;
+            check_against_initializer(v, &values, &headers).map_err(error)?;
         }
         Ok(list)
     };
@@ -197,6 +202,12 @@ pub(crate) fn read_graph(
             name: missing.name.clone(),
         }));
     }
+    let initializers = proto
+        .initializer
+        .into_iter()
+        .map(|t| tensors.read(t, "initializer"))
+        .collect::<Result<_, _>>()
+        .map_err(error)?;
     Ok(Graph {
         name: proto.name.unwrap_or_default(),
         inputs,
@@ -250,17 +261,17 @@ impl Values {
 fn check_against_initializer(
     v: &ValueInfo,
     values: &Values,
-    initializers: &[Tensor],
+    initializers: &[Header],
 ) -> Result<(), ErrorKind> {
     let Some(i) = values.initializer(&v.name) else {
         return Ok(());
     };
     let tensor = &initializers[i];
-    if v.elem_type != 0 && v.elem_type != tensor.data_type().code() {
+    if v.elem_type != 0 && v.elem_type != tensor.data_type.code() {
         return Err(ErrorKind::TypeMismatch {
             name: v.name.clone(),
             declared: DataType::code_name(v.elem_type),
-            actual: tensor.data_type(),
+            actual: tensor.data_type,
         });
     }
     if !v.admits(&tensor.dims) {

@@ -179,6 +179,18 @@ impl Tensor {
     }
 }
 
+/// A tensor's name, type and dims, checked.
+pub(crate) struct Header {
+    pub(crate) name: String,
+    pub(crate) data_type: DataType,
+    pub(crate) dims: Vec<usize>,
+}
+
+/// How errors call a tensor: by its name, or by what holds it when it has none.
+fn label(name: &str, fallback: &str) -> String {
+    if name.is_empty() { fallback } else { name }.to_string()
+}
+
 /// Reads the tensors of one model: checks each against the limits, keeps the running total,
 /// and finds external data beside the model file.
 pub(crate) struct TensorReader<'a> {
@@ -192,36 +204,61 @@ pub(crate) struct TensorReader<'a> {
 impl TensorReader<'_> {
     /// Decodes `proto`; a tensor with no name of its own is called `fallback` in errors.
     pub(crate) fn read(&mut self, proto: TensorProto, fallback: &str) -> Result<Tensor, ErrorKind> {
-        let name = proto.name.clone().unwrap_or_default();
-        check_name("a tensor name", &name)?;
-        let label = if name.is_empty() { fallback } else { &name };
-        self.read_named(proto, name.clone())
+        let Header {
+            name,
+            data_type,
+            dims,
+        } = self.header(&proto, fallback)?;
+        let data = self
+            .data(proto, data_type, &dims)
             .map_err(|problem| ErrorKind::Tensor {
-                name: label.to_string(),
+                name: label(&name, fallback),
                 problem,
-            })
+            })?;
+        Ok(Tensor { name, dims, data })
     }
 
-    fn read_named(&mut self, proto: TensorProto, name: String) -> Result<Tensor, TensorProblem> {
+    /// The name, type and dims of `proto`, checked, without reading its data.
+    pub(crate) fn header(&self, proto: &TensorProto, fallback: &str) -> Result<Header, ErrorKind> {
+        let name = proto.name().to_string();
+        check_name("a tensor name", &name)?;
+        let problem = |problem| ErrorKind::Tensor {
+            name: label(&name, fallback),
+            problem,
+        };
         let code = proto.data_type.unwrap_or(0);
-        let data_type =
-            DataType::from_code(code).ok_or_else(|| TensorProblem::UnsupportedType {
+        let data_type = DataType::from_code(code).ok_or_else(|| {
+            problem(TensorProblem::UnsupportedType {
                 code,
                 name: DataType::code_name(code),
-            })?;
-        let dims = self.check_dims(&proto.dims, data_type)?;
+            })
+        })?;
+        let dims = self.check_dims(&proto.dims, data_type).map_err(problem)?;
         if proto.segment.is_some() {
-            return Err(TensorProblem::Segmented);
+            return Err(problem(TensorProblem::Segmented));
         }
+        Ok(Header {
+            name,
+            data_type,
+            dims,
+        })
+    }
+
+    /// The data of a tensor whose header is checked: counted against the limit, then read.
+    fn data(
+        &mut self,
+        proto: TensorProto,
+        data_type: DataType,
+        dims: &[usize],
+    ) -> Result<TensorData, TensorProblem> {
         let len: usize = dims.iter().product();
         self.spend(len as u64 * data_type.size() as u64)?;
-        let data = if proto.data_location == Some(tensor_proto::DataLocation::External as i32) {
+        if proto.data_location == Some(tensor_proto::DataLocation::External as i32) {
             let raw = external::read(self.dir, &proto.external_data, len * data_type.size())?;
-            from_raw(&raw, data_type)
+            Ok(from_raw(&raw, data_type))
         } else {
-            inline_data(proto, data_type, &dims)?
-        };
-        Ok(Tensor { name, dims, data })
+            inline_data(proto, data_type, dims)
+        }
     }
 
     /// Dims non-negative, not too many, and their product within the limits.

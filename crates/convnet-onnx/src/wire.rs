@@ -198,7 +198,10 @@ pub(crate) fn check_top_level(file: &mut (impl Read + Seek), len: u64) -> Result
         let (key, n) = varint()?;
         pos += n;
         let skip = match key & 7 {
-            0 => varint()?.1,
+            0 => {
+                pos += varint()?.1;
+                0
+            }
             1 => 8,
             5 => 4,
             2 => {
@@ -291,7 +294,10 @@ mod tests {
 
     #[test]
     fn a_truncated_file_is_found_from_its_top_level_fields_alone() {
-        let bytes = model_with_empty_attributes(2, 2);
+        let mut model = ModelProto::decode(model_with_empty_attributes(2, 2).as_slice()).unwrap();
+        model.ir_version = Some(300); // a varint field of two bytes
+        model.producer_name = Some("p".into());
+        let bytes = model.encode_to_vec();
         let check = |b: &[u8]| check_top_level(&mut std::io::Cursor::new(b), b.len() as u64);
         check(&bytes).unwrap();
         let err = check(&bytes[..bytes.len() - 1]).unwrap_err();

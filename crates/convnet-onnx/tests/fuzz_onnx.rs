@@ -80,7 +80,7 @@ fn scratch_file() -> PathBuf {
 
 #[test]
 fn onnx_reader_never_panics_on_mutated_model_files() {
-    let stats = fuzz::run("onnx", 120_000, &seeds(), load);
+    let stats = fuzz::run("onnx", 100_000, &seeds(), load);
     let _ = std::fs::remove_file(scratch_file());
     assert!(
         stats.accepted > 0,
