@@ -21,20 +21,22 @@ struct Place {
     length: Option<u64>,
 }
 
-/// The `expected` bytes of one tensor, read from the data file its `keys` name, relative to
-/// `dir` (the model's folder).
-pub(crate) fn read(
+/// The `expected` bytes of one tensor, from the data file its `keys` name (relative to
+/// `dir`, the model's folder), given to `decode` as a reader once the file is known to hold
+/// them.
+pub(crate) fn read<T>(
     dir: &Path,
     keys: &[StringStringEntryProto],
     expected: usize,
-) -> Result<Vec<u8>, TensorProblem> {
+    decode: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+) -> Result<T, TensorProblem> {
     let place = place(keys)?;
     let expected = expected as u64;
     if let Some(length) = place.length.filter(|&l| l != expected) {
         return Err(TensorProblem::ExternalLength { length, expected });
     }
     let path = resolve(dir, &place.location)?;
-    read_range(&path, place.offset, expected)
+    read_range(&path, place.offset, expected, decode)
 }
 
 /// The keys ONNX defines; others (`checksum`, ...) are ignored.
@@ -94,7 +96,12 @@ fn resolve(dir: &Path, location: &str) -> Result<PathBuf, TensorProblem> {
 }
 
 /// `length` bytes at `offset` of the file at `path`, after checking the file holds them.
-fn read_range(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, TensorProblem> {
+fn read_range<T>(
+    path: &Path,
+    offset: u64,
+    length: u64,
+    decode: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+) -> Result<T, TensorProblem> {
     let missing = |reason: String| TensorProblem::ExternalFileMissing {
         path: path.to_path_buf(),
         reason,
@@ -105,8 +112,7 @@ fn read_range(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, TensorPr
         return Err(missing("it is not a file".into()));
     }
     let file_len = meta.len();
-    let end = offset.checked_add(length).filter(|&end| end <= file_len);
-    let Some(end) = end else {
+    if offset.checked_add(length).is_none_or(|end| end > file_len) {
         return Err(TensorProblem::ExternalTooShort {
             path: path.to_path_buf(),
             offset,
@@ -119,10 +125,7 @@ fn read_range(path: &Path, offset: u64, length: u64) -> Result<Vec<u8>, TensorPr
         reason: e.to_string(),
     };
     file.seek(SeekFrom::Start(offset)).map_err(unreadable)?;
-    // The length is within the file's and was counted against the tensor limit.
-    let mut bytes = vec![0u8; (end - offset) as usize];
-    file.read_exact(&mut bytes).map_err(unreadable)?;
-    Ok(bytes)
+    decode(&mut file.take(length)).map_err(unreadable)
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use prost::Message as _;
+use prost::bytes::Bytes;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::graph::{Graph, read_graph};
@@ -49,19 +50,19 @@ impl OnnxModel {
     pub fn load_with(path: impl AsRef<Path>, limits: &Limits) -> Result<OnnxModel> {
         let path = path.as_ref();
         let error = |kind| Error::new(path, kind);
-        // The file's bytes are dropped once decoded: the tensors are read from the protobuf,
-        // each freed as it is read, so memory peaks near the file's size, not twice it.
-        let proto = {
-            let bytes = read_bounded(path, limits.max_file_bytes).map_err(error)?;
-            decode(&bytes, limits).map_err(error)?
-        };
+        // Decoded from `Bytes`, the tensors' raw data are slices of the file's bytes, not
+        // copies: a bad graph is refused holding the file once, a good one peaks at the file
+        // and its decoded tensors.
+        let bytes = read_bounded(path, limits.max_file_bytes).map_err(error)?;
+        let proto = decode(Bytes::from(bytes), limits).map_err(error)?;
         OnnxModel::from_proto(proto, path, limits)
     }
 
     /// Reads a model from `bytes`, as if from the file at `path` (which names it in errors
     /// and whose folder holds its external data).
     pub fn parse(bytes: &[u8], path: &Path, limits: &Limits) -> Result<OnnxModel> {
-        let proto = decode(bytes, limits).map_err(|kind| Error::new(path, kind))?;
+        let proto =
+            decode(Bytes::copy_from_slice(bytes), limits).map_err(|kind| Error::new(path, kind))?;
         OnnxModel::from_proto(proto, path, limits)
     }
 
@@ -133,7 +134,7 @@ fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ErrorKind> {
 }
 
 /// The protobuf message, decoded once its decoded size is known to be within the limit.
-fn decode(bytes: &[u8], limits: &Limits) -> Result<ModelProto, ErrorKind> {
+fn decode(bytes: Bytes, limits: &Limits) -> Result<ModelProto, ErrorKind> {
     let too_large = |bytes| ErrorKind::FileTooLarge {
         bytes,
         limit: limits.max_file_bytes,
@@ -141,7 +142,7 @@ fn decode(bytes: &[u8], limits: &Limits) -> Result<ModelProto, ErrorKind> {
     if bytes.len() as u64 > limits.max_file_bytes {
         return Err(too_large(bytes.len() as u64));
     }
-    let estimate = decoded_size(bytes, MODEL_PROTO).map_err(ErrorKind::Malformed)?;
+    let estimate = decoded_size(&bytes, MODEL_PROTO).map_err(ErrorKind::Malformed)?;
     if estimate > limits.max_decoded_bytes {
         return Err(ErrorKind::DecodedTooLarge {
             estimate,

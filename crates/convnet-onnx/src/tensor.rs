@@ -2,6 +2,7 @@
 //! decoding of a `TensorProto`, inline or from an external data file.
 
 use std::fmt;
+use std::io::Read;
 use std::path::Path;
 
 use half::{bf16, f16};
@@ -254,8 +255,10 @@ impl TensorReader<'_> {
         let len: usize = dims.iter().product();
         self.spend(len as u64 * data_type.size() as u64)?;
         if proto.data_location == Some(tensor_proto::DataLocation::External as i32) {
-            let raw = external::read(self.dir, &proto.external_data, len * data_type.size())?;
-            Ok(from_raw(&raw, data_type))
+            let bytes = len * data_type.size();
+            external::read(self.dir, &proto.external_data, bytes, |reader| {
+                read_le(reader, data_type, len)
+            })
         } else {
             inline_data(proto, data_type, dims)
         }
@@ -382,21 +385,62 @@ impl TypedFields {
 
 /// Little-endian elements of `data_type` (the length already checked).
 fn from_raw(raw: &[u8], data_type: DataType) -> TensorData {
-    fn le<const N: usize, T>(raw: &[u8], f: impl Fn([u8; N]) -> T) -> Vec<T> {
-        raw.chunks_exact(N)
-            .map(|c| f(c.try_into().expect("chunks of N bytes")))
-            .collect()
+    let mut data = TensorData::with_capacity(data_type, raw.len() / data_type.size());
+    data.extend_le(raw);
+    data
+}
+
+/// `len` little-endian elements of `data_type` from `reader`, converted a block at a time so
+/// only the decoded tensor is held, not its bytes as well.
+fn read_le(reader: &mut dyn Read, data_type: DataType, len: usize) -> std::io::Result<TensorData> {
+    const BLOCK: usize = 1 << 20; // a multiple of every element size
+    let mut data = TensorData::with_capacity(data_type, len);
+    let mut block = vec![0u8; BLOCK.min(len * data_type.size())];
+    let mut left = len * data_type.size();
+    while left > 0 {
+        let n = left.min(BLOCK);
+        reader.read_exact(&mut block[..n])?;
+        data.extend_le(&block[..n]);
+        left -= n;
     }
-    match data_type {
-        DataType::Float => TensorData::Float(le(raw, f32::from_le_bytes)),
-        DataType::Float16 => TensorData::Float16(le(raw, f16::from_le_bytes)),
-        DataType::BFloat16 => TensorData::BFloat16(le(raw, bf16::from_le_bytes)),
-        DataType::Double => TensorData::Double(le(raw, f64::from_le_bytes)),
-        DataType::Int64 => TensorData::Int64(le(raw, i64::from_le_bytes)),
-        DataType::Int32 => TensorData::Int32(le(raw, i32::from_le_bytes)),
-        DataType::Int8 => TensorData::Int8(le(raw, i8::from_le_bytes)),
-        DataType::Uint8 => TensorData::Uint8(raw.to_vec()),
-        DataType::Bool => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
+    Ok(data)
+}
+
+impl TensorData {
+    /// No elements yet, room for `len`.
+    fn with_capacity(data_type: DataType, len: usize) -> TensorData {
+        match data_type {
+            DataType::Float => TensorData::Float(Vec::with_capacity(len)),
+            DataType::Float16 => TensorData::Float16(Vec::with_capacity(len)),
+            DataType::BFloat16 => TensorData::BFloat16(Vec::with_capacity(len)),
+            DataType::Double => TensorData::Double(Vec::with_capacity(len)),
+            DataType::Int64 => TensorData::Int64(Vec::with_capacity(len)),
+            DataType::Int32 => TensorData::Int32(Vec::with_capacity(len)),
+            DataType::Int8 => TensorData::Int8(Vec::with_capacity(len)),
+            DataType::Uint8 => TensorData::Uint8(Vec::with_capacity(len)),
+            DataType::Bool => TensorData::Bool(Vec::with_capacity(len)),
+        }
+    }
+
+    /// Appends the little-endian elements in `raw` (a whole number of them).
+    fn extend_le(&mut self, raw: &[u8]) {
+        fn le<const N: usize, T>(v: &mut Vec<T>, raw: &[u8], f: impl Fn([u8; N]) -> T) {
+            v.extend(
+                raw.chunks_exact(N)
+                    .map(|c| f(c.try_into().expect("chunks of N bytes"))),
+            );
+        }
+        match self {
+            TensorData::Float(v) => le(v, raw, f32::from_le_bytes),
+            TensorData::Float16(v) => le(v, raw, f16::from_le_bytes),
+            TensorData::BFloat16(v) => le(v, raw, bf16::from_le_bytes),
+            TensorData::Double(v) => le(v, raw, f64::from_le_bytes),
+            TensorData::Int64(v) => le(v, raw, i64::from_le_bytes),
+            TensorData::Int32(v) => le(v, raw, i32::from_le_bytes),
+            TensorData::Int8(v) => le(v, raw, i8::from_le_bytes),
+            TensorData::Uint8(v) => v.extend_from_slice(raw),
+            TensorData::Bool(v) => v.extend(raw.iter().map(|&b| b != 0)),
+        }
     }
 }
 

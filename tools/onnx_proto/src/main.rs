@@ -19,6 +19,9 @@ fn main() {
     // protox: a protobuf compiler in Rust, so no protoc is needed.
     let fds = protox::compile([proto_dir.join("onnx.proto")], [&proto_dir]).expect("compile");
     prost_build::Config::new()
+        // Tensor bytes as `bytes::Bytes`: decoded from a `Bytes` buffer they are slices of
+        // the file's bytes, not copies.
+        .bytes([".onnx.TensorProto.raw_data"])
         .out_dir(&out_dir)
         .compile_fds(fds.clone())
         .expect("prost-build");
