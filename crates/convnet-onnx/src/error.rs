@@ -15,9 +15,9 @@ pub struct Error {
     /// The model file (or the name it was read under).
     pub file: PathBuf,
     /// The node the problem is in, when it is in one.
-    pub node: Option<NodeRef>,
-    /// What is wrong.
-    pub kind: ErrorKind,
+    pub node: Option<Box<NodeRef>>,
+    /// What is wrong (boxed: results stay small on the paths that succeed).
+    pub kind: Box<ErrorKind>,
 }
 
 impl Error {
@@ -25,7 +25,7 @@ impl Error {
         Error {
             file: file.to_path_buf(),
             node: None,
-            kind,
+            kind: Box::new(kind),
         }
     }
 }

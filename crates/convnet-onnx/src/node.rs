@@ -83,8 +83,8 @@ impl Node {
     pub fn error(&self, kind: ErrorKind) -> Error {
         Error {
             file: self.file.to_path_buf(),
-            node: Some(self.node_ref()),
-            kind,
+            node: Some(Box::new(self.node_ref())),
+            kind: Box::new(kind),
         }
     }
 

@@ -150,24 +150,11 @@ fn initializer_whose_data_does_not_match_its_dims_is_refused() {
 fn declared_shape_or_type_that_disagrees_with_its_initializer_is_refused() {
     let declare = |dims: &[i64], elem_type: P| {
         let mut m = conv();
-        let mut v = ValueInfoProto::default();
-        v.name = Some("conv.weight".into());
-        let mut t = convnet_onnx::proto::onnx::type_proto::Tensor::default();
-        t.elem_type = Some(elem_type as i32);
-        t.shape = Some(convnet_onnx::proto::onnx::TensorShapeProto {
-            dim: dims
-                .iter()
-                .map(|&d| convnet_onnx::proto::onnx::tensor_shape_proto::Dimension {
-                    value: Some(convnet_onnx::proto::onnx::tensor_shape_proto::dimension::Value::DimValue(d)),
-                    ..Default::default()
-                })
-                .collect(),
-        });
-        v.r#type = Some(convnet_onnx::proto::onnx::TypeProto {
-            value: Some(convnet_onnx::proto::onnx::type_proto::Value::TensorType(t)),
-            ..Default::default()
-        });
-        m.graph.as_mut().unwrap().input.push(v);
+        m.graph
+            .as_mut()
+            .unwrap()
+            .input
+            .push(tensor_value_info("conv.weight", elem_type, dims));
         m
     };
     let (path, err) = load_error("declared_shape", &declare(&[4, 3, 5, 5], P::Float));
@@ -190,6 +177,31 @@ fn declared_shape_or_type_that_disagrees_with_its_initializer_is_refused() {
     let path = write_model("declared_ok", &declare(&[4, 3, 3, 3], P::Float));
     let model = OnnxModel::load(&path).unwrap();
     assert_eq!(model.graph.inputs.len(), 1);
+}
+
+/// A `ValueInfoProto` declaring a tensor of `elem_type` and fixed `dims`.
+fn tensor_value_info(name: &str, elem_type: P, dims: &[i64]) -> ValueInfoProto {
+    use convnet_onnx::proto::onnx::tensor_shape_proto::{Dimension, dimension};
+    use convnet_onnx::proto::onnx::{TensorShapeProto, TypeProto, type_proto};
+    let dim = dims
+        .iter()
+        .map(|&d| Dimension {
+            value: Some(dimension::Value::DimValue(d)),
+            ..Default::default()
+        })
+        .collect();
+    let tensor = type_proto::Tensor {
+        elem_type: Some(elem_type as i32),
+        shape: Some(TensorShapeProto { dim }),
+    };
+    ValueInfoProto {
+        name: Some(name.into()),
+        r#type: Some(TypeProto {
+            value: Some(type_proto::Value::TensorType(tensor)),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
 }
 
 #[test]
@@ -421,7 +433,7 @@ fn attribute_of_the_wrong_kind_or_missing_is_named_with_node_and_attribute() {
         )
     );
     let err = grouped.string("auto_pad").unwrap_err();
-    assert!(matches!(&err.kind, ErrorKind::MissingAttribute { name } if name == "auto_pad"));
+    assert!(matches!(&*err.kind, ErrorKind::MissingAttribute { name } if name == "auto_pad"));
     assert_eq!(
         err.to_string(),
         format!(
@@ -588,7 +600,7 @@ fn file_of_empty_messages_is_refused_before_decoding() {
     let started = std::time::Instant::now();
     let err = OnnxModel::load(&path).unwrap_err();
     assert!(
-        matches!(err.kind, ErrorKind::DecodedTooLarge { .. }),
+        matches!(*err.kind, ErrorKind::DecodedTooLarge { .. }),
         "{err}"
     );
     assert!(

@@ -31,7 +31,7 @@ fn seeds() -> Vec<Vec<u8>> {
 /// file come first); the others are parsed from memory.
 fn load(bytes: &[u8]) -> bool {
     static COUNT: AtomicUsize = AtomicUsize::new(0);
-    let loaded = if COUNT.fetch_add(1, Ordering::Relaxed) % 8 == 0 {
+    let loaded = if COUNT.fetch_add(1, Ordering::Relaxed).is_multiple_of(8) {
         let path = scratch_file();
         std::fs::write(&path, bytes).unwrap();
         OnnxModel::load(&path)
