@@ -22,6 +22,11 @@ Writes into crates/convnet-onnx/tests/fixtures/:
   torch_dynamo.onnx (+ .onnx.data)  the same net from the dynamo exporter, with its default
                           external data
   torch_dynamo_inline.onnx  the dynamo exporter with external_data=False
+  third_party/ch_ppocr_mobile_v2.0_cls_infer.onnx  PaddleOCR's text-direction classifier
+                          (585 KB, Apache-2.0) from the PyPI package rapidocr-onnxruntime
+                          1.4.4, fetched with pip download: a real graph from another
+                          exporter (Paddle2ONNX, opset 11, weights in Constant nodes' typed
+                          fields, -1 for "any" in shapes)
   manifest.json           for each file, what the `onnx` package reads: ir_version, opsets,
                           inputs and outputs with shapes, nodes (in file order) with their
                           inputs, outputs and simple attributes, and every initializer's
@@ -178,6 +183,23 @@ def save_external(model, path):
                     location=data, size_threshold=0)
 
 
+def third_party():
+    """The rapidocr classifier, from its wheel (pip download --no-deps, no install)."""
+    import subprocess
+    import sys
+    import tempfile
+    import zipfile
+
+    target = OUT / "third_party" / "ch_ppocr_mobile_v2.0_cls_infer.onnx"
+    target.parent.mkdir(exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "-q",
+                        "rapidocr-onnxruntime==1.4.4", "-d", tmp], check=True)
+        wheel = next(Path(tmp).glob("*.whl"))
+        with zipfile.ZipFile(wheel) as z:
+            target.write_bytes(z.read("rapidocr_onnxruntime/models/" + target.name))
+
+
 def remove(*paths):
     for p in paths:
         if p.exists():
@@ -251,6 +273,7 @@ def main():
     save_external(conv, OUT / "helper_external.onnx")
     onnx.save(helper_types_model(), str(OUT / "helper_types.onnx"))
     export_torch()
+    third_party()
     names = sorted(p.name for p in OUT.glob("*.onnx"))
     manifest = {name: manifest_entry(OUT / name) for name in names}
     (OUT / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")

@@ -278,3 +278,61 @@ fn dynamo_exports_keep_value_info_and_state_dict_names() {
     assert_eq!(conv.op_type, "Conv");
     assert_eq!(conv.ints("pads").unwrap(), &[1, 1, 1, 1]);
 }
+
+#[test]
+fn paddle_classifier_from_another_exporter_reads_with_its_constant_weights() {
+    // Numbers as the onnx package reads them (see fixtures/third_party/README.md).
+    let model =
+        OnnxModel::load(fixture("third_party/ch_ppocr_mobile_v2.0_cls_infer.onnx")).unwrap();
+    assert_eq!(
+        (
+            model.ir_version,
+            model.default_opset(),
+            model.producer_name.as_str()
+        ),
+        (7, 11, "PaddlePaddle")
+    );
+    let g = &model.graph;
+    assert_eq!(g.nodes.len(), 566);
+    assert!(g.initializers.is_empty());
+    let count = |op: &str| g.nodes.iter().filter(|n| n.op_type == op).count();
+    assert_eq!(
+        [
+            count("Constant"),
+            count("Conv"),
+            count("BatchNormalization"),
+            count("HardSigmoid")
+        ],
+        [308, 53, 35, 9]
+    );
+    let grouped = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Conv" && n.int_or("group", 1).unwrap() > 1);
+    assert_eq!(grouped.count(), 11);
+    let hard_sigmoid = g.nodes.iter().find(|n| n.op_type == "HardSigmoid").unwrap();
+    assert_eq!(hard_sigmoid.float("alpha").unwrap(), 0.2);
+    // -1 (Paddle's "any") reads as unknown, "?" as a symbolic size.
+    let x = &g.inputs[0];
+    let question = || Dim::Symbolic("?".into());
+    assert_eq!(
+        x.shape,
+        Some(vec![Dim::Unknown, Dim::Fixed(3), question(), question()])
+    );
+    assert_eq!(g.outputs[0].shape, Some(vec![Dim::Unknown, Dim::Fixed(2)]));
+    // The weights: float32 Constant tensors kept in float_data.
+    let constants: Vec<&Tensor> = g
+        .nodes
+        .iter()
+        .filter(|n| n.op_type == "Constant")
+        .map(|n| n.tensor("value").unwrap())
+        .collect();
+    let floats: Vec<&&Tensor> = constants
+        .iter()
+        .filter(|t| t.data_type() == DataType::Float)
+        .collect();
+    assert_eq!(floats.len(), 285);
+    assert_eq!(constants.iter().map(|t| t.len()).sum::<usize>(), 133_777);
+    let sum: f64 = floats.iter().flat_map(|t| values(t)).sum();
+    assert!((sum - 8405.357471160509).abs() < 1e-9 * 8405.0, "{sum}");
+}
