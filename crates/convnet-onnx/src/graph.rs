@@ -11,7 +11,9 @@ use crate::error::{Error, ErrorKind, Result};
 use crate::limits::Limits;
 use crate::names::check_name;
 use crate::node::{Node, read_node};
-use crate::proto::onnx::{GraphProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto};
+use crate::proto::onnx::{
+    GraphProto, NodeProto, ValueInfoProto, tensor_shape_proto::dimension, type_proto,
+};
 use crate::tensor::{DataType, Header, Tensor, TensorReader};
 
 /// One dimension of a declared shape.
@@ -137,14 +139,7 @@ pub(crate) fn read_graph(
         .map(|t| tensors.header(t, "initializer"))
         .collect::<Result<_, _>>()
         .map_err(error)?;
-    for (i, header) in headers.iter().enumerate() {
-        if header.name.is_empty() {
-            return Err(error(ErrorKind::UnnamedInitializer { index: i }));
-        }
-        values
-            .add(&header.name, Producer::Initializer(i), "an initializer")
-            .map_err(error)?;
-    }
+    register_initializers(&headers, &mut values).map_err(error)?;
     let declared = |list: Vec<ValueInfoProto>| -> Result<Vec<ValueInfo>> {
         let list: Vec<ValueInfo> = list
             .into_iter()
@@ -168,28 +163,8 @@ pub(crate) fn read_graph(
             .add(&v.name, Producer::Input(i), "a graph input")
             .map_err(error)?;
     }
-    let mut nodes = Vec::with_capacity(proto.node.len());
-    for (i, n) in proto.node.into_iter().enumerate() {
-        let node = read_node(n, i, file, tensors)?;
-        for output in node.outputs.iter().filter(|o| !o.is_empty()) {
-            let label = node.node_ref().to_string();
-            values
-                .add_owned(output, Producer::Node(i), label)
-                .map_err(|kind| node.error(kind))?;
-        }
-        nodes.push(node);
-    }
-    for node in &nodes {
-        if let Some(input) = node
-            .inputs
-            .iter()
-            .find(|i| !i.is_empty() && !values.producers.contains_key(i.as_str()))
-        {
-            return Err(node.error(ErrorKind::MissingInput {
-                input: input.clone(),
-            }));
-        }
-    }
+    let nodes = read_nodes(proto.node, file, tensors, &mut values)?;
+    check_inputs_produced(&nodes, &values.producers)?;
     let nodes = topological_order(nodes, &values.producers)?;
     let mut producers = values.producers;
     for (position, node) in nodes.iter().enumerate() {
@@ -217,6 +192,54 @@ pub(crate) fn read_graph(
         nodes,
         producers,
     })
+}
+
+/// Every initializer as the producer of its name; each must have one.
+fn register_initializers(headers: &[Header], values: &mut Values) -> Result<(), ErrorKind> {
+    for (i, header) in headers.iter().enumerate() {
+        if header.name.is_empty() {
+            return Err(ErrorKind::UnnamedInitializer { index: i });
+        }
+        values.add(&header.name, Producer::Initializer(i), "an initializer")?;
+    }
+    Ok(())
+}
+
+/// The nodes in file order, each registered as the producer of its outputs.
+fn read_nodes(
+    protos: Vec<NodeProto>,
+    file: &Arc<Path>,
+    tensors: &mut TensorReader,
+    values: &mut Values,
+) -> Result<Vec<Node>> {
+    let mut nodes = Vec::with_capacity(protos.len());
+    for (i, proto) in protos.into_iter().enumerate() {
+        let node = read_node(proto, i, file, tensors)?;
+        for output in node.outputs.iter().filter(|o| !o.is_empty()) {
+            let label = node.node_ref().to_string();
+            values
+                .add_owned(output, Producer::Node(i), label)
+                .map_err(|kind| node.error(kind))?;
+        }
+        nodes.push(node);
+    }
+    Ok(nodes)
+}
+
+/// Every node input (but the optional ones left out) has a producer.
+fn check_inputs_produced(nodes: &[Node], producers: &HashMap<String, Producer>) -> Result<()> {
+    for node in nodes {
+        let missing = node
+            .inputs
+            .iter()
+            .find(|i| !i.is_empty() && !producers.contains_key(i.as_str()));
+        if let Some(input) = missing {
+            return Err(node.error(ErrorKind::MissingInput {
+                input: input.clone(),
+            }));
+        }
+    }
+    Ok(())
 }
 
 /// The producer of every value, and how errors name each producer.
