@@ -202,6 +202,10 @@ pub enum TensorProblem {
     },
     #[error("its external data \"length\" is {length} bytes, but its dims need {expected}")]
     ExternalLength { length: u64, expected: u64 },
+    #[error("has data_location {value}, neither DEFAULT (0) nor EXTERNAL (1)")]
+    UnknownLocation { value: i32 },
+    #[error("its bytes cannot be read from the model file: {reason}")]
+    ModelRead { reason: String },
     #[error("its external data file {} cannot be read: {reason}", path.display())]
     ExternalRead { path: PathBuf, reason: String },
 }

@@ -35,6 +35,7 @@ mod model;
 mod names;
 mod node;
 pub mod proto;
+mod structure;
 mod tensor;
 mod wire;
 

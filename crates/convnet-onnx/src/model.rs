@@ -2,7 +2,7 @@
 //! decoding, then the tensors and the graph checked.
 
 use std::fs::File;
-use std::io::{Read, Seek};
+use std::io::{Cursor, Read, Seek};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,8 +15,9 @@ use crate::limits::Limits;
 use crate::names::check_name;
 use crate::proto::layout::MODEL_PROTO;
 use crate::proto::onnx::{ModelProto, OperatorSetIdProto};
-use crate::tensor::TensorReader;
-use crate::wire::{check_top_level, decoded_size};
+use crate::structure::{Span, read_structure};
+use crate::tensor::{InFile, TensorReader};
+use crate::wire::decoded_size;
 
 /// An operator set the model imports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -50,23 +51,32 @@ impl OnnxModel {
     pub fn load_with(path: impl AsRef<Path>, limits: &Limits) -> Result<OnnxModel> {
         let path = path.as_ref();
         let error = |kind| Error::new(path, kind);
-        // Decoded from `Bytes`, the tensors' raw data are slices of the file's bytes, not
-        // copies: a bad graph is refused holding the file once, a good one peaks at the file
-        // and its decoded tensors.
-        let bytes = read_bounded(path, limits.max_file_bytes).map_err(error)?;
-        let proto = decode(Bytes::from(bytes), limits).map_err(error)?;
-        OnnxModel::from_proto(proto, path, limits)
+        let mut file = File::open(path).map_err(ErrorKind::Read).map_err(error)?;
+        let len = file
+            .metadata()
+            .map_err(ErrorKind::Read)
+            .map_err(error)?
+            .len();
+        let (proto, spans) = read_proto(&mut file, len, limits).map_err(error)?;
+        OnnxModel::from_proto(proto, path, limits, InFile::Path(path), spans)
     }
 
     /// Reads a model from `bytes`, as if from the file at `path` (which names it in errors
     /// and whose folder holds its external data).
     pub fn parse(bytes: &[u8], path: &Path, limits: &Limits) -> Result<OnnxModel> {
-        let proto =
-            decode(Bytes::copy_from_slice(bytes), limits).map_err(|kind| Error::new(path, kind))?;
-        OnnxModel::from_proto(proto, path, limits)
+        let len = bytes.len() as u64;
+        let (proto, spans) = read_proto(&mut Cursor::new(bytes), len, limits)
+            .map_err(|kind| Error::new(path, kind))?;
+        OnnxModel::from_proto(proto, path, limits, InFile::Bytes(bytes), spans)
     }
 
-    fn from_proto(proto: ModelProto, path: &Path, limits: &Limits) -> Result<OnnxModel> {
+    fn from_proto(
+        proto: ModelProto,
+        path: &Path,
+        limits: &Limits,
+        in_file: InFile,
+        spans: Vec<Span>,
+    ) -> Result<OnnxModel> {
         let error = |kind| Error::new(path, kind);
         let graph = proto.graph.ok_or(ErrorKind::NoGraph).map_err(error)?;
         let opsets = opsets(&proto.opset_import).map_err(error)?;
@@ -78,6 +88,8 @@ impl OnnxModel {
             dir,
             limits,
             spent: 0,
+            in_file,
+            spans,
         };
         let file: Arc<Path> = Arc::from(path);
         let graph = read_graph(graph, &file, &mut tensors)?;
@@ -111,45 +123,33 @@ fn canonical_domain(domain: &str) -> &str {
     if domain == "ai.onnx" { "" } else { domain }
 }
 
-/// The whole file, refused when it is larger than `limit` (checked before reading, and
-/// again while reading in case it grows) or truncated (found from its top-level fields,
-/// before reading it all).
-fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ErrorKind> {
-    let mut file = File::open(path).map_err(ErrorKind::Read)?;
-    let len = file.metadata().map_err(ErrorKind::Read)?.len();
-    let too_large = |bytes| ErrorKind::FileTooLarge { bytes, limit };
-    if len > limit {
-        return Err(too_large(len));
+/// The protobuf of the `len`-byte model in `source`, its large tensor bytes left in the
+/// source (where `Span`s say): its size is bounded before anything is read, its structure
+/// read and checked for truncation without those bytes, and its decoded size bounded
+/// before it is decoded.
+fn read_proto(
+    source: &mut (impl Read + Seek),
+    len: u64,
+    limits: &Limits,
+) -> Result<(ModelProto, Vec<Span>), ErrorKind> {
+    if len > limits.max_file_bytes {
+        return Err(ErrorKind::FileTooLarge {
+            bytes: len,
+            limit: limits.max_file_bytes,
+        });
     }
-    check_top_level(&mut file, len).map_err(ErrorKind::Malformed)?;
-    file.rewind().map_err(ErrorKind::Read)?;
-    let mut bytes = Vec::with_capacity(len as usize);
-    file.take(limit + 1)
-        .read_to_end(&mut bytes)
-        .map_err(ErrorKind::Read)?;
-    if bytes.len() as u64 > limit {
-        return Err(too_large(bytes.len() as u64));
-    }
-    Ok(bytes)
-}
-
-/// The protobuf message, decoded once its decoded size is known to be within the limit.
-fn decode(bytes: Bytes, limits: &Limits) -> Result<ModelProto, ErrorKind> {
-    let too_large = |bytes| ErrorKind::FileTooLarge {
-        bytes,
-        limit: limits.max_file_bytes,
-    };
-    if bytes.len() as u64 > limits.max_file_bytes {
-        return Err(too_large(bytes.len() as u64));
-    }
-    let estimate = decoded_size(&bytes, MODEL_PROTO).map_err(ErrorKind::Malformed)?;
+    let structure = read_structure(source, len).map_err(ErrorKind::Malformed)?;
+    let estimate = decoded_size(&structure.bytes, MODEL_PROTO).map_err(ErrorKind::Malformed)?;
     if estimate > limits.max_decoded_bytes {
         return Err(ErrorKind::DecodedTooLarge {
             estimate,
             limit: limits.max_decoded_bytes,
         });
     }
-    ModelProto::decode(bytes).map_err(|e| ErrorKind::Malformed(e.to_string()))
+    // Decoded from `Bytes`, the small tensors' raw data are slices of the structure's bytes.
+    let proto = ModelProto::decode(Bytes::from(structure.bytes))
+        .map_err(|e| ErrorKind::Malformed(e.to_string()))?;
+    Ok((proto, structure.spans))
 }
 
 /// The imported operator sets; the standard one must be among them.

@@ -2,7 +2,8 @@
 //! decoding of a `TensorProto`, inline or from an external data file.
 
 use std::fmt;
-use std::io::Read;
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 use half::{bf16, f16};
@@ -12,6 +13,7 @@ use crate::external;
 use crate::limits::Limits;
 use crate::names::check_name;
 use crate::proto::onnx::{TensorProto, tensor_proto};
+use crate::structure::{IN_FILE, Span};
 
 /// The element types read, those CNN graphs use.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -192,6 +194,45 @@ fn label(name: &str, fallback: &str) -> String {
     if name.is_empty() { fallback } else { name }.to_string()
 }
 
+/// Where the model's own bytes are, for the tensor bytes left in the file
+/// (see `structure.rs`).
+pub(crate) enum InFile<'a> {
+    Path(&'a Path),
+    Bytes(&'a [u8]),
+}
+
+impl InFile<'_> {
+    /// The bytes of `span`, given to `decode` as a reader.
+    fn read<T>(
+        &self,
+        span: Span,
+        decode: impl FnOnce(&mut dyn Read) -> std::io::Result<T>,
+    ) -> Result<T, TensorProblem> {
+        let problem = |e: std::io::Error| TensorProblem::ModelRead {
+            reason: e.to_string(),
+        };
+        match self {
+            InFile::Path(path) => {
+                let mut file = File::open(path).map_err(problem)?;
+                file.seek(SeekFrom::Start(span.offset)).map_err(problem)?;
+                let mut bytes = file.take(span.len);
+                let value = decode(&mut bytes).map_err(problem)?;
+                Ok(value)
+            }
+            InFile::Bytes(all) => {
+                let range = usize::try_from(span.offset).ok().and_then(|start| {
+                    let end = start.checked_add(usize::try_from(span.len).ok()?)?;
+                    all.get(start..end)
+                });
+                let mut bytes = range.ok_or_else(|| TensorProblem::ModelRead {
+                    reason: "the bytes lie past its end".into(),
+                })?;
+                decode(&mut bytes).map_err(problem)
+            }
+        }
+    }
+}
+
 /// Reads the tensors of one model: checks each against the limits, keeps the running total,
 /// and finds external data beside the model file.
 pub(crate) struct TensorReader<'a> {
@@ -200,6 +241,9 @@ pub(crate) struct TensorReader<'a> {
     pub(crate) limits: &'a Limits,
     /// Bytes of tensor data read so far.
     pub(crate) spent: u64,
+    /// The model's own bytes, and where in them the large tensors' bytes lie.
+    pub(crate) in_file: InFile<'a>,
+    pub(crate) spans: Vec<Span>,
 }
 
 impl TensorReader<'_> {
@@ -254,13 +298,29 @@ impl TensorReader<'_> {
     ) -> Result<TensorData, TensorProblem> {
         let len: usize = dims.iter().product();
         self.spend(len as u64 * data_type.size() as u64)?;
-        if proto.data_location == Some(tensor_proto::DataLocation::External as i32) {
-            let bytes = len * data_type.size();
-            external::read(self.dir, &proto.external_data, bytes, |reader| {
-                read_le(reader, data_type, len)
-            })
-        } else {
-            inline_data(proto, data_type, dims)
+        let bytes = len * data_type.size();
+        let decode = |reader: &mut dyn Read| read_le(reader, data_type, len);
+        match proto.data_location {
+            None | Some(0) => inline_data(proto, data_type, dims),
+            Some(1) => external::read(self.dir, &proto.external_data, bytes, decode),
+            Some(mark) if mark >= IN_FILE => {
+                let span = usize::try_from(mark - IN_FILE)
+                    .ok()
+                    .and_then(|i| self.spans.get(i).copied())
+                    .ok_or(TensorProblem::UnknownLocation { value: mark })?;
+                if span.len != bytes as u64 {
+                    return Err(TensorProblem::DataLength {
+                        data_type,
+                        dims: dims.to_vec(),
+                        field: "raw_data",
+                        unit: "bytes",
+                        expected: bytes,
+                        found: span.len as usize,
+                    });
+                }
+                self.in_file.read(span, decode)
+            }
+            Some(value) => Err(TensorProblem::UnknownLocation { value }),
         }
     }
 

@@ -12,8 +12,6 @@
 //! element count times the element's size (twice). Fields the layout does not know are
 //! skipped by prost and cost nothing.
 
-use std::io::{BufReader, Read, Seek};
-
 use crate::proto::layout::MESSAGES;
 
 /// How a field lies on the wire, and what one element of it takes in memory.
@@ -67,7 +65,7 @@ pub(crate) struct Message {
 }
 
 /// prost's own nesting limit: deeper input fails to decode, so the walk stops there too.
-const MAX_DEPTH: usize = 100;
+pub(crate) const MAX_DEPTH: usize = 100;
 
 /// Spare capacity a growing `Vec` may hold: up to its length again.
 const GROWTH: u64 = 2;
@@ -170,7 +168,7 @@ fn varint(bytes: &mut &[u8]) -> Result<u64, String> {
 }
 
 /// A varint read byte by byte from `next`, and how many bytes it took.
-fn varint_from(mut next: impl FnMut() -> Option<u8>) -> Result<(u64, u64), String> {
+pub(crate) fn varint_from(mut next: impl FnMut() -> Option<u8>) -> Result<(u64, u64), String> {
     let mut value = 0u64;
     for i in 0..10 {
         let byte = next().ok_or("the data ends inside a number")?;
@@ -182,48 +180,8 @@ fn varint_from(mut next: impl FnMut() -> Option<u8>) -> Result<(u64, u64), Strin
     Err("a number longer than 10 bytes".into())
 }
 
-fn past_the_end(len: u64, left: u64) -> String {
+pub(crate) fn past_the_end(len: u64, left: u64) -> String {
     format!("a field of {len} bytes runs past the end of the data ({left} bytes left)")
-}
-
-/// Checks that the top-level fields of the message in `file` (`len` bytes) end where the
-/// file does, reading only their keys and lengths: a truncated file is found without
-/// reading it whole (its last field runs past the end).
-pub(crate) fn check_top_level(file: &mut (impl Read + Seek), len: u64) -> Result<(), String> {
-    let mut reader = BufReader::with_capacity(64, file);
-    reader.rewind().map_err(|e| e.to_string())?;
-    let mut pos = 0u64;
-    while pos < len {
-        let mut varint = || varint_from(|| read_byte(&mut reader));
-        let (key, n) = varint()?;
-        pos += n;
-        let skip = match key & 7 {
-            0 => {
-                pos += varint()?.1;
-                0
-            }
-            1 => 8,
-            5 => 4,
-            2 => {
-                let (field_len, n) = varint()?;
-                pos += n;
-                field_len
-            }
-            wire => return Err(format!("wire type {wire} is not used by ONNX")),
-        };
-        let end = pos.checked_add(skip).filter(|&end| end <= len);
-        pos = end.ok_or_else(|| past_the_end(skip, len.saturating_sub(pos)))?;
-        // Within the buffer this moves no file offset; a large field is one real seek.
-        reader
-            .seek_relative(skip as i64)
-            .map_err(|e| e.to_string())?;
-    }
-    Ok(())
-}
-
-fn read_byte(reader: &mut impl Read) -> Option<u8> {
-    let mut byte = [0u8];
-    reader.read_exact(&mut byte).ok().map(|_| byte[0])
 }
 
 fn take<'a>(bytes: &mut &'a [u8], len: u64) -> Result<&'a [u8], String> {
@@ -290,22 +248,6 @@ mod tests {
         assert!(err.contains("wire type 3"), "{err}");
         let err = decoded_size(&[0x08, 0xff], MODEL_PROTO).unwrap_err();
         assert!(err.contains("ends inside a number"), "{err}");
-    }
-
-    #[test]
-    fn a_truncated_file_is_found_from_its_top_level_fields_alone() {
-        let mut model = ModelProto::decode(model_with_empty_attributes(2, 2).as_slice()).unwrap();
-        model.ir_version = Some(300); // a varint field of two bytes
-        model.producer_name = Some("p".into());
-        let bytes = model.encode_to_vec();
-        let check = |b: &[u8]| check_top_level(&mut std::io::Cursor::new(b), b.len() as u64);
-        check(&bytes).unwrap();
-        let err = check(&bytes[..bytes.len() - 1]).unwrap_err();
-        assert!(err.starts_with("a field of"), "{err}");
-        assert_eq!(
-            check(&bytes[..1]).unwrap_err(),
-            "the data ends inside a number"
-        );
     }
 
     #[test]

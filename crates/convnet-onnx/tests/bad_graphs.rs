@@ -620,3 +620,25 @@ fn file_of_empty_messages_is_refused_before_decoding() {
         "{err}"
     );
 }
+
+#[test]
+fn large_inline_tensor_whose_dims_do_not_match_its_bytes_is_refused() {
+    let mut m = common::with_big_initializer(20_000);
+    initializer_mut(&mut m, "big").dims = vec![20_001];
+    let (path, err) = load_error("big_length", &m);
+    assert_eq!(
+        err,
+        format!(
+            "{}: tensor \"big\": dims [20001] of float32 need 80004 bytes, but raw_data holds 80000",
+            path.display()
+        )
+    );
+    // Cut inside the large tensor's bytes: found before they are read.
+    let bytes = common::with_big_initializer(20_000).encode_to_vec();
+    std::fs::write(&path, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = OnnxModel::load(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("is not a valid ONNX file: a field of"),
+        "{err}"
+    );
+}

@@ -3,6 +3,7 @@
 //! never panic, in bounded time and memory. See convnet's `tests/common/fuzz.rs` for the
 //! knobs (`CONVNET_FUZZ_SECONDS`, `CONVNET_FUZZ_ITERS`, `CONVNET_FUZZ_SEED`).
 
+mod common;
 #[path = "../../convnet/tests/common/fuzz.rs"]
 mod fuzz;
 
@@ -10,6 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use convnet_onnx::{Limits, OnnxModel};
+use prost::Message;
 
 fn fixtures() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures"))
@@ -22,7 +24,10 @@ fn seeds() -> Vec<Vec<u8>> {
         .filter(|p| p.extension().is_some_and(|e| e == "onnx"))
         .collect();
     files.sort();
-    files.iter().map(|p| std::fs::read(p).unwrap()).collect()
+    let mut seeds: Vec<Vec<u8>> = files.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    // One tensor large enough to stay in the file until it is read.
+    seeds.push(common::with_big_initializer(16_500).encode_to_vec());
+    seeds
 }
 
 /// Loads `bytes` as a model in the fixtures folder (so external data resolves to the real

@@ -336,3 +336,24 @@ fn paddle_classifier_from_another_exporter_reads_with_its_constant_weights() {
     let sum: f64 = floats.iter().flat_map(|t| values(t)).sum();
     assert!((sum - 8405.357471160509).abs() < 1e-9 * 8405.0, "{sum}");
 }
+
+#[test]
+fn large_inline_tensors_are_read_from_the_file_when_their_tensor_is() {
+    use prost::Message;
+    let len = 20_000; // 80 KB: left in the file while the graph is read
+    let model = common::with_big_initializer(len);
+    let path = common::write_model("big_inline", &model);
+    let expected: Vec<f32> = (0..len).map(|i| i as f32 * 0.5).collect();
+    let loaded = OnnxModel::load(&path).unwrap();
+    assert_eq!(
+        loaded.graph.initializer("big").unwrap().data,
+        TensorData::Float(expected.clone())
+    );
+    let bytes = model.encode_to_vec();
+    let parsed = OnnxModel::parse(&bytes, &path, &convnet_onnx::Limits::default()).unwrap();
+    assert_eq!(
+        parsed.graph.initializer("big").unwrap().data,
+        TensorData::Float(expected)
+    );
+    assert_eq!(parsed.graph.initializers, loaded.graph.initializers);
+}

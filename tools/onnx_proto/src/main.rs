@@ -82,9 +82,11 @@ fn layout(fds: &FileDescriptorSet) -> String {
          use super::onnx;\n\
          use crate::wire::{Field, Kind, Message};\n\n",
     );
-    let model = index(".onnx.ModelProto");
-    writeln!(s, "/// The index of `ModelProto` in [`MESSAGES`].").unwrap();
-    writeln!(s, "pub(crate) const MODEL_PROTO: usize = {model};\n").unwrap();
+    for (name, constant) in [("ModelProto", "MODEL_PROTO"), ("TensorProto", "TENSOR_PROTO")] {
+        let i = index(&format!(".onnx.{name}"));
+        writeln!(s, "/// The index of `{name}` in [`MESSAGES`].").unwrap();
+        writeln!(s, "pub(crate) const {constant}: usize = {i};\n").unwrap();
+    }
     writeln!(s, "/// Every message of onnx.proto, nested ones included.").unwrap();
     writeln!(s, "pub(crate) static MESSAGES: [Message; {}] = [", all.len()).unwrap();
     for (full, rust, m) in &all {

@@ -8,6 +8,9 @@ use crate::wire::{Field, Kind, Message};
 /// The index of `ModelProto` in [`MESSAGES`].
 pub(crate) const MODEL_PROTO: usize = 9;
 
+/// The index of `TensorProto` in [`MESSAGES`].
+pub(crate) const TENSOR_PROTO: usize = 14;
+
 /// Every message of onnx.proto, nested ones included.
 pub(crate) static MESSAGES: [Message; 28] = [
     Message {

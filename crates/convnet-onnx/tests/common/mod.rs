@@ -37,3 +37,21 @@ pub fn write_model(name: &str, model: &ModelProto) -> PathBuf {
     std::fs::write(&path, model.encode_to_vec()).unwrap();
     path
 }
+
+/// helper_conv.onnx with one more initializer, `big`: `len` float32 values in raw_data
+/// (`i as f32 * 0.5`), large enough (from 16,384 values) to stay in the file until read.
+pub fn with_big_initializer(len: usize) -> ModelProto {
+    use convnet_onnx::proto::onnx::{TensorProto, tensor_proto::DataType};
+    let mut model = proto("helper_conv.onnx");
+    let raw: Vec<u8> = (0..len)
+        .flat_map(|i| (i as f32 * 0.5).to_le_bytes())
+        .collect();
+    model.graph.as_mut().unwrap().initializer.push(TensorProto {
+        name: Some("big".into()),
+        dims: vec![len as i64],
+        data_type: Some(DataType::Float as i32),
+        raw_data: Some(raw.into()),
+        ..Default::default()
+    });
+    model
+}
