@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::checkpoint::{self, Checkpoint};
+use convnet::checkpoint;
 use convnet::data::{self, Normalization};
 use convnet::inspect::{self, CamMethod, MaximizeConfig, Parameterization};
 use convnet::names;
@@ -38,10 +38,6 @@ pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
     img.write_to(&mut bytes, image::ImageFormat::Png)
         .map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", path.display()))?;
     write_atomic(path, bytes.get_ref())
-}
-
-fn load_checkpoint(dir: &Path) -> Result<Checkpoint> {
-    checkpoint::load(dir).with_context(|| format!("cannot load checkpoint {}", dir.display()))
 }
 
 /// One image for a model: its pixels `[C, H, W]` in [0, 1] (for pictures) and the normalized
@@ -200,7 +196,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
         .collect();
     let named: Vec<(&str, &Path)> = outputs.iter().map(|p| ("-o", p.as_path())).collect();
     check_distinct(&named, &inputs)?;
-    let ck = load_checkpoint(&args.checkpoint)?;
+    let ck = checkpoint::load(&args.checkpoint)?;
     let mut model = ck.model;
     let layers = names
         .iter()
@@ -285,7 +281,7 @@ pub struct KernelsArgs {
 
 pub fn kernels(args: KernelsArgs) -> Result<()> {
     check_png(&args.output)?;
-    let ck = load_checkpoint(&args.checkpoint)?;
+    let ck = checkpoint::load(&args.checkpoint)?;
     let model = ck.model;
     let layer = match &args.layer {
         Some(n) => model.node_index(n)?,
@@ -383,7 +379,7 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
             render::MAX_CLASS_MAPS
         );
     }
-    let ck = load_checkpoint(&args.checkpoint)?;
+    let ck = checkpoint::load(&args.checkpoint)?;
     let classes = ck.meta.classes.clone();
     let mut model = ck.model;
     let method = match args.method {
@@ -568,7 +564,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
         .into_iter()
         .collect();
     check_distinct(&[("-o", &args.output)], &inputs)?;
-    let ck = load_checkpoint(&args.checkpoint)?;
+    let ck = checkpoint::load(&args.checkpoint)?;
     let mut model = ck.model;
     let layer = model.node_index(&args.layer)?;
     let channels = match (&args.channels, args.channel) {
