@@ -101,6 +101,22 @@ impl Conv2dConfig {
         ]
     }
 
+    /// Per-sample output shape `[out_channels, Ho, Wo]` for a per-sample input `[C, H, W]`.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let [c, h, w] = image_shape(input, "conv2d")?;
+        let g = self.params()?.geometry([1, c, h, w], self.weight_dims())?;
+        Ok(vec![self.out_channels, g.out_hw[0], g.out_hw[1]])
+    }
+
+    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let mut dims = vec![("weight", self.weight_dims().to_vec())];
+        if self.bias {
+            dims.push(("bias", vec![self.out_channels]));
+        }
+        dims
+    }
+
     /// Learnable parameters.
     pub fn param_count(&self) -> Result<u64> {
         Ok(conv2d_param_count(
@@ -184,11 +200,7 @@ impl Module for Conv2d {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, h, w] = image_shape(single_shape(inputs)?, self.kind())?;
-        let g = self
-            .params
-            .geometry([1, c, h, w], self.config.weight_dims())?;
-        Ok(vec![self.config.out_channels, g.out_hw[0], g.out_hw[1]])
+        self.config.output_shape(single_shape(inputs)?)
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
