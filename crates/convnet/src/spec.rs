@@ -314,7 +314,7 @@ impl LayerKind {
                 )
             }
             LayerKind::Activation(act) => {
-                LayerPlan::Ready(Layer::Activation(ActivationLayer::new(act)))
+                LayerPlan::ready(Layer::Activation(ActivationLayer::new(act)))
             }
             LayerKind::PRelu { slopes, init } => {
                 let n = match slopes {
@@ -329,7 +329,7 @@ impl LayerKind {
                 padding,
                 dilation,
                 ceil_mode,
-            } => LayerPlan::Ready(Layer::MaxPool2d(MaxPool2d::new(
+            } => LayerPlan::ready(Layer::MaxPool2d(MaxPool2d::new(
                 Pool2dParams::builder(kernel)
                     .stride(stride)
                     .padding(padding)
@@ -344,7 +344,7 @@ impl LayerKind {
                 ceil_mode,
                 count_include_pad,
                 divisor_override,
-            } => LayerPlan::Ready(Layer::AvgPool2d(AvgPool2d::new(
+            } => LayerPlan::ready(Layer::AvgPool2d(AvgPool2d::new(
                 Pool2dParams::builder(kernel)
                     .stride(stride)
                     .padding(padding)
@@ -353,15 +353,15 @@ impl LayerKind {
                     .divisor_override(divisor_override)
                     .build()?,
             ))),
-            LayerKind::AdaptiveAvgPool2d { output_size } => LayerPlan::Ready(
+            LayerKind::AdaptiveAvgPool2d { output_size } => LayerPlan::ready(
                 Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d::new(output_size)),
             ),
             LayerKind::GlobalPool(kind) => {
-                LayerPlan::Ready(Layer::GlobalPool(GlobalPool::new(kind)))
+                LayerPlan::ready(Layer::GlobalPool(GlobalPool::new(kind)))
             }
-            LayerKind::Flatten => LayerPlan::Ready(Layer::Flatten(Flatten::new())),
-            LayerKind::Dropout { p } => LayerPlan::Ready(Layer::Dropout(Dropout::new(p)?)),
-            LayerKind::Add => LayerPlan::Ready(Layer::Add(Add)),
+            LayerKind::Flatten => LayerPlan::ready(Layer::Flatten(Flatten::new())),
+            LayerKind::Dropout { p } => LayerPlan::ready(Layer::Dropout(Dropout::new(p)?)),
+            LayerKind::Add => LayerPlan::ready(Layer::Add(Add)),
         })
     }
 }
@@ -375,10 +375,14 @@ pub enum LayerPlan {
     BatchNorm(BatchNormConfig),
     PRelu(PReluConfig),
     /// A layer without weights, already built.
-    Ready(Layer),
+    Ready(Box<Layer>),
 }
 
 impl LayerPlan {
+    fn ready(layer: Layer) -> Self {
+        LayerPlan::Ready(Box::new(layer))
+    }
+
     /// The layer's type name, as model files write it.
     pub fn kind(&self) -> &'static str {
         match self {
@@ -423,15 +427,23 @@ impl LayerPlan {
 
     /// How many learnable values it has.
     pub fn param_count(&self) -> u64 {
-        // Each tensor was bounded by `check_sizes`, so neither product nor sum overflows.
+        // Each tensor was bounded by `check`, so neither product nor sum overflows.
         self.param_dims()
             .iter()
             .map(|(_, dims)| dims.iter().product::<usize>() as u64)
             .sum()
     }
 
-    /// Refuse a learnable tensor that no tensor may hold, naming it, before any is drawn.
-    fn check_sizes(&self) -> Result<()> {
+    /// Check all that [`init`](Self::init) checks, and refuse a learnable tensor that no
+    /// tensor may hold, naming it, before any is drawn.
+    fn check(&self) -> Result<()> {
+        match self {
+            LayerPlan::Conv2d(c) => c.check().map(drop)?,
+            LayerPlan::Linear(c) => c.check()?,
+            LayerPlan::BatchNorm(c) => c.check()?,
+            LayerPlan::PRelu(c) => c.check()?,
+            LayerPlan::Ready(_) => {}
+        }
         for (name, dims) in self.param_dims() {
             Shape::new(dims.clone()).map_err(|_| {
                 let values = dims
@@ -454,7 +466,7 @@ impl LayerPlan {
             LayerPlan::Linear(c) => Layer::Linear(c.init(rng)?),
             LayerPlan::BatchNorm(c) => Layer::BatchNorm(c.init()?),
             LayerPlan::PRelu(c) => Layer::PRelu(c.init()?),
-            LayerPlan::Ready(l) => l,
+            LayerPlan::Ready(l) => *l,
         })
     }
 }
@@ -598,7 +610,7 @@ impl ModelSpec {
                     sources.len()
                 ))));
             }
-            layer.check_sizes().map_err(context)?;
+            layer.check().map_err(context)?;
             let output_shape = layer.output_shape(&shapes).map_err(context)?;
             Shape::new(output_shape.clone()).map_err(|_| {
                 context(Error::model(format!(

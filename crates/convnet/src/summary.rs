@@ -8,7 +8,7 @@
 //! product of the strides. After a global pooling or flatten, a unit sees the whole input.
 
 use convnet_core::geometry::{ReceptiveField, RfLayer, conv2d_flops, grow_receptive_field};
-use convnet_core::{Activation, Padding};
+use convnet_core::{Activation, Padding, Pool2dParams};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
@@ -164,6 +164,18 @@ fn layer_line(
             .transpose()
             .map_err(Error::from)
     };
+    let pool_line = |p: &Pool2dParams| -> Result<(Field, u64, Option<String>)> {
+        let [ph, pw] = p.padding();
+        let window = Window {
+            kernel: p.kernel(),
+            stride: p.stride(),
+            dilation: p.dilation(),
+            pad: [ph, ph, pw, pw],
+            ceil: p.ceil_mode(),
+        };
+        let formula = window.formula(hw(in_shape), hw(out));
+        Ok((grow(&window)?, 0, Some(formula)))
+    };
     let (field, flops, formula) = match &node.layer {
         LayerPlan::Conv2d(c) => {
             let geometry = c.params()?.geometry(
@@ -191,26 +203,6 @@ fn layer_line(
                 Some(window.formula(hw(in_shape), geometry.out_hw)),
             )
         }
-        LayerPlan::Ready(Layer::MaxPool2d(_) | Layer::AvgPool2d(_)) => {
-            let p = match &node.layer {
-                LayerPlan::Ready(Layer::MaxPool2d(m)) => *m.pool_params(),
-                LayerPlan::Ready(Layer::AvgPool2d(a)) => *a.pool_params(),
-                _ => unreachable!("matched above"),
-            };
-            let [ph, pw] = p.padding();
-            let window = Window {
-                kernel: p.kernel(),
-                stride: p.stride(),
-                dilation: p.dilation(),
-                pad: [ph, ph, pw, pw],
-                ceil: p.ceil_mode(),
-            };
-            (
-                grow(&window)?,
-                0,
-                Some(window.formula(hw(in_shape), hw(out))),
-            )
-        }
         LayerPlan::Linear(l) => {
             let flops = [2, l.in_features as u64, l.out_features as u64]
                 .iter()
@@ -218,23 +210,28 @@ fn layer_line(
                 .ok_or_else(|| Error::model("its FLOP count overflows"))?;
             (None, flops, None)
         }
-        LayerPlan::Ready(
-            Layer::GlobalPool(_) | Layer::Flatten(_) | Layer::AdaptiveAvgPool2d(_),
-        ) => (None, 0, None),
-        LayerPlan::Ready(Layer::Add(_)) => {
-            let joined = match (
-                inputs.first().copied().flatten(),
-                inputs.get(1).copied().flatten(),
-            ) {
-                (Some(a), Some(b)) => Some(ReceptiveField {
-                    size: [0, 1].map(|i| a.size[i].max(b.size[i])),
-                    jump: [0, 1].map(|i| a.jump[i].max(b.jump[i])),
-                }),
-                _ => None,
-            };
-            (joined, 0, None)
-        }
-        _ => (inputs[0], 0, None),
+        LayerPlan::Ready(layer) => match layer.as_ref() {
+            Layer::MaxPool2d(m) => pool_line(m.pool_params())?,
+            Layer::AvgPool2d(a) => pool_line(a.pool_params())?,
+            Layer::GlobalPool(_) | Layer::Flatten(_) | Layer::AdaptiveAvgPool2d(_) => {
+                (None, 0, None)
+            }
+            Layer::Add(_) => {
+                let joined = match (
+                    inputs.first().copied().flatten(),
+                    inputs.get(1).copied().flatten(),
+                ) {
+                    (Some(a), Some(b)) => Some(ReceptiveField {
+                        size: [0, 1].map(|i| a.size[i].max(b.size[i])),
+                        jump: [0, 1].map(|i| a.jump[i].max(b.jump[i])),
+                    }),
+                    _ => None,
+                };
+                (joined, 0, None)
+            }
+            _ => (inputs[0], 0, None),
+        },
+        LayerPlan::BatchNorm(_) | LayerPlan::PRelu(_) => (inputs[0], 0, None),
     };
     let summary = LayerSummary {
         name: node.name.clone(),

@@ -122,13 +122,19 @@ impl PReluConfig {
         vec![("weight", vec![self.num_parameters])]
     }
 
-    pub fn init(&self) -> Result<PRelu> {
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.num_parameters == 0 {
             return Err(Error::config(
                 "num_parameters",
                 "PReLU needs at least one slope",
             ));
         }
+        Ok(())
+    }
+
+    pub fn init(&self) -> Result<PRelu> {
+        self.check()?;
         Ok(PRelu {
             config: *self,
             weight: Param::new(Tensor::full([self.num_parameters], self.init)?),

@@ -128,8 +128,9 @@ impl Conv2dConfig {
         )?)
     }
 
-    /// Check the configuration and draw PyTorch's default initialization from `rng`.
-    pub fn init(&self, rng: &mut Rng) -> Result<Conv2d> {
+    /// Check the configuration (all that `init` checks, drawing nothing) and return its
+    /// kernel parameters.
+    pub fn check(&self) -> Result<Conv2dParams> {
         let params = self.params()?;
         if self.in_channels == 0 || self.out_channels == 0 {
             return Err(Error::config(
@@ -144,6 +145,12 @@ impl Conv2dConfig {
         if self.kernel.contains(&0) {
             return Err(Error::config("kernel", "must be at least 1x1"));
         }
+        Ok(params)
+    }
+
+    /// Check the configuration and draw PyTorch's default initialization from `rng`.
+    pub fn init(&self, rng: &mut Rng) -> Result<Conv2d> {
+        let params = self.check()?;
         let dims = self.weight_dims();
         let fan_in = dims[1] * dims[2] * dims[3];
         let weight = kaiming_uniform(&dims, fan_in, rng)?;

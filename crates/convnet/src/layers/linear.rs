@@ -53,8 +53,8 @@ impl LinearConfig {
         dims
     }
 
-    /// Check the configuration and draw PyTorch's default initialization from `rng`.
-    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.in_features == 0 || self.out_features == 0 {
             return Err(Error::config(
                 "features",
@@ -64,6 +64,12 @@ impl LinearConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Check the configuration and draw PyTorch's default initialization from `rng`.
+    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
+        self.check()?;
         let weight = kaiming_uniform(
             &[self.out_features, self.in_features],
             self.in_features,

@@ -102,8 +102,8 @@ impl BatchNormConfig {
         }
     }
 
-    /// Check the configuration; weight 1, bias 0, running mean 0 and variance 1.
-    pub fn init(&self) -> Result<BatchNorm> {
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.num_features == 0 {
             return Err(Error::config(
                 "num_features",
@@ -124,6 +124,12 @@ impl BatchNormConfig {
                 format!("must be in [0, 1], got {m}"),
             ));
         }
+        Ok(())
+    }
+
+    /// Check the configuration; weight 1, bias 0, running mean 0 and variance 1.
+    pub fn init(&self) -> Result<BatchNorm> {
+        self.check()?;
         let c = self.num_features;
         let full = |v: f32| Tensor::full([c], v);
         let affine = |v: f32| -> Result<Option<Param>> {
