@@ -3,6 +3,9 @@
 //! strides and dilations, on every path), and one bound refuses outputs and padded inputs
 //! too large for a tensor, naming the parameter, before anything is allocated.
 
+mod common;
+
+use common::{TOL, random};
 use convnet_core::tensor::MAX_TENSOR_ELEMENTS;
 use convnet_core::{
     Conv2dAlgo, Conv2dGeometry, Conv2dParams, ConvMode, Error, Padding, PaddingMode, Pool2dParams,
@@ -11,20 +14,6 @@ use convnet_core::{
     ops::conv2d::{forward_into, input_grad_into, weight_grad_into},
 };
 use proptest::prelude::*;
-
-/// `|got - want| <= TOL * max(1, |want|)`, as every property test of the kernels.
-const TOL: f32 = 1e-4;
-
-fn random(dims: &[usize], seed: u64) -> Tensor {
-    let mut state = seed | 1;
-    Tensor::from_fn(dims.to_vec(), |_| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    })
-    .unwrap()
-}
 
 /// Forward, input gradient and weight gradient of `algo` (outputs pre-filled with NaN, so an
 /// element left unwritten fails).

@@ -443,6 +443,12 @@ pub fn from_spec_as(setting: &'static str, spec: &str) -> Result<Filter> {
         k.name = spec.to_string();
         return Ok(Filter::Kernel(k));
     }
+    from_text(setting, spec)
+}
+
+/// A matrix written as text or a named kernel (for `setting` "kernel"), as [`from_spec_as`]
+/// reads what is not a file.
+pub fn from_text(setting: &'static str, spec: &str) -> Result<Filter> {
     let looks_numeric = spec
         .trim_start()
         .chars()

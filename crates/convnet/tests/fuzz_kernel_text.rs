@@ -2,7 +2,8 @@
 //! kernels with their arguments (`gaussian:2`, `box:3`), matrices (`1,0,-1; 2,0,-2; 1,0,-1`,
 //! planes split by `|`) and chains of them (`--kernel A --kernel B`, here `A & B`). Every
 //! accepted chain is applied to a small image, and each kernel's text reads back to the same
-//! shape; see `common/fuzz.rs` for the knobs.
+//! shape. (Text only: `filter::from_text`, what `--kernel` reads when it is not a file.) See
+//! `common/fuzz.rs` for the knobs.
 
 mod common;
 
@@ -23,20 +24,6 @@ const SEEDS: &[&str] = &[
     "0.25, -0.5; 1e3, -7 & box:2",
 ];
 
-/// One kernel as `--kernel` takes it, without the file system (a path is not text).
-fn kernel(spec: &str) -> convnet::Result<Filter> {
-    let numeric = spec
-        .trim_start()
-        .chars()
-        .next()
-        .is_some_and(|c| c.is_ascii_digit() || "-+.".contains(c));
-    if numeric {
-        Ok(Filter::Kernel(filter::parse(spec)?))
-    } else {
-        filter::named(spec)
-    }
-}
-
 /// Parse a chain; when every kernel is accepted, check that each one's text reads back to the
 /// same shape and apply the chain to a small image (zero padding, as wide as the kernel, so any
 /// kernel fits).
@@ -46,7 +33,7 @@ fn check(bytes: &[u8]) -> bool {
     };
     let Ok(filters) = text
         .split('&')
-        .map(kernel)
+        .map(|spec| filter::from_text("kernel", spec))
         .collect::<convnet::Result<Vec<_>>>()
     else {
         return false;
