@@ -3,9 +3,10 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 use convnet::filter::{self, format_number};
+use convnet::names::shorten;
 use convnet_core::{Conv2dGeometry, Conv2dParams, Tensor, conv2d, conv2d_input_grad};
 
 use crate::filter::{ConvOptions, PaddingModeArg, parse_padding};
@@ -18,9 +19,10 @@ use crate::filter::{ConvOptions, PaddingModeArg, parse_padding};
   convnet conv --input \"1,2;3,4 | 5,6;7,8\" --kernel \"1,0;0,1 | 0,1;1,0\"
   convnet conv --input x.npy --kernel k.npy --padding 1 --padding-mode reflect
 
-Matrices: numbers separated by ',', rows by ';', channels by '|'; or a .npy file
-([H, W], [C, H, W] or [1, C, H, W]). A kernel with one plane is applied to every channel
-on its own; a kernel with as many planes as the input is summed over the channels.")]
+Matrices: numbers separated by ',', rows by ';', channels by '|'; a text file of such
+rows; or a .npy file ([H, W], [C, H, W] or [1, C, H, W]). A kernel with one plane is applied
+to every channel on its own; a kernel with as many planes as the input is summed over the
+channels.")]
 pub struct ConvArgs {
     /// The input matrix (or a .npy file).
     #[arg(long)]
@@ -44,9 +46,10 @@ pub struct ConvArgs {
     coverage: bool,
 }
 
-/// A matrix argument: literal text or a .npy file, as `[C, H, W]`.
-fn matrix(what: &str, text: &str) -> Result<(Tensor, String)> {
-    if text.ends_with(".npy") || Path::new(text).is_file() {
+/// A matrix argument (`what` is its option, "input" or "kernel"): literal text, a text file
+/// or a .npy file, as `[C, H, W]`, and the name to show for it.
+fn matrix(what: &'static str, text: &str) -> Result<(Tensor, String)> {
+    if text.ends_with(".npy") || is_npy(Path::new(text)) {
         let t = convnet::npy::read(Path::new(text))?;
         let dims = match *t.dims() {
             [h, w] => [1, h, w],
@@ -59,7 +62,8 @@ fn matrix(what: &str, text: &str) -> Result<(Tensor, String)> {
         };
         return Ok((t.reshape(dims)?, text.to_string()));
     }
-    let f = match filter::from_spec(text).with_context(|| format!("--{what}"))? {
+    // (Its errors say which matrix they are about: "invalid input: row 0, ...".)
+    let f = match filter::from_spec_as(what, text)? {
         filter::Filter::Kernel(k) => k,
         filter::Filter::Magnitude(..) => {
             bail!("--{what} {text}: a gradient magnitude is not one matrix")
@@ -70,6 +74,16 @@ fn matrix(what: &str, text: &str) -> Result<(Tensor, String)> {
         Tensor::new([f.channels, f.height, f.width], f.values)?,
         name,
     ))
+}
+
+/// Whether `path` is a file that starts as a .npy file does (other files are matrices
+/// written as text).
+fn is_npy(path: &Path) -> bool {
+    use std::io::Read as _;
+    let mut magic = [0u8; 6];
+    path.is_file()
+        && std::fs::File::open(path).is_ok_and(|mut f| f.read_exact(&mut magic).is_ok())
+        && &magic == b"\x93NUMPY"
 }
 
 fn render(values: &[f32], rows: usize, cols: usize, indent: &str) -> Vec<String> {
@@ -84,6 +98,12 @@ fn render(values: &[f32], rows: usize, cols: usize, indent: &str) -> Vec<String>
             format!("{indent}[{}]", row.join(" "))
         })
         .collect()
+}
+
+/// `s` padded with spaces to `width` characters. (Not `{:<width$}`: a kernel row can be
+/// wider than the 65,535 a format width allows.)
+fn pad(s: &str, width: usize) -> String {
+    format!("{s}{}", " ".repeat(width.saturating_sub(s.chars().count())))
 }
 
 fn size_formula(g: &Conv2dGeometry) -> String {
@@ -166,31 +186,29 @@ fn explain(g: &Conv2dGeometry, x: &Tensor, w: &Tensor, out_channel: usize, y: &T
                     render(&products, kh, kw, ""),
                 );
                 let wid = [&wl, &kl].map(|v| v.iter().map(String::len).max().unwrap_or(0));
+                let w1 = wid[1].max(6);
                 if cg > 1 || c_in > 1 {
                     let _ = writeln!(out, "  channel {ci}:");
                 }
+                let kernel_title = if g.mode == convnet_core::ConvMode::Convolution {
+                    "kernel (flipped)"
+                } else {
+                    "kernel"
+                };
                 let _ = writeln!(
                     out,
-                    "  {:<w0$}   {:<w1$}   products",
-                    "window",
-                    if g.mode == convnet_core::ConvMode::Convolution {
-                        "kernel (flipped)"
-                    } else {
-                        "kernel"
-                    },
-                    w0 = wid[0],
-                    w1 = wid[1].max(6)
+                    "  {}   {}   products",
+                    pad("window", wid[0]),
+                    pad(kernel_title, w1)
                 );
                 for r in 0..kh {
                     let (op, eq) = if r == kh / 2 { ("*", "=") } else { (" ", " ") };
                     let _ = writeln!(
                         out,
-                        "  {:<w0$} {op} {:<w1$} {eq} {}",
-                        wl[r],
-                        kl[r],
-                        pl[r],
-                        w0 = wid[0],
-                        w1 = wid[1].max(6)
+                        "  {} {op} {} {eq} {}",
+                        pad(&wl[r], wid[0]),
+                        pad(&kl[r], w1),
+                        pl[r]
                     );
                 }
             }
@@ -248,12 +266,13 @@ pub fn run(args: ConvArgs) -> Result<()> {
     let [_, oc, oh, ow] = y.dims4("conv", "output")?;
     if args.explain {
         println!(
-            "input {h}x{w}{}, kernel {kh}x{kw} ({kernel_name}), stride {}x{}, padding top {} bottom {} left {} right {} ({:?}), dilation {}x{}",
+            "input {h}x{w}{}, kernel {kh}x{kw} ({}), stride {}x{}, padding top {} bottom {} left {} right {} ({:?}), dilation {}x{}",
             if c > 1 {
                 format!(" x {c} channels")
             } else {
                 String::new()
             },
+            shorten(&kernel_name, 60),
             g.stride[0],
             g.stride[1],
             g.pad[0],

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use convnet::ModelSpec;
+use convnet::names::shorten;
 use convnet::summary::{self, Summary};
 
 #[derive(Args)]
@@ -69,6 +70,10 @@ fn thousands(n: u64) -> String {
     out
 }
 
+/// The widest label a table shows: longer names are shortened, so no column width follows
+/// the input.
+const LABEL_CHARS: usize = 40;
+
 /// The table of a summary, with totals.
 pub fn table(s: &Summary, labels: &[String]) -> String {
     let mut out = String::new();
@@ -78,7 +83,7 @@ pub fn table(s: &Summary, labels: &[String]) -> String {
         .zip(labels)
         .map(|(l, label)| {
             [
-                label.clone(),
+                shorten(label, LABEL_CHARS).into_owned(),
                 l.kind.to_string(),
                 shape_text(&l.output_shape),
                 thousands(l.params),
@@ -112,7 +117,7 @@ pub fn table(s: &Summary, labels: &[String]) -> String {
     let widths: Vec<usize> = (0..7)
         .map(|i| {
             rows.iter()
-                .map(|r| r[i].len())
+                .map(|r| r[i].chars().count())
                 .chain([header[i].len()])
                 .max()
                 .unwrap_or(0)
@@ -155,8 +160,7 @@ pub fn table(s: &Summary, labels: &[String]) -> String {
 pub fn shape(args: ShapeArgs) -> Result<()> {
     let input = summary::parse_hwc(&args.input)?;
     let spec = summary::shorthand_model(input, &args.layers)?;
-    let model = spec.build(0)?;
-    let s = summary::summarize(&model)?;
+    let s = summary::summarize_spec(&spec)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
@@ -170,16 +174,14 @@ pub fn summary(args: SummaryArgs) -> Result<()> {
     if let Some(input) = &args.input {
         spec.input = summary::parse_hwc(input)?;
     }
-    let model = spec
-        .build(0)
+    let s = summary::summarize_spec(&spec)
         .with_context(|| format!("{} does not build", args.model.display()))?;
-    let s = summary::summarize(&model)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
     } else {
         let labels: Vec<String> = s.layers.iter().map(|l| l.name.clone()).collect();
         if let Some(name) = &spec.name {
-            println!("model {name}");
+            println!("model {}", shorten(name, LABEL_CHARS));
         }
         print!("{}", table(&s, &labels));
     }

@@ -20,6 +20,14 @@ pub enum Error {
     /// A size computation does not fit in `usize`.
     #[error("{op}: size overflow: {reason}")]
     Overflow { op: &'static str, reason: String },
+    /// A tensor or workspace larger than [`MAX_TENSOR_ELEMENTS`](crate::tensor::MAX_TENSOR_ELEMENTS)
+    /// values: `param` is the parameter (or tensor) whose value makes it so.
+    #[error("{op}: {param} too large: {reason}")]
+    TooLarge {
+        op: &'static str,
+        param: &'static str,
+        reason: String,
+    },
 }
 
 /// Result with the kernels crate's [`Error`].
@@ -38,6 +46,23 @@ impl Error {
         Error::Shape {
             op,
             reason: reason.into(),
+        }
+    }
+
+    /// `what` would hold `values` values, more than one tensor may hold.
+    pub(crate) fn too_large(
+        op: &'static str,
+        param: &'static str,
+        what: impl std::fmt::Display,
+        values: usize,
+    ) -> Self {
+        Error::TooLarge {
+            op,
+            param,
+            reason: format!(
+                "{what} would hold {values} values, more than the {} one tensor may hold",
+                crate::tensor::MAX_TENSOR_ELEMENTS
+            ),
         }
     }
 

@@ -176,38 +176,65 @@ pub struct ReceptiveField {
 ///
 /// Element `l` of the result describes the output of layer `l`.
 pub fn receptive_fields(layers: &[RfLayer]) -> Result<Vec<ReceptiveField>> {
-    const OP: &str = "receptive field";
     let mut rf = ReceptiveField {
         size: [1, 1],
         jump: [1, 1],
     };
     let mut out = Vec::with_capacity(layers.len());
     for (i, layer) in layers.iter().enumerate() {
-        check_positive(OP, "stride", layer.stride)?;
-        for axis in 0..2 {
-            let k =
-                effective_kernel(layer.kernel[axis], layer.dilation[axis]).ok_or_else(|| {
-                    Error::param(
-                        OP,
-                        "kernel size",
-                        format!(
-                            "layer {i}: kernel {:?} with dilation {:?} is not a valid kernel",
-                            layer.kernel, layer.dilation
-                        ),
-                    )
-                })?;
-            let grow = (k - 1).checked_mul(rf.jump[axis]);
-            let size = grow.and_then(|g| rf.size[axis].checked_add(g));
-            let jump = rf.jump[axis].checked_mul(layer.stride[axis]);
-            let (Some(size), Some(jump)) = (size, jump) else {
-                return Err(Error::overflow(OP, format!("at layer {i}")));
-            };
-            rf.size[axis] = size;
-            rf.jump[axis] = jump;
-        }
+        rf = grow_receptive_field(rf, *layer).map_err(|e| match e {
+            Error::InvalidParameter { op, param, reason } => Error::InvalidParameter {
+                op,
+                param,
+                reason: format!("layer {i}: {reason}"),
+            },
+            Error::Overflow { op, reason } => Error::Overflow {
+                op,
+                reason: format!("at layer {i}: {reason}"),
+            },
+            other => other,
+        })?;
         out.push(rf);
     }
     Ok(out)
+}
+
+/// The receptive field after one more layer: each axis grows by `(k - 1) * jump` (with `k` the
+/// dilated kernel) and the jump is multiplied by the stride. Every step is checked: sizes
+/// that overflow are an error, never a wrapped number.
+pub fn grow_receptive_field(rf: ReceptiveField, layer: RfLayer) -> Result<ReceptiveField> {
+    const OP: &str = "receptive field";
+    check_positive(OP, "stride", layer.stride)?;
+    let mut next = rf;
+    for axis in 0..2 {
+        let k = effective_kernel(layer.kernel[axis], layer.dilation[axis]).ok_or_else(|| {
+            Error::param(
+                OP,
+                "kernel size",
+                format!(
+                    "kernel {:?} with dilation {:?} is not a valid kernel",
+                    layer.kernel, layer.dilation
+                ),
+            )
+        })?;
+        let size = (k - 1)
+            .checked_mul(rf.jump[axis])
+            .and_then(|g| rf.size[axis].checked_add(g));
+        let jump = rf.jump[axis].checked_mul(layer.stride[axis]);
+        let (Some(size), Some(jump)) = (size, jump) else {
+            return Err(Error::overflow(
+                OP,
+                format!(
+                    "a kernel spanning {k} at jump {} with stride {}: the field or the jump \
+                     does not fit in usize",
+                    rf.jump[axis], layer.stride[axis]
+                ),
+            ));
+        };
+        next.size[axis] = size;
+        next.jump[axis] = jump;
+    }
+    Ok(next)
 }
 
 /// Learnable parameters of a conv layer: `c_out * (c_in / groups) * kh * kw` weights, plus
@@ -343,6 +370,14 @@ mod tests {
         // 1 + 6 = 7; 7 + 2*2 = 11; 11 + 2*4 = 19; 19 + 2*4 = 27.
         assert_eq!(sizes, [7, 11, 19, 27]);
         assert_eq!(rf[3].jump, [4, 4]);
+    }
+
+    #[test]
+    fn receptive_field_sizes_that_overflow_are_errors_not_wrapped_numbers() {
+        let huge = RfLayer::new([2, 2], [1 << 40, 1 << 40]);
+        let err = receptive_fields(&[huge, huge]).unwrap_err();
+        assert!(matches!(err, Error::Overflow { .. }), "{err}");
+        assert!(err.to_string().contains("at layer 1"), "{err}");
     }
 
     #[test]

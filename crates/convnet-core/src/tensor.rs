@@ -12,23 +12,44 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
+/// The most values one tensor may hold (2^31, 8 GiB of `f32`), and so the most any kernel
+/// allocates for one output or workspace. Far above any real layer or batch; a shape beyond
+/// it comes from a typo (a padding, a channel count) and is refused before anything is
+/// allocated, rather than aborting on an allocation failure.
+pub const MAX_TENSOR_ELEMENTS: usize = 1 << 31;
+
+/// `Err(TooLarge)` naming `param` when `dims` would hold more than [`MAX_TENSOR_ELEMENTS`]
+/// values (or more than `usize` can count).
+pub(crate) fn check_elements(
+    op: &'static str,
+    param: &'static str,
+    what: impl fmt::Display,
+    dims: &[usize],
+) -> Result<usize> {
+    match checked_numel(dims) {
+        Some(v) if v <= MAX_TENSOR_ELEMENTS => Ok(v),
+        Some(v) => Err(Error::too_large(op, param, what, v)),
+        None => Err(Error::overflow(
+            op,
+            format!("{what}: its element count does not fit in usize"),
+        )),
+    }
+}
+
 /// The dimensions of a tensor, outermost first.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);
 
 impl Shape {
-    /// A shape, checked so that the product of its dimensions fits in `usize`.
+    /// A shape, checked so that it holds at most [`MAX_TENSOR_ELEMENTS`] values.
     pub fn new(dims: impl Into<Vec<usize>>) -> Result<Self> {
         let dims = dims.into();
-        checked_numel(&dims).ok_or_else(|| {
-            Error::overflow(
-                "shape",
-                format!(
-                    "the element count of {} does not fit in usize",
-                    fmt_dims(&dims)
-                ),
-            )
-        })?;
+        check_elements(
+            "tensor",
+            "shape",
+            format!("shape {}", fmt_dims(&dims)),
+            &dims,
+        )?;
         Ok(Shape(dims))
     }
 
@@ -264,6 +285,18 @@ mod tests {
         let err = Tensor::zeros([usize::MAX, 2]).unwrap_err();
         assert!(matches!(err, Error::Overflow { .. }), "{err}");
         assert!(err.to_string().contains("[18446744073709551615, 2]"));
+    }
+
+    #[test]
+    fn shapes_beyond_the_tensor_bound_are_refused_before_allocating() {
+        let err = Tensor::full([1 << 40], 0.25).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "tensor: shape too large: shape [1099511627776] would hold 1099511627776 values, \
+             more than the 2147483648 one tensor may hold"
+        );
+        assert!(Shape::new([MAX_TENSOR_ELEMENTS]).is_ok());
+        assert!(Shape::new([MAX_TENSOR_ELEMENTS + 1]).is_err());
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! path gives what the reference gives, forward and for each gradient, within 1e-4 (relative
 //! to the magnitude where values exceed 1).
 
+mod common;
+
+use common::random;
 use convnet_core::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
@@ -116,17 +119,6 @@ fn problem(
                 }
             },
         )
-}
-
-fn random(dims: &[usize], seed: u64) -> Tensor {
-    let mut state = seed | 1;
-    Tensor::from_fn(dims.to_vec(), |_| {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-    })
-    .unwrap()
 }
 
 fn close(got: &Tensor, want: &Tensor) -> Result<(), String> {

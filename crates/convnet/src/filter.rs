@@ -140,12 +140,24 @@ pub const NAMED: &[(&str, &str)] = &[
     ("emboss", "[-2, -1, 0; -1, 1, 1; 0, 1, 2]"),
 ];
 
-fn parse_number(what: &str, s: &str) -> Result<f64> {
-    s.trim()
+/// A number written as text, finite as an `f32` (what the kernels compute with): "inf",
+/// "nan" and 1e39 (infinite in `f32`) are refused alike. `setting` names what it is part of.
+fn parse_number(setting: &'static str, what: &str, s: &str) -> Result<f64> {
+    let s = s.trim();
+    let shown = crate::names::shorten(s, 40);
+    let v = s
         .parse::<f64>()
-        .ok()
-        .filter(|v| v.is_finite())
-        .ok_or_else(|| Error::config("kernel", format!("{what}: '{}' is not a number", s.trim())))
+        .map_err(|_| Error::config(setting, format!("{what}: '{shown}' is not a number")))?;
+    if !(v as f32).is_finite() {
+        return Err(Error::config(
+            setting,
+            format!(
+                "{what}: '{shown}' is not a finite number in f32 (whose largest is about {:e})",
+                f32::MAX
+            ),
+        ));
+    }
+    Ok(v)
 }
 
 /// The largest side of a named kernel: far beyond any useful filter, small enough that a
@@ -187,6 +199,7 @@ fn identity(n: usize) -> Vec<f32> {
 
 /// A named kernel (see [`NAMED`]).
 pub fn named(spec: &str) -> Result<Filter> {
+    let shown = crate::names::shorten(spec, 64);
     let mut parts = spec.split(':');
     let name = parts.next().unwrap_or("").trim();
     let args: Vec<&str> = parts.collect();
@@ -196,7 +209,7 @@ pub fn named(spec: &str) -> Result<Filter> {
         } else {
             Err(Error::config(
                 "kernel",
-                format!("{name} takes no ':' arguments, got '{spec}'"),
+                format!("{name} takes no ':' arguments, got '{shown}'"),
             ))
         }
     };
@@ -233,39 +246,39 @@ pub fn named(spec: &str) -> Result<Filter> {
             }
             _ => Err(Error::config(
                 "kernel",
-                format!("write box:N (e.g. box:3), got '{spec}'"),
+                format!("write box:N (e.g. box:3), got '{shown}'"),
             )),
         },
         "gaussian" => {
             let (sigma, n) = match args.as_slice() {
                 [s] => {
-                    let sigma = parse_number("gaussian:SIGMA", s)?;
+                    let sigma = parse_number("kernel", "gaussian:SIGMA", s)?;
                     // (Saturating for huge sigmas, which the size check below refuses.)
                     let half = (3.0 * sigma).ceil().clamp(1.0, MAX_KERNEL_SIZE as f64) as usize;
                     (sigma, 2 * half + 1)
                 }
                 [s, n] => (
-                    parse_number("gaussian:SIGMA:N", s)?,
+                    parse_number("kernel", "gaussian:SIGMA:N", s)?,
                     parse_size("gaussian:SIGMA:N", n)?,
                 ),
                 _ => {
                     return Err(Error::config(
                         "kernel",
-                        format!("write gaussian:SIGMA or gaussian:SIGMA:N, got '{spec}'"),
+                        format!("write gaussian:SIGMA or gaussian:SIGMA:N, got '{shown}'"),
                     ));
                 }
             };
             if sigma <= 0.0 {
                 return Err(Error::config(
                     "kernel",
-                    format!("{spec}: SIGMA must be positive"),
+                    format!("{shown}: SIGMA must be positive"),
                 ));
             }
             if n > MAX_KERNEL_SIZE {
                 return Err(Error::config(
                     "kernel",
                     format!(
-                        "{spec}: SIGMA {sigma} needs a kernel wider than the largest, \
+                        "{shown}: SIGMA {sigma} needs a kernel wider than the largest, \
                          {MAX_KERNEL_SIZE}x{MAX_KERNEL_SIZE}"
                     ),
                 ));
@@ -273,14 +286,14 @@ pub fn named(spec: &str) -> Result<Filter> {
             if n % 2 == 0 {
                 return Err(Error::config(
                     "kernel",
-                    format!("{spec}: the size must be odd"),
+                    format!("{shown}: the size must be odd"),
                 ));
             }
             Ok(Filter::Kernel(gaussian(sigma, n, spec)))
         }
         "unsharp" => match args.as_slice() {
             [a] => {
-                let amount = parse_number("unsharp:AMOUNT", a)? as f32;
+                let amount = parse_number("kernel", "unsharp:AMOUNT", a)? as f32;
                 let blur = gaussian(1.0, 5, "gaussian:1:5");
                 let values = identity(5)
                     .iter()
@@ -291,7 +304,7 @@ pub fn named(spec: &str) -> Result<Filter> {
             }
             _ => Err(Error::config(
                 "kernel",
-                format!("write unsharp:AMOUNT (e.g. unsharp:1.5), got '{spec}'"),
+                format!("write unsharp:AMOUNT (e.g. unsharp:1.5), got '{shown}'"),
             )),
         },
         _ => {
@@ -299,7 +312,7 @@ pub fn named(spec: &str) -> Result<Filter> {
             Err(Error::config(
                 "kernel",
                 format!(
-                    "unknown kernel '{spec}'; named kernels: {}; or write rows of numbers like \"1,0,-1; 2,0,-2; 1,0,-1\"",
+                    "unknown kernel '{shown}'; named kernels: {}; or write rows of numbers like \"1,0,-1; 2,0,-2; 1,0,-1\"",
                     names.join(", ")
                 ),
             ))
@@ -307,73 +320,95 @@ pub fn named(spec: &str) -> Result<Filter> {
     }
 }
 
-/// A kernel written as text: numbers separated by `,` (or spaces), rows by `;` (or new
-/// lines), channel planes by `|`.
+/// The largest matrix written as text, and the largest text file read for one, in bytes
+/// (millions of values; an image belongs in a .npy or image file).
+pub const MAX_TEXT_BYTES: u64 = 16 << 20;
+
+/// A kernel written as text: numbers separated by `,` (or, in a row without commas, by
+/// spaces), rows by `;` (or new lines), channel planes by `|`.
 pub fn parse(text: &str) -> Result<Kernel> {
+    parse_matrix("kernel", text)
+}
+
+/// A matrix written as text, as [`parse`] reads it; errors say it is the `setting` ("kernel",
+/// "input") and name the plane, row and column at fault. Every cell must be a number finite
+/// in `f32`: an empty cell (`1,,2`) is an error, not skipped.
+pub fn parse_matrix(setting: &'static str, text: &str) -> Result<Kernel> {
+    let err = |reason: String| Error::config(setting, reason);
+    if text.len() as u64 > MAX_TEXT_BYTES {
+        return Err(err(format!(
+            "{} bytes of text are more than a matrix may have ({MAX_TEXT_BYTES}); write a \
+             .npy file",
+            text.len()
+        )));
+    }
     let planes: Vec<&str> = text.split('|').collect();
+    let many = planes.len() > 1;
     let mut values = Vec::new();
     let mut shape: Option<(usize, usize)> = None;
     for (c, plane) in planes.iter().enumerate() {
-        let rows: Vec<&str> = plane
+        let at = |r: usize| {
+            if many {
+                format!("plane {c}, row {r}")
+            } else {
+                format!("row {r}")
+            }
+        };
+        let mut rows = 0;
+        let mut width = None;
+        for (r, row) in plane
             .split([';', '\n'])
             .map(str::trim)
             .filter(|r| !r.is_empty())
-            .collect();
-        if rows.is_empty() {
-            return Err(Error::config(
-                "kernel",
-                format!("plane {c} of '{text}' has no rows"),
-            ));
-        }
-        let mut width = None;
-        for (r, row) in rows.iter().enumerate() {
-            let cells: Vec<&str> = row
-                .split([',', ' ', '\t'])
-                .filter(|s| !s.trim().is_empty())
-                .collect();
-            if cells.is_empty() {
-                return Err(Error::config(
-                    "kernel",
-                    format!("row {r} of '{}' has no numbers", text.trim()),
-                ));
+            .enumerate()
+        {
+            let start = values.len();
+            for (col, cell) in cells(row).enumerate() {
+                if cell.is_empty() {
+                    return Err(err(format!(
+                        "{}, column {col} is empty (in '{}'): write a number in every cell",
+                        at(r),
+                        crate::names::shorten(row, 40)
+                    )));
+                }
+                let v = parse_number(setting, &format!("{}, column {col}", at(r)), cell)?;
+                values.push(v as f32);
             }
+            let cols = values.len() - start;
             match width {
-                None => width = Some(cells.len()),
-                Some(w) if w != cells.len() => {
-                    return Err(Error::config(
-                        "kernel",
-                        format!(
-                            "ragged rows: row {} has {} values but row 0 has {w} (in '{}')",
-                            r,
-                            cells.len(),
-                            text.trim()
-                        ),
-                    ));
+                None => width = Some(cols),
+                Some(w) if w != cols => {
+                    return Err(err(format!(
+                        "ragged rows: {} has {cols} values but row 0 has {w}",
+                        at(r)
+                    )));
                 }
                 _ => {}
             }
-            for cell in cells {
-                values.push(parse_number(&format!("row {r}"), cell)? as f32);
-            }
+            rows += 1;
         }
-        let this = (rows.len(), width.unwrap_or(0));
+        if rows == 0 {
+            return Err(err(if many {
+                format!("plane {c} has no rows")
+            } else {
+                "no numbers".to_string()
+            }));
+        }
+        let this = (rows, width.unwrap_or(0));
         match shape {
             None => shape = Some(this),
             Some(s) if s != this => {
-                return Err(Error::config(
-                    "kernel",
-                    format!(
-                        "plane {c} is {}x{} but plane 0 is {}x{}",
-                        this.0, this.1, s.0, s.1
-                    ),
-                ));
+                return Err(err(format!(
+                    "plane {c} is {}x{} but plane 0 is {}x{}",
+                    this.0, this.1, s.0, s.1
+                )));
             }
             _ => {}
         }
     }
-    let (height, width) = shape.expect("at least one plane");
+    let (height, width) = shape.unwrap_or((0, 0));
     Ok(Kernel {
-        name: text.trim().to_string(),
+        name: crate::names::shorten(text.trim(), 40).into_owned(),
         channels: planes.len(),
         height,
         width,
@@ -381,29 +416,79 @@ pub fn parse(text: &str) -> Result<Kernel> {
     })
 }
 
+/// The cells of a row: separated by commas (each trimmed; an empty one is kept, to be
+/// refused), or, in a row without commas, by whitespace.
+fn cells(row: &str) -> Box<dyn Iterator<Item = &str> + '_> {
+    if row.contains(',') {
+        Box::new(row.split(',').map(str::trim))
+    } else {
+        Box::new(row.split_whitespace())
+    }
+}
+
 /// `--kernel`'s value: a named kernel, numbers (see [`parse`]), or the path of a text file
 /// holding numbers.
 pub fn from_spec(spec: &str) -> Result<Filter> {
+    from_spec_as("kernel", spec)
+}
+
+/// A matrix given as [`from_spec`] takes it, with errors naming it `setting` ("kernel",
+/// "input"); names of kernels are kernels only. A text file is read only up to
+/// [`MAX_TEXT_BYTES`].
+pub fn from_spec_as(setting: &'static str, spec: &str) -> Result<Filter> {
     let path = Path::new(spec);
     if path.is_file() {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        let mut k = parse(&text).map_err(|e| Error::file(path, e.to_string()))?;
+        let text = read_text(path)?;
+        let mut k = parse_matrix(setting, &text).map_err(|e| Error::file(path, e.to_string()))?;
         k.name = spec.to_string();
         return Ok(Filter::Kernel(k));
     }
+    from_text(setting, spec)
+}
+
+/// A matrix written as text or a named kernel (for `setting` "kernel"), as [`from_spec_as`]
+/// reads what is not a file.
+pub fn from_text(setting: &'static str, spec: &str) -> Result<Filter> {
     let looks_numeric = spec
+        .trim_start()
         .chars()
         .next()
         .is_some_and(|c| c.is_ascii_digit() || "-+.".contains(c));
     if looks_numeric {
-        return Ok(Filter::Kernel(parse(spec)?));
+        return Ok(Filter::Kernel(parse_matrix(setting, spec)?));
+    }
+    if setting != "kernel" {
+        return Err(Error::config(
+            setting,
+            format!(
+                "'{}' is neither rows of numbers (like \"1,2;3,4\") nor a file",
+                crate::names::shorten(spec, 40)
+            ),
+        ));
     }
     named(spec)
 }
 
-/// The most values a filtered image may have (1 << 30 floats, 4 GiB): any image a PNG or JPEG
-/// holds stays far below; more means a typo in the padding or dilation.
-pub const MAX_OUTPUT_VALUES: usize = 1 << 30;
+/// A text file of at most [`MAX_TEXT_BYTES`], refused (before reading) when larger.
+fn read_text(path: &Path) -> Result<String> {
+    use std::io::Read as _;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let size = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut text = String::new();
+    if size <= MAX_TEXT_BYTES {
+        // (`take`: a file that grows meanwhile is still read only up to the bound.)
+        file.take(MAX_TEXT_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io(path, e))?;
+    }
+    if size > MAX_TEXT_BYTES || text.len() as u64 > MAX_TEXT_BYTES {
+        return Err(Error::file(
+            path,
+            format!("more than {MAX_TEXT_BYTES} bytes: too large for a matrix written as text"),
+        ));
+    }
+    Ok(text)
+}
 
 /// Apply one kernel to an image `[1, C, H, W]`: per channel for a 1-channel kernel, across the
 /// channels (one output channel) for a `C`-channel kernel.
@@ -440,21 +525,7 @@ pub fn apply_kernel(image: &Tensor, kernel: &Kernel, params: &Conv2dParams) -> R
         .mode(params.mode())
         .groups(groups)
         .build()?;
-    let g = params.geometry(
-        image.dims4("filter", "image")?,
-        weight.dims4("filter", "kernel")?,
-    )?;
-    let [_, oc, oh, ow] = g.output_dims();
-    if oc * oh * ow > MAX_OUTPUT_VALUES {
-        return Err(Error::config(
-            "padding",
-            format!(
-                "the output would be {ow}x{oh} with {oc} channel(s) ({:.1} GiB of float values); \
-                 is the padding or dilation what you meant?",
-                (oc * oh * ow) as f64 * 4.0 / f64::from(1u32 << 30)
-            ),
-        ));
-    }
+    // conv2d bounds the output (and the padded input) before allocating anything.
     Ok(conv2d(image, &weight, None, &params)?)
 }
 

@@ -8,23 +8,45 @@
 //! Input sizes (`in_channels`, `in_features`, `num_features`) are inferred from the previous
 //! layer; when a file gives them they are checked.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
-use convnet_core::{Activation, ConvMode, Padding, PaddingMode, Pool2dParams};
+use convnet_core::tensor::MAX_TENSOR_ELEMENTS;
+use convnet_core::{Activation, ConvMode, Padding, PaddingMode, Pool2dParams, Shape};
 use serde::Deserialize;
 
 use crate::error::{Error, Result};
+use crate::layers::single_shape;
 use crate::layers::{
     ActivationLayer, AdaptiveAvgPool2d, Add, AvgPool2d, BatchNormConfig, Conv2dConfig, Dropout,
     Flatten, GlobalPool, Layer, LinearConfig, MaxPool2d, Module, PReluConfig, PoolKind,
 };
 use crate::model::{Model, Node, Source};
+use crate::names;
 use crate::rng::Rng;
 
 /// The name by which layers refer to the model input in `inputs`.
 pub const INPUT: &str = "input";
+
+/// The most layers a model may have: far more than any real network (ResNet-152 has about
+/// 500), few enough that checking a model file stays fast.
+pub const MAX_LAYERS: usize = 10_000;
+
+/// The largest model file read, in bytes: room for [`MAX_LAYERS`] layers with every key.
+pub const MAX_FILE_BYTES: u64 = 4 << 20;
+
+/// A layer name is non-empty, has no spaces, is not [`INPUT`], and is at most
+/// [`names::MAX_NAME_CHARS`] long.
+fn check_layer_name(name: &str) -> Result<()> {
+    names::check_len(name).map_err(|e| Error::model(format!("invalid name: {e}")))?;
+    if name.is_empty() || name == INPUT || name.contains(char::is_whitespace) {
+        return Err(Error::model(format!(
+            "invalid name '{name}': names must be non-empty, without spaces, and not '{INPUT}'"
+        )));
+    }
+    Ok(())
+}
 
 /// A whole model: input shape, optional class names, layers in order.
 #[derive(Debug, Clone, PartialEq)]
@@ -113,20 +135,6 @@ pub enum LayerKind {
         p: f32,
     },
     Add,
-}
-
-/// The most weights one layer may have (1 << 31 floats, 8 GiB): more is a typo in a size,
-/// refused with a message rather than an allocation failure.
-const MAX_LAYER_WEIGHTS: usize = 1 << 31;
-
-fn check_weight_count(count: Option<usize>) -> Result<()> {
-    match count {
-        Some(n) if n <= MAX_LAYER_WEIGHTS => Ok(()),
-        _ => Err(Error::model(format!(
-            "{} weights are more than one layer may have ({MAX_LAYER_WEIGHTS})",
-            count.map_or("so many".to_string(), |n| n.to_string())
-        ))),
-    }
 }
 
 impl LayerKind {
@@ -224,8 +232,9 @@ impl LayerKind {
         "add",
     ];
 
-    /// Build the layer for per-sample input shapes `inputs`, drawing weights from `rng`.
-    fn build(&self, inputs: &[&[usize]], rng: &mut Rng) -> Result<Layer> {
+    /// Check the layer against its per-sample input shapes `inputs` and size it, without
+    /// drawing any weight.
+    fn plan(&self, inputs: &[&[usize]]) -> Result<LayerPlan> {
         let channels = || -> Result<usize> {
             inputs
                 .first()
@@ -254,12 +263,7 @@ impl LayerKind {
                 mode,
             } => {
                 let c = check("in_channels", in_channels, channels()?)?;
-                check_weight_count(
-                    [out_channels, c / groups.max(1), kernel[0], kernel[1]]
-                        .iter()
-                        .try_fold(1usize, |a, &d| a.checked_mul(d)),
-                )?;
-                Layer::Conv2d(
+                LayerPlan::Conv2d(
                     Conv2dConfig::new([c, out_channels], kernel)
                         .with_stride(stride)
                         .with_padding(padding)
@@ -267,8 +271,7 @@ impl LayerKind {
                         .with_groups(groups)
                         .with_bias(bias)
                         .with_padding_mode(padding_mode)
-                        .with_mode(mode)
-                        .init(rng)?,
+                        .with_mode(mode),
                 )
             }
             LayerKind::Linear {
@@ -286,12 +289,7 @@ impl LayerKind {
                     }
                     None => return Err(Error::model("linear needs an input")),
                 };
-                check_weight_count(f.checked_mul(out_features))?;
-                Layer::Linear(
-                    LinearConfig::new(f, out_features)
-                        .with_bias(bias)
-                        .init(rng)?,
-                )
+                LayerPlan::Linear(LinearConfig::new(f, out_features).with_bias(bias))
             }
             LayerKind::BatchNorm {
                 spatial,
@@ -307,22 +305,23 @@ impl LayerKind {
                 } else {
                     BatchNormConfig::new_1d(c)
                 };
-                Layer::BatchNorm(
+                LayerPlan::BatchNorm(
                     config
                         .with_eps(eps)
                         .with_momentum(momentum)
                         .with_affine(affine)
-                        .with_track_running_stats(track_running_stats)
-                        .init()?,
+                        .with_track_running_stats(track_running_stats),
                 )
             }
-            LayerKind::Activation(act) => Layer::Activation(ActivationLayer::new(act)),
+            LayerKind::Activation(act) => {
+                LayerPlan::ready(Layer::Activation(ActivationLayer::new(act)))
+            }
             LayerKind::PRelu { slopes, init } => {
                 let n = match slopes {
                     PReluSlopes::Count(n) => n,
                     PReluSlopes::PerChannel => channels()?,
                 };
-                Layer::PRelu(PReluConfig::new(n).with_init(init).init()?)
+                LayerPlan::PRelu(PReluConfig::new(n).with_init(init))
             }
             LayerKind::MaxPool2d {
                 kernel,
@@ -330,14 +329,14 @@ impl LayerKind {
                 padding,
                 dilation,
                 ceil_mode,
-            } => Layer::MaxPool2d(MaxPool2d::new(
+            } => LayerPlan::ready(Layer::MaxPool2d(MaxPool2d::new(
                 Pool2dParams::builder(kernel)
                     .stride(stride)
                     .padding(padding)
                     .dilation(dilation)
                     .ceil_mode(ceil_mode)
                     .build()?,
-            )),
+            ))),
             LayerKind::AvgPool2d {
                 kernel,
                 stride,
@@ -345,7 +344,7 @@ impl LayerKind {
                 ceil_mode,
                 count_include_pad,
                 divisor_override,
-            } => Layer::AvgPool2d(AvgPool2d::new(
+            } => LayerPlan::ready(Layer::AvgPool2d(AvgPool2d::new(
                 Pool2dParams::builder(kernel)
                     .stride(stride)
                     .padding(padding)
@@ -353,16 +352,133 @@ impl LayerKind {
                     .count_include_pad(count_include_pad)
                     .divisor_override(divisor_override)
                     .build()?,
-            )),
-            LayerKind::AdaptiveAvgPool2d { output_size } => {
-                Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d::new(output_size))
+            ))),
+            LayerKind::AdaptiveAvgPool2d { output_size } => LayerPlan::ready(
+                Layer::AdaptiveAvgPool2d(AdaptiveAvgPool2d::new(output_size)),
+            ),
+            LayerKind::GlobalPool(kind) => {
+                LayerPlan::ready(Layer::GlobalPool(GlobalPool::new(kind)))
             }
-            LayerKind::GlobalPool(kind) => Layer::GlobalPool(GlobalPool::new(kind)),
-            LayerKind::Flatten => Layer::Flatten(Flatten::new()),
-            LayerKind::Dropout { p } => Layer::Dropout(Dropout::new(p)?),
-            LayerKind::Add => Layer::Add(Add),
+            LayerKind::Flatten => LayerPlan::ready(Layer::Flatten(Flatten::new())),
+            LayerKind::Dropout { p } => LayerPlan::ready(Layer::Dropout(Dropout::new(p)?)),
+            LayerKind::Add => LayerPlan::ready(Layer::Add(Add)),
         })
     }
+}
+
+/// A layer checked against its inputs and sized, before any weight is drawn: what shape
+/// inference and summaries read, so that they allocate nothing from a model's sizes.
+#[derive(Debug, Clone)]
+pub enum LayerPlan {
+    Conv2d(Conv2dConfig),
+    Linear(LinearConfig),
+    BatchNorm(BatchNormConfig),
+    PRelu(PReluConfig),
+    /// A layer without weights, already built.
+    Ready(Box<Layer>),
+}
+
+impl LayerPlan {
+    fn ready(layer: Layer) -> Self {
+        LayerPlan::Ready(Box::new(layer))
+    }
+
+    /// The layer's type name, as model files write it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            LayerPlan::Conv2d(_) => "conv2d",
+            LayerPlan::Linear(_) => "linear",
+            LayerPlan::BatchNorm(c) => c.kind(),
+            LayerPlan::PRelu(_) => "prelu",
+            LayerPlan::Ready(l) => l.kind(),
+        }
+    }
+
+    /// How many inputs it takes.
+    pub fn arity(&self) -> usize {
+        match self {
+            LayerPlan::Ready(l) => l.arity(),
+            _ => 1,
+        }
+    }
+
+    /// The per-sample output shape for per-sample input shapes.
+    pub fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+        let one = || single_shape(inputs);
+        match self {
+            LayerPlan::Conv2d(c) => c.output_shape(one()?),
+            LayerPlan::Linear(c) => c.output_shape(one()?),
+            LayerPlan::BatchNorm(c) => c.output_shape(one()?),
+            LayerPlan::PRelu(c) => c.output_shape(one()?),
+            LayerPlan::Ready(l) => l.output_shape(inputs),
+        }
+    }
+
+    /// The shapes of its learnable tensors, by `state_dict` name.
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        match self {
+            LayerPlan::Conv2d(c) => c.param_dims(),
+            LayerPlan::Linear(c) => c.param_dims(),
+            LayerPlan::BatchNorm(c) => c.param_dims(),
+            LayerPlan::PRelu(c) => c.param_dims(),
+            LayerPlan::Ready(_) => Vec::new(),
+        }
+    }
+
+    /// How many learnable values it has.
+    pub fn param_count(&self) -> u64 {
+        // Each tensor was bounded by `check`, so neither product nor sum overflows.
+        self.param_dims()
+            .iter()
+            .map(|(_, dims)| dims.iter().product::<usize>() as u64)
+            .sum()
+    }
+
+    /// Check all that [`init`](Self::init) checks, and refuse a learnable tensor that no
+    /// tensor may hold, naming it, before any is drawn.
+    fn check(&self) -> Result<()> {
+        match self {
+            LayerPlan::Conv2d(c) => c.check().map(drop)?,
+            LayerPlan::Linear(c) => c.check()?,
+            LayerPlan::BatchNorm(c) => c.check()?,
+            LayerPlan::PRelu(c) => c.check()?,
+            LayerPlan::Ready(_) => {}
+        }
+        for (name, dims) in self.param_dims() {
+            Shape::new(dims.clone()).map_err(|_| {
+                let values = dims
+                    .iter()
+                    .try_fold(1u128, |a, &d| a.checked_mul(d as u128))
+                    .map_or("more".to_string(), |v| v.to_string());
+                Error::model(format!(
+                    "its {name} {dims:?} would hold {values} values, more than the \
+                     {MAX_TENSOR_ELEMENTS} one tensor may hold"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// The layer, its weights drawn from `rng` (PyTorch's default initialization).
+    pub fn init(self, rng: &mut Rng) -> Result<Layer> {
+        Ok(match self {
+            LayerPlan::Conv2d(c) => Layer::Conv2d(c.init(rng)?),
+            LayerPlan::Linear(c) => Layer::Linear(c.init(rng)?),
+            LayerPlan::BatchNorm(c) => Layer::BatchNorm(c.init()?),
+            LayerPlan::PRelu(c) => Layer::PRelu(c.init()?),
+            LayerPlan::Ready(l) => *l,
+        })
+    }
+}
+
+/// One layer of a planned model: its name, what it reads, what it is, and its per-sample
+/// output shape.
+#[derive(Debug, Clone)]
+pub struct PlannedNode {
+    pub name: String,
+    pub inputs: Vec<Source>,
+    pub layer: LayerPlan,
+    pub output_shape: Vec<usize>,
 }
 
 impl LayerSpec {
@@ -408,31 +524,56 @@ impl ModelSpec {
     /// Check every layer against its inputs and draw the weights (PyTorch's default
     /// initialization) from `Rng::new(seed)`.
     pub fn build(&self, seed: u64) -> Result<Model> {
-        if self.input.contains(&0) {
+        let mut rng = Rng::new(seed);
+        let nodes = self
+            .plan()?
+            .into_iter()
+            .enumerate()
+            .map(|(index, node)| {
+                let kind = node.layer.kind();
+                let layer = node
+                    .layer
+                    .init(&mut rng)
+                    .map_err(|e| self.layer_error(index, kind, e))?;
+                Ok(Node {
+                    name: node.name,
+                    layer,
+                    inputs: node.inputs,
+                    output_shape: node.output_shape,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Model::from_nodes(self.clone(), nodes))
+    }
+
+    /// Check every layer against its inputs and size it, drawing no weights: the shapes,
+    /// parameter counts and geometry a summary reads, in memory that does not grow with the
+    /// model's sizes. Every parameter tensor and every per-sample output is bounded here
+    /// (at most [`MAX_TENSOR_ELEMENTS`] values), so [`build`](Self::build) allocates only
+    /// what was checked.
+    pub fn plan(&self) -> Result<Vec<PlannedNode>> {
+        Shape::new(self.input.to_vec())
+            .ok()
+            .filter(|_| !self.input.contains(&0))
+            .ok_or_else(|| {
+                Error::model(format!(
+                    "model input {:?} must have sizes of at least 1 and at most \
+                     {MAX_TENSOR_ELEMENTS} values in all",
+                    self.input
+                ))
+            })?;
+        if self.layers.len() > MAX_LAYERS {
             return Err(Error::model(format!(
-                "model input {:?} has an empty dimension",
-                self.input
+                "{} layers are more than a model may have ({MAX_LAYERS})",
+                self.layers.len()
             )));
         }
-        let mut rng = Rng::new(seed);
-        let mut names: HashSet<&str> = HashSet::new();
-        let mut nodes: Vec<Node> = Vec::with_capacity(self.layers.len());
+        let mut index_of: HashMap<&str, usize> = HashMap::new();
+        let mut nodes: Vec<PlannedNode> = Vec::with_capacity(self.layers.len());
         for (index, spec) in self.layers.iter().enumerate() {
-            let context = |e: Error| {
-                Error::model(format!(
-                    "layer {index} ('{}', {}): {e}",
-                    spec.name,
-                    spec.kind.type_name()
-                ))
-            };
-            if spec.name.is_empty() || spec.name == INPUT || spec.name.contains(char::is_whitespace)
-            {
-                return Err(context(Error::model(format!(
-                    "invalid name '{}': names must be non-empty, without spaces, and not '{INPUT}'",
-                    spec.name
-                ))));
-            }
-            if !names.insert(spec.name.as_str()) {
+            let context = |e: Error| self.layer_error(index, spec.kind.type_name(), e);
+            check_layer_name(&spec.name).map_err(context)?;
+            if index_of.insert(&spec.name, index).is_some() {
                 return Err(context(Error::model(
                     "a layer with this name comes earlier",
                 )));
@@ -444,20 +585,13 @@ impl ModelSpec {
                 }],
                 Some(list) => list
                     .iter()
-                    .map(|n| {
-                        if n == INPUT {
-                            Ok(Source::Input)
-                        } else {
-                            nodes
-                                .iter()
-                                .position(|node| &node.name == n)
-                                .map(Source::Node)
-                                .ok_or_else(|| {
-                                    context(Error::model(format!(
-                                        "input '{n}' is not an earlier layer (nor '{INPUT}')"
-                                    )))
-                                })
-                        }
+                    .map(|n| match index_of.get(n.as_str()) {
+                        _ if n == INPUT => Ok(Source::Input),
+                        Some(&j) if j < index => Ok(Source::Node(j)),
+                        _ => Err(context(Error::model(format!(
+                            "input '{}' is not an earlier layer (nor '{INPUT}')",
+                            names::shorten(n, 64)
+                        )))),
                     })
                     .collect::<Result<_>>()?,
             };
@@ -468,7 +602,7 @@ impl ModelSpec {
                     Source::Node(j) => &nodes[*j].output_shape[..],
                 })
                 .collect();
-            let layer = spec.kind.build(&shapes, &mut rng).map_err(context)?;
+            let layer = spec.kind.plan(&shapes).map_err(context)?;
             if layer.arity() != sources.len() {
                 return Err(context(Error::model(format!(
                     "takes {} input(s), {} given",
@@ -476,25 +610,52 @@ impl ModelSpec {
                     sources.len()
                 ))));
             }
+            layer.check().map_err(context)?;
             let output_shape = layer.output_shape(&shapes).map_err(context)?;
-            nodes.push(Node {
+            Shape::new(output_shape.clone()).map_err(|_| {
+                context(Error::model(format!(
+                    "its per-sample output {output_shape:?} would hold more than the \
+                     {MAX_TENSOR_ELEMENTS} values one tensor may hold"
+                )))
+            })?;
+            nodes.push(PlannedNode {
                 name: spec.name.clone(),
-                layer,
                 inputs: sources,
+                layer,
                 output_shape,
             });
         }
-        Ok(Model::from_nodes(self.clone(), nodes))
+        Ok(nodes)
     }
 
-    /// Read a model file.
+    /// `e` in the context of layer `index`, named as the model file names it.
+    fn layer_error(&self, index: usize, kind: &str, e: Error) -> Error {
+        let name = self.layers.get(index).map_or("", |l| l.name.as_str());
+        Error::model(format!(
+            "layer {index} ('{}', {kind}): {e}",
+            names::shorten(name, 64)
+        ))
+    }
+
+    /// Read a model file (at most [`MAX_FILE_BYTES`]).
     pub fn load(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        use std::io::Read as _;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        let mut text = String::new();
+        file.take(MAX_FILE_BYTES + 1)
+            .read_to_string(&mut text)
+            .map_err(|e| Error::io(path, e))?;
         Self::from_toml(&text).map_err(|e| Error::file(path, e.to_string()))
     }
 
-    /// Parse a model file's text.
+    /// Parse a model file's text (at most [`MAX_FILE_BYTES`]).
     pub fn from_toml(text: &str) -> Result<Self> {
+        if text.len() as u64 > MAX_FILE_BYTES {
+            return Err(Error::model(format!(
+                "more than {MAX_FILE_BYTES} bytes: a model file is a few kilobytes (is this the \
+                 right file?)"
+            )));
+        }
         let table: toml::Table = text.parse().map_err(|e: toml::de::Error| {
             Error::model(format!("not valid TOML: {}", e.message()))
         })?;
@@ -680,31 +841,98 @@ fn float(v: f32) -> String {
 
 // ---- parsing -------------------------------------------------------------------------------
 
-/// An integer or an `[h, w]` pair.
-#[derive(Deserialize)]
-#[serde(untagged)]
-enum PairValue {
-    One(usize),
-    Two([usize; 2]),
+/// A value that may take several forms (an integer or a pair, a number or a word): read as
+/// a TOML value, then converted by `convert`, so that an error says every form it may take
+/// ("expected an integer or a pair [h, w] of integers, got [3, 3, 3]"); the key is added by
+/// [`fields`].
+fn one_of<'de, D, T>(
+    d: D,
+    expected: &str,
+    convert: impl FnOnce(&toml::Value) -> Option<T>,
+) -> std::result::Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+{
+    let v = toml::Value::deserialize(d)?;
+    convert(&v)
+        .ok_or_else(|| serde::de::Error::custom(format!("expected {expected}, got {}", shown(&v))))
+}
+
+/// A TOML integer as a size (0 or more).
+fn size(v: &toml::Value) -> Option<usize> {
+    v.as_integer().and_then(|n| usize::try_from(n).ok())
+}
+
+/// `N` sizes in a TOML array of exactly `N` integers.
+fn sizes<const N: usize>(v: &toml::Value) -> Option<[usize; N]> {
+    let items = v.as_array().filter(|a| a.len() == N)?;
+    let mut out = [0; N];
+    for (o, item) in out.iter_mut().zip(items) {
+        *o = size(item)?;
+    }
+    Some(out)
+}
+
+/// An integer or an `[h, w]` pair (kernel, stride, padding, dilation, output size).
+struct PairValue([usize; 2]);
+
+impl<'de> Deserialize<'de> for PairValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        one_of(d, "an integer or a pair [h, w] of integers", |v| {
+            size(v).map(|n| [n, n]).or_else(|| sizes::<2>(v))
+        })
+        .map(PairValue)
+    }
 }
 
 impl From<PairValue> for [usize; 2] {
     fn from(v: PairValue) -> Self {
-        match v {
-            PairValue::One(x) => [x, x],
-            PairValue::Two(p) => p,
-        }
+        v.0
     }
 }
 
 /// Conv padding: an integer, `[h, w]`, `[top, bottom, left, right]`, "same" or "valid".
-#[derive(Deserialize)]
-#[serde(untagged)]
 enum PaddingValue {
-    One(usize),
-    Two([usize; 2]),
-    Four([usize; 4]),
+    Amounts([usize; 4]),
     Word(String),
+}
+
+impl<'de> Deserialize<'de> for PaddingValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        one_of(
+            d,
+            "an integer, a pair [h, w], [top, bottom, left, right], \"same\" or \"valid\"",
+            |v| {
+                let symmetric = |[h, w]: [usize; 2]| [h, h, w, w];
+                match v {
+                    toml::Value::String(w) => Some(PaddingValue::Word(w.clone())),
+                    _ => size(v)
+                        .map(|n| symmetric([n, n]))
+                        .or_else(|| sizes::<2>(v).map(symmetric))
+                        .or_else(|| sizes::<4>(v))
+                        .map(PaddingValue::Amounts),
+                }
+            },
+        )
+    }
+}
+
+/// A finite number (model files may write `nan` and `inf`, and 1e39 is infinite as f32).
+struct Float(f32);
+
+impl<'de> Deserialize<'de> for Float {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        one_of(d, "a finite number", finite).map(Float)
+    }
+}
+
+fn finite(v: &toml::Value) -> Option<f32> {
+    let x = match v {
+        toml::Value::Float(x) => *x as f32,
+        toml::Value::Integer(n) => *n as f32,
+        _ => return None,
+    };
+    x.is_finite().then_some(x)
 }
 
 #[derive(Deserialize)]
@@ -730,18 +958,26 @@ struct LinearFields {
     bias: Option<bool>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A number or "none".
 enum MomentumValue {
     Value(f32),
     Word(String),
+}
+
+impl<'de> Deserialize<'de> for MomentumValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        one_of(d, "a number or \"none\"", |v| match v {
+            toml::Value::String(w) => Some(MomentumValue::Word(w.clone())),
+            _ => finite(v).map(MomentumValue::Value),
+        })
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct BatchNormFields {
     num_features: Option<usize>,
-    eps: Option<f32>,
+    eps: Option<Float>,
     momentum: Option<MomentumValue>,
     affine: Option<bool>,
     track_running_stats: Option<bool>,
@@ -754,27 +990,35 @@ struct NoFields {}
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct LeakyReluFields {
-    negative_slope: Option<f32>,
+    negative_slope: Option<Float>,
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct EluFields {
-    alpha: Option<f32>,
+    alpha: Option<Float>,
 }
 
-#[derive(Deserialize)]
-#[serde(untagged)]
+/// A count or "channels".
 enum SlopesValue {
     Count(usize),
     Word(String),
+}
+
+impl<'de> Deserialize<'de> for SlopesValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        one_of(d, "an integer or \"channels\"", |v| match v {
+            toml::Value::String(w) => Some(SlopesValue::Word(w.clone())),
+            _ => size(v).map(SlopesValue::Count),
+        })
+    }
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PReluFields {
     num_parameters: Option<SlopesValue>,
-    init: Option<f32>,
+    init: Option<Float>,
 }
 
 #[derive(Deserialize)]
@@ -807,7 +1051,7 @@ struct AdaptiveFields {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct DropoutFields {
-    p: Option<f32>,
+    p: Option<Float>,
 }
 
 #[derive(Deserialize)]
@@ -818,10 +1062,27 @@ struct ModelFields {
     classes: Option<Vec<String>>,
 }
 
+/// A table's keys as the struct `T`: an error names the key (`kernel: expected ...`).
 fn fields<T: serde::de::DeserializeOwned>(table: toml::Table) -> Result<T> {
     toml::Value::Table(table)
         .try_into()
-        .map_err(|e: toml::de::Error| Error::model(e.message().to_string()))
+        .map_err(|e: toml::de::Error| {
+            // The key path is only in the error's text: "<message>\nin `<key>`".
+            let text = e.to_string();
+            match text.trim_end().rsplit_once("\nin `") {
+                Some((_, key)) => Error::model(format!(
+                    "{}: {}",
+                    names::shorten(key.trim_end_matches('`'), 64),
+                    names::shorten(e.message(), 400)
+                )),
+                None => Error::model(names::shorten(e.message(), 400)),
+            }
+        })
+}
+
+/// A value from a file as an error message shows it: at most 40 characters.
+fn shown(v: &impl std::fmt::Display) -> String {
+    names::shorten(&v.to_string(), 40).into_owned()
 }
 
 fn word<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
@@ -832,7 +1093,8 @@ fn word<T: Copy>(key: &str, value: &str, choices: &[(&str, T)]) -> Result<T> {
         .ok_or_else(|| {
             let names: Vec<&str> = choices.iter().map(|(w, _)| *w).collect();
             Error::model(format!(
-                "{key} = \"{value}\" is not one of: {}",
+                "{key} = \"{}\" is not one of: {}",
+                shown(&value),
                 names.join(", ")
             ))
         })
@@ -846,6 +1108,10 @@ fn parse_model(mut table: toml::Table) -> Result<ModelSpec> {
         return Err(Error::model("`model` must be a table: [model]"));
     };
     let model: ModelFields = fields(model).map_err(|e| Error::model(format!("[model]: {e}")))?;
+    let model_names = model.name.iter().chain(model.classes.iter().flatten());
+    for name in model_names {
+        names::check_len(name).map_err(|e| Error::model(format!("[model]: {e}")))?;
+    }
     let layers = match table.remove("layer") {
         Some(toml::Value::Array(items)) => items,
         Some(_) => {
@@ -855,9 +1121,16 @@ fn parse_model(mut table: toml::Table) -> Result<ModelSpec> {
         }
         None => Vec::new(),
     };
+    if layers.len() > MAX_LAYERS {
+        return Err(Error::model(format!(
+            "{} layers are more than a model may have ({MAX_LAYERS})",
+            layers.len()
+        )));
+    }
     if let Some(key) = table.keys().next() {
         return Err(Error::model(format!(
-            "unknown top-level key '{key}' (a model file has [model] and [[layer]] tables)"
+            "unknown top-level key '{}' (a model file has [model] and [[layer]] tables)",
+            shown(key)
         )));
     }
     let layers = layers
@@ -884,18 +1157,26 @@ fn parse_layer(index: usize, item: toml::Value) -> Result<LayerSpec> {
         Some(toml::Value::String(s)) => s,
         Some(v) => {
             return Err(Error::model(format!(
-                "layer {index}: name must be a string, got {v}"
+                "layer {index}: name must be a string, got {}",
+                shown(&v)
             )));
         }
     };
-    let context =
-        |kind: &str, e: Error| Error::model(format!("layer {index} ('{name}', {kind}): {e}"));
+    let context = |kind: &str, e: Error| {
+        Error::model(format!(
+            "layer {index} ('{}', {}): {e}",
+            shown(&name),
+            shown(&kind)
+        ))
+    };
+    names::check_len(&name)
+        .map_err(|e| context("?", Error::model(format!("invalid name: {e}"))))?;
     let kind_name = match table.remove("type") {
         Some(toml::Value::String(s)) => s,
         Some(v) => {
             return Err(context(
                 "?",
-                Error::model(format!("type must be a string, got {v}")),
+                Error::model(format!("type must be a string, got {}", shown(&v))),
             ));
         }
         None => {
@@ -910,12 +1191,20 @@ fn parse_layer(index: usize, item: toml::Value) -> Result<LayerSpec> {
     };
     let inputs = match table.remove("inputs") {
         None => None,
-        Some(v) => Some(v.try_into::<Vec<String>>().map_err(|_| {
-            context(
-                &kind_name,
-                Error::model("inputs must be a list of layer names"),
-            )
-        })?),
+        Some(v) => {
+            let list = v.try_into::<Vec<String>>().map_err(|_| {
+                context(
+                    &kind_name,
+                    Error::model("inputs must be a list of layer names"),
+                )
+            })?;
+            for input in &list {
+                names::check_len(input).map_err(|e| {
+                    context(&kind_name, Error::model(format!("invalid input: {e}")))
+                })?;
+            }
+            Some(list)
+        }
     };
     let kind = parse_kind(&kind_name, table).map_err(|e| context(&kind_name, e))?;
     Ok(LayerSpec { name, inputs, kind })
@@ -927,9 +1216,7 @@ fn parse_kind(kind: &str, table: toml::Table) -> Result<LayerKind> {
             let f: Conv2dFields = fields(table)?;
             let padding = match f.padding {
                 None => Padding::Valid,
-                Some(PaddingValue::One(p)) => Padding::symmetric([p, p]),
-                Some(PaddingValue::Two(p)) => Padding::symmetric(p),
-                Some(PaddingValue::Four([top, bottom, left, right])) => Padding::Explicit {
+                Some(PaddingValue::Amounts([top, bottom, left, right])) => Padding::Explicit {
                     top,
                     bottom,
                     left,
@@ -989,7 +1276,7 @@ fn parse_kind(kind: &str, table: toml::Table) -> Result<LayerKind> {
             LayerKind::BatchNorm {
                 spatial: kind == "batchnorm2d",
                 num_features: f.num_features,
-                eps: f.eps.unwrap_or(1e-5),
+                eps: f.eps.map_or(1e-5, |v| v.0),
                 momentum: match f.momentum {
                     None => Some(0.1),
                     Some(MomentumValue::Value(m)) => Some(m),
@@ -1017,13 +1304,13 @@ fn parse_kind(kind: &str, table: toml::Table) -> Result<LayerKind> {
             LayerKind::Activation(Activation::LeakyRelu {
                 negative_slope: f
                     .negative_slope
-                    .unwrap_or(Activation::LEAKY_RELU_DEFAULT_SLOPE),
+                    .map_or(Activation::LEAKY_RELU_DEFAULT_SLOPE, |v| v.0),
             })
         }
         "elu" => {
             let f: EluFields = fields(table)?;
             LayerKind::Activation(Activation::Elu {
-                alpha: f.alpha.unwrap_or(1.0),
+                alpha: f.alpha.map_or(1.0, |v| v.0),
             })
         }
         "prelu" => {
@@ -1038,7 +1325,7 @@ fn parse_kind(kind: &str, table: toml::Table) -> Result<LayerKind> {
                         &[("channels", PReluSlopes::PerChannel)],
                     )?,
                 },
-                init: f.init.unwrap_or(0.25),
+                init: f.init.map_or(0.25, |v| v.0),
             }
         }
         "max_pool2d" => {
@@ -1073,12 +1360,13 @@ fn parse_kind(kind: &str, table: toml::Table) -> Result<LayerKind> {
         "dropout" => {
             let f: DropoutFields = fields(table)?;
             LayerKind::Dropout {
-                p: f.p.unwrap_or(0.5),
+                p: f.p.map_or(0.5, |v| v.0),
             }
         }
         other => {
             return Err(Error::model(format!(
-                "unknown layer type '{other}' (one of: {})",
+                "unknown layer type '{}' (one of: {})",
+                shown(&other),
                 LayerKind::TYPES.join(", ")
             )));
         }

@@ -7,14 +7,14 @@
 //! `r = 1 + sum_i (k_i - 1) * prod_{j<i} s_j` with `k_i` the dilated kernel; the jump is the
 //! product of the strides. After a global pooling or flatten, a unit sees the whole input.
 
-use convnet_core::{Padding, geometry::effective_kernel};
+use convnet_core::geometry::{ReceptiveField, RfLayer, conv2d_flops, grow_receptive_field};
+use convnet_core::{Activation, Padding, Pool2dParams};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-use crate::layers::{Layer, Module};
+use crate::layers::Layer;
 use crate::model::{Model, Source};
-use crate::spec::{LayerKind, ModelSpec, PReluSlopes};
-use convnet_core::Activation;
+use crate::spec::{LayerKind, LayerPlan, ModelSpec, PReluSlopes, PlannedNode};
 
 /// One layer's line of a summary.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -80,99 +80,139 @@ impl Window {
     }
 }
 
-/// Summarize every layer of `model`.
+/// Summarize every layer of `model` (from the description it was built from).
 pub fn summarize(model: &Model) -> Result<Summary> {
-    let input = model.input_shape();
-    // Receptive field and jump of each node's output (None: the whole input).
-    let mut fields: Vec<Option<([usize; 2], [usize; 2])>> = Vec::new();
-    let mut layers = Vec::new();
-    for node in model.nodes() {
-        let in_field = |s: &Source, fields: &Vec<Option<([usize; 2], [usize; 2])>>| match s {
-            Source::Input => Some(([1, 1], [1, 1])),
-            Source::Node(j) => fields[*j],
-        };
-        let inputs: Vec<Option<([usize; 2], [usize; 2])>> =
-            node.inputs.iter().map(|s| in_field(s, &fields)).collect();
-        let in_shape: &[usize] = match node.inputs.first() {
-            Some(Source::Node(j)) => &model.nodes()[*j].output_shape,
-            _ => &input,
-        };
-        let grow = |field: Option<([usize; 2], [usize; 2])>,
-                    kernel: [usize; 2],
-                    stride: [usize; 2],
-                    dilation: [usize; 2]| {
-            field.map(|(rf, jump)| {
-                let k = [0, 1].map(|a| effective_kernel(kernel[a], dilation[a]).unwrap_or(1));
-                (
-                    [0, 1].map(|a| rf[a] + (k[a] - 1) * jump[a]),
-                    [0, 1].map(|a| jump[a] * stride[a]),
-                )
+    summarize_spec(model.spec())
+}
+
+/// Receptive field and jump of a node's output (`None`: the whole input).
+type Field = Option<ReceptiveField>;
+
+/// Summarize every layer of `spec` without building it: shapes, parameter counts and FLOPs
+/// come from the sizes alone, so no weight is allocated however large the layers are. Every
+/// count is checked; one that overflows is an error naming its layer.
+pub fn summarize_spec(spec: &ModelSpec) -> Result<Summary> {
+    let plan = spec.plan()?;
+    let mut fields: Vec<Field> = Vec::with_capacity(plan.len());
+    let mut layers = Vec::with_capacity(plan.len());
+    for (index, node) in plan.iter().enumerate() {
+        let inputs: Vec<Field> = node
+            .inputs
+            .iter()
+            .map(|s| match s {
+                Source::Input => Some(ReceptiveField {
+                    size: [1, 1],
+                    jump: [1, 1],
+                }),
+                Source::Node(j) => fields[*j],
             })
+            .collect();
+        let in_shape: &[usize] = match node.inputs.first() {
+            Some(Source::Node(j)) => &plan[*j].output_shape,
+            _ => &spec.input,
         };
-        let out = &node.output_shape;
-        let hw = |s: &[usize]| {
-            [
-                s.get(1).copied().unwrap_or(1),
-                s.get(2).copied().unwrap_or(1),
-            ]
+        let line = layer_line(node, in_shape, &inputs).map_err(|e| {
+            Error::model(format!(
+                "layer {index} ('{}', {}): {e}",
+                crate::names::shorten(&node.name, 64),
+                node.layer.kind()
+            ))
+        })?;
+        fields.push(line.1);
+        layers.push(line.0);
+    }
+    let total = |f: fn(&LayerSummary) -> u64, what: &str| {
+        layers
+            .iter()
+            .try_fold(0u64, |acc, l| acc.checked_add(f(l)))
+            .ok_or_else(|| Error::model(format!("the model's total {what} overflows")))
+    };
+    Ok(Summary {
+        input: spec.input,
+        total_params: total(|l| l.params, "parameter count")?,
+        total_flops: total(|l| l.flops, "FLOP count")?,
+        // Every output was bounded by the plan, so each product fits.
+        activations: total(
+            |l| l.output_shape.iter().product::<usize>() as u64,
+            "activations",
+        )?,
+        layers,
+    })
+}
+
+/// One planned node's summary line and the receptive field of its output, from its input
+/// shape and its inputs' fields.
+fn layer_line(
+    node: &PlannedNode,
+    in_shape: &[usize],
+    inputs: &[Field],
+) -> Result<(LayerSummary, Field)> {
+    let out = &node.output_shape;
+    let hw = |s: &[usize]| {
+        [
+            s.get(1).copied().unwrap_or(1),
+            s.get(2).copied().unwrap_or(1),
+        ]
+    };
+    let grow = |window: &Window| -> Result<Field> {
+        inputs[0]
+            .map(|rf| {
+                let layer =
+                    RfLayer::new(window.kernel, window.stride).with_dilation(window.dilation);
+                grow_receptive_field(rf, layer)
+            })
+            .transpose()
+            .map_err(Error::from)
+    };
+    let pool_line = |p: &Pool2dParams| -> Result<(Field, u64, Option<String>)> {
+        let [ph, pw] = p.padding();
+        let window = Window {
+            kernel: p.kernel(),
+            stride: p.stride(),
+            dilation: p.dilation(),
+            pad: [ph, ph, pw, pw],
+            ceil: p.ceil_mode(),
         };
-        let (field, flops, formula_text) = match &node.layer {
-            Layer::Conv2d(conv) => {
-                let c = conv.config();
-                let geometry = conv.conv_params().geometry(
-                    [1, c.in_channels, hw(in_shape)[0], hw(in_shape)[1]],
-                    c.weight_dims(),
-                )?;
-                let flops = convnet_core::geometry::conv2d_flops(
-                    1,
-                    c.in_channels,
-                    c.out_channels,
-                    geometry.out_hw,
-                    c.kernel,
-                    c.groups,
-                )?;
-                (
-                    grow(inputs[0], c.kernel, c.stride, c.dilation),
-                    flops,
-                    Some(
-                        Window {
-                            kernel: c.kernel,
-                            stride: c.stride,
-                            dilation: c.dilation,
-                            pad: geometry.pad,
-                            ceil: false,
-                        }
-                        .formula(hw(in_shape), geometry.out_hw),
-                    ),
-                )
-            }
-            Layer::MaxPool2d(_) | Layer::AvgPool2d(_) => {
-                let p = match &node.layer {
-                    Layer::MaxPool2d(m) => *m.pool_params(),
-                    Layer::AvgPool2d(a) => *a.pool_params(),
-                    _ => unreachable!("matched above"),
-                };
-                let [ph, pw] = p.padding();
-                (
-                    grow(inputs[0], p.kernel(), p.stride(), p.dilation()),
-                    0,
-                    Some(
-                        Window {
-                            kernel: p.kernel(),
-                            stride: p.stride(),
-                            dilation: p.dilation(),
-                            pad: [ph, ph, pw, pw],
-                            ceil: p.ceil_mode(),
-                        }
-                        .formula(hw(in_shape), hw(out)),
-                    ),
-                )
-            }
-            Layer::Linear(l) => (
-                None,
-                2 * l.config().in_features as u64 * l.config().out_features as u64,
-                None,
-            ),
+        let formula = window.formula(hw(in_shape), hw(out));
+        Ok((grow(&window)?, 0, Some(formula)))
+    };
+    let (field, flops, formula) = match &node.layer {
+        LayerPlan::Conv2d(c) => {
+            let geometry = c.params()?.geometry(
+                [1, c.in_channels, hw(in_shape)[0], hw(in_shape)[1]],
+                c.weight_dims(),
+            )?;
+            let flops = conv2d_flops(
+                1,
+                c.in_channels,
+                c.out_channels,
+                geometry.out_hw,
+                c.kernel,
+                c.groups,
+            )?;
+            let window = Window {
+                kernel: c.kernel,
+                stride: c.stride,
+                dilation: c.dilation,
+                pad: geometry.pad,
+                ceil: false,
+            };
+            (
+                grow(&window)?,
+                flops,
+                Some(window.formula(hw(in_shape), geometry.out_hw)),
+            )
+        }
+        LayerPlan::Linear(l) => {
+            let flops = [2, l.in_features as u64, l.out_features as u64]
+                .iter()
+                .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+                .ok_or_else(|| Error::model("its FLOP count overflows"))?;
+            (None, flops, None)
+        }
+        LayerPlan::Ready(layer) => match layer.as_ref() {
+            Layer::MaxPool2d(m) => pool_line(m.pool_params())?,
+            Layer::AvgPool2d(a) => pool_line(a.pool_params())?,
             Layer::GlobalPool(_) | Layer::Flatten(_) | Layer::AdaptiveAvgPool2d(_) => {
                 (None, 0, None)
             }
@@ -181,46 +221,29 @@ pub fn summarize(model: &Model) -> Result<Summary> {
                     inputs.first().copied().flatten(),
                     inputs.get(1).copied().flatten(),
                 ) {
-                    (Some((ra, ja)), Some((rb, jb))) => Some((
-                        [0, 1].map(|a| ra[a].max(rb[a])),
-                        [0, 1].map(|a| ja[a].max(jb[a])),
-                    )),
+                    (Some(a), Some(b)) => Some(ReceptiveField {
+                        size: [0, 1].map(|i| a.size[i].max(b.size[i])),
+                        jump: [0, 1].map(|i| a.jump[i].max(b.jump[i])),
+                    }),
                     _ => None,
                 };
                 (joined, 0, None)
             }
-            Layer::BatchNorm(_) | Layer::Activation(_) | Layer::PRelu(_) | Layer::Dropout(_) => {
-                (inputs[0], 0, None)
-            }
-        };
-        let params = node
-            .layer
-            .params()
-            .iter()
-            .map(|(_, p)| p.value.numel() as u64)
-            .sum();
-        fields.push(field);
-        layers.push(LayerSummary {
-            name: node.name.clone(),
-            kind: node.layer.kind(),
-            output_shape: out.clone(),
-            params,
-            flops,
-            receptive_field: field.map(|f| f.0),
-            jump: field.map(|f| f.1),
-            formula: formula_text,
-        });
-    }
-    Ok(Summary {
-        input,
-        total_params: layers.iter().map(|l| l.params).sum(),
-        total_flops: layers.iter().map(|l| l.flops).sum(),
-        activations: layers
-            .iter()
-            .map(|l| l.output_shape.iter().product::<usize>() as u64)
-            .sum(),
-        layers,
-    })
+            _ => (inputs[0], 0, None),
+        },
+        LayerPlan::BatchNorm(_) | LayerPlan::PRelu(_) => (inputs[0], 0, None),
+    };
+    let summary = LayerSummary {
+        name: node.name.clone(),
+        kind: node.layer.kind(),
+        output_shape: out.clone(),
+        params: node.layer.param_count(),
+        flops,
+        receptive_field: field.map(|f| f.size),
+        jump: field.map(|f| f.jump),
+        formula,
+    };
+    Ok((summary, field))
 }
 
 /// The model of a layer list in `convnet shape`'s shorthand on a per-sample input `[C, H, W]`.

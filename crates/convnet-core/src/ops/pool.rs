@@ -48,7 +48,7 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::geometry::{check_positive, effective_kernel, pool_output_len};
-use crate::tensor::{Tensor, checked_numel, fmt_dims};
+use crate::tensor::{Tensor, check_elements, fmt_dims};
 
 const PARAMS_OP: &str = "pool2d";
 const MAX_OP: &str = "max_pool2d";
@@ -316,12 +316,12 @@ pub fn max_pool2d_backward(
     const OP: &str = MAX_BACKWARD_OP;
     let [n, c, ho, wo] = grad_output.dims4(OP, "grad_output")?;
     let [n_in, c_in, h, w] = input_dims;
-    let numel = checked_numel(&input_dims).ok_or_else(|| {
-        Error::overflow(
-            OP,
-            format!("input {} does not fit in usize", fmt_dims(&input_dims)),
-        )
-    })?;
+    let numel = check_elements(
+        OP,
+        "input",
+        format!("input {}", fmt_dims(&input_dims)),
+        &input_dims,
+    )?;
     if [n, c] != [n_in, c_in] {
         return Err(Error::shape(
             OP,
@@ -516,12 +516,7 @@ fn check_planes(op: &'static str, dims: [usize; 4]) -> Result<usize> {
             ),
         ));
     }
-    checked_numel(&dims).ok_or_else(|| {
-        Error::overflow(
-            op,
-            format!("input {} does not fit in usize", fmt_dims(&dims)),
-        )
-    })
+    check_elements(op, "input", format!("input {}", fmt_dims(&dims)), &dims)
 }
 
 fn check_no_dilation(op: &'static str, params: &Pool2dParams) -> Result<()> {
@@ -574,12 +569,12 @@ fn adaptive_output_dims(
         ));
     }
     let dims = [n, c, output_hw[0], output_hw[1]];
-    checked_numel(&dims).ok_or_else(|| {
-        Error::overflow(
-            op,
-            format!("output {} does not fit in usize", fmt_dims(&dims)),
-        )
-    })?;
+    check_elements(
+        op,
+        "output size",
+        format!("output {}", fmt_dims(&dims)),
+        &dims,
+    )?;
     Ok(dims)
 }
 
@@ -669,12 +664,7 @@ impl Plan {
 
     fn output_dims(&self, op: &'static str, [n, c, _, _]: [usize; 4]) -> Result<[usize; 4]> {
         let dims = [n, c, self.out_hw[0], self.out_hw[1]];
-        checked_numel(&dims).ok_or_else(|| {
-            Error::overflow(
-                op,
-                format!("output {} does not fit in usize", fmt_dims(&dims)),
-            )
-        })?;
+        check_elements(op, "output", format!("output {}", fmt_dims(&dims)), &dims)?;
         Ok(dims)
     }
 

@@ -164,6 +164,19 @@ impl Fixture {
 }
 
 /// A JSON parameter of a case, with an error naming it when missing or of the wrong type.
+/// A tensor of values in `[-1, 1)` from a xorshift stream seeded by `seed`: random problems
+/// for the property tests, the same on every machine.
+pub fn random(dims: &[usize], seed: u64) -> Tensor {
+    let mut state = seed | 1;
+    Tensor::from_fn(dims.to_vec(), |_| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        ((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+    })
+    .unwrap()
+}
+
 pub fn param<'a>(meta: &'a Value, key: &str) -> Result<&'a Value, String> {
     meta.get(key)
         .ok_or_else(|| format!("parameter `{key}` is missing"))

@@ -106,13 +106,35 @@ impl PReluConfig {
         self.init = init;
         self
     }
-    pub fn init(&self) -> Result<PRelu> {
+    /// Per-sample output shape (the input's): one slope, or one per channel of the input.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let n = self.num_parameters;
+        if n != 1 && input.first() != Some(&n) {
+            return Err(Error::model(format!(
+                "prelu with {n} slopes needs {n} channels, got per-sample shape {input:?}"
+            )));
+        }
+        Ok(input.to_vec())
+    }
+
+    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        vec![("weight", vec![self.num_parameters])]
+    }
+
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.num_parameters == 0 {
             return Err(Error::config(
                 "num_parameters",
                 "PReLU needs at least one slope",
             ));
         }
+        Ok(())
+    }
+
+    pub fn init(&self) -> Result<PRelu> {
+        self.check()?;
         Ok(PRelu {
             config: *self,
             weight: Param::new(Tensor::full([self.num_parameters], self.init)?),
@@ -146,14 +168,7 @@ impl Module for PRelu {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let shape = single_shape(inputs)?;
-        let n = self.config.num_parameters;
-        if n != 1 && shape.first() != Some(&n) {
-            return Err(Error::model(format!(
-                "prelu with {n} slopes needs {n} channels, got per-sample shape {shape:?}"
-            )));
-        }
-        Ok(shape.to_vec())
+        self.config.output_shape(single_shape(inputs)?)
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {

@@ -101,6 +101,22 @@ impl Conv2dConfig {
         ]
     }
 
+    /// Per-sample output shape `[out_channels, Ho, Wo]` for a per-sample input `[C, H, W]`.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let [c, h, w] = image_shape(input, "conv2d")?;
+        let g = self.params()?.geometry([1, c, h, w], self.weight_dims())?;
+        Ok(vec![self.out_channels, g.out_hw[0], g.out_hw[1]])
+    }
+
+    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let mut dims = vec![("weight", self.weight_dims().to_vec())];
+        if self.bias {
+            dims.push(("bias", vec![self.out_channels]));
+        }
+        dims
+    }
+
     /// Learnable parameters.
     pub fn param_count(&self) -> Result<u64> {
         Ok(conv2d_param_count(
@@ -112,8 +128,9 @@ impl Conv2dConfig {
         )?)
     }
 
-    /// Check the configuration and draw PyTorch's default initialization from `rng`.
-    pub fn init(&self, rng: &mut Rng) -> Result<Conv2d> {
+    /// Check the configuration (all that `init` checks, drawing nothing) and return its
+    /// kernel parameters.
+    pub fn check(&self) -> Result<Conv2dParams> {
         let params = self.params()?;
         if self.in_channels == 0 || self.out_channels == 0 {
             return Err(Error::config(
@@ -128,6 +145,12 @@ impl Conv2dConfig {
         if self.kernel.contains(&0) {
             return Err(Error::config("kernel", "must be at least 1x1"));
         }
+        Ok(params)
+    }
+
+    /// Check the configuration and draw PyTorch's default initialization from `rng`.
+    pub fn init(&self, rng: &mut Rng) -> Result<Conv2d> {
+        let params = self.check()?;
         let dims = self.weight_dims();
         let fan_in = dims[1] * dims[2] * dims[3];
         let weight = kaiming_uniform(&dims, fan_in, rng)?;
@@ -184,11 +207,7 @@ impl Module for Conv2d {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, h, w] = image_shape(single_shape(inputs)?, self.kind())?;
-        let g = self
-            .params
-            .geometry([1, c, h, w], self.config.weight_dims())?;
-        Ok(vec![self.config.out_channels, g.out_hw[0], g.out_hw[1]])
+        self.config.output_shape(single_shape(inputs)?)
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {

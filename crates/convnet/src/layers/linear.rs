@@ -28,8 +28,33 @@ impl LinearConfig {
         self
     }
 
-    /// Check the configuration and draw PyTorch's default initialization from `rng`.
-    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
+    /// Per-sample output shape `[out_features]` for a per-sample input `[in_features]`.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        match input {
+            [f] if *f == self.in_features => Ok(vec![self.out_features]),
+            shape => Err(Error::model(format!(
+                "linear expects {} input features, got shape {shape:?}{}",
+                self.in_features,
+                if shape.len() > 1 {
+                    " (add a flatten layer before it)"
+                } else {
+                    ""
+                }
+            ))),
+        }
+    }
+
+    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let mut dims = vec![("weight", vec![self.out_features, self.in_features])];
+        if self.bias {
+            dims.push(("bias", vec![self.out_features]));
+        }
+        dims
+    }
+
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.in_features == 0 || self.out_features == 0 {
             return Err(Error::config(
                 "features",
@@ -39,6 +64,12 @@ impl LinearConfig {
                 ),
             ));
         }
+        Ok(())
+    }
+
+    /// Check the configuration and draw PyTorch's default initialization from `rng`.
+    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
+        self.check()?;
         let weight = kaiming_uniform(
             &[self.out_features, self.in_features],
             self.in_features,
@@ -88,18 +119,7 @@ impl Module for Linear {
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        match single_shape(inputs)? {
-            [f] if *f == self.config.in_features => Ok(vec![self.config.out_features]),
-            shape => Err(Error::model(format!(
-                "linear expects {} input features, got shape {shape:?}{}",
-                self.config.in_features,
-                if shape.len() > 1 {
-                    " (add a flatten layer before it)"
-                } else {
-                    ""
-                }
-            ))),
-        }
+        self.config.output_shape(single_shape(inputs)?)
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {

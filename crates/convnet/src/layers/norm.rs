@@ -59,8 +59,51 @@ impl BatchNormConfig {
         self
     }
 
-    /// Check the configuration; weight 1, bias 0, running mean 0 and variance 1.
-    pub fn init(&self) -> Result<BatchNorm> {
+    /// The layer's type name, as model files write it.
+    pub fn kind(&self) -> &'static str {
+        if self.spatial {
+            "batchnorm2d"
+        } else {
+            "batchnorm1d"
+        }
+    }
+
+    /// Per-sample output shape (the input's): `[C, H, W]` (2d) or `[C]` / `[C, L]` (1d), with
+    /// `C = num_features`.
+    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
+        let rank_ok = if self.spatial {
+            input.len() == 3
+        } else {
+            matches!(input.len(), 1 | 2)
+        };
+        if !rank_ok || input[0] != self.num_features {
+            let want = if self.spatial {
+                format!("[{}, H, W]", self.num_features)
+            } else {
+                format!("[{}] or [{}, L]", self.num_features, self.num_features)
+            };
+            return Err(Error::model(format!(
+                "{} expects per-sample input {want}, got {input:?}",
+                self.kind()
+            )));
+        }
+        Ok(input.to_vec())
+    }
+
+    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
+    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        if self.affine {
+            vec![
+                ("weight", vec![self.num_features]),
+                ("bias", vec![self.num_features]),
+            ]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Check the configuration (all that `init` checks, drawing nothing).
+    pub fn check(&self) -> Result<()> {
         if self.num_features == 0 {
             return Err(Error::config(
                 "num_features",
@@ -81,14 +124,27 @@ impl BatchNormConfig {
                 format!("must be in [0, 1], got {m}"),
             ));
         }
+        Ok(())
+    }
+
+    /// Check the configuration; weight 1, bias 0, running mean 0 and variance 1.
+    pub fn init(&self) -> Result<BatchNorm> {
+        self.check()?;
         let c = self.num_features;
-        let full = |v: f32| Tensor::full([c], v).expect("small vector");
+        let full = |v: f32| Tensor::full([c], v);
+        let affine = |v: f32| -> Result<Option<Param>> {
+            Ok(if self.affine {
+                Some(Param::new(full(v)?))
+            } else {
+                None
+            })
+        };
         Ok(BatchNorm {
             config: *self,
-            weight: self.affine.then(|| Param::new(full(1.0))),
-            bias: self.affine.then(|| Param::new(full(0.0))),
-            running_mean: full(0.0),
-            running_var: full(1.0),
+            weight: affine(1.0)?,
+            bias: affine(0.0)?,
+            running_mean: full(0.0)?,
+            running_var: full(1.0)?,
             num_batches_tracked: 0,
             cache: None,
         })
@@ -154,35 +210,11 @@ impl BatchNorm {
 
 impl Module for BatchNorm {
     fn kind(&self) -> &'static str {
-        if self.config.spatial {
-            "batchnorm2d"
-        } else {
-            "batchnorm1d"
-        }
+        self.config.kind()
     }
 
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let shape = single_shape(inputs)?;
-        let rank_ok = if self.config.spatial {
-            shape.len() == 3
-        } else {
-            matches!(shape.len(), 1 | 2)
-        };
-        if !rank_ok || shape[0] != self.config.num_features {
-            let want = if self.config.spatial {
-                format!("[{}, H, W]", self.config.num_features)
-            } else {
-                format!(
-                    "[{}] or [{}, L]",
-                    self.config.num_features, self.config.num_features
-                )
-            };
-            return Err(Error::model(format!(
-                "{} expects per-sample input {want}, got {shape:?}",
-                self.kind()
-            )));
-        }
-        Ok(shape.to_vec())
+        self.config.output_shape(single_shape(inputs)?)
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {

@@ -24,7 +24,14 @@ impl Module for Flatten {
         "flatten"
     }
     fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        Ok(vec![single_shape(inputs)?.iter().product()])
+        let shape = single_shape(inputs)?;
+        let features = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let features = features.ok_or_else(|| {
+            Error::model(format!(
+                "flatten: {shape:?} has more values than usize can count"
+            ))
+        })?;
+        Ok(vec![features])
     }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;

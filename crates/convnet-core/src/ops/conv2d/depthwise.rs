@@ -209,7 +209,9 @@ pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]
     let border = Border::new(g);
     // Bands of output rows whose layout fits BAND_BYTES; thinner bands when there are too
     // few tasks for the threads (one large image).
-    let per_out_row = (g.stride[0] * border.plan_for(g, 1).chan_len * 4).max(1);
+    let per_out_row = (border.plan_for(g, 1).chan_len * 4)
+        .saturating_mul(g.stride[0])
+        .max(1);
     let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho.max(1));
     let planes = g.batch * c;
     let threads = rayon::current_num_threads();
@@ -245,33 +247,38 @@ struct Border {
     /// Input rows and padding rows above them.
     h: usize,
     top: usize,
-    /// Input columns, and the padding columns to their left.
+    /// Input columns, the padding columns to their left, and all padded columns.
     w: usize,
     left: usize,
-    /// Input column read by padded column `t` (`None`: zero), for `t` in `0..W + left + right`.
-    cols: Vec<Option<usize>>,
+    wp: usize,
 }
 
 impl Border {
     fn new(g: &Conv2dGeometry) -> Self {
         let [h, w] = g.in_hw;
-        let wp = w + g.pad[2] + g.pad[3];
         Border {
             mode: g.padding_mode,
             h,
             top: g.pad[0],
             w,
             left: g.pad[2],
-            cols: (0..wp)
-                .map(|t| source_index(t as isize - g.pad[2] as isize, w, g.padding_mode))
-                .collect(),
+            wp: g.padded_hw()[1],
         }
+    }
+
+    /// Input column read by padded column `t` (`None`: zero, or past the padded width).
+    #[inline]
+    fn source_col(&self, t: usize) -> Option<usize> {
+        if t >= self.wp {
+            return None;
+        }
+        source_index(t as isize - self.left as isize, self.w, self.mode)
     }
 
     /// The layout of `rows` padded input rows, as a problem without padding.
     fn plan_for(&self, g: &Conv2dGeometry, rows: usize) -> Plan {
         let mut band = *g;
-        band.in_hw = [rows, self.cols.len()];
+        band.in_hw = [rows, self.wp];
         band.pad = [0; 4];
         Plan::new(&band, 1)
     }
@@ -294,9 +301,13 @@ impl Border {
     /// Fill `plan` (from [`Border::band_plan`]) with padded rows `first..` of `plane`
     /// (`[H, W]`); columns past the padded width are zero.
     fn fill(&self, plan: &Plan, first: usize, plane: &[f32], phases: &mut [f32]) {
-        let wp = self.cols.len();
+        let wp = self.wp;
         let interior = self.left..self.left + self.w;
-        for (ph, dst) in phases.chunks_exact_mut(plan.phase_len).enumerate() {
+        for (&ph, dst) in plan
+            .phases
+            .iter()
+            .zip(phases.chunks_exact_mut(plan.phase_len))
+        {
             for (r, dst_row) in dst.chunks_exact_mut(plan.wps).enumerate() {
                 let padded_row = (first + r) as isize - self.top as isize;
                 let Some(ir) = source_index(padded_row, self.h, self.mode) else {
@@ -308,18 +319,16 @@ impl Border {
                     // Phase column t is padded column t: the interior is one copy.
                     dst_row[interior.clone()].copy_from_slice(src);
                     for t in (0..self.left).chain(interior.end..wp) {
-                        dst_row[t] = self.cols[t].map_or(0.0, |c| src[c]);
+                        dst_row[t] = self.source_col(t).map_or(0.0, |c| src[c]);
                     }
                     dst_row[wp.min(plan.wps)..].fill(0.0);
                 } else {
                     for (t, d) in dst_row.iter_mut().enumerate() {
-                        let col = t * plan.sw + ph;
-                        *d = self
-                            .cols
-                            .get(col)
-                            .copied()
-                            .flatten()
-                            .map_or(0.0, |c| src[c]);
+                        // (Past the padded width when the product overflows: zero.)
+                        let col = t
+                            .checked_mul(plan.sw)
+                            .map_or(usize::MAX, |c| c.saturating_add(ph));
+                        *d = self.source_col(col).map_or(0.0, |c| src[c]);
                     }
                 }
             }

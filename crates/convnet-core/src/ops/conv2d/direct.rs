@@ -72,7 +72,9 @@ fn forward_impl<S: Tile>(
     // Bands of output rows whose input layout fits BAND_BYTES; more (thinner) bands when
     // there are too few tasks for the threads.
     let whole = PhasePlan::new(g, cg);
-    let per_out_row = (cg * whole.sw * g.stride[0] * whole.wps * 4).max(1);
+    let per_out_row = (cg * whole.phases.len() * whole.wps * 4)
+        .saturating_mul(g.stride[0])
+        .max(1);
     let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho);
     let pairs = g.batch * g.groups;
     let threads = rayon::current_num_threads();

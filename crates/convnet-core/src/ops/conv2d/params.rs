@@ -3,7 +3,7 @@
 
 use crate::error::{Error, Result};
 use crate::geometry::{check_positive, conv2d_output_hw, same_padding};
-use crate::tensor::{checked_numel, fmt_dims};
+use crate::tensor::{check_elements, checked_numel, fmt_dims};
 
 const OP: &str = "conv2d";
 
@@ -233,6 +233,7 @@ impl Conv2dParams {
                 ));
             }
         }
+        geom.check_sizes()?;
         Ok(geom)
     }
 
@@ -409,6 +410,34 @@ impl Conv2dGeometry {
     pub fn out_per_group(&self) -> usize {
         self.out_channels / self.groups
     }
+    /// The one bound on what a conv2d allocates: the output and the padded input (which a
+    /// padding mode other than zeros materialises, and whose rows the kernels lay out) hold
+    /// at most [`MAX_TENSOR_ELEMENTS`](crate::tensor::MAX_TENSOR_ELEMENTS) values each. Every
+    /// workspace is sized from these (and from the weight), never from the stride, so this
+    /// bounds them all.
+    fn check_sizes(&self) -> Result<()> {
+        let [n, c, h, w] = self.input_dims();
+        let padded = self.padded_hw();
+        let what = if self.pad == [0; 4] {
+            ("input", format!("input {}", fmt_dims(&[n, c, h, w])))
+        } else {
+            let [top, bottom, left, right] = self.pad;
+            (
+                "padding",
+                format!(
+                    "input {} padded by top {top}, bottom {bottom}, left {left}, right {right} \
+                     ({})",
+                    fmt_dims(&[n, c, h, w]),
+                    fmt_dims(&[n, c, padded[0], padded[1]])
+                ),
+            )
+        };
+        check_elements(OP, what.0, what.1, &[n, c, padded[0], padded[1]])?;
+        let out = self.output_dims();
+        check_elements(OP, "output", format!("output {}", fmt_dims(&out)), &out)?;
+        Ok(())
+    }
+
     /// Input height and width after padding.
     pub fn padded_hw(&self) -> [usize; 2] {
         [

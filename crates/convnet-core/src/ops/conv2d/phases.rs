@@ -1,11 +1,15 @@
 //! Input planes laid out so that every kernel tap of every output vector is one contiguous
 //! load: the direct kernels' view of the input.
 //!
-//! Each input channel is copied once into a zero-padded plane stored as `s_w` column
-//! *phases*: phase `ph` holds padded columns `ph, ph + s_w, ph + 2 s_w, ...`. Tap `(c, p, q)`
-//! of output element `(i, j)` reads padded row `i s_h + p d_h` of channel `c`, phase
-//! `(q d_w) mod s_w`, column `j + (q d_w) div s_w`. So for consecutive `j` it reads
-//! consecutive addresses, whatever the stride and dilation: an output vector reads a vector.
+//! Each input channel is copied once into a zero-padded plane stored as column *phases*:
+//! phase `ph` holds padded columns `ph, ph + s_w, ph + 2 s_w, ...`. Tap `(c, p, q)` of output
+//! element `(i, j)` reads padded row `i s_h + p d_h` of channel `c`, phase `(q d_w) mod s_w`,
+//! column `j + (q d_w) div s_w`. So for consecutive `j` it reads consecutive addresses,
+//! whatever the stride and dilation: an output vector reads a vector.
+//!
+//! Only the phases some tap reads are stored (at most `min(k_w, s_w)` of the `s_w`): the
+//! layout is sized from the output row and the kernel, never from the stride, and a 1x1
+//! kernel with stride 2 copies half the input.
 //!
 //! Phase rows are long enough to read whole vectors past the end of an output row; the lanes
 //! past the row end read other columns and are dropped (or masked) by the kernels.
@@ -31,7 +35,9 @@ pub(crate) struct PhasePlan {
     pub wps: usize,
     /// Elements of one phase plane.
     pub phase_len: usize,
-    /// Elements of one channel (all its phases).
+    /// The phases stored, ascending: those some kernel column reads, `(q d_w) mod s_w`.
+    pub phases: Vec<usize>,
+    /// Elements of one channel (all its stored phases).
     pub chan_len: usize,
     /// Channels laid out.
     pub channels: usize,
@@ -54,12 +60,16 @@ impl PhasePlan {
         // window (when the stride skips them) land there and read back as zero.
         let wps = wo_pad + max_off + 1;
         let phase_len = hp * wps;
-        let chan_len = sw * phase_len;
+        let mut phases: Vec<usize> = (0..kw).map(|q| q * g.dilation[1] % sw).collect();
+        phases.sort_unstable();
+        phases.dedup();
+        let chan_len = phases.len() * phase_len;
+        let slot = |col: usize| phases.partition_point(|&ph| ph < col % sw);
         let tap_offsets = (0..channels * kh * kw)
             .map(|t| {
                 let (c, p, q) = (t / (kh * kw), t / kw % kh, t % kw);
                 let col = q * g.dilation[1];
-                c * chan_len + (col % sw) * phase_len + p * g.dilation[0] * wps + col / sw
+                c * chan_len + slot(col) * phase_len + p * g.dilation[0] * wps + col / sw
             })
             .collect();
         PhasePlan {
@@ -74,6 +84,7 @@ impl PhasePlan {
             wo_pad,
             wps,
             phase_len,
+            phases,
             chan_len,
             channels,
             tap_offsets,
@@ -123,8 +134,11 @@ impl PhasePlan {
             .div_ceil(self.sw)
             .min(self.wps);
         let lo = lo.min(hi);
-        // (When the range is empty the first column is clamped so that slices stay valid.)
-        let first = (lo * self.sw + ph)
+        // (When the range is empty the first column is clamped so that slices stay valid;
+        // saturating, as a stride near usize::MAX puts it past every column.)
+        let first = lo
+            .saturating_mul(self.sw)
+            .saturating_add(ph)
             .saturating_sub(self.pad_left)
             .min(self.w);
         (lo..hi, first)
@@ -154,7 +168,11 @@ impl PhasePlan {
     }
 
     fn fill_channel(&self, plane: &[f32], phases: &mut [f32]) {
-        for (ph, dst) in phases.chunks_exact_mut(self.phase_len).enumerate() {
+        for (&ph, dst) in self
+            .phases
+            .iter()
+            .zip(phases.chunks_exact_mut(self.phase_len))
+        {
             let (cols, first) = self.phase_cols(ph);
             for (r, dst_row) in dst.chunks_exact_mut(self.wps).enumerate() {
                 let Some(ir) = r.checked_sub(self.pad_top).filter(|&r| r < self.h) else {
@@ -177,9 +195,13 @@ impl PhasePlan {
     }
 
     /// Copy one channel of the layout back onto an input plane `[H, W]` (overwritten): the
-    /// adjoint's last step, for gradients accumulated in the layout.
+    /// adjoint's last step, for gradients accumulated in the layout. Columns of phases no
+    /// tap reads get zero.
     pub(crate) fn gather_channel(&self, phases: &[f32], plane: &mut [f32]) {
-        for (ph, src) in phases.chunks_exact(self.phase_len).enumerate() {
+        if self.phases.len() < self.sw {
+            plane.fill(0.0);
+        }
+        for (&ph, src) in self.phases.iter().zip(phases.chunks_exact(self.phase_len)) {
             let (cols, first) = self.phase_cols(ph);
             for (ir, row) in plane.chunks_exact_mut(self.w).enumerate() {
                 let src_cols = &src[(ir + self.pad_top) * self.wps..][cols.clone()];
