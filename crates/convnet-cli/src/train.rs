@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use convnet::checkpoint::{self, CheckpointMeta, DataOrigin};
-use convnet::data::{self, Augment, DataSplit};
+use convnet::data::{self, Augment, DataSplit, OpenOptions};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, Trainer,
@@ -64,6 +64,9 @@ pub struct TrainArgs {
     /// Data folder; default: Fashion-MNIST if installed, else the embedded sample.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 32x32) when reading the data.
+    #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
+    resize: Option<[usize; 2]>,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -116,8 +119,9 @@ pub struct TrainArgs {
 }
 
 /// The options that define a run: `--resume` takes them from the checkpoint.
-const RUN_SETTINGS: [&str; 16] = [
+const RUN_SETTINGS: [&str; 17] = [
     "model",
+    "resize",
     "epochs",
     "batch_size",
     "optimizer",
@@ -183,9 +187,14 @@ impl TrainArgs {
 
 /// Open `--data`, or the default data.
 pub fn open_data(path: Option<&Path>) -> Result<DataSplit> {
+    open_data_with(path, &OpenOptions::default())
+}
+
+/// Open `--data`, or the default data, read as `options` say (`--resize`).
+pub fn open_data_with(path: Option<&Path>, options: &OpenOptions) -> Result<DataSplit> {
     Ok(match path {
-        Some(p) => data::open(p)?,
-        None => data::default_data()?,
+        Some(p) => data::open_with(p, options)?,
+        None => data::default_data_with(options)?,
     })
 }
 
@@ -200,7 +209,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let (mut trainer, data, origin) = if args.resume {
         resume(&args)?
     } else {
-        let (data, origin) = open_data_recorded(args.data.as_deref())?;
+        let (data, origin) = open_data_recorded(args.data.as_deref(), args.resize)?;
         let spec = load_spec(args.model.as_deref())?;
         let config = args.config();
         let model = spec.build(config.seed)?;
@@ -209,8 +218,11 @@ pub fn run(args: TrainArgs) -> Result<()> {
     train(&mut trainer, &data, &origin, &args.out, args.save_every)
 }
 
-/// Open `--data` (or the default data) and say where it came from.
-pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)> {
+/// Open `--data` (or the default data), resized to `resize`, and say where it came from.
+pub fn open_data_recorded(
+    path: Option<&Path>,
+    resize: Option<[usize; 2]>,
+) -> Result<(DataSplit, DataOrigin)> {
     // Opened by its absolute path, so what the loader reports does not depend on the
     // folder the command runs in.
     let folder = match path {
@@ -220,10 +232,11 @@ pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)
         ),
         None => None,
     };
-    let data = open_data(folder.as_deref())?;
+    let data = open_data_with(folder.as_deref(), &OpenOptions { resize })?;
     let origin = DataOrigin {
         folder,
         source: data.train.source.clone(),
+        resize,
     };
     Ok((data, origin))
 }
@@ -263,7 +276,8 @@ fn resume(args: &TrainArgs) -> Result<(Trainer, DataSplit, DataOrigin)> {
         .data
         .clone()
         .or_else(|| saved.as_ref().and_then(|d| d.folder.clone()));
-    let (data, origin) = open_data_recorded(folder.as_deref())?;
+    let resize = saved.as_ref().and_then(|d| d.resize);
+    let (data, origin) = open_data_recorded(folder.as_deref(), resize)?;
     if let Some(saved) = &saved
         && saved.source != origin.source
     {
@@ -498,6 +512,9 @@ pub struct DemoArgs {
     /// Data folder; default: the embedded Fashion-MNIST sample (2,000 / 500 images).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 32x32) when reading the data.
+    #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
+    resize: Option<[usize; 2]>,
     #[arg(long, default_value_t = 12)]
     epochs: usize,
     /// Output folder for the checkpoints.
@@ -508,12 +525,16 @@ pub struct DemoArgs {
 /// Train the reference model briefly and print its test accuracy.
 pub fn demo(args: DemoArgs) -> Result<()> {
     let (data, origin) = match &args.data {
-        Some(p) => open_data_recorded(Some(p))?,
+        Some(p) => open_data_recorded(Some(p), args.resize)?,
         None => {
-            let data = data::embedded_sample();
+            let options = OpenOptions {
+                resize: args.resize,
+            };
+            let data = options.apply(data::embedded_sample())?;
             let origin = DataOrigin {
                 folder: None,
                 source: data.train.source.clone(),
+                resize: args.resize,
             };
             (data, origin)
         }
