@@ -174,11 +174,12 @@ pub(crate) fn read_meta(path: &Path) -> Result<Vec<String>, DataError> {
     if bytes.len() as u64 > META_MAX_BYTES {
         return Err(bad(
             None,
-            format!("more than {META_MAX_BYTES} bytes; a class-name file holds one short name per line"),
+            format!(
+                "more than {META_MAX_BYTES} bytes; a class-name file holds one short name per line"
+            ),
         ));
     }
-    let text = String::from_utf8(bytes)
-        .map_err(|e| bad(None, format!("not UTF-8 text ({e})")))?;
+    let text = String::from_utf8(bytes).map_err(|e| bad(None, format!("not UTF-8 text ({e})")))?;
     let mut names = Vec::new();
     for (i, line) in text.lines().enumerate() {
         if i == META_MAX_LINES {

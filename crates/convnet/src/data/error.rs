@@ -194,8 +194,9 @@ pub enum DataError {
     /// Test labels outside the range of the training labels (IDX data sets, whose classes are
     /// the labels found).
     #[error(
-        "{}: test labels go up to {test_max}, but the training labels in {} only up to {train_max}: train and test must have the same classes",
+        "{}: test labels go up to {test_max}, beyond the training classes 0..={} (the labels in {} go up to {train_max}): train and test must have the same classes",
         test.display(),
+        train_classes.saturating_sub(1),
         train.display()
     )]
     LabelRangeMismatch {
@@ -203,10 +204,13 @@ pub enum DataError {
         test: PathBuf,
         train_max: usize,
         test_max: usize,
+        train_classes: usize,
     },
 
     /// A training or test set with no images.
-    #[error("{from}: the {split} set is empty (0 images); a data set needs at least one training and one test image")]
+    #[error(
+        "{from}: the {split} set is empty (0 images); a data set needs at least one training and one test image"
+    )]
     EmptySplit { split: &'static str, from: String },
 
     /// An augmentation that cannot be applied to images of this size.

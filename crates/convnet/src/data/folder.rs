@@ -378,3 +378,30 @@ fn convert(
     resize_planes(&planes, [channels, got[0], got[1]], target, dst);
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_tree_with_more_entries_than_the_bound_is_refused_before_decoding() {
+        let dir = std::env::temp_dir().join(format!("convnet-entries-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for i in 0..6 {
+            let path = dir.join("a").join(format!("{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            // Not images at all: the bound must refuse before any decoding.
+            std::fs::write(&path, b"not a png").unwrap();
+        }
+        // 1 class folder + 6 files = 7 entries.
+        let err = load_bounded(&dir, SizeRule::First, None, 6).unwrap_err();
+        assert!(
+            matches!(&err, DataError::TooManyFiles { limit: 6, path } if *path == dir),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("more than 6 files and folders"));
+        let err = load_bounded(&dir, SizeRule::First, None, 7).unwrap_err();
+        assert!(matches!(err, DataError::Image { .. }), "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

@@ -277,6 +277,7 @@ fn same_label_range(
             test: labels[1].to_path_buf(),
             train_max: max(train),
             test_max: max(test),
+            train_classes: train.classes.len(),
         });
     }
     test.classes = train.classes.clone();

@@ -19,8 +19,16 @@ use super::{DataError, Dataset};
 pub(crate) fn resize_planes(src: &[u8], dims: [usize; 3], target: [usize; 2], dst: &mut [u8]) {
     let [c, h, w] = dims;
     let [th, tw] = target;
-    assert_eq!(src.len(), c * h * w, "resize_planes: source is not {c}x{h}x{w}");
-    assert_eq!(dst.len(), c * th * tw, "resize_planes: target is not {c}x{th}x{tw}");
+    assert_eq!(
+        src.len(),
+        c * h * w,
+        "resize_planes: source is not {c}x{h}x{w}"
+    );
+    assert_eq!(
+        dst.len(),
+        c * th * tw,
+        "resize_planes: target is not {c}x{th}x{tw}"
+    );
     if [h, w] == target {
         dst.copy_from_slice(src);
         return;
