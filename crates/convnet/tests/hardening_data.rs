@@ -681,3 +681,19 @@ fn npy_file_is_checked_against_its_header_before_its_data_is_read() {
     let err = convnet::npy::read(&path).unwrap_err().to_string();
     assert!(err.contains("headers longer than 10000 bytes"), "{err}");
 }
+
+#[test]
+fn resize_to_more_than_memory_holds_is_refused_before_allocating() {
+    // 2000 images of 16384x16384: 537 GB.
+    let started = Instant::now();
+    let err = convnet::data::embedded_sample()
+        .train
+        .resized([16_384, 16_384])
+        .unwrap_err();
+    assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
+    assert!(matches!(err, DataError::OutOfMemory { .. }), "{err:?}");
+    assert_message(
+        &err,
+        &["2000 images of 1x16384x16384", "536870912000 bytes"],
+    );
+}

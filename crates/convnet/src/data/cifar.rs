@@ -153,6 +153,7 @@ fn reserve<T>(path: &Path, v: &mut Vec<T>, more: usize) -> Result<(), DataError>
         path: path.to_path_buf(),
         what: format!("{more} more records"),
         bytes: (more as u64).saturating_mul(size_of::<T>() as u64),
+        available: None,
     })
 }
 

@@ -49,12 +49,18 @@ pub enum DataError {
         gzip: bool,
     },
 
-    /// A size read from a file or asked for that this machine cannot allocate.
-    #[error("{}: cannot hold {what} in memory ({bytes} bytes)", path.display())]
+    /// A size read from a file or asked for that this machine cannot hold: more than the
+    /// memory available (`available`, when known), or more than the allocator grants.
+    #[error(
+        "{}: cannot hold {what} in memory: {bytes} bytes{}",
+        path.display(),
+        available.map_or_else(String::new, |a| format!(", but only {a} bytes are available"))
+    )]
     OutOfMemory {
         path: PathBuf,
         what: String,
         bytes: u64,
+        available: Option<u64>,
     },
 
     /// The file does not start with the magic number of the expected kind of file.

@@ -112,19 +112,12 @@ impl DataFile {
         if let Some(stored) = self.raw_len() {
             self.check_total(stored, expected, &what)?;
         }
+        check_memory(&self.path, &what, len)?;
         let reserve = match self.stored_len {
             Some(stored) if self.gzip => len.min(stored.saturating_mul(GZIP_RESERVE_RATIO)),
             _ => len,
         };
-        let mut buf = Vec::new();
-        usize::try_from(reserve)
-            .ok()
-            .and_then(|r| buf.try_reserve_exact(r).ok())
-            .ok_or_else(|| DataError::OutOfMemory {
-                path: self.path.clone(),
-                what: what(),
-                bytes: expected,
-            })?;
+        let mut buf = reserved(&self.path, &what, reserve)?;
         self.read_limited(len.saturating_add(1), &mut buf)?;
         let got = buf.len() as u64;
         if got < len {
@@ -204,6 +197,53 @@ impl DataFile {
             DataError::io(&self.path, e)
         }
     }
+}
+
+/// Refuses to hold `bytes` (of `what`, read from or for `path`) when they are more than the
+/// memory available now, so a size from a file or an option is refused before it is
+/// allocated rather than after the system has started to run out.
+pub(crate) fn check_memory(
+    path: &Path,
+    what: &impl Fn() -> String,
+    bytes: u64,
+) -> Result<(), DataError> {
+    match available_memory() {
+        Some(available) if bytes > available => Err(DataError::OutOfMemory {
+            path: path.to_path_buf(),
+            what: what(),
+            bytes,
+            available: Some(available),
+        }),
+        _ => Ok(()),
+    }
+}
+
+/// An empty buffer with room for `bytes`, or [`DataError::OutOfMemory`] when the allocator
+/// refuses them.
+pub(crate) fn reserved(
+    path: &Path,
+    what: &impl Fn() -> String,
+    bytes: u64,
+) -> Result<Vec<u8>, DataError> {
+    let mut buf = Vec::new();
+    usize::try_from(bytes)
+        .ok()
+        .and_then(|b| buf.try_reserve_exact(b).ok())
+        .ok_or_else(|| DataError::OutOfMemory {
+            path: path.to_path_buf(),
+            what: what(),
+            bytes,
+            available: None,
+        })?;
+    Ok(buf)
+}
+
+/// The memory the system can give without swapping (Linux's `MemAvailable`), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = info.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    kib.checked_mul(1024)
 }
 
 pub(crate) fn is_gzip(bytes: &[u8]) -> bool {

@@ -33,6 +33,7 @@ use std::path::{Path, PathBuf};
 use image::{ImageReader, Limits};
 use rayon::prelude::*;
 
+use super::file::{check_memory, reserved};
 use super::resize::{hwc_to_chw, resize_planes};
 use super::{DataError, Dataset};
 use crate::names::check_len;
@@ -171,24 +172,19 @@ pub(crate) fn check_resize(path: &Path, [h, w]: [usize; 2]) -> Result<(), DataEr
     }
 }
 
-/// A zeroed buffer for `n` images of `[C, H, W]`, or an error naming `dir` when it cannot be
-/// allocated.
+/// A zeroed buffer for `n` images of `[C, H, W]`, or an error naming `dir` when it is more
+/// than the memory available or cannot be allocated.
 pub(crate) fn alloc_images(dir: &Path, n: usize, dims: [usize; 3]) -> Result<Vec<u8>, DataError> {
     let [c, h, w] = dims;
-    let too_large = |bytes: u64| DataError::OutOfMemory {
-        path: dir.to_path_buf(),
-        what: format!("{n} images of {c}x{h}x{w} (CxHxW)"),
-        bytes,
-    };
+    let what = || format!("{n} images of {c}x{h}x{w} (CxHxW)");
     let bytes = [n, c, h, w]
         .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or_else(|| too_large(u64::MAX))?;
-    let mut pixels = Vec::new();
-    pixels
-        .try_reserve_exact(bytes)
-        .map_err(|_| too_large(bytes as u64))?;
-    pixels.resize(bytes, 0);
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    check_memory(dir, &what, bytes)?;
+    let mut pixels = reserved(dir, &what, bytes)?;
+    // `reserved` checked that `bytes` fits in usize.
+    pixels.resize(bytes as usize, 0);
     Ok(pixels)
 }
 
@@ -228,18 +224,25 @@ fn is_dir(path: &Path) -> bool {
 }
 
 /// Visible entries of `dir`, sorted by name; every entry listed counts against `budget`.
+/// Only names are kept while listing (paths are made once the listing is complete), so a
+/// folder refused for its size costs the least memory and time.
 fn sorted_entries(dir: &Path, budget: &mut Budget) -> Result<Vec<(OsString, PathBuf)>, DataError> {
-    let mut entries = Vec::new();
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
         budget.take()?;
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
-        let name = entry.file_name();
+        let name = entry.map_err(|e| DataError::io(dir, e))?.file_name();
         if !is_hidden(&name) {
-            entries.push((name, entry.path()));
+            names.push(name);
         }
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(entries)
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            (name, path)
+        })
+        .collect())
 }
 
 /// The class sub-folders of `dir`, sorted by name, as `(name, path)`.

@@ -7,7 +7,7 @@ use image::imageops::{self, FilterType};
 use image::{ImageBuffer, Luma};
 use rayon::prelude::*;
 
-use super::folder::{alloc_images, check_resize};
+use super::folder::{MAX_IMAGE_SIDE, alloc_images, check_resize};
 use super::{DataError, Dataset};
 
 /// Resizes `src` (`[C, H, W]` = `dims`) to `[C, target]` into `dst`; a plain copy when the
@@ -55,15 +55,25 @@ pub(crate) fn hwc_to_chw(hwc: &[u8], channels: usize) -> Vec<u8> {
 }
 
 impl Dataset {
-    /// The same images resized to `size` (`[H, W]`, from 1 to
-    /// [`MAX_IMAGE_SIDE`](super::MAX_IMAGE_SIDE) a side) with the triangle filter, plane by
-    /// plane; unchanged when they already have that size. The new set is allocated (checked)
-    /// before any image is resized.
+    /// The same images resized to `size` (`[H, W]`, from 1 to [`MAX_IMAGE_SIDE`] a side) with
+    /// the triangle filter, plane by plane; unchanged when they already have that size. The
+    /// new set is allocated (checked against the memory available) before any image is
+    /// resized.
     pub fn resized(self, size: [usize; 2]) -> Result<Dataset, DataError> {
         let source = Path::new(&self.source);
         check_resize(source, size)?;
         if [self.height, self.width] == size {
             return Ok(self);
+        }
+        let side = 1..=MAX_IMAGE_SIDE as usize;
+        if !(side.contains(&self.height) && side.contains(&self.width)) {
+            return Err(DataError::InvalidOption {
+                path: source.to_path_buf(),
+                reason: format!(
+                    "cannot resize images of {}x{}: each side must be from 1 to {MAX_IMAGE_SIDE} pixels",
+                    self.height, self.width
+                ),
+            });
         }
         let dims = self.image_dims();
         let mut pixels = alloc_images(source, self.len(), [self.channels, size[0], size[1]])?;
