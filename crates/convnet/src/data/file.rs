@@ -36,7 +36,7 @@ impl DataFile {
     pub fn open(path: &Path) -> Result<Self, DataError> {
         let file = File::open(path).map_err(|e| DataError::io(path, e))?;
         let meta = file.metadata().map_err(|e| DataError::io(path, e))?;
-        let stored_len = meta.is_file().then(|| meta.len());
+        let stored_len = meta.is_file().then_some(meta.len());
         Self::new(path, Box::new(BufReader::new(file)), stored_len)
     }
 
