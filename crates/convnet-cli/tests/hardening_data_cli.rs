@@ -3,34 +3,24 @@
 //! `--resize` (which the image-size error suggests) exists on train, eval and demo, recorded
 //! with the run.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
 use common::{convnet, fails, ok, run, temp_dir};
 
+// The data tests' file makers, shared with the library's.
+#[path = "../../convnet/tests/common/data_files.rs"]
+mod data_files;
+use data_files::{gzip_bomb, idx_images, idx_labels};
+
 /// Errors found from a header come back this fast (the bugs took seconds to minutes).
 const FAST: Duration = Duration::from_secs(2);
 
-/// A small model of 12x12 grayscale images into `{classes}` classes.
+/// A one-layer model of 12x12 grayscale images into `{classes}` classes.
 const TINY_MODEL: &str = r#"
 [model]
 input = [1, 12, 12]
-
-[[layer]]
-name = "conv"
-type = "conv2d"
-out_channels = 4
-kernel = 3
-padding = 1
-
-[[layer]]
-type = "relu"
-
-[[layer]]
-type = "max_pool2d"
-kernel = 2
 
 [[layer]]
 type = "flatten"
@@ -40,30 +30,6 @@ name = "fc"
 type = "linear"
 out_features = {classes}
 "#;
-
-fn idx_images(n: u32, h: u32, w: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x803, n, h, w] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(pixels);
-    b
-}
-
-fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x801, labels.len() as u32] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(labels);
-    b
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
 
 /// An IDX folder of 12x12 images: `train` and `test` labels.
 fn idx_folder(dir: &Path, train: &[u8], test: &[u8]) -> PathBuf {
@@ -123,11 +89,10 @@ fn train_on_an_idx_gzip_bomb_fails_fast_naming_the_file() {
     let dir = temp_dir("bomb");
     let data = idx_folder(&dir, &[0, 1], &[0]);
     // The training images: their 2 images, then 1 GiB of zeros in concatenated gzip members.
-    let mut bomb = gz(&std::fs::read(data.join("train-images-idx3-ubyte")).unwrap());
-    let member = gz(&vec![0u8; 16 << 20]);
-    for _ in 0..64 {
-        bomb.extend_from_slice(&member);
-    }
+    let bomb = gzip_bomb(
+        &std::fs::read(data.join("train-images-idx3-ubyte")).unwrap(),
+        1024,
+    );
     std::fs::remove_file(data.join("train-images-idx3-ubyte")).unwrap();
     let images = data.join("train-images-idx3-ubyte.gz");
     std::fs::write(&images, bomb).unwrap();

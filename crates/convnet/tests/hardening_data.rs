@@ -4,7 +4,6 @@
 //! `.npy` sizes. Each test is named for what broke; memory-bound tests also bound the time
 //! (loosely: what they guard against took seconds to minutes).
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -16,91 +15,18 @@ use convnet::data::{
 use convnet::names::MAX_NAME_CHARS;
 use convnet::rng::Rng;
 
+#[path = "common/data_files.rs"]
+mod data_files;
+use data_files::{TempDir, assert_message, first_pixels, gz, gzip_bomb, idx_images, idx_labels, p};
+
 /// What "fast" means for an error found from a header (the bugs took seconds or more).
 const FAST: Duration = Duration::from_secs(2);
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p =
-            std::env::temp_dir().join(format!("convnet-hardening-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn idx_images(n: u32, h: u32, w: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x803, n, h, w] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(pixels);
-    b
-}
-
-fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x801, labels.len() as u32] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(labels);
-    b
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
-
-/// A gzip file of `head` followed by `zeros_mib` MiB of zeros, made of concatenated gzip
-/// members (one member of 16 MiB of zeros repeated), which `gunzip` reads as one stream: a
-/// few kilobytes per 16 MiB inflated.
-fn gzip_bomb(head: &[u8], zeros_mib: usize) -> Vec<u8> {
-    let mut out = gz(head);
-    let member = gz(&vec![0u8; 16 << 20]);
-    for _ in 0..zeros_mib / 16 {
-        out.extend_from_slice(&member);
-    }
-    out
-}
 
 fn save_gray(path: &Path, w: u32, h: u32, value: u8) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
     image::GrayImage::from_pixel(w, h, image::Luma([value]))
         .save(path)
         .unwrap();
-}
-
-fn assert_message(err: &DataError, parts: &[&str]) {
-    let msg = err.to_string();
-    for p in parts {
-        assert!(msg.contains(p), "message {msg:?} lacks {p:?}");
-    }
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -250,8 +176,7 @@ fn image_folder_with_symlink_loops_reads_each_real_folder_once() {
     assert!(started.elapsed() < FAST, "took {:?}", started.elapsed());
     assert_eq!(d.classes, vec!["a", "b"]);
     assert_eq!(d.labels, vec![0, 0, 1]);
-    let firsts: Vec<u8> = (0..d.len()).map(|i| d.image(i)[0]).collect();
-    assert_eq!(firsts, vec![10, 20, 30]);
+    assert_eq!(first_pixels(&d), vec![10, 20, 30]);
 }
 
 #[cfg(unix)]
@@ -264,8 +189,7 @@ fn image_folder_link_to_another_class_folder_reads_it_in_this_class_too() {
     symlink("../b", &dir.path().join("a/more"));
     let d = load_image_folder(dir.path(), None, None).unwrap();
     assert_eq!(d.labels, vec![0, 0, 1]);
-    let firsts: Vec<u8> = (0..d.len()).map(|i| d.image(i)[0]).collect();
-    assert_eq!(firsts, vec![10, 20, 20]);
+    assert_eq!(first_pixels(&d), vec![10, 20, 20]);
 }
 
 /// A PNG whose header says `w` x `h` pixels, with a few bytes of image data.
@@ -542,18 +466,18 @@ fn batches_meta_size_and_line_count_are_bounded() {
     let dir = TempDir::new("meta-size");
     let meta = cifar_folder(&dir, &vec![b'a'; (1 << 20) + 1]);
     assert_message(
-        &open(dir.path()).unwrap_err(),
+        open(dir.path()).unwrap_err(),
         &[&p(&meta), "more than 1048576 bytes"],
     );
     cifar_folder(&dir, "\n".repeat(1025).as_bytes());
     assert_message(
-        &open(dir.path()).unwrap_err(),
+        open(dir.path()).unwrap_err(),
         &[&p(&meta), "more than 1024 lines"],
     );
     let names: String = (0..257).map(|i| format!("c{i}\n")).collect();
     cifar_folder(&dir, names.as_bytes());
     assert_message(
-        &open(dir.path()).unwrap_err(),
+        open(dir.path()).unwrap_err(),
         &[&p(&meta), "line 257", "more than 256 class names"],
     );
 }
