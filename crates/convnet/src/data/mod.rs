@@ -125,8 +125,9 @@ const LAYOUTS: &str = "(a) MNIST-family IDX files train-images-idx3-ubyte[.gz], 
 ///   must match them, and the test classes must equal the training classes.
 ///
 /// A folder holding part of a layout is an error naming what is missing; anything else is an
-/// error listing what was looked for. An empty training or test set is an error; so are IDX
-/// test labels above the largest training label (the classes of IDX data are its labels).
+/// error listing what was looked for. An empty training or test set is an error; so is an
+/// IDX test label beyond the training classes (the classes of IDX data come from its labels:
+/// `0..=9`, or up to the largest training label).
 pub fn open(path: &Path) -> Result<DataSplit, DataError> {
     open_with(path, &OpenOptions::default())
 }
@@ -262,7 +263,7 @@ fn open_folders(
     split(train_dir, train, test)
 }
 
-/// IDX classes are the labels found: test labels must not go above the training labels
+/// IDX classes come from the labels found: a test label must be one of the training classes
 /// (`labels` names the training and test label files); the test set then takes the training
 /// set's class list.
 fn same_label_range(
