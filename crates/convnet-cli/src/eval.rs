@@ -5,10 +5,11 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use convnet::data::OpenOptions;
 use convnet::train::{EvalReport, LossKind, evaluate};
 use convnet::{checkpoint, names};
 
-use crate::train::open_data;
+use crate::train::open_data_with;
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -24,6 +25,10 @@ pub struct EvalArgs {
     /// embedded sample.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 32x32) when reading the data; default: the size the
+    /// checkpoint's run resized to, if any.
+    #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
+    resize: Option<[usize; 2]>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -40,7 +45,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     // (The library's errors name the file at fault.)
     let ck = checkpoint::load(&args.checkpoint)?;
-    let data = open_data(args.data.as_deref())?;
+    let resize = args
+        .resize
+        .or_else(|| ck.meta.data.as_ref().and_then(|d| d.resize));
+    let data = open_data_with(args.data.as_deref(), &OpenOptions { resize })?;
     if data.test.classes.len() != ck.meta.classes.len() {
         bail!(
             "the checkpoint knows {} classes but {} has {}",

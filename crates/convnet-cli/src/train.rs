@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use convnet::checkpoint::{DataOrigin, RunFolder};
-use convnet::data::{self, Augment, DataSplit};
+use convnet::data::{self, Augment, DataSplit, OpenOptions};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, TrainState, Trainer,
@@ -61,6 +61,9 @@ pub struct TrainArgs {
     /// Data folder; default: Fashion-MNIST if installed, else the embedded sample.
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 32x32) when reading the data.
+    #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
+    resize: Option<[usize; 2]>,
     #[arg(long, default_value_t = 10)]
     epochs: usize,
     #[arg(long, default_value_t = 128)]
@@ -114,8 +117,9 @@ pub struct TrainArgs {
 }
 
 /// The options that define a run: `--resume` takes them from the checkpoint.
-const RUN_SETTINGS: [&str; 16] = [
+const RUN_SETTINGS: [&str; 17] = [
     "model",
+    "resize",
     "epochs",
     "batch_size",
     "optimizer",
@@ -181,9 +185,14 @@ impl TrainArgs {
 
 /// Open `--data`, or the default data.
 pub fn open_data(path: Option<&Path>) -> Result<DataSplit> {
+    open_data_with(path, &OpenOptions::default())
+}
+
+/// Open `--data`, or the default data, read as `options` say (`--resize`).
+pub fn open_data_with(path: Option<&Path>, options: &OpenOptions) -> Result<DataSplit> {
     Ok(match path {
-        Some(p) => data::open(p)?,
-        None => data::default_data()?,
+        Some(p) => data::open_with(p, options)?,
+        None => data::default_data_with(options)?,
     })
 }
 
@@ -216,7 +225,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let config = args.config();
     let spec = load_spec(args.model.as_deref())?;
     config.check_for_images(spec.input)?;
-    let (data, origin) = open_data_recorded(args.data.as_deref())?;
+    let (data, origin) = open_data_recorded(args.data.as_deref(), args.resize)?;
     let model = spec.build(config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
     let run = new_run(args.out.as_deref(), TRAIN_OUT, "train")?;
@@ -256,8 +265,11 @@ fn new_run(out: Option<&Path>, default: &str, verb: &str) -> Result<RunFolder> {
     }
 }
 
-/// Open `--data` (or the default data) and say where it came from.
-pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)> {
+/// Open `--data` (or the default data), resized to `resize`, and say where it came from.
+pub fn open_data_recorded(
+    path: Option<&Path>,
+    resize: Option<[usize; 2]>,
+) -> Result<(DataSplit, DataOrigin)> {
     // Opened by its absolute path, so what the loader reports does not depend on the
     // folder the command runs in.
     let folder = match path {
@@ -267,10 +279,22 @@ pub fn open_data_recorded(path: Option<&Path>) -> Result<(DataSplit, DataOrigin)
         ),
         None => None,
     };
-    let data = open_data(folder.as_deref())?;
+    let data = open_data_with(folder.as_deref(), &OpenOptions { resize })?;
     let origin = DataOrigin {
         folder,
         source: data.train.source.clone(),
+        resize,
+    };
+    Ok((data, origin))
+}
+
+/// The embedded sample, resized to `resize`, and where it came from.
+fn embedded_sample_recorded(resize: Option<[usize; 2]>) -> Result<(DataSplit, DataOrigin)> {
+    let data = OpenOptions { resize }.apply(data::embedded_sample())?;
+    let origin = DataOrigin {
+        folder: None,
+        source: data.train.source.clone(),
+        resize,
     };
     Ok((data, origin))
 }
@@ -318,7 +342,13 @@ fn resume(args: &TrainArgs) -> Result<()> {
     }
     // The run's own data unless --data names other data; either way it must be the same.
     let folder = args.data.clone().or_else(|| saved.data.folder.clone());
-    let (data, origin) = open_data_recorded(folder.as_deref())?;
+    let (data, origin) = match folder {
+        // A run of `demo` trained on the embedded sample, whatever the default data is.
+        None if saved.data.source.starts_with(data::EMBEDDED_SAMPLE_SOURCE) => {
+            embedded_sample_recorded(saved.data.resize)?
+        }
+        folder => open_data_recorded(folder.as_deref(), saved.data.resize)?,
+    };
     if saved.data.source != origin.source {
         bail!(
             "the run in {} was trained on {}; resuming would train it on {}{}",
@@ -549,6 +579,9 @@ pub struct DemoArgs {
     /// Data folder; default: the embedded Fashion-MNIST sample (2,000 / 500 images).
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize every image to HxW (e.g. 32x32) when reading the data.
+    #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
+    resize: Option<[usize; 2]>,
     #[arg(long, default_value_t = 12)]
     epochs: usize,
     /// Output folder for the checkpoints [default: runs/demo, numbered runs/demo-2, ...
@@ -560,15 +593,8 @@ pub struct DemoArgs {
 /// Train the reference model briefly and print its test accuracy.
 pub fn demo(args: DemoArgs) -> Result<()> {
     let (data, origin) = match &args.data {
-        Some(p) => open_data_recorded(Some(p))?,
-        None => {
-            let data = data::embedded_sample();
-            let origin = DataOrigin {
-                folder: None,
-                source: data.train.source.clone(),
-            };
-            (data, origin)
-        }
+        Some(p) => open_data_recorded(Some(p), args.resize)?,
+        None => embedded_sample_recorded(args.resize)?,
     };
     let spec = ModelSpec::from_toml(FASHION_CNN)?;
     let config = TrainConfig {

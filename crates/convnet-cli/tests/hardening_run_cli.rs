@@ -451,7 +451,7 @@ fn options_out_of_range_are_refused_before_any_data_is_read() {
         ),
         (
             &["--crop-padding", "1000000"],
-            "invalid crop_padding: 1000000 pixels is more than 28x28 images allow (at most 28)",
+            "invalid augmentation: crop padding 1000000 is not smaller than the 28x28 (HxW) images: a crop could hold padding only; give a padding from 0 to 27",
         ),
     ];
     for (extra, expected) in cases {
@@ -597,4 +597,41 @@ fn weights_that_cannot_be_right_are_refused_naming_the_file_and_tensor() {
         "{err}"
     );
     let _ = std::fs::remove_dir_all(&s.dir);
+}
+
+#[test]
+fn an_interrupted_demo_resumes_on_the_embedded_sample_whatever_data_is_installed() {
+    // `demo` trains on the embedded sample even where the full Fashion-MNIST is installed
+    // (the default data of `train`); its resume must not switch to the default data.
+    let dir = temp_dir("demo-resume");
+    let out = dir.join("demo");
+    let mut child = start_long_run(
+        convnet()
+            .args(["demo", "--epochs", "10000", "--out"])
+            .arg(&out),
+        &out,
+    );
+    signal(&child, "INT");
+    let stopped = child.wait().unwrap();
+    assert_eq!(stopped.code(), Some(130));
+    one_more_epoch(&out);
+    let stderr = String::from_utf8_lossy(&ok_output(run(convnet()
+        .args(["train", "--resume", "--out"])
+        .arg(&out))))
+    .to_string();
+    assert!(
+        stderr.contains("training on embedded Fashion-MNIST sample"),
+        "{stderr}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The stderr of a command that succeeded.
+fn ok_output(out: Output) -> Vec<u8> {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stderr
 }

@@ -5,6 +5,7 @@
 
 mod common;
 #[path = "../../convnet/tests/common/fuzz.rs"]
+#[allow(dead_code)] // the harness serves every target; this one uses part of it
 mod fuzz;
 
 use std::path::{Path, PathBuf};

@@ -71,6 +71,10 @@ pub struct DataOrigin {
     pub folder: Option<PathBuf>,
     /// What the loader read, as it reports it (`Dataset::source` of the training split).
     pub source: String,
+    /// The `[H, W]` every image was resized to when read (`OpenOptions::resize`), so that
+    /// resume and evaluation read the data the same way; absent in older checkpoints.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resize: Option<[usize; 2]>,
 }
 
 impl CheckpointMeta {

@@ -1,7 +1,10 @@
 //! NumPy `.npy` files (format 1.0-3.0): float32 or float64, C order, little endian — what
 //! `numpy.save` writes for `np.float32` / `np.float64` arrays and
-//! `tensor.numpy()` gives in PyTorch.
+//! `tensor.numpy()` gives in PyTorch. Other dtypes, byte orders and Fortran order are refused
+//! by name. Sizes are bounded: the header at [`MAX_HEADER_BYTES`], the data at what the
+//! shape needs (computed without overflow), checked against the file before it is read.
 
+use std::io::Read;
 use std::path::Path;
 
 use convnet_core::Tensor;
@@ -10,14 +13,71 @@ use crate::error::{Error, Result};
 
 const MAGIC: &[u8] = b"\x93NUMPY";
 
-/// Read a `.npy` file into a tensor (float64 values are converted to f32).
+/// The longest header read, in bytes: NumPy's own default `max_header_size`.
+pub const MAX_HEADER_BYTES: usize = 10_000;
+
+/// What a `.npy` header says.
+struct Header {
+    dims: Vec<usize>,
+    /// Bytes per value: 4 (float32) or 8 (float64).
+    width: usize,
+    /// Bytes of data the header announces (checked not to overflow).
+    data_len: usize,
+}
+
+/// Read a `.npy` file into a tensor (float64 values are converted to f32). The header is read
+/// first and the file's length checked against it (from its metadata) before the data is
+/// read, so no size in a header is allocated unchecked.
 pub fn read(path: &Path) -> Result<Tensor> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse(&bytes).map_err(|reason| Error::file(path, reason))
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+    let mut file = std::io::BufReader::new(file);
+    let mut read_up_to = |n: usize| -> Result<Vec<u8>> {
+        let mut buf = Vec::new();
+        (&mut file)
+            .take(n as u64)
+            .read_to_end(&mut buf)
+            .map_err(|e| Error::io(path, e))?;
+        Ok(buf)
+    };
+    let mut head = read_up_to(12)?;
+    let (header_len, start) = preamble(&head).map_err(|reason| Error::file(path, reason))?;
+    let end = start + header_len;
+    head.extend(read_up_to(end.saturating_sub(head.len()))?);
+    let header = head
+        .get(start..end)
+        .ok_or_else(|| Error::file(path, "truncated .npy header"))?;
+    let header = parse_header(header).map_err(|reason| Error::file(path, reason))?;
+    if file_len != end as u64 + header.data_len as u64 {
+        return Err(Error::file(
+            path,
+            format!(
+                "shape {:?} needs {} bytes of data, the file has {}",
+                header.dims,
+                header.data_len,
+                file_len.saturating_sub(end as u64)
+            ),
+        ));
+    }
+    // A header shorter than the 12 bytes read first leaves the start of the data in `head`.
+    let mut data = head.split_off(end);
+    data.extend(read_up_to(header.data_len.saturating_sub(data.len()))?);
+    decode(header, &data).map_err(|reason| Error::file(path, reason))
 }
 
 /// Parse the bytes of a `.npy` file.
 pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
+    let (header_len, start) = preamble(bytes)?;
+    let header = bytes
+        .get(start..start + header_len)
+        .ok_or("truncated .npy header")?;
+    let header = parse_header(header)?;
+    decode(header, &bytes[start + header_len..])
+}
+
+/// `(header length, where the header starts)` from the magic, version and length fields
+/// (`bytes` holds at least the first 12 bytes of the file, or all of a shorter one).
+fn preamble(bytes: &[u8]) -> Result<(usize, usize), String> {
     if bytes.len() < 10 || &bytes[..6] != MAGIC {
         return Err("not a .npy file (no \\x93NUMPY magic)".into());
     }
@@ -35,9 +95,16 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         }
         v => return Err(format!(".npy format version {v} is not supported")),
     };
-    let header = bytes
-        .get(start..start + header_len)
-        .ok_or("truncated .npy header")?;
+    if header_len > MAX_HEADER_BYTES {
+        return Err(format!(
+            "the .npy header is {header_len} bytes long; headers longer than {MAX_HEADER_BYTES} bytes are refused (as NumPy's max_header_size)"
+        ));
+    }
+    Ok((header_len, start))
+}
+
+/// The dtype, order and shape of a header's dict.
+fn parse_header(header: &[u8]) -> Result<Header, String> {
     let header = std::str::from_utf8(header).map_err(|_| "the .npy header is not text")?;
     let descr = dict_value(header, "descr").ok_or("the .npy header has no 'descr'")?;
     let fortran =
@@ -48,7 +115,7 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
             "Fortran-ordered arrays are not supported (save with np.ascontiguousarray)".into(),
         );
     }
-    let width = match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
+    let width: usize = match descr.trim().trim_matches(|c| c == '\'' || c == '"') {
         "<f4" | "float32" => 4,
         "<f8" | "float64" => 8,
         other => {
@@ -66,15 +133,27 @@ pub fn parse(bytes: &[u8]) -> Result<Tensor, String> {
         .filter(|s| !s.is_empty())
         .map(|s| s.parse().map_err(|_| format!("bad shape entry '{s}'")))
         .collect::<Result<_, String>>()?;
-    let count = dims
+    let data_len = dims
         .iter()
-        .try_fold(1usize, |a, &d| a.checked_mul(d))
-        .ok_or("shape too large")?;
-    let data = &bytes[start + header_len..];
-    if data.len() != count * width {
+        .try_fold(width, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| format!("shape {dims:?} is too large"))?;
+    Ok(Header {
+        dims,
+        width,
+        data_len,
+    })
+}
+
+/// The tensor of `data`, which must be exactly as long as `header` says.
+fn decode(header: Header, data: &[u8]) -> Result<Tensor, String> {
+    let Header {
+        dims,
+        width,
+        data_len,
+    } = header;
+    if data.len() != data_len {
         return Err(format!(
-            "shape {dims:?} needs {} bytes of data, the file has {}",
-            count * width,
+            "shape {dims:?} needs {data_len} bytes of data, the file has {}",
             data.len()
         ));
     }

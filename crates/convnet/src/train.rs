@@ -81,7 +81,7 @@ impl TrainConfig {
     /// [`TrainConfig::check`], and the settings that depend on the images `[C, H, W]`.
     pub fn check_for_images(&self, dims: [usize; 3]) -> Result<()> {
         self.check()?;
-        check_crop_padding(self.augment.crop_padding, dims)
+        Ok(self.augment.check(dims)?)
     }
 
     fn batch_spec(&self) -> BatchSpec {
@@ -92,19 +92,6 @@ impl TrainConfig {
             seed: self.seed,
         }
     }
-}
-
-/// Random crops pad each side by at most the image's smaller side (beyond that, crops could
-/// hold no pixel of the image at all).
-fn check_crop_padding(padding: usize, [_, h, w]: [usize; 3]) -> Result<()> {
-    let most = h.min(w);
-    if padding > most {
-        return Err(Error::config(
-            "crop_padding",
-            format!("{padding} pixels is more than {h}x{w} images allow (at most {most})"),
-        ));
-    }
-    Ok(())
 }
 
 /// `Err` saying why `norm` cannot normalize `channels`-channel images: another channel count,

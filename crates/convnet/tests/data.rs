@@ -2,8 +2,7 @@
 //! the full Fashion-MNIST when installed, normalization, batching and augmentation, and every
 //! kind of bad data with its message.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 use convnet::data::{
@@ -13,67 +12,12 @@ use convnet::data::{
 };
 use convnet::rng::Rng;
 
+#[path = "common/data_files.rs"]
+mod data_files;
+use data_files::{TempDir, assert_message, first_pixels, gz, idx_images, idx_labels, p};
+
 // ---------------------------------------------------------------------------------------
 // Helpers
-
-/// A fresh folder under the system temp dir, removed on drop.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> Self {
-        let p = std::env::temp_dir().join(format!("convnet-data-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&p);
-        std::fs::create_dir_all(&p).unwrap();
-        TempDir(p)
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-
-    /// `rel` under the folder, its parent folders created.
-    fn file(&self, rel: &str) -> PathBuf {
-        let p = self.0.join(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        p
-    }
-
-    fn write(&self, rel: &str, bytes: &[u8]) -> PathBuf {
-        let p = self.file(rel);
-        std::fs::write(&p, bytes).unwrap();
-        p
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn idx_images(n: u32, h: u32, w: u32, pixels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x803, n, h, w] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(pixels);
-    b
-}
-
-fn idx_labels(labels: &[u8]) -> Vec<u8> {
-    let mut b = Vec::new();
-    for v in [0x801, labels.len() as u32] {
-        b.extend_from_slice(&v.to_be_bytes());
-    }
-    b.extend_from_slice(labels);
-    b
-}
-
-fn gz(bytes: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
-    e.write_all(bytes).unwrap();
-    e.finish().unwrap()
-}
 
 /// Three 2x3 images with pixels 0..18 and labels 0, 7, 3.
 fn small_idx() -> (Vec<u8>, Vec<u8>) {
@@ -93,18 +37,6 @@ fn save_rgb(path: &Path, w: u32, h: u32, pixels: Vec<u8>) {
         .unwrap()
         .save(path)
         .unwrap();
-}
-
-/// Asserts that `err`'s message contains every one of `parts`.
-fn assert_message(err: DataError, parts: &[&str]) {
-    let msg = err.to_string();
-    for p in parts {
-        assert!(msg.contains(p), "message {msg:?} lacks {p:?}");
-    }
-}
-
-fn p(path: &Path) -> String {
-    path.display().to_string()
 }
 
 // ---------------------------------------------------------------------------------------
@@ -409,8 +341,7 @@ fn image_folder_sorts_classes_and_files_by_name_like_torchvision() {
     let d = load_image_folder(dir.path(), None, None).unwrap();
     assert_eq!(d.classes, vec!["cat", "dog"]);
     assert_eq!(d.labels, vec![0, 0, 0, 1, 1]);
-    let first_pixels: Vec<u8> = (0..d.len()).map(|i| d.image(i)[0]).collect();
-    assert_eq!(first_pixels, vec![1, 2, 3, 10, 20]);
+    assert_eq!(first_pixels(&d), vec![1, 2, 3, 10, 20]);
     assert_eq!(d.image_dims(), [1, 2, 2]);
     assert_eq!(d.class_counts(), vec![3, 2]);
 }

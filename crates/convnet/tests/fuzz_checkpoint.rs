@@ -32,6 +32,7 @@ fn saved_run(name: &str) -> (RunFolder, DataSplit) {
     let origin = DataOrigin {
         folder: None,
         source: data.train.source.clone(),
+        resize: None,
     };
     run.end_epoch(&trainer, &origin).unwrap();
     (run, data)

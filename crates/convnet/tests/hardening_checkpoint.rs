@@ -27,6 +27,7 @@ fn origin() -> DataOrigin {
     DataOrigin {
         folder: None,
         source: "quadrants".into(),
+        resize: None,
     }
 }
 
@@ -684,7 +685,7 @@ fn settings_that_are_not_finite_or_out_of_range_are_refused_by_name() {
         ),
         (
             (|c| c.augment.crop_padding = 1_000_000),
-            "invalid crop_padding: 1000000 pixels is more than 8x8 images allow (at most 8)",
+            "invalid augmentation: crop padding 1000000 is not smaller than the 8x8 (HxW) images: a crop could hold padding only; give a padding from 0 to 7",
         ),
     ];
     for (edit, expected) in cases {

@@ -26,7 +26,7 @@
 use convnet_core::Tensor;
 use rayon::prelude::*;
 
-use super::{Dataset, Normalization};
+use super::{DataError, Dataset, Normalization};
 use crate::rng::Rng;
 
 /// Key tag of the shuffle stream: `Rng::stream(seed, &[SHUFFLE_TAG, epoch])`.
@@ -49,6 +49,25 @@ impl Augment {
     /// Whether any augmentation is on.
     pub fn is_active(&self) -> bool {
         self.hflip || self.crop_padding > 0
+    }
+
+    /// Checks that this augmentation can be applied to images of `dims` (`[C, H, W]`): the crop
+    /// padding must be smaller than the image's height and width, so that every crop window
+    /// holds part of the image (torchvision accepts any padding, and a larger one crops
+    /// windows of padding only). Whoever configures training calls this with the training
+    /// set's `image_dims()` before the first batch.
+    pub fn check(&self, dims: [usize; 3]) -> Result<(), DataError> {
+        let [_, h, w] = dims;
+        let p = self.crop_padding;
+        if p > 0 && p >= h.min(w) {
+            return Err(DataError::Augment {
+                reason: format!(
+                    "crop padding {p} is not smaller than the {h}x{w} (HxW) images: a crop could hold padding only; give a padding from 0 to {} (4 is usual for 32x32 images)",
+                    h.min(w).saturating_sub(1)
+                ),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -252,7 +271,9 @@ pub fn augment_into(image: &[u8], dims: [usize; 3], aug: Augment, rng: &mut Rng,
     );
     let p = aug.crop_padding;
     let (top, left) = if p > 0 {
-        let span = 2 * p as u64 + 1;
+        // `check` keeps p below the image size; saturating all the same, so no padding
+        // overflows here.
+        let span = (p as u64).saturating_mul(2).saturating_add(1);
         let top = rng.below(span) as usize;
         let left = rng.below(span) as usize;
         (top, left)
@@ -266,7 +287,7 @@ pub fn augment_into(image: &[u8], dims: [usize; 3], aug: Augment, rng: &mut Rng,
         let src = &image[ch * h * w..(ch + 1) * h * w];
         let dst = &mut out[ch * h * w..(ch + 1) * h * w];
         for (y, row) in dst.chunks_exact_mut(w).enumerate() {
-            let sy = (y + top).wrapping_sub(p);
+            let sy = y.wrapping_add(top).wrapping_sub(p);
             if sy >= h {
                 row.fill(0);
                 continue;
@@ -274,7 +295,7 @@ pub fn augment_into(image: &[u8], dims: [usize; 3], aug: Augment, rng: &mut Rng,
             let src_row = &src[sy * w..(sy + 1) * w];
             for (x, o) in row.iter_mut().enumerate() {
                 let xx = if flip { w - 1 - x } else { x };
-                let sx = (xx + left).wrapping_sub(p);
+                let sx = xx.wrapping_add(left).wrapping_sub(p);
                 *o = if sx < w { src_row[sx] } else { 0 };
             }
         }

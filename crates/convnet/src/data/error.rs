@@ -1,4 +1,8 @@
 //! [`DataError`]: what went wrong reading a data set, naming the file or folder.
+//!
+//! Each message says everything once: a variant that prints an underlying error's text keeps
+//! that error as a plain field, not as its `source()`, so a report that prints the chain of
+//! sources (anyhow's `{:#}`) does not print the text twice.
 
 use std::io;
 use std::path::PathBuf;
@@ -7,12 +11,8 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {
     /// The file or folder could not be read (missing, no permission, ...).
-    #[error("{}: cannot read: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    #[error("{}: cannot read: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
 
     /// The file starts with the gzip magic bytes but does not decompress.
     #[error("{}: corrupt or truncated gzip data: {reason}", path.display())]
@@ -33,18 +33,34 @@ pub enum DataError {
         gzip: bool,
     },
 
-    /// The file is longer than its header says.
+    /// The file is longer than its header says. `got` is its size when known without reading
+    /// it all (a raw file), `None` when reading stopped at the first byte too many (gzip).
     #[error(
-        "{}: unexpected file size: {what} needs {expected} bytes, but the file holds {got}{}",
+        "{}: unexpected file size: {what} needs {expected} bytes, but the file holds {}{}",
         path.display(),
+        got.map_or_else(|| "more".to_string(), |g| g.to_string()),
         if *gzip { " (after gunzip)" } else { "" }
     )]
     TrailingBytes {
         path: PathBuf,
         what: String,
         expected: u64,
-        got: u64,
+        got: Option<u64>,
         gzip: bool,
+    },
+
+    /// A size read from a file or asked for that this machine cannot hold: more than the
+    /// memory available (`available`, when known), or more than the allocator grants.
+    #[error(
+        "{}: cannot hold {what} in memory: {bytes} bytes{}",
+        path.display(),
+        available.map_or_else(String::new, |a| format!(", but only {a} bytes are available"))
+    )]
+    OutOfMemory {
+        path: PathBuf,
+        what: String,
+        bytes: u64,
+        available: Option<u64>,
     },
 
     /// The file does not start with the magic number of the expected kind of file.
@@ -105,6 +121,30 @@ pub enum DataError {
         record: u64,
     },
 
+    /// A CIFAR-10 batch file with more records than a batch holds.
+    #[error(
+        "{}: more than {limit} records{}; CIFAR-10 batch files hold 10000 records each: split larger sets into several batch files",
+        path.display(),
+        if *gzip { " (after gunzip)" } else { "" }
+    )]
+    TooManyRecords {
+        path: PathBuf,
+        limit: usize,
+        gzip: bool,
+    },
+
+    /// A class-name file that cannot be used (too large, too long a name, no names).
+    #[error(
+        "{}{}: {reason}",
+        path.display(),
+        line.map_or_else(String::new, |l| format!(", line {l}"))
+    )]
+    ClassNames {
+        path: PathBuf,
+        line: Option<usize>,
+        reason: String,
+    },
+
     /// `load_cifar10` was given no files.
     #[error("CIFAR-10: no batch files were given")]
     NoBatchFiles,
@@ -115,8 +155,9 @@ pub enum DataError {
 
     /// An image whose size differs from the one required (when no resize was asked for).
     #[error(
-        "{}: image of the wrong size: {}x{} (HxW), expected {}x{} ({reference}); give a size to resize images",
-        path.display(), got[0], got[1], expected[0], expected[1]
+        "{}: image of the wrong size: {}x{} (HxW), expected {}x{} ({reference}); to resize every image to {}x{}, give --resize {}x{} (OpenOptions::resize)",
+        path.display(), got[0], got[1], expected[0], expected[1], expected[0], expected[1],
+        expected[0], expected[1]
     )]
     WrongImageSize {
         path: PathBuf,
@@ -128,6 +169,13 @@ pub enum DataError {
     /// A class folder with no PNG or JPEG image in it.
     #[error("{}: empty class folder: no PNG or JPEG image in it", path.display())]
     EmptyClass { path: PathBuf },
+
+    /// A folder tree with more files and folders than a data set is read from.
+    #[error(
+        "{}: more than {limit} files and folders; a data set folder may hold at most that many",
+        path.display()
+    )]
+    TooManyFiles { path: PathBuf, limit: usize },
 
     /// A folder with no class sub-folders.
     #[error(
@@ -148,6 +196,32 @@ pub enum DataError {
         train_classes: Vec<String>,
         test_classes: Vec<String>,
     },
+
+    /// Test labels outside the range of the training labels (IDX data sets, whose classes are
+    /// the labels found).
+    #[error(
+        "{}: test labels go up to {test_max}, beyond the training classes 0..={} (the labels in {} go up to {train_max}): train and test must have the same classes",
+        test.display(),
+        train_classes.saturating_sub(1),
+        train.display()
+    )]
+    LabelRangeMismatch {
+        train: PathBuf,
+        test: PathBuf,
+        train_max: usize,
+        test_max: usize,
+        train_classes: usize,
+    },
+
+    /// A training or test set with no images.
+    #[error(
+        "{from}: the {split} set is empty (0 images); a data set needs at least one training and one test image"
+    )]
+    EmptySplit { split: &'static str, from: String },
+
+    /// An augmentation that cannot be applied to images of this size.
+    #[error("invalid augmentation: {reason}")]
+    Augment { reason: String },
 
     /// A folder that holds part of a known layout but not all of it.
     #[error("{}: incomplete {layout}: missing {}", path.display(), missing.join(", "))]
@@ -170,7 +244,7 @@ impl DataError {
     pub(crate) fn io(path: impl Into<PathBuf>, source: io::Error) -> Self {
         DataError::Io {
             path: path.into(),
-            source,
+            error: source,
         }
     }
 }

@@ -5,9 +5,18 @@
 //!   index = position in that order. Hidden entries (names starting with `.`) are skipped,
 //!   files and folders alike (torchvision would make `.ipynb_checkpoints` a class and then fail
 //!   on it).
-//! - Images are found as torchvision does: the class folder is walked recursively (following
-//!   symbolic links, at most 16 levels deep), folders in the sorted order of their paths and
-//!   files sorted by name within each.
+//! - Images are found as torchvision does: the class folder is walked recursively, following
+//!   symbolic links, folders in the sorted order of their paths and files sorted by name
+//!   within each.
+//! - Each real folder is read once per class, as `find -L` and `du -L` do: a link back to a
+//!   folder the walk has already reached (a loop such as `a/loop -> ..`, or a second link to
+//!   the same folder) is skipped, so a loop neither hangs the walk nor repeats images. Which
+//!   path reads a folder reached twice: the first of a depth-first walk in sorted name order.
+//!   Two links to the same *file* are two images, as torchvision reads them.
+//! - Bounded before anything large is allocated: at most [`MAX_FOLDER_ENTRIES`] files and
+//!   folders are listed per split; an image larger than [`MAX_IMAGE_SIDE`] pixels a side or
+//!   [`MAX_DECODED_BYTES`] decoded is refused from its header; the whole set's buffer is
+//!   allocated (checked) before the images are decoded into it.
 //! - `.png`, `.jpg` and `.jpeg` files (any case) are images, decoded by content (a PNG named
 //!   `.jpg` is read). Other image formats (`.bmp`, `.gif`, `.webp`, `.tif`, ...) are an error
 //!   rather than silently dropped; any other file is ignored.
@@ -17,13 +26,17 @@
 //! - With a size, every image is resized to exactly that size with the `image` crate's
 //!   triangle (bilinear) filter; without one, every image must have the first image's size.
 
+use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use image::imageops::{self, FilterType};
+use image::{ImageReader, Limits};
 use rayon::prelude::*;
 
+use super::file::{check_memory, reserved};
+use super::resize::{hwc_to_chw, resize_planes};
 use super::{DataError, Dataset};
+use crate::names::check_len;
 
 /// Extensions (lower case) of the files read as images.
 const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
@@ -31,8 +44,13 @@ const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 const UNSUPPORTED_IMAGE_EXTENSIONS: [&str; 12] = [
     "bmp", "gif", "webp", "tif", "tiff", "ppm", "pgm", "pbm", "pnm", "ico", "tga", "avif",
 ];
-/// How deep the walk of a class folder goes (a guard against symbolic-link loops).
-const MAX_DEPTH: usize = 16;
+/// The most files and folders listed under one split's folder (hidden ones included), so
+/// that listing a huge tree is refused before its names fill memory.
+pub const MAX_FOLDER_ENTRIES: usize = 1 << 20;
+/// The largest image side decoded, and the largest size images are resized to, in pixels.
+pub const MAX_IMAGE_SIDE: u32 = 16_384;
+/// The most bytes one decoded image may take (before conversion to the channels asked for).
+pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 
 /// How image sizes are treated.
 #[derive(Debug, Clone)]
@@ -64,24 +82,30 @@ pub(crate) fn load_with(
     rule: SizeRule,
     channels: Option<usize>,
 ) -> Result<Dataset, DataError> {
+    load_bounded(dir, rule, channels, MAX_FOLDER_ENTRIES)
+}
+
+/// [`load_with`], listing at most `max_entries` files and folders.
+fn load_bounded(
+    dir: &Path,
+    rule: SizeRule,
+    channels: Option<usize>,
+    max_entries: usize,
+) -> Result<Dataset, DataError> {
     if let Some(c) = channels.filter(|&c| c != 1 && c != 3) {
         return Err(DataError::InvalidOption {
             path: dir.to_path_buf(),
             reason: format!("images can be read with 1 (grayscale) or 3 (RGB) channels, not {c}"),
         });
     }
-    if let SizeRule::Resize([h, w]) = rule
-        && (h == 0 || w == 0 || u32::try_from(h).is_err() || u32::try_from(w).is_err())
-    {
-        return Err(DataError::InvalidOption {
-            path: dir.to_path_buf(),
-            reason: format!("cannot resize images to {h}x{w}"),
-        });
+    if let SizeRule::Resize(size) = rule {
+        check_resize(dir, size)?;
     }
-    let classes = class_folders(dir)?;
+    let mut budget = Budget::new(dir, max_entries);
+    let classes = list_class_folders(dir, &mut budget)?;
     let mut files: Vec<(PathBuf, usize)> = Vec::new();
     for (label, (_, class_dir)) in classes.iter().enumerate() {
-        let images = image_files(class_dir)?;
+        let images = image_files(class_dir, &mut budget)?;
         if images.is_empty() {
             return Err(DataError::EmptyClass {
                 path: class_dir.clone(),
@@ -105,18 +129,23 @@ pub(crate) fn load_with(
         SizeRule::Resize(s) | SizeRule::Require(s, _) => *s,
         SizeRule::First => unreachable!("replaced above"),
     };
-    let first_pixels = convert(first, first_img, channels, &rule)?;
-    let rest: Vec<Result<Vec<u8>, DataError>> = files[1..]
-        .par_iter()
-        .map(|(path, _)| convert(path, decode(path)?, channels, &rule))
-        .collect();
 
+    // The whole set is allocated once, before decoding the rest; each image is decoded
+    // straight into its place.
     let per_image = channels * height * width;
-    let mut pixels = Vec::with_capacity(per_image * files.len());
-    pixels.extend_from_slice(&first_pixels);
-    for r in rest {
-        pixels.extend_from_slice(&r?);
+    let mut pixels = alloc_images(dir, files.len(), [channels, height, width])?;
+    let mut chunks = pixels.chunks_exact_mut(per_image);
+    if let Some(dst) = chunks.next() {
+        convert(first, first_img, channels, &rule, dst)?;
     }
+    let rest: Vec<Result<(), DataError>> = chunks
+        .collect::<Vec<_>>()
+        .into_par_iter()
+        .zip(&files[1..])
+        .map(|(dst, (path, _))| convert(path, decode(path)?, channels, &rule, dst))
+        .collect();
+    // The first error in file order, whichever thread found it first.
+    rest.into_iter().collect::<Result<(), DataError>>()?;
     Ok(Dataset {
         channels,
         height,
@@ -128,6 +157,63 @@ pub(crate) fn load_with(
     })
 }
 
+/// Checks a size to resize images to: from 1 to [`MAX_IMAGE_SIDE`] pixels a side.
+pub(crate) fn check_resize(path: &Path, [h, w]: [usize; 2]) -> Result<(), DataError> {
+    let side = 1..=MAX_IMAGE_SIDE as usize;
+    if side.contains(&h) && side.contains(&w) {
+        Ok(())
+    } else {
+        Err(DataError::InvalidOption {
+            path: path.to_path_buf(),
+            reason: format!(
+                "cannot resize images to {h}x{w}: each side must be from 1 to {MAX_IMAGE_SIDE} pixels"
+            ),
+        })
+    }
+}
+
+/// A zeroed buffer for `n` images of `[C, H, W]`, or an error naming `dir` when it is more
+/// than the memory available or cannot be allocated.
+pub(crate) fn alloc_images(dir: &Path, n: usize, dims: [usize; 3]) -> Result<Vec<u8>, DataError> {
+    let [c, h, w] = dims;
+    let what = || format!("{n} images of {c}x{h}x{w} (CxHxW)");
+    let bytes = [n, c, h, w]
+        .iter()
+        .try_fold(1u64, |a, &d| a.checked_mul(d as u64))
+        .unwrap_or(u64::MAX);
+    check_memory(dir, &what, bytes)?;
+    let mut pixels = reserved(dir, &what, bytes)?;
+    // `reserved` checked that `bytes` fits in usize.
+    pixels.resize(bytes as usize, 0);
+    Ok(pixels)
+}
+
+/// Counts the files and folders a walk lists, so that no folder tree (however large, or
+/// however many links lead back into it) is listed past a bound.
+struct Budget {
+    root: PathBuf,
+    left: usize,
+    limit: usize,
+}
+
+impl Budget {
+    fn new(root: &Path, limit: usize) -> Self {
+        Budget {
+            root: root.to_path_buf(),
+            left: limit,
+            limit,
+        }
+    }
+
+    fn take(&mut self) -> Result<(), DataError> {
+        self.left = self.left.checked_sub(1).ok_or(DataError::TooManyFiles {
+            path: self.root.clone(),
+            limit: self.limit,
+        })?;
+        Ok(())
+    }
+}
+
 fn is_hidden(name: &OsString) -> bool {
     name.to_string_lossy().starts_with('.')
 }
@@ -137,23 +223,38 @@ fn is_dir(path: &Path) -> bool {
     std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false)
 }
 
-/// Visible entries of `dir`, sorted by name.
-fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>, DataError> {
-    let mut entries = Vec::new();
+/// Visible entries of `dir`, sorted by name; every entry listed counts against `budget`.
+/// Only names are kept while listing (paths are made once the listing is complete), so a
+/// folder refused for its size costs the least memory and time.
+fn sorted_entries(dir: &Path, budget: &mut Budget) -> Result<Vec<(OsString, PathBuf)>, DataError> {
+    let mut names = Vec::new();
     for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
-        let entry = entry.map_err(|e| DataError::io(dir, e))?;
-        let name = entry.file_name();
+        budget.take()?;
+        let name = entry.map_err(|e| DataError::io(dir, e))?.file_name();
         if !is_hidden(&name) {
-            entries.push((name, entry.path()));
+            names.push(name);
         }
     }
-    entries.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(entries)
+    names.sort();
+    Ok(names
+        .into_iter()
+        .map(|name| {
+            let path = dir.join(&name);
+            (name, path)
+        })
+        .collect())
 }
 
 /// The class sub-folders of `dir`, sorted by name, as `(name, path)`.
 pub(crate) fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataError> {
-    let classes: Vec<(String, PathBuf)> = sorted_entries(dir)?
+    list_class_folders(dir, &mut Budget::new(dir, MAX_FOLDER_ENTRIES))
+}
+
+fn list_class_folders(
+    dir: &Path,
+    budget: &mut Budget,
+) -> Result<Vec<(String, PathBuf)>, DataError> {
+    let classes: Vec<(String, PathBuf)> = sorted_entries(dir, budget)?
         .into_iter()
         .filter(|(_, p)| is_dir(p))
         .map(|(n, p)| (n.to_string_lossy().into_owned(), p))
@@ -162,6 +263,14 @@ pub(crate) fn class_folders(dir: &Path) -> Result<Vec<(String, PathBuf)>, DataEr
         return Err(DataError::NoClasses {
             path: dir.to_path_buf(),
         });
+    }
+    // File systems bound names to 255 bytes; checked all the same, as every class name is.
+    for (name, path) in &classes {
+        check_len(name).map_err(|reason| DataError::ClassNames {
+            path: path.clone(),
+            line: None,
+            reason,
+        })?;
     }
     Ok(classes)
 }
@@ -173,18 +282,24 @@ fn extension(path: &Path) -> String {
 }
 
 /// The image files under `class_dir`, in torchvision's order: folders by the sorted order of
-/// their path strings (`sorted(os.walk(...))`), files by name within each.
-fn image_files(class_dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+/// their path strings (`sorted(os.walk(...))`), files by name within each. Each real folder
+/// is listed once: the walk goes depth-first through names in sorted order, and a folder
+/// reached again (by its canonical path: a link back up, or a second link to it) is skipped.
+fn image_files(class_dir: &Path, budget: &mut Budget) -> Result<Vec<PathBuf>, DataError> {
     // (folder, its image files sorted by name)
     let mut folders: Vec<(PathBuf, Vec<PathBuf>)> = Vec::new();
-    let mut pending = vec![(class_dir.to_path_buf(), 0usize)];
-    while let Some((dir, depth)) = pending.pop() {
+    let mut visited: HashSet<PathBuf> = HashSet::new();
+    let mut pending = vec![class_dir.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        let real = std::fs::canonicalize(&dir).map_err(|e| DataError::io(&dir, e))?;
+        if !visited.insert(real) {
+            continue;
+        }
         let mut images = Vec::new();
-        for (_, path) in sorted_entries(&dir)? {
+        let mut subfolders = Vec::new();
+        for (_, path) in sorted_entries(&dir, budget)? {
             if is_dir(&path) {
-                if depth < MAX_DEPTH {
-                    pending.push((path, depth + 1));
-                }
+                subfolders.push(path);
                 continue;
             }
             let ext = extension(&path);
@@ -199,65 +314,97 @@ fn image_files(class_dir: &Path) -> Result<Vec<PathBuf>, DataError> {
                 });
             }
         }
+        // Popped in sorted order.
+        pending.extend(subfolders.into_iter().rev());
         folders.push((dir, images));
     }
     folders.sort_by(|a, b| a.0.as_os_str().cmp(b.0.as_os_str()));
     Ok(folders.into_iter().flat_map(|(_, f)| f).collect())
 }
 
+/// Decodes an image, refusing before any large allocation one larger than
+/// [`MAX_IMAGE_SIDE`] a side or [`MAX_DECODED_BYTES`] decoded (the file is read through a
+/// buffer, never whole).
 fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    image::load_from_memory(&bytes).map_err(|e| DataError::Image {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })
+    let image_error = |e: image::ImageError| {
+        let reason = match e {
+            image::ImageError::Limits(e) => format!(
+                "larger than images are read: at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels and {} MiB decoded ({e})",
+                MAX_DECODED_BYTES >> 20
+            ),
+            e => e.to_string(),
+        };
+        DataError::Image {
+            path: path.to_path_buf(),
+            reason,
+        }
+    };
+    let mut reader = ImageReader::open(path)
+        .and_then(ImageReader::with_guessed_format)
+        .map_err(|e| DataError::io(path, e))?;
+    let mut limits = Limits::default();
+    limits.max_image_width = Some(MAX_IMAGE_SIDE);
+    limits.max_image_height = Some(MAX_IMAGE_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    reader.limits(limits);
+    reader.decode().map_err(image_error)
 }
 
-/// The image as `[C, H, W]` bytes under `rule`.
+/// The image as `[C, H, W]` bytes under `rule`, into `dst`.
 fn convert(
     path: &Path,
     img: image::DynamicImage,
     channels: usize,
     rule: &SizeRule,
-) -> Result<Vec<u8>, DataError> {
+    dst: &mut [u8],
+) -> Result<(), DataError> {
     let got = [img.height() as usize, img.width() as usize];
+    if let SizeRule::Require(expected, reference) = rule
+        && got != *expected
+    {
+        return Err(DataError::WrongImageSize {
+            path: path.to_path_buf(),
+            got,
+            expected: *expected,
+            reference: reference.clone(),
+        });
+    }
+    let planes = if channels == 1 {
+        img.to_luma8().into_raw()
+    } else {
+        hwc_to_chw(&img.to_rgb8().into_raw(), 3)
+    };
     let target = match rule {
-        SizeRule::Resize(s) => *s,
-        SizeRule::Require(s, reference) => {
-            if got != *s {
-                return Err(DataError::WrongImageSize {
-                    path: path.to_path_buf(),
-                    got,
-                    expected: *s,
-                    reference: reference.clone(),
-                });
-            }
-            *s
-        }
+        SizeRule::Resize(s) | SizeRule::Require(s, _) => *s,
         SizeRule::First => got,
     };
-    let resize = got != target;
-    // Checked against u32 in `load_with`.
-    let (w, h) = (target[1] as u32, target[0] as u32);
-    if channels == 1 {
-        let mut g = img.to_luma8();
-        if resize {
-            g = imageops::resize(&g, w, h, FilterType::Triangle);
+    resize_planes(&planes, [channels, got[0], got[1]], target, dst);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folder_tree_with_more_entries_than_the_bound_is_refused_before_decoding() {
+        let dir = std::env::temp_dir().join(format!("convnet-entries-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        for i in 0..6 {
+            let path = dir.join("a").join(format!("{i}.png"));
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            // Not images at all: the bound must refuse before any decoding.
+            std::fs::write(&path, b"not a png").unwrap();
         }
-        Ok(g.into_raw())
-    } else {
-        let mut rgb = img.to_rgb8();
-        if resize {
-            rgb = imageops::resize(&rgb, w, h, FilterType::Triangle);
-        }
-        let hwc = rgb.into_raw();
-        let plane = target[0] * target[1];
-        let mut chw = vec![0u8; 3 * plane];
-        for (i, px) in hwc.chunks_exact(3).enumerate() {
-            chw[i] = px[0];
-            chw[plane + i] = px[1];
-            chw[2 * plane + i] = px[2];
-        }
-        Ok(chw)
+        // 1 class folder + 6 files = 7 entries.
+        let err = load_bounded(&dir, SizeRule::First, None, 6).unwrap_err();
+        assert!(
+            matches!(&err, DataError::TooManyFiles { limit: 6, path } if *path == dir),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("more than 6 files and folders"));
+        let err = load_bounded(&dir, SizeRule::First, None, 7).unwrap_err();
+        assert!(matches!(err, DataError::Image { .. }), "{err:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -1,10 +1,12 @@
 //! MNIST-family IDX files: an image file (magic `0x00000803`: unsigned bytes, 3 dimensions
 //! `[N, H, W]`) and a label file (magic `0x00000801`: unsigned bytes, 1 dimension `[N]`), raw
-//! or gzip, all integers big-endian. Files must be exactly as long as their header says.
+//! or gzip, all integers big-endian. Files must be exactly as long as their header says: the
+//! header is read and checked first, then exactly that many bytes (a longer file is refused
+//! without reading the rest).
 
 use std::path::{Path, PathBuf};
 
-use super::file::{Contents, read_maybe_gz};
+use super::file::DataFile;
 use super::{DataError, Dataset, FASHION_MNIST_CLASSES};
 
 /// Magic number of an IDX file of unsigned bytes with 3 dimensions (images).
@@ -30,21 +32,17 @@ pub(crate) enum IdxClasses {
 /// a folder whose name contains "fashion" (case-insensitive; for torchvision's layout
 /// `FashionMNIST/raw/`, the folder above `raw`), and then a label of 10 or more is an error;
 /// otherwise `"0"` to `"9"`, or `"0"` to the largest label when a label is above 9.
+///
+/// Both headers are read and checked (magic numbers, sizes, equal counts) before either body;
+/// a body is then read exactly as long as its header says (see `file.rs`).
 pub fn load_idx(images: &Path, labels: &Path) -> Result<Dataset, DataError> {
-    let (img, lab) = rayon::join(|| read_maybe_gz(images), || read_maybe_gz(labels));
+    let (img, lab) = rayon::join(|| DataFile::open(images), || DataFile::open(labels));
     let classes = if is_fashion_folder(images) {
         IdxClasses::Fashion
     } else {
         IdxClasses::Digits
     };
-    parse_idx_pair(
-        images,
-        img?,
-        labels,
-        lab?,
-        classes,
-        images.display().to_string(),
-    )
+    read_idx_pair(img?, lab?, classes, images.display().to_string())
 }
 
 /// Whether `images` sits in a folder named like Fashion-MNIST (see [`load_idx`]).
@@ -61,73 +59,86 @@ fn is_fashion_folder(images: &Path) -> bool {
         || (dir == "raw" && name_of(parent.and_then(Path::parent)).contains("fashion"))
 }
 
-/// Parses an images/labels pair already read (and gunzipped); the paths are for messages.
-pub(crate) fn parse_idx_pair(
-    images_path: &Path,
-    images: Contents,
-    labels_path: &Path,
-    labels: Contents,
+/// Reads an images/labels pair from open files: headers, then bodies.
+pub(crate) fn read_idx_pair(
+    mut images: DataFile,
+    mut labels: DataFile,
     classes: IdxClasses,
     source: String,
 ) -> Result<Dataset, DataError> {
-    let (n, height, width) = parse_images_header(images_path, &images)?;
-    let n_labels = parse_labels_header(labels_path, &labels)?;
+    let (n, height, width) = read_images_header(&mut images)?;
+    let n_labels = read_labels_header(&mut labels)?;
     if n != n_labels {
         return Err(DataError::CountMismatch {
-            images: images_path.to_path_buf(),
-            labels: labels_path.to_path_buf(),
+            images: images.path().to_path_buf(),
+            labels: labels.path().to_path_buf(),
             n_images: n as u64,
             n_labels: n_labels as u64,
         });
     }
-    let label_bytes = &labels.bytes[8..];
-    let max = label_bytes.iter().copied().max().unwrap_or(0) as usize;
-    let class_names: Vec<String> = match classes {
-        IdxClasses::Fashion => {
-            if let Some(index) = label_bytes.iter().position(|&l| l as usize >= 10) {
-                return Err(DataError::LabelOutOfRange {
-                    path: labels_path.to_path_buf(),
-                    index,
-                    label: label_bytes[index] as usize,
-                    classes: FASHION_MNIST_CLASSES.len(),
-                });
-            }
-            FASHION_MNIST_CLASSES
-                .iter()
-                .map(|s| s.to_string())
-                .collect()
-        }
-        IdxClasses::Digits => (0..(max + 1).max(10)).map(|i| i.to_string()).collect(),
-    };
-    let labels: Vec<usize> = label_bytes.iter().map(|&l| l as usize).collect();
-    let mut pixels = images.bytes;
-    pixels.drain(..16);
+    // Checked to fit in memory by `read_images_header`.
+    let pixel_bytes = (n * height * width) as u64;
+    let (pixels, label_bytes) = rayon::join(
+        || {
+            images.read_rest(pixel_bytes, || {
+                format!("the header's {n} images of {height}x{width} pixels")
+            })
+        },
+        || labels.read_rest(n as u64, || format!("the header's {n} labels")),
+    );
+    let (pixels, label_bytes) = (pixels?, label_bytes?);
+    let class_names = class_names(labels.path(), &label_bytes, classes)?;
     Ok(Dataset {
         channels: 1,
         height,
         width,
         pixels,
-        labels,
+        labels: label_bytes.iter().map(|&l| l as usize).collect(),
         classes: class_names,
         source,
     })
+}
+
+/// The class names of an IDX label file's labels (see [`load_idx`]).
+fn class_names(path: &Path, labels: &[u8], classes: IdxClasses) -> Result<Vec<String>, DataError> {
+    match classes {
+        IdxClasses::Fashion => {
+            if let Some(index) = labels.iter().position(|&l| l as usize >= 10) {
+                return Err(DataError::LabelOutOfRange {
+                    path: path.to_path_buf(),
+                    index,
+                    label: labels[index] as usize,
+                    classes: FASHION_MNIST_CLASSES.len(),
+                });
+            }
+            Ok(FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect())
+        }
+        IdxClasses::Digits => {
+            let max = labels.iter().copied().max().unwrap_or(0) as usize;
+            Ok((0..(max + 1).max(10)).map(|i| i.to_string()).collect())
+        }
+    }
 }
 
 fn be_u32(b: &[u8], at: usize) -> u32 {
     u32::from_be_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
 }
 
-/// Checks the magic number: the file must hold at least the 4 magic bytes.
-fn check_magic(
-    path: &Path,
-    c: &Contents,
+/// Reads a header of `len` bytes whose first 4 are the magic number `expected`.
+fn read_header(
+    file: &mut DataFile,
+    len: usize,
     kind: &'static str,
     expected: u32,
-) -> Result<(), DataError> {
-    if c.bytes.len() < 4 {
-        return Err(truncated(path, c, format!("the magic number of {kind}"), 4));
+) -> Result<Vec<u8>, DataError> {
+    let header = file.read_prefix(len)?;
+    if header.len() < 4 {
+        return Err(file.truncated(format!("the magic number of {kind}"), 4));
     }
-    let found = be_u32(&c.bytes, 0);
+    let found = be_u32(&header, 0);
     if found != expected {
         let other = if expected == IDX_IMAGES_MAGIC {
             IDX_LABELS_MAGIC
@@ -136,100 +147,55 @@ fn check_magic(
         };
         let hint = if found == other {
             " (that is the other file of an IDX pair: are images and labels swapped?)"
-        } else if c.gzip {
+        } else if file.is_gzip() {
             ""
         } else {
             " (the file is not gzip either)"
         };
         return Err(DataError::WrongMagic {
-            path: path.to_path_buf(),
+            path: file.path().to_path_buf(),
             kind,
             found,
             expected,
             hint,
         });
     }
-    Ok(())
+    if header.len() < len {
+        let what = format!("the {len}-byte header of {kind}");
+        return Err(file.truncated(what, len as u64));
+    }
+    Ok(header)
 }
 
-fn truncated(path: &Path, c: &Contents, what: String, expected: u64) -> DataError {
-    DataError::Truncated {
-        path: path.to_path_buf(),
-        what,
-        expected,
-        got: c.bytes.len() as u64,
-        gzip: c.gzip,
-    }
-}
-
-/// Checks that `c` holds exactly `expected` bytes.
-fn check_size(path: &Path, c: &Contents, what: String, expected: u64) -> Result<(), DataError> {
-    let got = c.bytes.len() as u64;
-    if got < expected {
-        Err(truncated(path, c, what, expected))
-    } else if got > expected {
-        Err(DataError::TrailingBytes {
-            path: path.to_path_buf(),
-            what,
-            expected,
-            got,
-            gzip: c.gzip,
-        })
-    } else {
-        Ok(())
-    }
-}
-
-/// `(n, height, width)` of an IDX image file, whose size is checked.
-fn parse_images_header(path: &Path, c: &Contents) -> Result<(usize, usize, usize), DataError> {
-    check_magic(path, c, IMAGES_KIND, IDX_IMAGES_MAGIC)?;
-    if c.bytes.len() < 16 {
-        return Err(truncated(
-            path,
-            c,
-            "the 16-byte header of an IDX image file".into(),
-            16,
-        ));
-    }
-    let [n, h, w] = [4, 8, 12].map(|at| be_u32(&c.bytes, at) as u64);
+/// `(n, height, width)` from an IDX image file's header; the body is left to read.
+fn read_images_header(file: &mut DataFile) -> Result<(usize, usize, usize), DataError> {
+    let header = read_header(file, 16, IMAGES_KIND, IDX_IMAGES_MAGIC)?;
+    let [n, h, w] = [4, 8, 12].map(|at| be_u32(&header, at) as u64);
     if (h == 0 || w == 0) && n > 0 {
         return Err(DataError::InvalidHeader {
-            path: path.to_path_buf(),
+            path: file.path().to_path_buf(),
             reason: format!("images of {h}x{w} pixels"),
         });
     }
     // At most 2^96: computed in u128 so it cannot overflow.
     let needed = 16 + n as u128 * h as u128 * w as u128;
-    let needed = u64::try_from(needed)
+    if u64::try_from(needed)
         .ok()
-        .filter(|&b| usize::try_from(b).is_ok())
-        .ok_or_else(|| DataError::InvalidHeader {
-            path: path.to_path_buf(),
+        .and_then(|b| usize::try_from(b).ok())
+        .is_none()
+    {
+        return Err(DataError::InvalidHeader {
+            path: file.path().to_path_buf(),
             reason: format!("{n} images of {h}x{w} pixels do not fit in memory"),
-        })?;
-    check_size(
-        path,
-        c,
-        format!("the header's {n} images of {h}x{w} pixels"),
-        needed,
-    )?;
+        });
+    }
     Ok((n as usize, h as usize, w as usize))
 }
 
-/// The number of labels of an IDX label file, whose size is checked.
-fn parse_labels_header(path: &Path, c: &Contents) -> Result<usize, DataError> {
-    check_magic(path, c, LABELS_KIND, IDX_LABELS_MAGIC)?;
-    if c.bytes.len() < 8 {
-        return Err(truncated(
-            path,
-            c,
-            "the 8-byte header of an IDX label file".into(),
-            8,
-        ));
-    }
-    let n = be_u32(&c.bytes, 4) as u64;
-    check_size(path, c, format!("the header's {n} labels"), 8 + n)?;
-    Ok(n as usize)
+/// The number of labels from an IDX label file's header; the body is left to read.
+fn read_labels_header(file: &mut DataFile) -> Result<usize, DataError> {
+    let header = read_header(file, 8, LABELS_KIND, IDX_LABELS_MAGIC)?;
+    Ok(be_u32(&header, 4) as usize)
 }
 
 /// The four files of an MNIST-family folder, as `(train images, train labels, test images,

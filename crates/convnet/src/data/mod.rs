@@ -4,16 +4,22 @@
 //! - [`load_idx`] (`idx.rs`): MNIST-family IDX files, raw or gzip.
 //! - [`load_cifar10`] (`cifar.rs`): CIFAR-10 binary batches.
 //! - [`load_image_folder`] (`folder.rs`): one sub-folder of PNG/JPEG images per class.
-//! - [`open`]: a folder in any of those layouts, as a train/test [`DataSplit`].
+//! - [`open`], [`open_with`]: a folder in any of those layouts, as a train/test [`DataSplit`],
+//!   optionally resized ([`OpenOptions`]).
 //! - [`embedded_sample`] (`sample.rs`) and [`default_data`]: Fashion-MNIST with no download.
 //! - [`Dataset`], [`Normalization`] (`dataset.rs`): raw `u8` images in memory, normalized per
 //!   batch as torchvision's `ToTensor` + `Normalize`.
 //! - [`EpochPlan`] (`batch.rs`): shuffling, batching and augmentation, keyed by
 //!   `(seed, epoch, position)` so any batch can be rebuilt alone (resume mid-epoch).
 //!
-//! Loaders read whole files (`std::fs`, gunzip with `flate2` when the file starts with the
-//! gzip magic bytes), check every size before slicing, and return a [`DataError`] naming the
-//! file and the problem; bad data never panics.
+//! Loaders read a file's header first and then exactly the bytes it announces (gunzipping on
+//! the fly with `flate2` when the file starts with the gzip magic bytes, `file.rs`), so no
+//! size taken from a file is allocated before it is checked; they return a [`DataError`]
+//! naming the file and the problem, and bad data never panics. Every bound is a named
+//! constant: [`CIFAR10_MAX_RECORDS`] per batch file; [`MAX_FOLDER_ENTRIES`],
+//! [`MAX_IMAGE_SIDE`] and [`MAX_DECODED_BYTES`] for image folders; class names at most
+//! [`MAX_NAME_CHARS`](crate::names::MAX_NAME_CHARS) characters. [`open_with`] refuses an
+//! empty training or test set, and test classes that differ from the training classes.
 
 mod batch;
 mod cifar;
@@ -22,20 +28,21 @@ mod error;
 mod file;
 mod folder;
 mod idx;
+mod resize;
 mod sample;
 
 use std::path::{Path, PathBuf};
 
 pub use batch::{AUGMENT_TAG, Augment, Batch, BatchSpec, EpochPlan, SHUFFLE_TAG, augment_into};
-pub use cifar::{CIFAR10_CLASSES, CIFAR10_RECORD, load_cifar10};
+pub use cifar::{CIFAR10_CLASSES, CIFAR10_MAX_RECORDS, CIFAR10_RECORD, load_cifar10};
 pub use dataset::{Dataset, Normalization};
 pub use error::DataError;
-pub use folder::load_image_folder;
+pub use folder::{MAX_DECODED_BYTES, MAX_FOLDER_ENTRIES, MAX_IMAGE_SIDE, load_image_folder};
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_idx};
 pub use sample::{EMBEDDED_SAMPLE_SOURCE, embedded_sample};
 
 use cifar::{CIFAR10_META_FILE, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES, read_meta};
-use folder::SizeRule;
+use folder::{SizeRule, check_resize};
 use idx::{IDX_FILES, find_idx_file};
 
 /// Where `apt-get install -y dataset-fashion-mnist` puts the full Fashion-MNIST.
@@ -62,6 +69,39 @@ pub struct DataSplit {
     pub test: Dataset,
 }
 
+/// How [`open_with`] reads a data set.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Resize every image to `[H, W]` (from 1 to [`MAX_IMAGE_SIDE`] a side) with the triangle
+    /// (bilinear) filter, channel by channel, in every layout: image-folder images as they
+    /// are decoded (so images of several sizes can be mixed), IDX and CIFAR-10 images after
+    /// reading. `None`: images keep their size (image folders then need one size throughout).
+    pub resize: Option<[usize; 2]>,
+}
+
+impl OpenOptions {
+    /// Parses a size written `HxW` (e.g. `32x32`), as the command line takes it. Only the
+    /// form is checked here; [`open_with`] checks the size.
+    pub fn parse_size(text: &str) -> Result<[usize; 2], String> {
+        let bad = || format!("'{text}' is not a size: expected HxW, e.g. 32x32");
+        let (h, w) = text.split_once(['x', 'X']).ok_or_else(bad)?;
+        let side = |v: &str| v.trim().parse::<usize>().map_err(|_| bad());
+        Ok([side(h)?, side(w)?])
+    }
+
+    /// A split read by other means (e.g. [`embedded_sample`]) made as these options would have
+    /// read it: both sets resized (a no-op without a size, or for images of that size).
+    pub fn apply(&self, split: DataSplit) -> Result<DataSplit, DataError> {
+        match self.resize {
+            None => Ok(split),
+            Some(size) => Ok(DataSplit {
+                train: split.train.resized(size)?,
+                test: split.test.resized(size)?,
+            }),
+        }
+    }
+}
+
 /// The sub-folder a CIFAR-10 binary archive extracts to; [`open`] also looks there.
 const CIFAR10_SUBFOLDER: &str = "cifar-10-batches-bin";
 
@@ -85,8 +125,24 @@ const LAYOUTS: &str = "(a) MNIST-family IDX files train-images-idx3-ubyte[.gz], 
 ///   must match them, and the test classes must equal the training classes.
 ///
 /// A folder holding part of a layout is an error naming what is missing; anything else is an
-/// error listing what was looked for.
+/// error listing what was looked for. An empty training or test set is an error; so is an
+/// IDX test label beyond the training classes (the classes of IDX data come from its labels:
+/// `0..=9`, or up to the largest training label).
 pub fn open(path: &Path) -> Result<DataSplit, DataError> {
+    open_with(path, &OpenOptions::default())
+}
+
+/// [`open`], reading images as `options` say (e.g. resized). The options are checked before
+/// anything is read.
+pub fn open_with(path: &Path, options: &OpenOptions) -> Result<DataSplit, DataError> {
+    if let Some(size) = options.resize {
+        check_resize(path, size)?;
+    }
+    options.apply(read_layout(path, options)?)
+}
+
+/// The split of `path` in the first layout that matches (see [`open`]).
+fn read_layout(path: &Path, options: &OpenOptions) -> Result<DataSplit, DataError> {
     let meta = std::fs::metadata(path).map_err(|e| DataError::io(path, e))?;
     if !meta.is_dir() {
         return Err(DataError::UnknownLayout {
@@ -100,7 +156,9 @@ pub fn open(path: &Path) -> Result<DataSplit, DataError> {
     if idx.iter().all(Option::is_some) {
         let f: Vec<PathBuf> = idx.into_iter().flatten().collect();
         let (train, test) = rayon::join(|| load_idx(&f[0], &f[1]), || load_idx(&f[2], &f[3]));
-        return split(path, train?, test?);
+        let (train, mut test) = (train?, test?);
+        same_label_range([&f[1], &f[3]], &train, &mut test)?;
+        return split(path, train, test);
     }
     if idx.iter().any(Option::is_some) {
         return Err(DataError::MissingFiles {
@@ -137,10 +195,7 @@ pub fn open(path: &Path) -> Result<DataSplit, DataError> {
                 || load_cifar10(&train_files, classes.clone()),
                 || load_cifar10(&test_files, classes.clone()),
             );
-            return Ok(DataSplit {
-                train: train?,
-                test: test?,
-            });
+            return split(&dir, train?, test?);
         }
         if present.iter().any(|&p| p) {
             return Err(DataError::MissingFiles {
@@ -159,7 +214,7 @@ pub fn open(path: &Path) -> Result<DataSplit, DataError> {
     // (c) image folders
     let (train_dir, test_dir) = (path.join("train"), path.join("test"));
     match (train_dir.is_dir(), test_dir.is_dir()) {
-        (true, true) => open_folders(&train_dir, &test_dir),
+        (true, true) => open_folders(&train_dir, &test_dir, options.resize),
         (false, false) => Err(DataError::UnknownLayout {
             path: path.to_path_buf(),
             looked_for: LAYOUTS.to_string(),
@@ -172,7 +227,11 @@ pub fn open(path: &Path) -> Result<DataSplit, DataError> {
     }
 }
 
-fn open_folders(train_dir: &Path, test_dir: &Path) -> Result<DataSplit, DataError> {
+fn open_folders(
+    train_dir: &Path,
+    test_dir: &Path,
+    resize: Option<[usize; 2]>,
+) -> Result<DataSplit, DataError> {
     let train_classes: Vec<String> = folder::class_folders(train_dir)?
         .into_iter()
         .map(|(n, _)| n)
@@ -189,17 +248,53 @@ fn open_folders(train_dir: &Path, test_dir: &Path) -> Result<DataSplit, DataErro
             test_classes,
         });
     }
-    let train = folder::load_with(train_dir, SizeRule::First, None)?;
-    let rule = SizeRule::Require(
-        [train.height, train.width],
-        format!("the size of the training images in {}", train_dir.display()),
+    let train_rule = resize.map_or(SizeRule::First, SizeRule::Resize);
+    let train = folder::load_with(train_dir, train_rule, None)?;
+    let test_rule = resize.map_or_else(
+        || {
+            SizeRule::Require(
+                [train.height, train.width],
+                format!("the size of the training images in {}", train_dir.display()),
+            )
+        },
+        SizeRule::Resize,
     );
-    let test = folder::load_with(test_dir, rule, Some(train.channels))?;
-    Ok(DataSplit { train, test })
+    let test = folder::load_with(test_dir, test_rule, Some(train.channels))?;
+    split(train_dir, train, test)
 }
 
-/// Checks that train and test images have the same dimensions.
+/// IDX classes come from the labels found: a test label must be one of the training classes
+/// (`labels` names the training and test label files); the test set then takes the training
+/// set's class list.
+fn same_label_range(
+    labels: [&Path; 2],
+    train: &Dataset,
+    test: &mut Dataset,
+) -> Result<(), DataError> {
+    if test.classes.len() > train.classes.len() {
+        let max = |d: &Dataset| d.labels.iter().copied().max().unwrap_or(0);
+        return Err(DataError::LabelRangeMismatch {
+            train: labels[0].to_path_buf(),
+            test: labels[1].to_path_buf(),
+            train_max: max(train),
+            test_max: max(test),
+            train_classes: train.classes.len(),
+        });
+    }
+    test.classes = train.classes.clone();
+    Ok(())
+}
+
+/// Checks that neither set is empty and that train and test images have the same dimensions.
 fn split(path: &Path, train: Dataset, test: Dataset) -> Result<DataSplit, DataError> {
+    for (name, set) in [("training", &train), ("test", &test)] {
+        if set.is_empty() {
+            return Err(DataError::EmptySplit {
+                split: name,
+                from: set.source.clone(),
+            });
+        }
+    }
     if train.image_dims() != test.image_dims() {
         return Err(DataError::InconsistentDimensions {
             path: path.to_path_buf(),
@@ -216,10 +311,15 @@ fn split(path: &Path, train: Dataset, test: Dataset) -> Result<DataSplit, DataEr
 /// The full Fashion-MNIST from [`FASHION_MNIST_DIR`] when its files are there (errors in
 /// them are reported, not hidden), else the [`embedded_sample`].
 pub fn default_data() -> Result<DataSplit, DataError> {
+    default_data_with(&OpenOptions::default())
+}
+
+/// [`default_data`], read as `options` say.
+pub fn default_data_with(options: &OpenOptions) -> Result<DataSplit, DataError> {
     let dir = Path::new(FASHION_MNIST_DIR);
     if IDX_FILES.iter().any(|b| find_idx_file(dir, b).is_some()) {
-        open(dir)
+        open_with(dir, options)
     } else {
-        Ok(embedded_sample())
+        options.apply(embedded_sample())
     }
 }

@@ -5,8 +5,8 @@
 
 use std::path::Path;
 
-use super::file::{Contents, gunzip};
-use super::idx::{IdxClasses, parse_idx_pair};
+use super::file::DataFile;
+use super::idx::{IdxClasses, read_idx_pair};
 use super::{DataSplit, Dataset};
 
 /// The `source` of the embedded sample's data sets (followed by " (train)" or " (test)").
@@ -21,7 +21,7 @@ const TEST_IMAGES: &[u8] =
 const TEST_LABELS: &[u8] =
     include_bytes!("../../../../data/fashion-mnist-sample/t10k-labels-idx1-ubyte.gz");
 
-fn decode(images: &[u8], labels: &[u8], part: &str) -> Dataset {
+fn decode(images: &'static [u8], labels: &'static [u8], part: &str) -> Dataset {
     let name = |file: &str| Path::new(EMBEDDED_SAMPLE_SOURCE).join(file);
     let (images_path, labels_path) = match part {
         "train" => (
@@ -33,14 +33,10 @@ fn decode(images: &[u8], labels: &[u8], part: &str) -> Dataset {
             name("t10k-labels-idx1-ubyte.gz"),
         ),
     };
-    let gz =
-        |path: &Path, bytes: &[u8]| gunzip(path, bytes).map(|bytes| Contents { bytes, gzip: true });
-    let parsed = gz(&images_path, images).and_then(|img| {
-        let lab = gz(&labels_path, labels)?;
-        parse_idx_pair(
-            &images_path,
+    let parsed = DataFile::from_static(&images_path, images).and_then(|img| {
+        let lab = DataFile::from_static(&labels_path, labels)?;
+        read_idx_pair(
             img,
-            &labels_path,
             lab,
             IdxClasses::Fashion,
             format!("{EMBEDDED_SAMPLE_SOURCE} ({part})"),
