@@ -22,7 +22,6 @@ mod alloc;
 pub mod error;
 pub mod geometry;
 mod linalg;
-mod microkernel;
 pub mod ops;
 mod parallel;
 mod reduce;

@@ -13,10 +13,10 @@
 //! reads (sized to stay in L2, [`BAND_BYTES`]) and passes every weight panel over them, one
 //! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
 
+use super::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
 use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
 use crate::linalg::Mat;
-use crate::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
 use crate::parallel::SharedOut;
 use crate::scratch::Scratch;
 use crate::simd::multiversion;

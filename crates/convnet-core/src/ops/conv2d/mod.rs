@@ -28,6 +28,7 @@
 mod depthwise;
 mod direct;
 mod im2col;
+mod microkernel;
 mod pad;
 mod params;
 mod phases;
