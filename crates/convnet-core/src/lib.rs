@@ -18,15 +18,10 @@
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
 //! parameters.
 
-mod alloc;
+pub mod cpu;
 pub mod error;
 pub mod geometry;
-mod linalg;
 pub mod ops;
-mod parallel;
-mod reduce;
-mod scratch;
-pub mod simd;
 pub mod tensor;
 #[cfg(test)]
 mod testing;

@@ -130,7 +130,7 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(dims: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = Shape::new(dims)?;
-        let data = crate::alloc::zeroed(shape.numel());
+        let data = crate::cpu::alloc::zeroed(shape.numel());
         Ok(Tensor {
             shape,
             data: Arc::new(data),

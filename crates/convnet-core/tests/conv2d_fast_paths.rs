@@ -6,7 +6,7 @@
 mod common;
 
 use common::random;
-use convnet_core::simd::{SimdLevel, set_max_simd_level, simd_level};
+use convnet_core::cpu::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
     ops::conv2d::{

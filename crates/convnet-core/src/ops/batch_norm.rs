@@ -33,7 +33,7 @@
 //! memory, not zeroed first):
 //! - **Planes** (`L` or `H * W` of at least 16): channels run in parallel (rayon) and one task
 //!   does everything for its channel (sums, then the output pass), each pass a vectorised
-//!   loop ([`crate::reduce`], and two element-wise kernels here) chosen at run time for the
+//!   loop ([`crate::cpu::reduce`], and two element-wise kernels here) chosen at run time for the
 //!   CPU. Passes over a channel alternate direction, so each starts on the planes the
 //!   previous one left in the cache.
 //! - **Rows** (`[N, C]`, or planes shorter than 16): the input is `N` rows of `C * L` values;
@@ -50,9 +50,9 @@ use std::ops::Range;
 use num_traits::Float;
 use rayon::prelude::*;
 
+use crate::cpu::reduce;
+use crate::cpu::simd::{Simd, multiversion};
 use crate::error::{Error, Result};
-use crate::reduce;
-use crate::simd::{Simd, multiversion};
 use crate::tensor::Tensor;
 
 const TRAIN_OP: &str = "batch_norm_train";
@@ -957,7 +957,7 @@ fn eval_backward<T: BnFloat>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::Portable;
+    use crate::cpu::simd::Portable;
 
     // Finite differences (crate::testing): with inputs in [-1, 1), `invstd` stays below ~5 on
     // these shapes and |f'''| below ~1e3, so truncation error < 1e-9; rounding < 1e-8.
@@ -1112,7 +1112,7 @@ mod tests {
         );
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(t) = crate::simd::Avx512::detect() {
+            if let Some(t) = crate::cpu::simd::Avx512::detect() {
                 check(
                     "avx512",
                     &|x, m, a, b, y| {
@@ -1129,7 +1129,7 @@ mod tests {
                     },
                 );
             }
-            if let Some(t) = crate::simd::Avx2::detect() {
+            if let Some(t) = crate::cpu::simd::Avx2::detect() {
                 check(
                     "avx2",
                     &|x, m, a, b, y| {

@@ -7,7 +7,7 @@
 //! | `grad_weight` | `grad_outputᵀ · input` | `[out, N] · [N, in] → [out, in]` |
 //! | `grad_bias` | column sums of `grad_output` (in f64) | `[out]` |
 //!
-//! Every product is one call to the `gemm` crate through [`crate::linalg`]; transposes are
+//! Every product is one call to the `gemm` crate through [`crate::cpu::linalg`]; transposes are
 //! strided views, never copies. The GEMM itself is multi-threaded when the product is large
 //! enough ([`PARALLEL_MIN_MACS`] multiply-adds).
 //!
@@ -20,8 +20,8 @@
 
 use num_traits::Float;
 
+use crate::cpu::linalg::{self, Mat, MatMut};
 use crate::error::{Error, Result};
-use crate::linalg::{self, Mat, MatMut};
 use crate::ops::conv2d::GradRequest;
 use crate::tensor::Tensor;
 

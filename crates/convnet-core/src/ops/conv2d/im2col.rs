@@ -19,9 +19,9 @@
 use std::ops::Range;
 
 use super::params::Conv2dGeometry;
-use crate::linalg::{Mat, MatMut, gemm};
-use crate::parallel::{SharedOut, Split, sum_over_parts};
-use crate::scratch::Scratch;
+use crate::cpu::linalg::{Mat, MatMut, gemm};
+use crate::cpu::parallel::{SharedOut, Split, sum_over_parts};
+use crate::cpu::scratch::Scratch;
 
 /// Target size of one im2col tile in bytes.
 const TILE_BYTES: usize = 512 * 1024;

@@ -41,8 +41,8 @@ pub use params::{
     Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode, Tap,
 };
 
+use crate::cpu::scratch::Scratch;
 use crate::error::{Error, Result};
-use crate::scratch::Scratch;
 use crate::tensor::{Tensor, fmt_dims};
 
 const OP: &str = "conv2d";
@@ -173,7 +173,7 @@ pub fn conv2d_with(
     if let Some(b) = bias {
         check_bias(&g, b.dims())?;
     }
-    let mut y = crate::alloc::zeroed(g.output_dims().iter().product());
+    let mut y = crate::cpu::alloc::zeroed(g.output_dims().iter().product());
     forward_into(
         algo,
         &g,
@@ -194,7 +194,7 @@ pub fn conv2d_input_grad(
 ) -> Result<Tensor> {
     let g = params.geometry(input_dims, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
-    let mut gx = crate::alloc::zeroed(input_dims.iter().product());
+    let mut gx = crate::cpu::alloc::zeroed(input_dims.iter().product());
     input_grad_into(
         Conv2dAlgo::Auto,
         &g,
@@ -264,7 +264,7 @@ pub fn conv2d_backward_with(
     check_grad_output(&g, grad_output)?;
     let gy = grad_output.data();
     let grad_input = if request.input {
-        let mut gx = crate::alloc::zeroed(input.numel());
+        let mut gx = crate::cpu::alloc::zeroed(input.numel());
         input_grad_into(algo, &g, gy, weight.data(), &mut gx)?;
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
@@ -503,7 +503,11 @@ pub fn bias_grad_into(gy: &[f32], [n, k, ho, wo]: [usize; 4], gb: &mut [f32]) {
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
         let total: f64 = (0..n)
-            .map(|img| f64::from(crate::reduce::sum(&gy[(img * k + ch) * plane..][..plane])))
+            .map(|img| {
+                f64::from(crate::cpu::reduce::sum(
+                    &gy[(img * k + ch) * plane..][..plane],
+                ))
+            })
             .sum();
         *out = total as f32;
     });

@@ -1,6 +1,6 @@
 //! Vectorised reductions shared by the kernels.
 
-use crate::simd::{Simd, multiversion};
+use crate::cpu::simd::{Simd, multiversion};
 
 multiversion!(pub(crate) fn sum(v: &[f32]) -> f32 => sum_impl);
 multiversion!(pub(crate) fn sum_sq_dev(v: &[f32], mean: f32) -> f32 => sum_sq_dev_impl);
@@ -49,7 +49,7 @@ fn sum_sq_dev_impl<S: Simd>(s: S, v: &[f32], mean: f32) -> f32 {
     while !rest.is_empty() {
         let n = rest.len().min(S::LANES);
         // Masked-off lanes load 0 and would add mean^2: mask the difference instead.
-        let mut d = [0.0f32; crate::simd::MAX_LANES];
+        let mut d = [0.0f32; crate::cpu::simd::MAX_LANES];
         for (d, &x) in d.iter_mut().zip(&rest[..n]) {
             *d = x - mean;
         }
@@ -101,7 +101,7 @@ fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::Portable;
+    use crate::cpu::simd::Portable;
 
     /// Runs `f` with every instruction set this CPU has (portable always).
     fn for_each_simd(
@@ -114,7 +114,7 @@ mod tests {
         );
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(s) = crate::simd::Avx512::detect() {
+            if let Some(s) = crate::cpu::simd::Avx512::detect() {
                 f(
                     "avx512",
                     &|v, m| {
@@ -131,7 +131,7 @@ mod tests {
                     },
                 );
             }
-            if let Some(s) = crate::simd::Avx2::detect() {
+            if let Some(s) = crate::cpu::simd::Avx2::detect() {
                 f(
                     "avx2",
                     &|v, m| {

@@ -334,17 +334,17 @@ macro_rules! multiversion {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[allow(unused_imports)]
-            use $crate::simd::Simd as _;
+            use $crate::cpu::simd::Simd as _;
             #[cfg(target_arch = "x86_64")]
             {
-                if let Some(s) = $crate::simd::Avx512::detect() {
+                if let Some(s) = $crate::cpu::simd::Avx512::detect() {
                     return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
-                if let Some(s) = $crate::simd::Avx2::detect() {
+                if let Some(s) = $crate::cpu::simd::Avx2::detect() {
                     return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
             }
-            $imp($crate::simd::Portable, $($arg),*)
+            $imp($crate::cpu::simd::Portable, $($arg),*)
         }
     };
 }
