@@ -27,6 +27,7 @@ pub mod tensor;
 mod testing;
 
 pub use error::{Error, Result};
+pub use ops::GradRequest;
 pub use ops::activation::{
     Activation, PreluGrads, activation, activation_backward, activation_backward_in_place,
     activation_backward_into, activation_in_place, activation_into, gradient_from_output, prelu,
@@ -37,9 +38,8 @@ pub use ops::batch_norm::{
     batch_norm_train,
 };
 pub use ops::conv2d::{
-    Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, ConvMode, GradRequest, Padding,
-    PaddingMode, Tap, conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad,
-    conv2d_weight_grad,
+    Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, ConvMode, Padding, PaddingMode, Tap,
+    conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad, conv2d_weight_grad,
 };
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};

@@ -22,7 +22,7 @@ use num_traits::Float;
 
 use crate::cpu::linalg::{self, Mat, MatMut};
 use crate::error::{Error, Result};
-use crate::ops::conv2d::GradRequest;
+use crate::ops::GradRequest;
 use crate::tensor::Tensor;
 
 const OP: &str = "linear";

@@ -41,6 +41,7 @@ pub use params::{
     Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode, Tap,
 };
 
+use super::GradRequest;
 use crate::cpu::scratch::Scratch;
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, fmt_dims};
@@ -111,23 +112,6 @@ impl Conv2dAlgo {
             ))
         }
     }
-}
-
-/// Which gradients a backward pass computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GradRequest {
-    pub input: bool,
-    pub weight: bool,
-    pub bias: bool,
-}
-
-impl GradRequest {
-    /// All three gradients.
-    pub const ALL: GradRequest = GradRequest {
-        input: true,
-        weight: true,
-        bias: true,
-    };
 }
 
 /// The gradients a backward pass computed (`None` where not requested).
