@@ -192,10 +192,10 @@ impl SuiteLayer {
             anyhow::ensure!(v >= 1, "\"{field}\" is 0; every size is at least 1");
         }
         let params = Conv2dParams::builder()
-            .stride([self.stride; 2])
-            .padding(Padding::symmetric([self.pad; 2]))
-            .dilation([self.dilation; 2])
-            .groups(self.groups)
+            .with_stride([self.stride; 2])
+            .with_padding(Padding::symmetric([self.pad; 2]))
+            .with_dilation([self.dilation; 2])
+            .with_groups(self.groups)
             .build()?;
         let g = params.geometry(self.input_dims(), self.weight_dims())?;
         let count = |dims: [usize; 4]| {
@@ -544,8 +544,8 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
                 values: filled([1, 1, k, k], 2)?.data().to_vec(),
             };
             let params = Conv2dParams::builder()
-                .padding(Padding::Same)
-                .padding_mode(mode)
+                .with_padding(Padding::Same)
+                .with_padding_mode(mode)
                 .build()?;
             let mut ms = f64::INFINITY;
             for run in 1..=args.repeat {

@@ -253,12 +253,12 @@ pub fn run(args: ConvArgs) -> Result<()> {
         bail!("the kernel has {kc} planes and the input {c} channels: give 1 plane or {c}");
     };
     let params = Conv2dParams::builder()
-        .stride(base.stride())
-        .padding(base.padding())
-        .dilation(base.dilation())
-        .padding_mode(base.padding_mode())
-        .mode(base.mode())
-        .groups(groups)
+        .with_stride(base.stride())
+        .with_padding(base.padding())
+        .with_dilation(base.dilation())
+        .with_padding_mode(base.padding_mode())
+        .with_mode(base.mode())
+        .with_groups(groups)
         .build()?;
     let x4 = x.clone().reshape([1, c, h, w])?;
     let g = params.geometry([1, c, h, w], weight.dims4("conv", "kernel")?)?;

@@ -85,12 +85,12 @@ fn problem(
                     }
                 };
                 let params = Conv2dParams::builder()
-                    .stride(stride)
-                    .dilation(dilation)
-                    .groups(groups)
-                    .padding(padding)
-                    .padding_mode(pm)
-                    .mode(mode)
+                    .with_stride(stride)
+                    .with_dilation(dilation)
+                    .with_groups(groups)
+                    .with_padding(padding)
+                    .with_padding_mode(pm)
+                    .with_mode(mode)
                     .build()
                     .unwrap();
                 let pad = params.resolve_padding(kernel).unwrap();
@@ -262,15 +262,15 @@ fn wide_rows_cross_vector_boundaries() {
     // Rows longer than one SIMD vector, with a width that is a multiple of it, stride 2 and
     // dilation 2: exercises the depthwise phase planes' extra column and the im2col tiling.
     let params = Conv2dParams::builder()
-        .stride([2, 2])
-        .dilation([2, 2])
-        .padding(Padding::Explicit {
+        .with_stride([2, 2])
+        .with_dilation([2, 2])
+        .with_padding(Padding::Explicit {
             top: 2,
             bottom: 1,
             left: 3,
             right: 2,
         })
-        .groups(4)
+        .with_groups(4)
         .build()
         .unwrap();
     for (cg, kg) in [(1, 2), (2, 3)] {
@@ -310,16 +310,16 @@ fn long_rows_split_into_bands_in_every_padding_mode() {
             (2, [3, 4], ConvMode::Convolution),
         ] {
             let params = Conv2dParams::builder()
-                .stride([stride, stride])
-                .padding(Padding::Explicit {
+                .with_stride([stride, stride])
+                .with_padding(Padding::Explicit {
                     top: 2,
                     bottom: 1,
                     left: 2,
                     right: 3,
                 })
-                .padding_mode(pm)
-                .mode(mode)
-                .groups(2)
+                .with_padding_mode(pm)
+                .with_mode(mode)
+                .with_groups(2)
                 .build()
                 .unwrap();
             let p = Problem {

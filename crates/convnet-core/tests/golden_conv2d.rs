@@ -48,12 +48,12 @@ fn conv2d_params_from_json(meta: &Value) -> Result<Conv2dParams, String> {
         other => return Err(format!("unknown mode `{other}`")),
     };
     Conv2dParams::builder()
-        .stride(param_array(meta, "stride")?)
-        .dilation(param_array(meta, "dilation")?)
-        .groups(param_usize(meta, "groups")?)
-        .padding(padding)
-        .padding_mode(padding_mode)
-        .mode(mode)
+        .with_stride(param_array(meta, "stride")?)
+        .with_dilation(param_array(meta, "dilation")?)
+        .with_groups(param_usize(meta, "groups")?)
+        .with_padding(padding)
+        .with_padding_mode(padding_mode)
+        .with_mode(mode)
         .build()
         .map_err(|e| format!("parameters rejected: {e}"))
 }

@@ -24,7 +24,8 @@ pub struct Pool2dParams {
 
 impl Pool2dParams {
     /// Start from PyTorch's defaults for a `kernel` (height, width): stride = kernel, no
-    /// padding, dilation 1, floor mode, `count_include_pad = true`, no divisor override.
+    /// padding, dilation 1, floor mode, `count_include_pad = true`, no divisor override;
+    /// `with_*` sets the others and [`build`](Pool2dParamsBuilder::build) checks the result.
     ///
     /// ```
     /// use convnet_core::{Pool2dParams, Tensor, max_pool2d};
@@ -148,32 +149,33 @@ pub struct Pool2dParamsBuilder {
 }
 
 impl Pool2dParamsBuilder {
-    pub fn stride(mut self, stride: [usize; 2]) -> Self {
+    /// Step of the window `[h, w]` (default: the kernel).
+    pub fn with_stride(mut self, stride: [usize; 2]) -> Self {
         self.params.stride = stride;
         self
     }
     /// Padding `[h, w]` on both sides of each axis (PyTorch's `padding=(h, w)`).
-    pub fn padding(mut self, padding: [usize; 2]) -> Self {
+    pub fn with_padding(mut self, padding: [usize; 2]) -> Self {
         self.params.padding = padding;
         self
     }
     /// Spacing of the kernel taps (max pooling only).
-    pub fn dilation(mut self, dilation: [usize; 2]) -> Self {
+    pub fn with_dilation(mut self, dilation: [usize; 2]) -> Self {
         self.params.dilation = dilation;
         self
     }
     /// Round the output size up instead of down (see the module documentation).
-    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> Self {
         self.params.ceil_mode = ceil_mode;
         self
     }
     /// Average pooling: divide by the window including its padding (else only the inputs).
-    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+    pub fn with_count_include_pad(mut self, count_include_pad: bool) -> Self {
         self.params.count_include_pad = count_include_pad;
         self
     }
     /// Average pooling: divide every window by this instead.
-    pub fn divisor_override(mut self, divisor_override: Option<usize>) -> Self {
+    pub fn with_divisor_override(mut self, divisor_override: Option<usize>) -> Self {
         self.params.divisor_override = divisor_override;
         self
     }

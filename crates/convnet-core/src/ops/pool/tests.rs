@@ -74,43 +74,43 @@ fn max_pool_gradients_match_finite_differences() {
     check_max_pool("2x2 default stride", params([2, 2]), dims, 1);
     check_max_pool(
         "3x3 stride 1 (overlapping)",
-        params([3, 3]).stride([1, 1]),
+        params([3, 3]).with_stride([1, 1]),
         dims,
         2,
     );
     check_max_pool(
         "3x3 stride 2 padding 1",
-        params([3, 3]).stride([2, 2]).padding([1, 1]),
+        params([3, 3]).with_stride([2, 2]).with_padding([1, 1]),
         dims,
         3,
     );
     check_max_pool(
         "3x2 stride 2x1 padding 1x1 dilation 2x3",
         params([3, 2])
-            .stride([2, 1])
-            .padding([1, 1])
-            .dilation([2, 3]),
+            .with_stride([2, 1])
+            .with_padding([1, 1])
+            .with_dilation([2, 3]),
         dims,
         4,
     );
     check_max_pool(
         "3x3 stride 2 ceil_mode",
-        params([3, 3]).stride([2, 2]).ceil_mode(true),
+        params([3, 3]).with_stride([2, 2]).with_ceil_mode(true),
         [1, 2, 6, 7],
         5,
     );
     check_max_pool(
         "2x2 stride 2 padding 1 ceil_mode dilation 2",
         params([2, 2])
-            .padding([1, 1])
-            .ceil_mode(true)
-            .dilation([2, 2]),
+            .with_padding([1, 1])
+            .with_ceil_mode(true)
+            .with_dilation([2, 2]),
         [1, 2, 5, 6],
         6,
     );
     check_max_pool(
         "ceil_mode overhang",
-        params([3, 3]).stride([2, 2]).ceil_mode(true),
+        params([3, 3]).with_stride([2, 2]).with_ceil_mode(true),
         [2, 1, 2, 2],
         7,
     );
@@ -124,19 +124,19 @@ fn avg_pool_gradients_match_finite_differences() {
         check_avg_pool(
             &format!("3x3 stride 2 padding 1 count_include_pad={include}"),
             params([3, 3])
-                .stride([2, 2])
-                .padding([1, 1])
-                .count_include_pad(include),
+                .with_stride([2, 2])
+                .with_padding([1, 1])
+                .with_count_include_pad(include),
             dims,
             12,
         );
         check_avg_pool(
             &format!("3x2 stride 2x1 padding 1x1 ceil_mode count_include_pad={include}"),
             params([3, 2])
-                .stride([2, 1])
-                .padding([1, 1])
-                .ceil_mode(true)
-                .count_include_pad(include),
+                .with_stride([2, 1])
+                .with_padding([1, 1])
+                .with_ceil_mode(true)
+                .with_count_include_pad(include),
             dims,
             13,
         );
@@ -144,18 +144,18 @@ fn avg_pool_gradients_match_finite_differences() {
     check_avg_pool(
         "3x3 padding 1 divisor_override 5",
         params([3, 3])
-            .stride([1, 2])
-            .padding([1, 1])
-            .divisor_override(Some(5)),
+            .with_stride([1, 2])
+            .with_padding([1, 1])
+            .with_divisor_override(Some(5)),
         dims,
         14,
     );
     check_avg_pool(
         "ceil_mode overhang",
         params([3, 3])
-            .stride([2, 2])
-            .ceil_mode(true)
-            .count_include_pad(false),
+            .with_stride([2, 2])
+            .with_ceil_mode(true)
+            .with_count_include_pad(false),
         [1, 2, 2, 2],
         15,
     );
@@ -275,8 +275,8 @@ fn max_pool_of_all_minus_infinity_points_at_the_first_valid_tap() {
     // The running max starts at -inf, so no tap replaces it and the index stays at the
     // first in-bounds tap: row 0, column 1 for the 2nd window with padding 1.
     let p = params([3, 3])
-        .stride([2, 2])
-        .padding([1, 1])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
         .build()
         .unwrap();
     let x = Tensor::full([1, 1, 3, 3], f32::NEG_INFINITY).unwrap();
@@ -291,8 +291,8 @@ fn max_pool_ceil_mode_drops_the_window_starting_in_the_padding() {
     // MaxPool2d(2, stride=2, padding=1, ceil_mode=True) on 5x5 gives 3x3 (a 4th window
     // would start at padded column 6 >= 5 + 1). Windows: rows [-1, 1), [1, 3), [3, 5).
     let p = params([2, 2])
-        .padding([1, 1])
-        .ceil_mode(true)
+        .with_padding([1, 1])
+        .with_ceil_mode(true)
         .build()
         .unwrap();
     assert_eq!(p.output_hw([5, 5]).unwrap(), [3, 3]);
@@ -309,10 +309,10 @@ fn max_pool_ceil_mode_drops_the_window_starting_in_the_padding() {
 fn ceil_mode_adds_a_clipped_last_window() {
     // MaxPool2d(3, stride=2) on 1x6: floor mode 2 windows, ceil mode a 3rd over [4, 6).
     let x = Tensor::new([1, 1, 1, 6], vec![0., 1., 2., 3., 9., 5.]).unwrap();
-    let floor = params([1, 3]).stride([1, 2]).build().unwrap();
+    let floor = params([1, 3]).with_stride([1, 2]).build().unwrap();
     let ceil = params([1, 3])
-        .stride([1, 2])
-        .ceil_mode(true)
+        .with_stride([1, 2])
+        .with_ceil_mode(true)
         .build()
         .unwrap();
     assert_eq!(max_pool2d(&x, &floor).unwrap().output.data(), &[2.0, 9.0]);
@@ -333,8 +333,8 @@ fn ceil_mode_keeps_one_window_when_the_kernel_overhangs_by_less_than_a_stride() 
     // pools the whole input; floor mode is an error ("Output size is too small").
     let x = t([1, 1, 2, 2], &[1.0, 4.0, 2.0, 3.0]);
     let ceil = params([3, 3])
-        .stride([2, 2])
-        .ceil_mode(true)
+        .with_stride([2, 2])
+        .with_ceil_mode(true)
         .build()
         .unwrap();
     let out = max_pool2d(&x, &ceil).unwrap();
@@ -344,7 +344,7 @@ fn ceil_mode_keeps_one_window_when_the_kernel_overhangs_by_less_than_a_stride() 
     );
     // pool_size = min(0 + 3, 2 + 0) - 0 = 2 per axis, so the divisor is 4 either way.
     assert_eq!(avg_pool2d(&x, &ceil).unwrap().data(), &[2.5]);
-    let floor = params([3, 3]).stride([2, 2]).build().unwrap();
+    let floor = params([3, 3]).with_stride([2, 2]).build().unwrap();
     let err = max_pool2d(&x, &floor).unwrap_err();
     assert!(
         err.to_string().contains("larger than the padded input"),
@@ -352,8 +352,8 @@ fn ceil_mode_keeps_one_window_when_the_kernel_overhangs_by_less_than_a_stride() 
     );
     // An overhang of a whole stride is too much even in ceil mode.
     let ceil1 = params([3, 3])
-        .stride([1, 1])
-        .ceil_mode(true)
+        .with_stride([1, 1])
+        .with_ceil_mode(true)
         .build()
         .unwrap();
     assert!(max_pool2d(&x, &ceil1).is_err());
@@ -363,16 +363,16 @@ fn ceil_mode_keeps_one_window_when_the_kernel_overhangs_by_less_than_a_stride() 
 fn avg_pool_count_include_pad_false_at_a_corner() {
     // 3x3 kernel, padding 1 on 1..9: the corner window holds 1, 2, 4, 5.
     let x = Tensor::from_fn([1, 1, 3, 3], |i| i as f32 + 1.0).unwrap();
-    let base = params([3, 3]).stride([1, 1]).padding([1, 1]);
-    let exclude = avg_pool2d(&x, &base.count_include_pad(false).build().unwrap()).unwrap();
+    let base = params([3, 3]).with_stride([1, 1]).with_padding([1, 1]);
+    let exclude = avg_pool2d(&x, &base.with_count_include_pad(false).build().unwrap()).unwrap();
     assert_eq!(exclude.data()[0], 3.0);
     assert_eq!(exclude.data()[4], 5.0);
     let include = avg_pool2d(&x, &base.build().unwrap()).unwrap();
     assert_eq!(include.data()[0], 12.0 / 9.0);
-    let over = avg_pool2d(&x, &base.divisor_override(Some(2)).build().unwrap()).unwrap();
+    let over = avg_pool2d(&x, &base.with_divisor_override(Some(2)).build().unwrap()).unwrap();
     assert_eq!(over.data()[0], 6.0);
     // Backward at the corner: each of the 4 inputs gets 1/4 with count_include_pad=false.
-    let p = base.count_include_pad(false).build().unwrap();
+    let p = base.with_count_include_pad(false).build().unwrap();
     let mut g = vec![0.0; 9];
     g[0] = 1.0;
     let gx = avg_pool2d_backward(&t([1, 1, 3, 3], &g), [1, 1, 3, 3], &p).unwrap();
@@ -422,7 +422,7 @@ fn global_pools_reduce_each_plane() {
 #[test]
 fn max_pool_backward_adds_where_windows_share_a_maximum() {
     // Kernel 1x2, stride 1 over [1, 3, 2]: both windows pick index 1.
-    let p = params([1, 2]).stride([1, 1]).build().unwrap();
+    let p = params([1, 2]).with_stride([1, 1]).build().unwrap();
     let x = t([1, 1, 1, 3], &[1.0, 3.0, 2.0]);
     let out = max_pool2d(&x, &p).unwrap();
     assert_eq!(out.indices, [1, 1]);
@@ -437,8 +437,8 @@ fn parallel_planes_match_one_plane_at_a_time() {
     let dims = [8, 16, 12, 12];
     let x = Tensor::from_fn(dims, |i| ((i * 7919) % 1000) as f32 * 0.01).unwrap();
     let p = params([3, 3])
-        .stride([2, 2])
-        .padding([1, 1])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
         .build()
         .unwrap();
     let all = max_pool2d(&x, &p).unwrap();
@@ -480,12 +480,12 @@ fn zero_kernel_stride_dilation_or_divisor_are_parameter_errors() {
         "pool2d: invalid kernel: must be at least 1 on both axes, got 0x2"
     );
     assert_eq!(
-        build_err(params([2, 2]).stride([2, 0])),
+        build_err(params([2, 2]).with_stride([2, 0])),
         "pool2d: invalid stride: must be at least 1 on both axes, got 2x0"
     );
-    assert!(build_err(params([2, 2]).dilation([0, 1])).contains("invalid dilation"));
+    assert!(build_err(params([2, 2]).with_dilation([0, 1])).contains("invalid dilation"));
     assert_eq!(
-        build_err(params([2, 2]).divisor_override(Some(0))),
+        build_err(params([2, 2]).with_divisor_override(Some(0))),
         "pool2d: invalid divisor_override: must not be 0"
     );
 }
@@ -493,14 +493,16 @@ fn zero_kernel_stride_dilation_or_divisor_are_parameter_errors() {
 #[test]
 fn padding_above_half_the_kernel_is_an_error() {
     assert_eq!(
-        build_err(params([3, 4]).padding([2, 1])),
+        build_err(params([3, 4]).with_padding([2, 1])),
         "pool2d: invalid padding: must be at most half the kernel size on each axis (as in \
          PyTorch), got padding 2x1 for kernel 3x4 (at most 1x2)"
     );
     // The rule is k / 2 even when a dilation widens the kernel (PyTorch's
     // pool2d_shape_check), and exactly half is allowed.
-    assert!(build_err(params([3, 3]).padding([2, 0]).dilation([2, 2])).contains("padding"));
-    assert!(params([2, 2]).padding([1, 1]).build().is_ok());
+    assert!(
+        build_err(params([3, 3]).with_padding([2, 0]).with_dilation([2, 2])).contains("padding")
+    );
+    assert!(params([2, 2]).with_padding([1, 1]).build().is_ok());
 }
 
 #[test]
@@ -531,7 +533,7 @@ fn inputs_must_be_4d_with_non_empty_planes() {
 
 #[test]
 fn kernel_larger_than_the_padded_input_is_explained() {
-    let p = params([5, 5]).padding([1, 1]).build().unwrap();
+    let p = params([5, 5]).with_padding([1, 1]).build().unwrap();
     let err = max_pool2d(&Tensor::zeros([1, 1, 2, 6]).unwrap(), &p).unwrap_err();
     assert_eq!(
         err.to_string(),
@@ -542,7 +544,7 @@ fn kernel_larger_than_the_padded_input_is_explained() {
 
 #[test]
 fn avg_pool_rejects_dilation() {
-    let p = params([2, 2]).dilation([2, 2]).build().unwrap();
+    let p = params([2, 2]).with_dilation([2, 2]).build().unwrap();
     let err = avg_pool2d(&Tensor::zeros([1, 1, 6, 6]).unwrap(), &p).unwrap_err();
     assert!(
         err.to_string().starts_with("avg_pool2d: invalid dilation"),
