@@ -78,17 +78,17 @@ impl Activation {
 /// ```
 pub fn activation(input: &Tensor, act: Activation) -> Tensor {
     let mut y = vec![0.0; input.numel()];
-    activation_into(act, input.data(), &mut y);
+    activation_into(input.data(), &mut y, act);
     Tensor::from_parts(input.dims().to_vec(), y)
 }
 
 /// `grad_input` of [`activation`]: `grad_output`, `input` and `output` (the forward pass's
 /// result) must all have the same shape. Tanh and sigmoid read `output`, the others `input`.
 pub fn activation_backward(
-    act: Activation,
     grad_output: &Tensor,
     input: &Tensor,
     output: &Tensor,
+    act: Activation,
 ) -> Result<Tensor> {
     if grad_output.dims() != input.dims() || output.dims() != input.dims() {
         return Err(Error::shape(
@@ -103,11 +103,11 @@ pub fn activation_backward(
     }
     let mut gx = vec![0.0; input.numel()];
     activation_backward_into(
-        act,
         grad_output.data(),
         input.data(),
         output.data(),
         &mut gx,
+        act,
     );
     Ok(Tensor::from_parts(input.dims().to_vec(), gx))
 }
@@ -116,25 +116,25 @@ pub fn activation_backward(
 ///
 /// `x` and `y` must have the same length (checked in debug builds; otherwise only the
 /// common prefix is written).
-pub fn activation_into(act: Activation, x: &[f32], y: &mut [f32]) {
-    forward(act, x, y);
+pub fn activation_into(x: &[f32], y: &mut [f32], act: Activation) {
+    forward(x, y, act);
 }
 
 /// [`activation_backward`] on slices: `grad_input` is overwritten. All four slices must have
 /// the same length (checked in debug builds; otherwise only the common prefix is written).
 /// `output` is only read by tanh and sigmoid, `input` only by the others.
 pub fn activation_backward_into(
-    act: Activation,
     grad_output: &[f32],
     input: &[f32],
     output: &[f32],
     grad_input: &mut [f32],
+    act: Activation,
 ) {
-    backward(act, grad_output, input, output, grad_input);
+    backward(grad_output, input, output, grad_input, act);
 }
 
 /// `act` applied in place to every element of `data`.
-pub fn activation_in_place(act: Activation, data: &mut [f32]) {
+pub fn activation_in_place(data: &mut [f32], act: Activation) {
     let zero = 0.0f32;
     match act {
         Activation::Relu => map_in_place(data, relu),
@@ -161,7 +161,7 @@ pub fn gradient_from_output(act: Activation) -> bool {
 /// In place on `grad` (the gradient w.r.t. the output, becoming the gradient w.r.t. the
 /// input), for activations with [`gradient_from_output`]: `output` is the forward result.
 /// Returns `false`, leaving `grad` alone, for the other activations.
-pub fn activation_backward_in_place(act: Activation, grad: &mut [f32], output: &[f32]) -> bool {
+pub fn activation_backward_in_place(grad: &mut [f32], output: &[f32], act: Activation) -> bool {
     if !gradient_from_output(act) || grad.len() != output.len() {
         return false;
     }
@@ -310,7 +310,7 @@ fn sigmoid<T: Float>(x: T) -> T {
     T::one() / (T::one() + (-x).exp())
 }
 
-fn forward<T: Float + Send + Sync>(act: Activation, x: &[T], y: &mut [T]) {
+fn forward<T: Float + Send + Sync>(x: &[T], y: &mut [T], act: Activation) {
     let zero = T::zero();
     match act {
         Activation::Relu => map(x, y, relu),
@@ -327,7 +327,7 @@ fn forward<T: Float + Send + Sync>(act: Activation, x: &[T], y: &mut [T]) {
     }
 }
 
-fn backward<T: Float + Send + Sync>(act: Activation, g: &[T], x: &[T], y: &[T], gx: &mut [T]) {
+fn backward<T: Float + Send + Sync>(g: &[T], x: &[T], y: &[T], gx: &mut [T], act: Activation) {
     let (zero, one) = (T::zero(), T::one());
     let src = if act.grad_uses_output() { y } else { x };
     match act {
@@ -504,7 +504,7 @@ mod tests {
 
     fn fwd(act: Activation, x: &[f64]) -> Vec<f64> {
         let mut y = vec![0.0; x.len()];
-        forward(act, x, &mut y);
+        forward(x, &mut y, act);
         y
     }
 
@@ -530,7 +530,7 @@ mod tests {
             let wts = rng.values(x.len());
             let y = fwd(act, &x);
             let mut gx = vec![0.0; x.len()];
-            backward(act, &wts, &x, &y, &mut gx);
+            backward(&wts, &x, &y, &mut gx, act);
             check_grad(&format!("{act:?}"), &x, &wts, |x| fwd(act, x), &gx);
         }
     }
@@ -575,7 +575,7 @@ mod tests {
         let x = t(x);
         let y = activation(&x, act);
         let g = Tensor::full([x.numel()], 1.0).unwrap();
-        activation_backward(act, &g, &x, &y).unwrap().into_data()
+        activation_backward(&g, &x, &y, act).unwrap().into_data()
     }
 
     #[test]
@@ -652,13 +652,13 @@ mod tests {
             let y = activation(&x, act);
             let mut y1 = vec![0.0; n];
             for (i, v) in y1.iter_mut().enumerate() {
-                activation_into(act, &x.data()[i..=i], std::slice::from_mut(v));
+                activation_into(&x.data()[i..=i], std::slice::from_mut(v), act);
             }
             assert_eq!(y.data(), y1.as_slice(), "{act:?}");
             let g = Tensor::from_fn([n], |i| (i % 13) as f32 - 6.0).unwrap();
-            let gx = activation_backward(act, &g, &x, &y).unwrap();
+            let gx = activation_backward(&g, &x, &y, act).unwrap();
             let mut gx1 = vec![0.0; n];
-            activation_backward_into(act, g.data(), x.data(), y.data(), &mut gx1);
+            activation_backward_into(g.data(), x.data(), y.data(), &mut gx1, act);
             assert_eq!(gx.data(), gx1.as_slice(), "{act:?}");
         }
     }
@@ -693,14 +693,14 @@ mod tests {
     fn shape_mismatches_are_errors_naming_the_shapes() {
         let x = Tensor::zeros([2, 3]).unwrap();
         let bad = Tensor::zeros([3, 2]).unwrap();
-        let err = activation_backward(Activation::Relu, &bad, &x, &x).unwrap_err();
+        let err = activation_backward(&bad, &x, &x, Activation::Relu).unwrap_err();
         assert!(matches!(err, Error::Shape { .. }), "{err}");
         assert_eq!(
             err.to_string(),
             "activation_backward: Relu: grad_output [3, 2], input [2, 3] and output [2, 3] \
              must have the same shape"
         );
-        let err = activation_backward(Activation::Tanh, &x, &x, &bad).unwrap_err();
+        let err = activation_backward(&x, &x, &bad, Activation::Tanh).unwrap_err();
         assert!(err.to_string().contains("output [3, 2]"), "{err}");
     }
 
@@ -746,13 +746,13 @@ mod tests {
         ] {
             let y = activation(&x, act);
             let mut z = x.clone();
-            activation_in_place(act, z.data_mut());
+            activation_in_place(z.data_mut(), act);
             assert_eq!(z, y, "{act:?}");
             let mut gi = g.clone();
-            let done = activation_backward_in_place(act, gi.data_mut(), y.data());
+            let done = activation_backward_in_place(gi.data_mut(), y.data(), act);
             assert_eq!(done, gradient_from_output(act), "{act:?}");
             if done {
-                assert_eq!(gi, activation_backward(act, &g, &x, &y).unwrap(), "{act:?}");
+                assert_eq!(gi, activation_backward(&g, &x, &y, act).unwrap(), "{act:?}");
             } else {
                 assert_eq!(gi, g, "{act:?}: left alone");
             }
