@@ -266,9 +266,9 @@ fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Op
     let w = filled(l.weight_dims(), 2)?;
     let b = Tensor::from_fn([l.k], |i| (i as f32 * 0.01).sin())?;
     let g = params.geometry(l.input_dims(), l.weight_dims())?;
-    let forward = || conv2d_with(algo, &x, &w, Some(&b), &params);
+    let forward = || conv2d_with(&x, &w, Some(&b), &params, algo);
     let gy = filled(g.output_dims(), 3)?;
-    let backward = |request| conv2d_backward_with(algo, &gy, &x, &w, &params, request);
+    let backward = |request| conv2d_backward_with(&gy, &x, &w, &params, request, algo);
     let fwd = time_per_call(|| Ok(forward()?), 10)?;
     let fwdbwd = time_per_call(
         || {

@@ -153,9 +153,9 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
         let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
         let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
         let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
-        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
-        input_grad_into(algo, &g, gy.data(), w.data(), gx.data_mut()).unwrap();
-        weight_grad_into(algo, &g, gy.data(), x.data(), gw.data_mut()).unwrap();
+        forward_into(x.data(), w.data(), b, y.data_mut(), &g, algo).unwrap();
+        input_grad_into(gy.data(), w.data(), gx.data_mut(), &g, algo).unwrap();
+        weight_grad_into(gy.data(), x.data(), gw.data_mut(), &g, algo).unwrap();
         [y, gx, gw]
     };
     let want = run(Conv2dAlgo::Reference);
@@ -170,7 +170,7 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
     }
     // grad_bias has one implementation: the per-channel sum, checked against a plain loop.
     let mut gb = vec![f32::NAN; k];
-    bias_grad_into(gy.data(), g.output_dims(), &mut gb);
+    bias_grad_into(gy.data(), &mut gb, g.output_dims());
     let plane = g.out_hw[0] * g.out_hw[1];
     for (ch, v) in gb.iter().enumerate() {
         let want: f32 = (0..p.n)
@@ -205,7 +205,7 @@ fn check_forward(p: &Problem, algo: Conv2dAlgo) -> Result<(), String> {
     let run = |algo| {
         let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
         let b = b.as_ref().map(Tensor::data);
-        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
+        forward_into(x.data(), w.data(), b, y.data_mut(), &g, algo).unwrap();
         y
     };
     close(&run(algo), &run(Conv2dAlgo::Reference))

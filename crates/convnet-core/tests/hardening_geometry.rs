@@ -21,9 +21,9 @@ fn run(algo: Conv2dAlgo, g: &Conv2dGeometry, x: &Tensor, w: &Tensor, gy: &Tensor
     let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
     let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
     let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
-    forward_into(algo, g, x.data(), w.data(), None, y.data_mut()).unwrap();
-    input_grad_into(algo, g, gy.data(), w.data(), gx.data_mut()).unwrap();
-    weight_grad_into(algo, g, gy.data(), x.data(), gw.data_mut()).unwrap();
+    forward_into(x.data(), w.data(), None, y.data_mut(), g, algo).unwrap();
+    input_grad_into(gy.data(), w.data(), gx.data_mut(), g, algo).unwrap();
+    weight_grad_into(gy.data(), x.data(), gw.data_mut(), g, algo).unwrap();
     [y, gx, gw]
 }
 

@@ -142,16 +142,16 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    conv2d_with(Conv2dAlgo::Auto, input, weight, bias, params)
+    conv2d_with(input, weight, bias, params, Conv2dAlgo::Auto)
 }
 
 /// [`conv2d`] computed by a chosen implementation.
 pub fn conv2d_with(
-    algo: Conv2dAlgo,
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     params: &Conv2dParams,
+    algo: Conv2dAlgo,
 ) -> Result<Tensor> {
     let g = params.geometry(input.dims4(OP, "input")?, weight.dims4(OP, "weight")?)?;
     if let Some(b) = bias {
@@ -159,12 +159,12 @@ pub fn conv2d_with(
     }
     let mut y = crate::cpu::alloc::zeroed(g.output_dims().iter().product());
     forward_into(
-        algo,
-        &g,
         input.data(),
         weight.data(),
         bias.map(Tensor::data),
         &mut y,
+        &g,
+        algo,
     )?;
     Ok(Tensor::from_parts(g.output_dims().to_vec(), y))
 }
@@ -180,11 +180,11 @@ pub fn conv2d_input_grad(
     check_grad_output(&g, grad_output)?;
     let mut gx = crate::cpu::alloc::zeroed(input_dims.iter().product());
     input_grad_into(
-        Conv2dAlgo::Auto,
-        &g,
         grad_output.data(),
         weight.data(),
         &mut gx,
+        &g,
+        Conv2dAlgo::Auto,
     )?;
     Ok(Tensor::from_parts(input_dims.to_vec(), gx))
 }
@@ -200,11 +200,11 @@ pub fn conv2d_weight_grad(
     check_grad_output(&g, grad_output)?;
     let mut gw = vec![0.0; weight_dims.iter().product()];
     weight_grad_into(
-        Conv2dAlgo::Auto,
-        &g,
         grad_output.data(),
         input.data(),
         &mut gw,
+        &g,
+        Conv2dAlgo::Auto,
     )?;
     Ok(Tensor::from_parts(weight_dims.to_vec(), gw))
 }
@@ -213,7 +213,7 @@ pub fn conv2d_weight_grad(
 pub fn conv2d_bias_grad(grad_output: &Tensor) -> Result<Tensor> {
     let [n, k, ho, wo] = grad_output.dims4(OP, "grad_output")?;
     let mut gb = vec![0.0; k];
-    bias_grad_into(grad_output.data(), [n, k, ho, wo], &mut gb);
+    bias_grad_into(grad_output.data(), &mut gb, [n, k, ho, wo]);
     Ok(Tensor::from_parts(vec![k], gb))
 }
 
@@ -226,37 +226,37 @@ pub fn conv2d_backward(
     request: GradRequest,
 ) -> Result<Conv2dGrads> {
     conv2d_backward_with(
-        Conv2dAlgo::Auto,
         grad_output,
         input,
         weight,
         params,
         request,
+        Conv2dAlgo::Auto,
     )
 }
 
 /// [`conv2d_backward`] computed by a chosen implementation.
 pub fn conv2d_backward_with(
-    algo: Conv2dAlgo,
     grad_output: &Tensor,
     input: &Tensor,
     weight: &Tensor,
     params: &Conv2dParams,
     request: GradRequest,
+    algo: Conv2dAlgo,
 ) -> Result<Conv2dGrads> {
     let g = params.geometry(input.dims4(OP, "input")?, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
     let gy = grad_output.data();
     let grad_input = if request.input {
         let mut gx = crate::cpu::alloc::zeroed(input.numel());
-        input_grad_into(algo, &g, gy, weight.data(), &mut gx)?;
+        input_grad_into(gy, weight.data(), &mut gx, &g, algo)?;
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
         None
     };
     let grad_weight = if request.weight {
         let mut gw = vec![0.0; weight.numel()];
-        weight_grad_into(algo, &g, gy, input.data(), &mut gw)?;
+        weight_grad_into(gy, input.data(), &mut gw, &g, algo)?;
         Some(Tensor::from_parts(weight.dims().to_vec(), gw))
     } else {
         None
@@ -371,12 +371,12 @@ fn flip_kernels(w: &[f32], [kh, kw]: [usize; 2]) -> Vec<f32> {
 /// Forward pass on raw NCHW slices described by `g`; `y` is overwritten. For callers that
 /// keep their own buffers (layers in a training loop).
 pub fn forward_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     y: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("input", x.len(), g.input_dims())?;
     check_len("weight", w.len(), g.weight_dims())?;
@@ -410,11 +410,11 @@ pub fn forward_into(
 
 /// `grad_input` on raw slices; `gx` is overwritten.
 pub fn input_grad_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
     gy: &[f32],
     w: &[f32],
     gx: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("weight", w.len(), g.weight_dims())?;
@@ -452,11 +452,11 @@ pub fn input_grad_into(
 
 /// `grad_weight` on raw slices; `gw` is overwritten.
 pub fn weight_grad_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
     gy: &[f32],
     x: &[f32],
     gw: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("input", x.len(), g.input_dims())?;
@@ -482,7 +482,7 @@ pub fn weight_grad_into(
 
 /// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten).
 /// Each plane is summed in f32 vector lanes, planes are added in f64; channels in parallel.
-pub fn bias_grad_into(gy: &[f32], [n, k, ho, wo]: [usize; 4], gb: &mut [f32]) {
+pub fn bias_grad_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
     use rayon::prelude::*;
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
