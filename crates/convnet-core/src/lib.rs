@@ -39,8 +39,8 @@ pub use ops::batch_norm::{
 };
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding,
-    PaddingMode, Tap, conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad,
-    conv2d_weight_grad,
+    PaddingMode, Tap, conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
+    conv2d_grad_weight,
 };
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};

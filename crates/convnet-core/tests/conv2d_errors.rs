@@ -2,7 +2,7 @@
 
 use convnet_core::{
     Conv2dParams, Error, GradRequest, Padding, PaddingMode, Tensor, conv2d, conv2d_backward,
-    conv2d_input_grad,
+    conv2d_grad_input,
 };
 
 fn ones(dims: &[usize]) -> Tensor {
@@ -225,7 +225,7 @@ fn grad_output_of_the_wrong_shape_is_refused() {
         err.to_string(),
         "conv2d: grad_output has shape [1, 2, 4, 4] but the output of input [1, 1, 5, 5] and weight [2, 1, 3, 3] is [1, 2, 3, 3]"
     );
-    let err = conv2d_input_grad(&gy, &w, [1, 1, 5, 5], &Conv2dParams::default()).unwrap_err();
+    let err = conv2d_grad_input(&gy, &w, [1, 1, 5, 5], &Conv2dParams::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("grad_output has shape [1, 2, 4, 4]"),

@@ -10,7 +10,7 @@ use convnet_core::cpu::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
     ops::conv2d::{
-        bias_grad_into, forward_into, input_grad_into, is_depthwise, is_pointwise, weight_grad_into,
+        forward_into, grad_bias_into, grad_input_into, grad_weight_into, is_depthwise, is_pointwise,
     },
 };
 use proptest::prelude::*;
@@ -154,8 +154,8 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
         let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
         let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
         forward_into(x.data(), w.data(), b, y.data_mut(), &g, algo).unwrap();
-        input_grad_into(gy.data(), w.data(), gx.data_mut(), &g, algo).unwrap();
-        weight_grad_into(gy.data(), x.data(), gw.data_mut(), &g, algo).unwrap();
+        grad_input_into(gy.data(), w.data(), gx.data_mut(), &g, algo).unwrap();
+        grad_weight_into(gy.data(), x.data(), gw.data_mut(), &g, algo).unwrap();
         [y, gx, gw]
     };
     let want = run(Conv2dAlgo::Reference);
@@ -170,7 +170,7 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
     }
     // grad_bias has one implementation: the per-channel sum, checked against a plain loop.
     let mut gb = vec![f32::NAN; k];
-    bias_grad_into(gy.data(), &mut gb, g.output_dims());
+    grad_bias_into(gy.data(), &mut gb, g.output_dims());
     let plane = g.out_hw[0] * g.out_hw[1];
     for (ch, v) in gb.iter().enumerate() {
         let want: f32 = (0..p.n)

@@ -9,9 +9,9 @@ use common::{TOL, random};
 use convnet_core::tensor::MAX_TENSOR_ELEMENTS;
 use convnet_core::{
     Conv2dAlgo, Conv2dGeometry, Conv2dParams, ConvMode, Error, Padding, PaddingMode, Pool2dParams,
-    Tensor, adaptive_avg_pool2d, avg_pool2d_backward, conv2d, conv2d_input_grad,
+    Tensor, adaptive_avg_pool2d, avg_pool2d_backward, conv2d, conv2d_grad_input,
     max_pool2d_backward,
-    ops::conv2d::{forward_into, input_grad_into, weight_grad_into},
+    ops::conv2d::{forward_into, grad_input_into, grad_weight_into},
 };
 use proptest::prelude::*;
 
@@ -22,8 +22,8 @@ fn run(algo: Conv2dAlgo, g: &Conv2dGeometry, x: &Tensor, w: &Tensor, gy: &Tensor
     let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
     let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
     forward_into(x.data(), w.data(), None, y.data_mut(), g, algo).unwrap();
-    input_grad_into(gy.data(), w.data(), gx.data_mut(), g, algo).unwrap();
-    weight_grad_into(gy.data(), x.data(), gw.data_mut(), g, algo).unwrap();
+    grad_input_into(gy.data(), w.data(), gx.data_mut(), g, algo).unwrap();
+    grad_weight_into(gy.data(), x.data(), gw.data_mut(), g, algo).unwrap();
     [y, gx, gw]
 }
 
@@ -212,7 +212,7 @@ fn conv_with_huge_padding_is_refused_naming_the_padding_and_the_sizes() {
     assert!(reason.contains("200002"), "{reason}");
     // Every entry point resolves shapes through the same check: the input gradient too.
     let gy = Tensor::zeros([1, 1, 1, 1]).unwrap();
-    let err = conv2d_input_grad(&gy, &w, [1, 1, 2, 2], &params).unwrap_err();
+    let err = conv2d_grad_input(&gy, &w, [1, 1, 2, 2], &params).unwrap_err();
     assert_eq!(too_large(&err).0, "padding");
 }
 

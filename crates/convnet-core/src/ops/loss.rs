@@ -43,7 +43,7 @@ pub struct LossOutput {
     /// The loss, averaged as PyTorch's `reduction='mean'`.
     pub loss: f32,
     /// `d loss / d input`, same shape as the input.
-    pub grad: Tensor,
+    pub grad_input: Tensor,
 }
 
 /// Cross-entropy of `logits` `[N, K]` against class indices `targets` (`N` of them, each
@@ -56,7 +56,7 @@ pub struct LossOutput {
 /// let logits = Tensor::new([1, 2], vec![3.0, 3.0])?;
 /// let out = cross_entropy(&logits, &[0], 0.0)?;
 /// assert!((out.loss - 2f32.ln()).abs() < 1e-6);
-/// assert_eq!(out.grad.data(), &[-0.5, 0.5]);
+/// assert_eq!(out.grad_input.data(), &[-0.5, 0.5]);
 /// # Ok::<(), convnet_core::Error>(())
 /// ```
 pub fn cross_entropy(
@@ -111,7 +111,7 @@ pub fn cross_entropy(
     );
     Ok(LossOutput {
         loss: loss as f32,
-        grad: Tensor::from_parts(vec![n, k], grad),
+        grad_input: Tensor::from_parts(vec![n, k], grad),
     })
 }
 
@@ -141,7 +141,7 @@ pub fn mse_loss(input: &Tensor, target: &Tensor) -> Result<LossOutput> {
     let loss = mse_kernel(input.data(), target.data(), &mut grad);
     Ok(LossOutput {
         loss: loss as f32,
-        grad: Tensor::from_parts(input.dims().to_vec(), grad),
+        grad_input: Tensor::from_parts(input.dims().to_vec(), grad),
     })
 }
 
@@ -353,7 +353,7 @@ mod tests {
             for e in [0.0, 0.1, 0.3] {
                 let out = cross_entropy(&logits, &[1, 2], e).unwrap();
                 assert!(out.loss.is_finite(), "scale {scale} e {e}: {}", out.loss);
-                assert!(out.grad.data().iter().all(|g| g.is_finite()));
+                assert!(out.grad_input.data().iter().all(|g| g.is_finite()));
                 // Sample 0 puts all mass on class 0 but wants class 1: -log p_1 = 2 scale;
                 // sample 1 is right: 0. Smoothing adds e/K * (2 scale + scale + 0) + ...
                 let s = f64::from(scale);
@@ -428,14 +428,14 @@ mod tests {
         let t = Tensor::new([2, 2], vec![1.0, 0.0, 3.0, 5.0]).unwrap();
         let out = mse_loss(&x, &t).unwrap();
         assert_eq!(out.loss, 1.25);
-        assert_eq!(out.grad.data(), &[0.0, 1.0, 0.0, -0.5]);
+        assert_eq!(out.grad_input.data(), &[0.0, 1.0, 0.0, -0.5]);
         let n = 3 * PARALLEL_MIN_WORK + 5;
         let x = Tensor::full([n], 1.5).unwrap();
         let t = Tensor::full([n], 0.5).unwrap();
         let out = mse_loss(&x, &t).unwrap();
         assert_eq!(out.loss, 1.0);
         assert!(
-            out.grad
+            out.grad_input
                 .data()
                 .iter()
                 .all(|&g| g == (2.0 / n as f64) as f32)

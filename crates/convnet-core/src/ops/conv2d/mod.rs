@@ -170,7 +170,7 @@ pub fn conv2d_with(
 }
 
 /// `grad_input` of [`conv2d`]: the gradient w.r.t. an input of shape `input_dims`.
-pub fn conv2d_input_grad(
+pub fn conv2d_grad_input(
     grad_output: &Tensor,
     weight: &Tensor,
     input_dims: [usize; 4],
@@ -179,7 +179,7 @@ pub fn conv2d_input_grad(
     let g = params.geometry(input_dims, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
     let mut gx = crate::cpu::alloc::zeroed(input_dims.iter().product());
-    input_grad_into(
+    grad_input_into(
         grad_output.data(),
         weight.data(),
         &mut gx,
@@ -190,7 +190,7 @@ pub fn conv2d_input_grad(
 }
 
 /// `grad_weight` of [`conv2d`]: the gradient w.r.t. a weight of shape `weight_dims`.
-pub fn conv2d_weight_grad(
+pub fn conv2d_grad_weight(
     grad_output: &Tensor,
     input: &Tensor,
     weight_dims: [usize; 4],
@@ -199,7 +199,7 @@ pub fn conv2d_weight_grad(
     let g = params.geometry(input.dims4(OP, "input")?, weight_dims)?;
     check_grad_output(&g, grad_output)?;
     let mut gw = vec![0.0; weight_dims.iter().product()];
-    weight_grad_into(
+    grad_weight_into(
         grad_output.data(),
         input.data(),
         &mut gw,
@@ -210,10 +210,10 @@ pub fn conv2d_weight_grad(
 }
 
 /// `grad_bias` of [`conv2d`]: `grad_output` `[N, K, Ho, Wo]` summed to `[K]`.
-pub fn conv2d_bias_grad(grad_output: &Tensor) -> Result<Tensor> {
+pub fn conv2d_grad_bias(grad_output: &Tensor) -> Result<Tensor> {
     let [n, k, ho, wo] = grad_output.dims4(OP, "grad_output")?;
     let mut gb = vec![0.0; k];
-    bias_grad_into(grad_output.data(), &mut gb, [n, k, ho, wo]);
+    grad_bias_into(grad_output.data(), &mut gb, [n, k, ho, wo]);
     Ok(Tensor::from_parts(vec![k], gb))
 }
 
@@ -249,14 +249,14 @@ pub fn conv2d_backward_with(
     let gy = grad_output.data();
     let grad_input = if request.input {
         let mut gx = crate::cpu::alloc::zeroed(input.numel());
-        input_grad_into(gy, weight.data(), &mut gx, &g, algo)?;
+        grad_input_into(gy, weight.data(), &mut gx, &g, algo)?;
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
         None
     };
     let grad_weight = if request.weight {
         let mut gw = vec![0.0; weight.numel()];
-        weight_grad_into(gy, input.data(), &mut gw, &g, algo)?;
+        grad_weight_into(gy, input.data(), &mut gw, &g, algo)?;
         Some(Tensor::from_parts(weight.dims().to_vec(), gw))
     } else {
         None
@@ -268,7 +268,7 @@ pub fn conv2d_backward_with(
             reference::bias_grad(&g, gy, &mut gb);
             Some(Tensor::from_parts(vec![g.out_channels], gb))
         }
-        (true, _) => Some(conv2d_bias_grad(grad_output)?),
+        (true, _) => Some(conv2d_grad_bias(grad_output)?),
     };
     Ok(Conv2dGrads {
         grad_input,
@@ -409,7 +409,7 @@ pub fn forward_into(
 }
 
 /// `grad_input` on raw slices; `gx` is overwritten.
-pub fn input_grad_into(
+pub fn grad_input_into(
     gy: &[f32],
     w: &[f32],
     gx: &mut [f32],
@@ -451,7 +451,7 @@ pub fn input_grad_into(
 }
 
 /// `grad_weight` on raw slices; `gw` is overwritten.
-pub fn weight_grad_into(
+pub fn grad_weight_into(
     gy: &[f32],
     x: &[f32],
     gw: &mut [f32],
@@ -482,7 +482,7 @@ pub fn weight_grad_into(
 
 /// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten).
 /// Each plane is summed in f32 vector lanes, planes are added in f64; channels in parallel.
-pub fn bias_grad_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
+pub fn grad_bias_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
     use rayon::prelude::*;
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
