@@ -34,8 +34,8 @@ pub use ops::activation::{
     prelu_backward,
 };
 pub use ops::batch_norm::{
-    BatchNormGrads, BatchNormTrain, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
-    batch_norm_train,
+    BatchNormGrads, BatchNormTrainOutput, batch_norm_backward, batch_norm_eval,
+    batch_norm_eval_backward, batch_norm_train,
 };
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding,

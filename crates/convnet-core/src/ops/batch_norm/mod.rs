@@ -59,7 +59,7 @@ mod train;
 use eval::{eval_backward, eval_forward};
 use layout::Layout;
 use simd::GradSums;
-use train::{train_backward, train_forward};
+use train::{Stats, train_backward, train_forward};
 
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -69,18 +69,18 @@ const EVAL_OP: &str = "batch_norm_eval";
 const BACKWARD_OP: &str = "batch_norm_backward";
 const EVAL_BACKWARD_OP: &str = "batch_norm_eval_backward";
 
-/// What [`batch_norm_train`] computes: the output and the batch statistics.
+/// What [`batch_norm_train`] computes: the output and the batch statistics, each `[C]`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct BatchNormTrain {
+pub struct BatchNormTrainOutput {
     /// Same shape as the input.
     pub output: Tensor,
-    /// Per channel: the batch mean.
-    pub mean: Vec<f32>,
-    /// Per channel: `1 / sqrt(biased_var + eps)`.
-    pub invstd: Vec<f32>,
-    /// Per channel: the unbiased variance `biased_var * M / (M - 1)`, for the running
-    /// estimate (`running_var = (1 - momentum) * running_var + momentum * var_unbiased`).
-    pub var_unbiased: Vec<f32>,
+    /// `[C]`: the batch mean.
+    pub mean: Tensor,
+    /// `[C]`: `1 / sqrt(biased_var + eps)`.
+    pub invstd: Tensor,
+    /// `[C]`: the unbiased variance `biased_var * M / (M - 1)`, for the running estimate
+    /// (`running_var = (1 - momentum) * running_var + momentum * var_unbiased`).
+    pub var_unbiased: Tensor,
 }
 
 /// The gradients of a batch norm.
@@ -104,8 +104,8 @@ pub struct BatchNormGrads {
 /// use convnet_core::{Tensor, batch_norm_train};
 /// let x = Tensor::new([4, 1], vec![1.0, 2.0, 3.0, 4.0])?;
 /// let bn = batch_norm_train(&x, None, None, 1e-5)?;
-/// assert_eq!(bn.mean, [2.5]);
-/// assert_eq!(bn.var_unbiased, [5.0 / 3.0]);
+/// assert_eq!(bn.mean.data(), [2.5]);
+/// assert_eq!(bn.var_unbiased.data(), [5.0 / 3.0]);
 /// assert!((bn.output.data()[0] + 1.3416).abs() < 1e-4);
 /// # Ok::<(), convnet_core::Error>(())
 /// ```
@@ -114,7 +114,7 @@ pub fn batch_norm_train(
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     eps: f32,
-) -> Result<BatchNormTrain> {
+) -> Result<BatchNormTrainOutput> {
     let l = Layout::new(TRAIN_OP, input)?;
     check_eps(TRAIN_OP, eps)?;
     check_per_channel(TRAIN_OP, "weight", weight, l, input)?;
@@ -137,11 +137,14 @@ pub fn batch_norm_train(
         bias.map(Tensor::data),
         f64::from(eps),
     );
-    Ok(BatchNormTrain {
+    let per_channel = |v: fn(&Stats) -> f64| {
+        Tensor::from_parts(vec![l.c], stats.iter().map(|s| v(s) as f32).collect())
+    };
+    Ok(BatchNormTrainOutput {
         output: Tensor::from_parts(input.dims().to_vec(), y),
-        mean: stats.iter().map(|s| s.mean as f32).collect(),
-        invstd: stats.iter().map(|s| s.invstd as f32).collect(),
-        var_unbiased: stats.iter().map(|s| s.var_unbiased as f32).collect(),
+        mean: per_channel(|s| s.mean),
+        invstd: per_channel(|s| s.invstd),
+        var_unbiased: per_channel(|s| s.var_unbiased),
     })
 }
 
@@ -178,12 +181,12 @@ pub fn batch_norm_eval(
 
 /// The gradients of [`batch_norm_train`] (training mode: the batch statistics are functions
 /// of the input), given `grad_output`, the forward pass's input, its `mean` and `invstd`
-/// ([`BatchNormTrain`]) and its weight.
+/// ([`BatchNormTrainOutput`], one value per channel) and its weight.
 pub fn batch_norm_backward(
     grad_output: &Tensor,
     input: &Tensor,
-    mean: &[f32],
-    invstd: &[f32],
+    mean: &Tensor,
+    invstd: &Tensor,
     weight: Option<&Tensor>,
 ) -> Result<BatchNormGrads> {
     let l = Layout::new(BACKWARD_OP, input)?;
@@ -192,7 +195,7 @@ pub fn batch_norm_backward(
     check_stats(BACKWARD_OP, "invstd", invstd, l, input)?;
     check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
     check_batch_values(BACKWARD_OP, l, input)?;
-    let widen = |v: &[f32]| v.iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
     let invstd = widen(invstd);
     let (gx, sums) = train_backward(
         grad_output.data(),
@@ -304,13 +307,14 @@ fn check_per_channel(
     }
 }
 
-fn check_stats(op: &'static str, what: &str, v: &[f32], l: Layout, input: &Tensor) -> Result<()> {
-    if v.len() != l.c {
+/// One statistic per channel (its shape is not checked: any tensor of `C` values will do).
+fn check_stats(op: &'static str, what: &str, v: &Tensor, l: Layout, input: &Tensor) -> Result<()> {
+    if v.numel() != l.c {
         return Err(Error::shape(
             op,
             format!(
                 "{what} has {} values but input {} has {} channels",
-                v.len(),
+                v.numel(),
                 input.shape(),
                 l.c
             ),

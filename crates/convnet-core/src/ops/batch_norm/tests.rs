@@ -199,6 +199,11 @@ fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
     }
 }
 
+/// A statistic per channel, as `batch_norm_train` returns it.
+fn stats(v: &[f32]) -> Tensor {
+    Tensor::new([v.len()], v.to_vec()).unwrap()
+}
+
 fn tensor(dims: &[usize], v: &[f64]) -> Tensor {
     Tensor::new(dims.to_vec(), v.iter().map(|&v| v as f32).collect()).unwrap()
 }
@@ -247,11 +252,11 @@ fn f32_api_matches_f64_kernels() {
         let mean: Vec<f64> = stats.iter().map(|s| s.mean).collect();
         let invstd: Vec<f64> = stats.iter().map(|s| s.invstd).collect();
         let var_unbiased: Vec<f64> = stats.iter().map(|s| s.var_unbiased).collect();
-        assert_close(&format!("{name} mean"), &bn.mean, &mean, 1e-6);
-        assert_close(&format!("{name} invstd"), &bn.invstd, &invstd, 1e-6);
+        assert_close(&format!("{name} mean"), bn.mean.data(), &mean, 1e-6);
+        assert_close(&format!("{name} invstd"), bn.invstd.data(), &invstd, 1e-6);
         assert_close(
             &format!("{name} var_unbiased"),
-            &bn.var_unbiased,
+            bn.var_unbiased.data(),
             &var_unbiased,
             1e-6,
         );
@@ -307,19 +312,22 @@ fn statistics_are_the_textbook_formulas() {
     // One channel of 4 values: mean 2.5, biased var 1.25, unbiased 5/3.
     let x = Tensor::new([2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     let bn = batch_norm_train(&x, None, None, 0.75).unwrap();
-    assert_eq!(bn.mean, [2.5]);
-    assert_eq!(bn.invstd, [(1.0f64 / 2.0f64.sqrt()) as f32]);
-    assert_eq!(bn.var_unbiased, [(5.0f64 / 3.0) as f32]);
+    assert_eq!(bn.mean.data(), [2.5]);
+    assert_eq!(bn.invstd.data(), [(1.0f64 / 2.0f64.sqrt()) as f32]);
+    assert_eq!(bn.var_unbiased.data(), [(5.0f64 / 3.0) as f32]);
     let s = 1.0 / 2.0f32.sqrt();
     assert_eq!(bn.output.data(), &[-1.5 * s, -0.5 * s, 0.5 * s, 1.5 * s]);
     // The smallest batch PyTorch accepts: M = 2.
     let x = Tensor::new([2, 2], vec![1.0, 5.0, 3.0, 5.0]).unwrap();
     let bn = batch_norm_train(&x, None, None, 1e-5).unwrap();
-    assert_eq!(bn.mean, [2.0, 5.0]);
-    assert_eq!(bn.var_unbiased, [2.0, 0.0]);
+    assert_eq!(bn.mean.data(), [2.0, 5.0]);
+    assert_eq!(bn.var_unbiased.data(), [2.0, 0.0]);
     // A constant channel: output 0 (not NaN), invstd 1/sqrt(eps).
     assert_eq!(bn.output.data()[1], 0.0);
-    assert_eq!(bn.invstd[1], (1.0 / f64::from(1e-5f32).sqrt()) as f32);
+    assert_eq!(
+        bn.invstd.data()[1],
+        (1.0 / f64::from(1e-5f32).sqrt()) as f32
+    );
     // Without weight there are no parameter gradients; with one, both.
     let g = Tensor::new([2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     let grads = batch_norm_backward(&g, &x, &bn.mean, &bn.invstd, None).unwrap();
@@ -342,7 +350,7 @@ fn bad_inputs_are_errors_naming_what_is_wrong() {
     let x = Tensor::zeros([4, 3, 2, 2]).unwrap();
     let c3 = Tensor::zeros([3]).unwrap();
     let c4 = Tensor::zeros([4]).unwrap();
-    let msg = |r: Result<BatchNormTrain>| r.unwrap_err().to_string();
+    let msg = |r: Result<BatchNormTrainOutput>| r.unwrap_err().to_string();
     assert_eq!(
         msg(batch_norm_train(
             &Tensor::zeros([6]).unwrap(),
@@ -438,8 +446,8 @@ fn bad_inputs_are_errors_naming_what_is_wrong() {
     let err = batch_norm_backward(
         &Tensor::zeros([4, 3, 4]).unwrap(),
         &x,
-        &[0.0; 3],
-        &[1.0; 3],
+        &stats(&[0.0; 3]),
+        &stats(&[1.0; 3]),
         None,
     )
     .unwrap_err();
@@ -448,20 +456,21 @@ fn bad_inputs_are_errors_naming_what_is_wrong() {
         "batch_norm_backward: grad_output has shape [4, 3, 4] but the input has shape \
          [4, 3, 2, 2]"
     );
-    let err = batch_norm_backward(&g, &x, &[0.0; 2], &[1.0; 3], None).unwrap_err();
+    let err = batch_norm_backward(&g, &x, &stats(&[0.0; 2]), &stats(&[1.0; 3]), None).unwrap_err();
     assert_eq!(
         err.to_string(),
         "batch_norm_backward: mean has 2 values but input [4, 3, 2, 2] has 3 channels"
     );
-    let err = batch_norm_backward(&g, &x, &[0.0; 3], &[1.0; 4], None).unwrap_err();
+    let err = batch_norm_backward(&g, &x, &stats(&[0.0; 3]), &stats(&[1.0; 4]), None).unwrap_err();
     assert!(err.to_string().contains("invstd has 4 values"), "{err}");
-    let err = batch_norm_backward(&g, &x, &[0.0; 3], &[1.0; 3], Some(&c4)).unwrap_err();
+    let err =
+        batch_norm_backward(&g, &x, &stats(&[0.0; 3]), &stats(&[1.0; 3]), Some(&c4)).unwrap_err();
     assert!(
         err.to_string().contains("weight must have shape [3]"),
         "{err}"
     );
     let e = Tensor::zeros([0, 3]).unwrap();
-    let err = batch_norm_backward(&e, &e, &[0.0; 3], &[1.0; 3], None).unwrap_err();
+    let err = batch_norm_backward(&e, &e, &stats(&[0.0; 3]), &stats(&[1.0; 3]), None).unwrap_err();
     assert!(err.to_string().contains("no values per channel"), "{err}");
     let err = batch_norm_eval_backward(&g, &x, &c3, &c3, None, -1.0).unwrap_err();
     assert!(
