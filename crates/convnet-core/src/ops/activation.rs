@@ -64,7 +64,10 @@ impl Activation {
 
     /// Whether the gradient reads the output (tanh, sigmoid) rather than the input.
     fn grad_uses_output(self) -> bool {
-        matches!(self, Activation::Tanh | Activation::Sigmoid)
+        match self {
+            Activation::Tanh | Activation::Sigmoid => true,
+            Activation::Relu | Activation::LeakyRelu { .. } | Activation::Elu { .. } => false,
+        }
     }
 }
 
@@ -152,17 +155,17 @@ pub fn activation_in_place(data: &mut [f32], act: Activation) {
 /// Whether the gradient of `act` is a function of its output alone (ReLU, tanh, sigmoid), so
 /// that [`activation_backward_in_place`] applies and the input need not be kept.
 pub fn gradient_from_output(act: Activation) -> bool {
-    matches!(
-        act,
-        Activation::Relu | Activation::Tanh | Activation::Sigmoid
-    )
+    match act {
+        Activation::Relu | Activation::Tanh | Activation::Sigmoid => true,
+        Activation::LeakyRelu { .. } | Activation::Elu { .. } => false,
+    }
 }
 
 /// In place on `grad` (the gradient w.r.t. the output, becoming the gradient w.r.t. the
 /// input), for activations with [`gradient_from_output`]: `output` is the forward result.
 /// Returns `false`, leaving `grad` alone, for the other activations.
 pub fn activation_backward_in_place(grad: &mut [f32], output: &[f32], act: Activation) -> bool {
-    if !gradient_from_output(act) || grad.len() != output.len() {
+    if grad.len() != output.len() {
         return false;
     }
     let zero = 0.0f32;
@@ -171,7 +174,8 @@ pub fn activation_backward_in_place(grad: &mut [f32], output: &[f32], act: Activ
         Activation::Relu => zip_in_place(grad, output, |g, y| if y <= zero { zero } else { g }),
         Activation::Tanh => zip_in_place(grad, output, |g, y| g * (1.0 - y * y)),
         Activation::Sigmoid => zip_in_place(grad, output, |g, y| g * (1.0 - y) * y),
-        _ => unreachable!("checked by gradient_from_output"),
+        // The gradient needs the input (`gradient_from_output` is false).
+        Activation::LeakyRelu { .. } | Activation::Elu { .. } => return false,
     }
     true
 }

@@ -77,25 +77,47 @@ pub fn is_pointwise(g: &Conv2dGeometry) -> bool {
     g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4]
 }
 
+/// How a call runs: the literal formula on the problem as given, or a fast path on its
+/// canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Reference,
+    Fast(FastPath),
+}
+
+/// The fast paths, one file each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FastPath {
+    Depthwise,
+    Pointwise,
+    Direct,
+    Im2col,
+}
+
 impl Conv2dAlgo {
-    /// The path that runs a canonical problem, or an error if `self` does not apply to it.
-    fn resolve(self, g: &Conv2dGeometry) -> Result<Conv2dAlgo> {
-        let fits = match self {
+    /// How a problem whose canonical form is `canonical` runs, or an error if `self` does not
+    /// apply to it.
+    fn route(self, canonical: &Conv2dGeometry) -> Result<Route> {
+        let g = canonical;
+        let (path, fits) = match self {
+            Conv2dAlgo::Reference => return Ok(Route::Reference),
             Conv2dAlgo::Auto => {
-                return Ok(if is_depthwise(g) {
-                    Conv2dAlgo::Depthwise
+                let path = if is_depthwise(g) {
+                    FastPath::Depthwise
                 } else if is_pointwise(g) {
-                    Conv2dAlgo::Pointwise
+                    FastPath::Pointwise
                 } else {
-                    Conv2dAlgo::Direct
-                });
+                    FastPath::Direct
+                };
+                return Ok(Route::Fast(path));
             }
-            Conv2dAlgo::Reference | Conv2dAlgo::Im2col | Conv2dAlgo::Direct => true,
-            Conv2dAlgo::Pointwise => is_pointwise(g),
-            Conv2dAlgo::Depthwise => is_depthwise(g),
+            Conv2dAlgo::Im2col => (FastPath::Im2col, true),
+            Conv2dAlgo::Direct => (FastPath::Direct, true),
+            Conv2dAlgo::Pointwise => (FastPath::Pointwise, is_pointwise(g)),
+            Conv2dAlgo::Depthwise => (FastPath::Depthwise, is_depthwise(g)),
         };
         if fits {
-            Ok(self)
+            Ok(Route::Fast(path))
         } else {
             Err(Error::param(
                 OP,
@@ -261,14 +283,22 @@ pub fn conv2d_backward_with(
     } else {
         None
     };
-    let grad_bias = match (request.bias, algo) {
-        (false, _) => None,
-        (true, Conv2dAlgo::Reference) => {
-            let mut gb = vec![0.0; g.out_channels];
-            reference::bias_grad(&g, gy, &mut gb);
-            Some(Tensor::from_parts(vec![g.out_channels], gb))
-        }
-        (true, _) => Some(conv2d_grad_bias(grad_output)?),
+    let grad_bias = if request.bias {
+        Some(match algo {
+            Conv2dAlgo::Reference => {
+                let mut gb = vec![0.0; g.out_channels];
+                reference::bias_grad(&g, gy, &mut gb);
+                Tensor::from_parts(vec![g.out_channels], gb)
+            }
+            // Every fast path shares one bias gradient.
+            Conv2dAlgo::Auto
+            | Conv2dAlgo::Im2col
+            | Conv2dAlgo::Direct
+            | Conv2dAlgo::Pointwise
+            | Conv2dAlgo::Depthwise => conv2d_grad_bias(grad_output)?,
+        })
+    } else {
+        None
     };
     Ok(Conv2dGrads {
         grad_input,
@@ -334,29 +364,39 @@ fn needs_materialized_padding(g: &Conv2dGeometry) -> bool {
     g.padding_mode != PaddingMode::Zeros && g.pad != [0; 4]
 }
 
+/// The geometry of `g`'s canonical form: a padding mode's border materialised into the
+/// input, cross-correlation.
+fn canonical_geometry(g: &Conv2dGeometry) -> Conv2dGeometry {
+    let mut geom = *g;
+    if needs_materialized_padding(g) {
+        geom.in_hw = g.padded_hw();
+        geom.pad = [0; 4];
+    }
+    geom.padding_mode = PaddingMode::Zeros;
+    geom.mode = ConvMode::CrossCorrelation;
+    geom
+}
+
 /// The canonical form of `g`; `x` and `w` may be empty when the caller does not need them.
 fn canonicalize<'a>(g: &Conv2dGeometry, x: &'a [f32], w: &'a [f32]) -> Canonical<'a> {
-    let mut geom = *g;
-    let x = if needs_materialized_padding(g) {
-        let [ph, pw] = g.padded_hw();
-        geom.in_hw = [ph, pw];
-        geom.pad = [0; 4];
-        if x.is_empty() {
-            Cow::Borrowed(x)
-        } else {
-            Cow::Owned(pad::pad_input(x, g.input_dims(), g.pad, g.padding_mode))
-        }
+    let x = if needs_materialized_padding(g) && !x.is_empty() {
+        Cow::Owned(pad::pad_input(x, g.input_dims(), g.pad, g.padding_mode))
     } else {
         Cow::Borrowed(x)
     };
-    geom.padding_mode = PaddingMode::Zeros;
-    let w = if g.mode == ConvMode::Convolution {
-        geom.mode = ConvMode::CrossCorrelation;
-        Cow::Owned(flip_kernels(w, g.kernel))
-    } else {
-        Cow::Borrowed(w)
-    };
-    Canonical { geom, x, w }
+    Canonical {
+        geom: canonical_geometry(g),
+        x,
+        w: cross_correlation_kernel(g, w),
+    }
+}
+
+/// The weight as cross-correlation reads it: flipped for `ConvMode::Convolution`.
+fn cross_correlation_kernel<'a>(g: &Conv2dGeometry, w: &'a [f32]) -> Cow<'a, [f32]> {
+    match g.mode {
+        ConvMode::CrossCorrelation => Cow::Borrowed(w),
+        ConvMode::Convolution => Cow::Owned(flip_kernels(w, g.kernel)),
+    }
 }
 
 /// Each `kh x kw` kernel rotated by 180 degrees (its own inverse).
@@ -384,26 +424,28 @@ pub fn forward_into(
     if let Some(b) = b {
         check_bias(g, &[b.len()])?;
     }
-    if algo == Conv2dAlgo::Reference {
-        reference::forward(g, x, w, b, y);
-        return Ok(());
-    }
-    if matches!(algo, Conv2dAlgo::Auto | Conv2dAlgo::Depthwise) && is_depthwise(g) {
-        // The depthwise path reads any padding mode's border straight from the input.
-        let w = if g.mode == ConvMode::Convolution {
-            Cow::Owned(flip_kernels(w, g.kernel))
-        } else {
-            Cow::Borrowed(w)
-        };
-        depthwise::forward(g, x, &w, b, y);
-        return Ok(());
-    }
-    let c = canonicalize(g, x, w);
-    match algo.resolve(&c.geom)? {
-        Conv2dAlgo::Depthwise => depthwise::forward(&c.geom, &c.x, &c.w, b, y),
-        Conv2dAlgo::Pointwise => pointwise::forward(&c.geom, &c.x, &c.w, b, y),
-        Conv2dAlgo::Direct => direct::forward(&c.geom, &c.x, &c.w, b, y),
-        _ => im2col::forward(&c.geom, &c.x, &c.w, b, y),
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::forward(g, x, w, b, y);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
+    match path {
+        // The depthwise forward pass reads any padding mode's border straight from the input.
+        FastPath::Depthwise => depthwise::forward(g, x, &cross_correlation_kernel(g, w), b, y),
+        FastPath::Pointwise => {
+            let c = canonicalize(g, x, w);
+            pointwise::forward(&c.geom, &c.x, &c.w, b, y);
+        }
+        FastPath::Direct => {
+            let c = canonicalize(g, x, w);
+            direct::forward(&c.geom, &c.x, &c.w, b, y);
+        }
+        FastPath::Im2col => {
+            let c = canonicalize(g, x, w);
+            im2col::forward(&c.geom, &c.x, &c.w, b, y);
+        }
     }
     Ok(())
 }
@@ -419,16 +461,18 @@ pub fn grad_input_into(
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("weight", w.len(), g.weight_dims())?;
     check_len("grad_input", gx.len(), g.input_dims())?;
-    if algo == Conv2dAlgo::Reference {
-        reference::input_grad(g, gy, w, gx);
-        return Ok(());
-    }
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::input_grad(g, gy, w, gx);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
     let c = canonicalize(g, &[], w);
-    let path = algo.resolve(&c.geom)?;
     let run = |gx: &mut [f32]| match path {
-        Conv2dAlgo::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
-        Conv2dAlgo::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
-        Conv2dAlgo::Direct => match direct::transposed_problem(&c.geom) {
+        FastPath::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Direct => match direct::transposed_problem(&c.geom) {
             Some(t) => {
                 let mut wt = Scratch::take(c.w.len());
                 direct::transposed_weights(&c.geom, &c.w, &mut wt);
@@ -436,7 +480,7 @@ pub fn grad_input_into(
             }
             None => im2col::input_grad(&c.geom, gy, &c.w, gx),
         },
-        _ => im2col::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Im2col => im2col::input_grad(&c.geom, gy, &c.w, gx),
     };
     if needs_materialized_padding(g) {
         let padded_len = c.geom.input_dims().iter().product();
@@ -461,16 +505,19 @@ pub fn grad_weight_into(
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("input", x.len(), g.input_dims())?;
     check_len("grad_weight", gw.len(), g.weight_dims())?;
-    if algo == Conv2dAlgo::Reference {
-        reference::weight_grad(g, gy, x, gw);
-        return Ok(());
-    }
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::weight_grad(g, gy, x, gw);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
     let c = canonicalize(g, x, &[]);
-    match algo.resolve(&c.geom)? {
-        Conv2dAlgo::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
-        Conv2dAlgo::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
-        Conv2dAlgo::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
-        _ => im2col::weight_grad(&c.geom, gy, &c.x, gw),
+    match path {
+        FastPath::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }
     if g.mode == ConvMode::Convolution {
         for kernel in gw.chunks_exact_mut(g.kernel[0] * g.kernel[1]) {

@@ -248,20 +248,18 @@ impl Conv2dParams {
         ];
         for (axis, size, before, after) in axes {
             let widest = before.max(after);
-            let ok = match self.padding_mode {
-                PaddingMode::Zeros => true,
+            let (ok, rule) = match self.padding_mode {
+                PaddingMode::Zeros => (true, ""),
                 // PyTorch: reflect padding must be smaller than the dimension.
-                PaddingMode::Reflect => widest < size,
+                PaddingMode::Reflect => (widest < size, "reflect padding must be smaller than"),
                 // PyTorch: circular padding may wrap at most once.
-                PaddingMode::Circular => widest <= size,
-                PaddingMode::Replicate => size > 0 || widest == 0,
+                PaddingMode::Circular => (widest <= size, "circular padding must be at most"),
+                PaddingMode::Replicate => (
+                    size > 0 || widest == 0,
+                    "replicate padding needs a non-empty input, and got",
+                ),
             };
             if !ok {
-                let rule = match self.padding_mode {
-                    PaddingMode::Reflect => "reflect padding must be smaller than",
-                    PaddingMode::Circular => "circular padding must be at most",
-                    _ => "replicate padding needs a non-empty input, and got",
-                };
                 return Err(Error::param(
                     OP,
                     "padding",
