@@ -42,6 +42,7 @@ pub use ops::conv2d::{
     PaddingMode, Tap, conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
     conv2d_grad_weight,
 };
+pub use ops::elementwise::add_in_place;
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};
 pub use ops::pool::{

@@ -3,6 +3,7 @@
 pub mod activation;
 pub mod batch_norm;
 pub mod conv2d;
+pub mod elementwise;
 pub mod linear;
 pub mod loss;
 pub mod pool;
