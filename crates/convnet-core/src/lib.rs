@@ -13,10 +13,16 @@
 //!   forward and backward.
 //! - [`ops::loss`]: cross-entropy (with label smoothing) and MSE with their gradients,
 //!   softmax and log-softmax.
+//! - [`ops::elementwise`]: `a += b` on tensors of one shape (residual joins, gradient sums).
 //! - [`geometry`]: output sizes, 'same' padding, receptive fields, parameter and FLOP counts.
+//! - [`cpu`]: what the kernels need from the machine (SIMD, threads, scratch buffers, GEMM);
+//!   the boundary a second backend would replace.
 //!
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
-//! parameters.
+//! parameters. One API style throughout: operands first and parameters last
+//! (`conv2d(input, weight, bias, &params)`), parameters built as
+//! `Params::builder(required).with_*(..).build()?` and checked there, gradients named
+//! `grad_input`, `grad_weight`, `grad_bias`, and every op re-exported here.
 
 pub mod cpu;
 pub mod error;

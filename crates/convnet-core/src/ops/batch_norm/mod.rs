@@ -33,9 +33,9 @@
 //! memory, not zeroed first):
 //! - **Planes** (`L` or `H * W` of at least 16): channels run in parallel (rayon) and one task
 //!   does everything for its channel (sums, then the output pass), each pass a vectorised
-//!   loop ([`crate::cpu::reduce`], and the two element-wise kernels of `simd.rs`) chosen at
-//!   run time for the CPU. Passes over a channel alternate direction, so each starts on the planes the
-//!   previous one left in the cache.
+//!   loop (`cpu::reduce`, and the two element-wise kernels of `simd.rs`) chosen at run time
+//!   for the CPU. Passes over a channel alternate direction, so each starts on the planes
+//!   the previous one left in the cache.
 //! - **Rows** (`[N, C]`, or planes shorter than 16): the input is `N` rows of `C * L` values;
 //!   blocks of rows are summed column by column in parallel (partials added in order), and
 //!   rows are transformed with one coefficient per position.

@@ -1,4 +1,5 @@
-//! General fast path: tiled im2col + GEMM, for any kernel, stride, dilation and groups.
+//! Tiled im2col + GEMM, for any kernel, stride, dilation and groups: the strided input
+//! gradients of the direct path, and a second general path to cross-check it.
 //!
 //! The problem is canonical here (zero padding, cross-correlation; see `mod.rs`). For one
 //! image and group, with `CRS = C_g * kh * kw` and `P = Ho * Wo`:

@@ -18,12 +18,27 @@
 //!       a single-channel input) → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
-//!    3. otherwise → `im2col.rs`, tiled im2col + GEMM, for any stride, dilation and groups.
+//!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
+//!       dilation and groups: the micro-kernels of `microkernel.rs` over the input laid out
+//!       by `phases.rs`. Its input gradient is, for stride 1 (and padding no wider than the
+//!       dilated kernel), the forward pass of `grad_output` with the flipped, channel-swapped
+//!       kernel, and otherwise `im2col.rs`'s col2im.
 //!
-//! `reference.rs` is never picked by `Auto`: it is the formula written literally, the oracle
-//! every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
+//! `im2col.rs` (tiled im2col + GEMM) is otherwise chosen only by name
+//! ([`Conv2dAlgo::Im2col`]): a second general path the property tests check the first
+//! against. `reference.rs` is never picked by `Auto`: it is the formula written literally,
+//! the oracle every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
 //!
-//! Gradients are named `grad_input`, `grad_weight`, `grad_bias` throughout.
+//! # Files
+//! This file holds the public functions, their checks, the canonical form and the dispatch;
+//! `params.rs` the hyper-parameters ([`Conv2dParams`], checked once) and the resolved
+//! [`Conv2dGeometry`]; `pad.rs` the padding modes and their adjoint. A new path is one more
+//! file with `forward`, `input_grad` and `weight_grad` over a canonical geometry, a
+//! `Conv2dAlgo` and a `FastPath` variant, and their arms in the dispatch matches (which name
+//! every path, so the compiler lists each place to add one).
+//!
+//! The public gradients are named `grad_input`, `grad_weight`, `grad_bias` throughout
+//! ([`conv2d_grad_input`], [`grad_input_into`], [`Conv2dGrads`], ...).
 
 mod depthwise;
 mod direct;

@@ -15,8 +15,9 @@
 //!
 //! - **Output length**: `floor((I + 2p - d(k-1) - 1) / s) + 1`; with `ceil_mode` rounded up
 //!   instead, dropping a last window that would start in the right padding
-//!   ([`pool_output_len`], PyTorch's formula). So ceil mode also keeps one (clipped) window
-//!   when the dilated kernel overhangs the padded input by less than one stride.
+//!   ([`pool_output_len`](crate::geometry::pool_output_len), PyTorch's formula). So ceil
+//!   mode also keeps one (clipped) window when the dilated kernel overhangs the padded input
+//!   by less than one stride.
 //! - **Max**: window `o` reads taps `o*s - p + t*d`, `t < k`; taps in the padding count as
 //!   -inf. Taps are scanned row-major and a tap replaces the running maximum when
 //!   `v > max || v.is_nan()`, so ties keep the *first* index and NaN propagates (the last NaN
