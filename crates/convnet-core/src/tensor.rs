@@ -36,6 +36,26 @@ pub(crate) fn check_elements(
     }
 }
 
+/// `a` and `b` have the same shape, or a shape error naming both: "`what_a` has shape [..]
+/// but `what_b` has shape [..]".
+pub(crate) fn check_same_shape(
+    op: &'static str,
+    (what_a, a): (&str, &Tensor),
+    (what_b, b): (&str, &Tensor),
+) -> Result<()> {
+    if a.dims() != b.dims() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what_a} has shape {} but {what_b} has shape {}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The dimensions of a tensor, outermost first.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);

@@ -26,7 +26,7 @@ use num_traits::Float;
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, check_same_shape};
 
 /// Elements per parallel task of the element-wise loops; smaller tensors stay on one thread.
 const CHUNK: usize = 1 << 14;
@@ -227,16 +227,7 @@ pub fn prelu(input: &Tensor, weight: &Tensor) -> Result<Tensor> {
 pub fn prelu_backward(grad_output: &Tensor, input: &Tensor, weight: &Tensor) -> Result<PreluGrads> {
     const OP: &str = "prelu_backward";
     let layout = PreluLayout::new(OP, input, weight)?;
-    if grad_output.dims() != input.dims() {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "grad_output has shape {} but the input has shape {}",
-                grad_output.shape(),
-                input.shape()
-            ),
-        ));
-    }
+    check_same_shape(OP, ("grad_output", grad_output), ("the input", input))?;
     let mut gx = vec![0.0; input.numel()];
     let mut gw = vec![0.0; weight.numel()];
     prelu_grads(

@@ -4,8 +4,8 @@
 use rayon::prelude::*;
 
 use crate::cpu::simd::{Simd, multiversion};
-use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::error::Result;
+use crate::tensor::{Tensor, check_same_shape};
 
 const ADD_OP: &str = "add";
 
@@ -23,16 +23,7 @@ const CHUNK: usize = 1 << 15;
 /// # Ok::<(), convnet_core::Error>(())
 /// ```
 pub fn add_in_place(acc: &mut Tensor, other: &Tensor) -> Result<()> {
-    if acc.dims() != other.dims() {
-        return Err(Error::shape(
-            ADD_OP,
-            format!(
-                "the two tensors must have the same shape, got {} and {}",
-                acc.shape(),
-                other.shape()
-            ),
-        ));
-    }
+    check_same_shape(ADD_OP, ("the sum", acc), ("the tensor added", other))?;
     let (a, b) = (acc.data_mut(), other.data());
     if a.len() <= CHUNK {
         add_slices(a, b);
@@ -58,6 +49,7 @@ fn add_impl<S: Simd>(_: S, a: &mut [f32], b: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
     use crate::testing::for_each_simd;
 
     fn values(n: usize, scale: f32) -> Vec<f32> {
@@ -109,7 +101,7 @@ mod tests {
         assert!(matches!(err, Error::Shape { .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "add: the two tensors must have the same shape, got [2, 3] and [3, 2]"
+            "add: the sum has shape [2, 3] but the tensor added has shape [3, 2]"
         );
         assert_eq!(acc.data(), &[0.0; 6], "nothing written");
     }

@@ -4,10 +4,11 @@
 use num_traits::Float;
 
 use super::layout::{
-    Layout, bias_of, map_rows, per_channel, per_position, row_grad_sums, weight_of,
+    Layout, affine_rows, bias_of, map_rows, per_channel, per_position, row_grad_sums, weight_of,
 };
 use super::simd::{BnFloat, GradSums, from_f64, to_f64};
 
+/// Channel `ch`'s `1 / sqrt(running_var + eps)`.
 fn eval_invstd<T: Float>(running_var: &[T], ch: usize, eps: f64) -> f64 {
     1.0 / (to_f64(running_var[ch]) + eps).sqrt()
 }
@@ -24,20 +25,9 @@ pub(super) fn eval_forward<T: BnFloat>(
 ) -> Vec<T> {
     let coefficient = |ch| -> T { from_f64(eval_invstd(running_var, ch, eps) * weight_of(w, ch)) };
     if l.uses_rows() {
-        let mean_pos = per_position(running_mean.iter().copied(), l.s);
-        let a_pos = per_position((0..l.c).map(coefficient), l.s);
-        let b_pos = per_position((0..l.c).map(|ch| bias_of(b, ch)), l.s);
-        return map_rows(l, |row, out| {
-            for ((((y, &x), &mu), &a), &b) in out
-                .iter_mut()
-                .zip(l.row(x, row))
-                .zip(&mean_pos)
-                .zip(&a_pos)
-                .zip(&b_pos)
-            {
-                *y = (x - mu) * a + b;
-            }
-        });
+        let a = (0..l.c).map(coefficient);
+        let beta = (0..l.c).map(|ch| bias_of(b, ch));
+        return affine_rows(x, l, running_mean.iter().copied(), a, beta);
     }
     per_channel(l, |ch, planes| {
         let (a, beta) = (coefficient(ch), bias_of(b, ch));

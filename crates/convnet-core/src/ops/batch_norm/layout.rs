@@ -175,6 +175,29 @@ pub(super) fn map_rows<T: BnFloat>(l: Layout, f: impl Fn(usize, &mut [T]) + Sync
     out
 }
 
+/// The row path's output pass, `y = (x - mean) * a + b`, with one `mean`, `a` and `b` per
+/// channel (each repeated over the channel's positions in a row).
+pub(super) fn affine_rows<T: BnFloat>(
+    x: &[T],
+    l: Layout,
+    mean: impl Iterator<Item = T>,
+    a: impl Iterator<Item = T>,
+    b: impl Iterator<Item = T>,
+) -> Vec<T> {
+    let (mean, a, b) = (
+        per_position(mean, l.s),
+        per_position(a, l.s),
+        per_position(b, l.s),
+    );
+    map_rows(l, |row, out| {
+        for ((((y, &x), &mu), &a), &b) in
+            out.iter_mut().zip(l.row(x, row)).zip(&mean).zip(&a).zip(&b)
+        {
+            *y = (x - mu) * a + b;
+        }
+    })
+}
+
 /// Each channel's `(Σ g, Σ g (x - mean))` on the row path.
 pub(super) fn row_grad_sums<T: BnFloat>(
     gy: &[T],

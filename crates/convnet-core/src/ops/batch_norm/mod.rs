@@ -62,7 +62,7 @@ use simd::GradSums;
 use train::{Stats, train_backward, train_forward};
 
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Tensor, check_same_shape};
 
 const TRAIN_OP: &str = "batch_norm_train";
 const EVAL_OP: &str = "batch_norm_eval";
@@ -190,7 +190,11 @@ pub fn batch_norm_backward(
     weight: Option<&Tensor>,
 ) -> Result<BatchNormGrads> {
     let l = Layout::new(BACKWARD_OP, input)?;
-    check_grad_output(BACKWARD_OP, grad_output, input)?;
+    check_same_shape(
+        BACKWARD_OP,
+        ("grad_output", grad_output),
+        ("the input", input),
+    )?;
     check_stats(BACKWARD_OP, "mean", mean, l, input)?;
     check_stats(BACKWARD_OP, "invstd", invstd, l, input)?;
     check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
@@ -224,7 +228,11 @@ pub fn batch_norm_eval_backward(
 ) -> Result<BatchNormGrads> {
     let l = Layout::new(EVAL_BACKWARD_OP, input)?;
     check_eps(EVAL_BACKWARD_OP, eps)?;
-    check_grad_output(EVAL_BACKWARD_OP, grad_output, input)?;
+    check_same_shape(
+        EVAL_BACKWARD_OP,
+        ("grad_output", grad_output),
+        ("the input", input),
+    )?;
     check_per_channel(
         EVAL_BACKWARD_OP,
         "running_mean",
@@ -317,20 +325,6 @@ fn check_stats(op: &'static str, what: &str, v: &Tensor, l: Layout, input: &Tens
                 v.numel(),
                 input.shape(),
                 l.c
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn check_grad_output(op: &'static str, grad_output: &Tensor, input: &Tensor) -> Result<()> {
-    if grad_output.dims() != input.dims() {
-        return Err(Error::shape(
-            op,
-            format!(
-                "grad_output has shape {} but the input has shape {}",
-                grad_output.shape(),
-                input.shape()
             ),
         ));
     }

@@ -7,11 +7,10 @@ use std::mem::MaybeUninit;
 use super::eval::{eval_backward, eval_forward};
 use super::simd::{affine_f32_impl, grad_input_f32_impl};
 use super::*;
-use crate::cpu::simd::{Portable, Simd};
 
 // Finite differences (crate::testing): with inputs in [-1, 1), `invstd` stays below ~5 on
 // these shapes and |f'''| below ~1e3, so truncation error < 1e-9; rounding < 1e-8.
-use crate::testing::{Rng, check_grad};
+use crate::testing::{Rng, check_grad, for_each_simd};
 
 fn layout(dims: &[usize]) -> Layout {
     Layout::new("test", &Tensor::zeros(dims.to_vec()).unwrap()).unwrap()
@@ -118,20 +117,18 @@ fn eval_gradients_match_finite_differences() {
 /// length around the vector widths (the reductions are tested in `reduce.rs`).
 #[test]
 fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
-    type Affine<'a> = &'a dyn Fn(&[f32], f32, f32, f32, &mut [MaybeUninit<f32>]);
-    type GradIn<'a> = &'a dyn Fn(&[f32], &[f32], f32, f32, f32, f32, &mut [MaybeUninit<f32>]);
     // SAFETY: every element was initialised by `MaybeUninit::new` (and maybe rewritten).
     let read = |v: &[MaybeUninit<f32>]| -> Vec<f32> {
         v.iter().map(|v| unsafe { v.assume_init() }).collect()
     };
-    let check = |name: &str, affine: Affine<'_>, grad_in: GradIn<'_>| {
+    for_each_simd!(|name, simd| {
         for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 100] {
             let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.0).collect();
             let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
             let (mean, a, b, q, r) = (0.37f32, 1.7f32, -0.2f32, 0.45f32, -0.05f32);
             // One extra slot: nothing past the end is written.
             let mut y = vec![MaybeUninit::new(f32::NAN); n + 1];
-            affine(&x, mean, a, b, &mut y[..n]);
+            affine_f32_impl(simd, &x, mean, a, b, &mut y[..n]);
             let y = read(&y);
             for i in 0..n {
                 let exact = (f64::from(x[i]) - f64::from(mean)) * f64::from(a) + f64::from(b);
@@ -142,7 +139,7 @@ fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
             }
             assert!(y[n].is_nan(), "{name} affine wrote past the end");
             let mut gx = vec![MaybeUninit::new(f32::NAN); n + 1];
-            grad_in(&g, &x, mean, a, q, r, &mut gx[..n]);
+            grad_input_f32_impl(simd, &g, &x, mean, a, q, r, &mut gx[..n]);
             let gx = read(&gx);
             for i in 0..n {
                 let exact = f64::from(g[i]) * f64::from(a)
@@ -154,49 +151,7 @@ fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
             }
             assert!(gx[n].is_nan(), "{name} grad_input wrote past the end");
         }
-    };
-    check(
-        "portable",
-        &|x, m, a, b, y| affine_f32_impl(Portable, x, m, a, b, y),
-        &|g, x, m, s, q, r, gx| grad_input_f32_impl(Portable, g, x, m, s, q, r, gx),
-    );
-    #[cfg(target_arch = "x86_64")]
-    {
-        if let Some(t) = crate::cpu::simd::Avx512::detect() {
-            check(
-                "avx512",
-                &|x, m, a, b, y| {
-                    t.vectorize(
-                        #[inline(always)]
-                        || affine_f32_impl(t, x, m, a, b, y),
-                    )
-                },
-                &|g, x, m, s, q, r, gx| {
-                    t.vectorize(
-                        #[inline(always)]
-                        || grad_input_f32_impl(t, g, x, m, s, q, r, gx),
-                    )
-                },
-            );
-        }
-        if let Some(t) = crate::cpu::simd::Avx2::detect() {
-            check(
-                "avx2",
-                &|x, m, a, b, y| {
-                    t.vectorize(
-                        #[inline(always)]
-                        || affine_f32_impl(t, x, m, a, b, y),
-                    )
-                },
-                &|g, x, m, s, q, r, gx| {
-                    t.vectorize(
-                        #[inline(always)]
-                        || grad_input_f32_impl(t, g, x, m, s, q, r, gx),
-                    )
-                },
-            );
-        }
-    }
+    });
 }
 
 /// A statistic per channel, as `batch_norm_train` returns it.

@@ -3,7 +3,8 @@
 use num_traits::Float;
 
 use super::layout::{
-    Layout, bias_of, column_sums, map_rows, per_channel, per_position, row_grad_sums, weight_of,
+    Layout, affine_rows, bias_of, column_sums, map_rows, per_channel, per_position, row_grad_sums,
+    weight_of,
 };
 use super::simd::{BnFloat, GradSums, from_f64, to_f64};
 
@@ -81,20 +82,9 @@ pub(super) fn train_forward<T: BnFloat>(
                 (st, (a, beta))
             })
             .unzip();
-        let a_pos = per_position(coef.iter().map(|c| c.0), l.s);
-        let b_pos = per_position(coef.iter().map(|c| c.1), l.s);
-        let y = map_rows(l, |row, out| {
-            for ((((y, &x), &mu), &a), &b) in out
-                .iter_mut()
-                .zip(l.row(x, row))
-                .zip(&mean_pos)
-                .zip(&a_pos)
-                .zip(&b_pos)
-            {
-                *y = (x - mu) * a + b;
-            }
-        });
-        return (y, stats);
+        let a = coef.iter().map(|c| c.0);
+        let beta = coef.iter().map(|c| c.1);
+        return (affine_rows(x, l, mean.iter().copied(), a, beta), stats);
     }
     per_channel(l, |ch, planes| {
         let sum: f64 = (0..l.n).map(|i| T::plane_sum(&x[l.plane(i, ch)])).sum();
