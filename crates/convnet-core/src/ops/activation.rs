@@ -25,11 +25,9 @@
 use num_traits::Float;
 use rayon::prelude::*;
 
+use super::elementwise::{CHUNK, zip_chunks};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, check_same_shape};
-
-/// Elements per parallel task of the element-wise loops; smaller tensors stay on one thread.
-const CHUNK: usize = 1 << 14;
 
 /// An element-wise activation function.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -192,14 +190,9 @@ fn map_in_place(data: &mut [f32], f: impl Fn(f32) -> f32 + Send + Sync) {
 
 /// `a[i] = f(a[i], b[i])`, in parallel chunks for large slices.
 fn zip_in_place(a: &mut [f32], b: &[f32], f: impl Fn(f32, f32) -> f32 + Send + Sync) {
-    let run = |a: &mut [f32], b: &[f32]| a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b));
-    if a.len() <= CHUNK {
-        run(a, b);
-    } else {
-        a.par_chunks_mut(CHUNK)
-            .zip(b.par_chunks(CHUNK))
-            .for_each(|(a, b)| run(a, b));
-    }
+    zip_chunks(a, b, |a, b| {
+        a.iter_mut().zip(b).for_each(|(a, &b)| *a = f(*a, b));
+    });
 }
 
 /// The gradients of [`prelu`].

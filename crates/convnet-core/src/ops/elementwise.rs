@@ -9,8 +9,8 @@ use crate::tensor::{Tensor, check_same_shape};
 
 const ADD_OP: &str = "add";
 
-/// Elements per parallel task; smaller tensors stay on one thread.
-const CHUNK: usize = 1 << 15;
+/// Elements per parallel task of the element-wise loops; smaller slices stay on one thread.
+pub(crate) const CHUNK: usize = 1 << 14;
 
 /// `acc += other`, element by element; both must have the same shape. Large tensors are
 /// added in parallel chunks (each element's sum is the same whatever the split).
@@ -24,15 +24,20 @@ const CHUNK: usize = 1 << 15;
 /// ```
 pub fn add_in_place(acc: &mut Tensor, other: &Tensor) -> Result<()> {
     check_same_shape(ADD_OP, ("the sum", acc), ("the tensor added", other))?;
-    let (a, b) = (acc.data_mut(), other.data());
+    zip_chunks(acc.data_mut(), other.data(), add_slices);
+    Ok(())
+}
+
+/// `f(a chunk, the matching chunk of b)` over the two slices, in parallel when they are longer
+/// than one [`CHUNK`].
+pub(crate) fn zip_chunks(a: &mut [f32], b: &[f32], f: impl Fn(&mut [f32], &[f32]) + Send + Sync) {
     if a.len() <= CHUNK {
-        add_slices(a, b);
+        f(a, b);
     } else {
         a.par_chunks_mut(CHUNK)
             .zip(b.par_chunks(CHUNK))
-            .for_each(|(a, b)| add_slices(a, b));
+            .for_each(|(a, b)| f(a, b));
     }
-    Ok(())
 }
 
 // A plain loop that the compiler vectorizes, compiled once per instruction set.
