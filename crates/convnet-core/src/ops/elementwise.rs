@@ -1,5 +1,6 @@
 //! Element-wise arithmetic between two tensors of the same shape: [`add_in_place`], the join
-//! of a residual block and the sum of the gradients that reach one tensor.
+//! of a residual block and the sum of the gradients that reach one tensor; and the parallel
+//! chunk loop the element-wise kernels share.
 
 use rayon::prelude::*;
 
