@@ -71,18 +71,15 @@ pub(super) trait BnFloat: Float + Send + Sync {
         affine_loop(x, mean, a, b, y);
     }
 
-    /// `gx = g * s + ((x - mean) * q + r)`.
-    #[allow(clippy::too_many_arguments)]
+    /// `gx = g * s + ((x - mean) * q + r)` with `coef = [s, q, r]`.
     fn plane_grad_input(
         g: &[Self],
         x: &[Self],
         mean: Self,
-        s: Self,
-        q: Self,
-        r: Self,
+        coef: [Self; 3],
         gx: &mut [MaybeUninit<Self>],
     ) {
-        grad_input_loop(g, x, mean, s, q, r, gx);
+        grad_input_loop(g, x, mean, coef, gx);
     }
 }
 
@@ -113,12 +110,10 @@ impl BnFloat for f32 {
         g: &[f32],
         x: &[f32],
         mean: f32,
-        s: f32,
-        q: f32,
-        r: f32,
+        coef: [f32; 3],
         gx: &mut [MaybeUninit<f32>],
     ) {
-        grad_input_f32(g, x, mean, s, q, r, gx);
+        grad_input_f32(g, x, mean, coef, gx);
     }
 }
 
@@ -135,9 +130,7 @@ multiversion!(
         g: &[f32],
         x: &[f32],
         mean: f32,
-        s: f32,
-        q: f32,
-        r: f32,
+        coef: [f32; 3],
         gx: &mut [MaybeUninit<f32>],
     ) => grad_input_f32_impl
 );
@@ -154,19 +147,16 @@ pub(super) fn affine_f32_impl<S: Simd>(
     affine_loop(x, mean, a, b, y);
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 pub(super) fn grad_input_f32_impl<S: Simd>(
     _: S,
     g: &[f32],
     x: &[f32],
     mean: f32,
-    s: f32,
-    q: f32,
-    r: f32,
+    coef: [f32; 3],
     gx: &mut [MaybeUninit<f32>],
 ) {
-    grad_input_loop(g, x, mean, s, q, r, gx);
+    grad_input_loop(g, x, mean, coef, gx);
 }
 
 /// `y = (x - mean) * a + b`, every element of `y` written.
@@ -178,17 +168,11 @@ fn affine_loop<T: Float>(x: &[T], mean: T, a: T, b: T, y: &mut [MaybeUninit<T>])
     }
 }
 
-/// `gx = g * s + ((x - mean) * q + r)`, every element of `gx` written.
+/// `gx = g * s + ((x - mean) * q + r)` with `[s, q, r] = coef`, every element of `gx`
+/// written.
 #[inline(always)]
-fn grad_input_loop<T: Float>(
-    g: &[T],
-    x: &[T],
-    mean: T,
-    s: T,
-    q: T,
-    r: T,
-    gx: &mut [MaybeUninit<T>],
-) {
+fn grad_input_loop<T: Float>(g: &[T], x: &[T], mean: T, coef: [T; 3], gx: &mut [MaybeUninit<T>]) {
+    let [s, q, r] = coef;
     assert!(
         g.len() == gx.len() && x.len() == gx.len(),
         "batch_norm: plane lengths differ"

@@ -139,7 +139,7 @@ fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
             }
             assert!(y[n].is_nan(), "{name} affine wrote past the end");
             let mut gx = vec![MaybeUninit::new(f32::NAN); n + 1];
-            grad_input_f32_impl(simd, &g, &x, mean, a, q, r, &mut gx[..n]);
+            grad_input_f32_impl(simd, &g, &x, mean, [a, q, r], &mut gx[..n]);
             let gx = read(&gx);
             for i in 0..n {
                 let exact = f64::from(g[i]) * f64::from(a)

@@ -138,11 +138,11 @@ pub(super) fn train_backward<T: BnFloat>(
             let p = l.plane(i, ch);
             acc.add(T::plane_grad_sums(&gy[p.clone()], &x[p], mu))
         });
-        let [s, q, r] = backward_coefficients(sums, m, invstd[ch], weight_of(w, ch));
+        let coef = backward_coefficients(sums, m, invstd[ch], weight_of(w, ch));
         // Last planes first: the ones the sums left in the cache.
         for (i, out) in planes.iter_mut().enumerate().rev() {
             let p = l.plane(i, ch);
-            T::plane_grad_input(&gy[p.clone()], &x[p], mu, s, q, r, out);
+            T::plane_grad_input(&gy[p.clone()], &x[p], mu, coef, out);
         }
         sums
     })
