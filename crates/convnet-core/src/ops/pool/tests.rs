@@ -4,7 +4,6 @@
 use super::plan::adaptive_range;
 use super::*;
 
-// -----------------------------------------------------------------------------------------
 // Helpers
 
 // Finite differences (crate::testing): pooling is piecewise linear, so central differences
@@ -65,7 +64,6 @@ fn iota(dims: [usize; 4]) -> Tensor {
     Tensor::from_fn(dims, |i| i as f32).unwrap()
 }
 
-// -----------------------------------------------------------------------------------------
 // Finite-difference gradient checks (f64)
 
 #[test]
@@ -242,7 +240,6 @@ fn global_pool_gradients_match_finite_differences() {
     check_grad("global max", &x, &wts, |x| max(x).0, &gx);
 }
 
-// -----------------------------------------------------------------------------------------
 // Hand-checked cases
 
 #[test]
@@ -466,7 +463,6 @@ fn empty_batch_gives_empty_outputs() {
     assert_eq!(global_avg_pool2d(&x).unwrap().dims(), &[0, 3, 1, 1]);
 }
 
-// -----------------------------------------------------------------------------------------
 // Errors
 
 fn build_err(p: Pool2dParamsBuilder) -> String {
