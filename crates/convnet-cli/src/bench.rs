@@ -192,10 +192,10 @@ impl SuiteLayer {
             anyhow::ensure!(v >= 1, "\"{field}\" is 0; every size is at least 1");
         }
         let params = Conv2dParams::builder()
-            .stride([self.stride; 2])
-            .padding(Padding::symmetric([self.pad; 2]))
-            .dilation([self.dilation; 2])
-            .groups(self.groups)
+            .with_stride([self.stride; 2])
+            .with_padding(Padding::symmetric([self.pad; 2]))
+            .with_dilation([self.dilation; 2])
+            .with_groups(self.groups)
             .build()?;
         let g = params.geometry(self.input_dims(), self.weight_dims())?;
         let count = |dims: [usize; 4]| {
@@ -266,9 +266,9 @@ fn bench_layer(l: &SuiteLayer, algo: Conv2dAlgo, parts: bool) -> Result<(Row, Op
     let w = filled(l.weight_dims(), 2)?;
     let b = Tensor::from_fn([l.k], |i| (i as f32 * 0.01).sin())?;
     let g = params.geometry(l.input_dims(), l.weight_dims())?;
-    let forward = || conv2d_with(algo, &x, &w, Some(&b), &params);
+    let forward = || conv2d_with(&x, &w, Some(&b), &params, algo);
     let gy = filled(g.output_dims(), 3)?;
-    let backward = |request| conv2d_backward_with(algo, &gy, &x, &w, &params, request);
+    let backward = |request| conv2d_backward_with(&gy, &x, &w, &params, request, algo);
     let fwd = time_per_call(|| Ok(forward()?), 10)?;
     let fwdbwd = time_per_call(
         || {
@@ -544,8 +544,8 @@ fn run_filter(args: &BenchArgs) -> Result<()> {
                 values: filled([1, 1, k, k], 2)?.data().to_vec(),
             };
             let params = Conv2dParams::builder()
-                .padding(Padding::Same)
-                .padding_mode(mode)
+                .with_padding(Padding::Same)
+                .with_padding_mode(mode)
                 .build()?;
             let mut ms = f64::INFINITY;
             for run in 1..=args.repeat {

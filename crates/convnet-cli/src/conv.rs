@@ -7,7 +7,7 @@ use anyhow::{Result, bail};
 use clap::Args;
 use convnet::filter::{self, format_number};
 use convnet::names::shorten;
-use convnet_core::{Conv2dGeometry, Conv2dParams, Tensor, conv2d, conv2d_input_grad};
+use convnet_core::{Conv2dGeometry, Conv2dParams, Tensor, conv2d, conv2d_grad_input};
 
 use crate::filter::{ConvOptions, PaddingModeArg, parse_padding};
 
@@ -253,12 +253,12 @@ pub fn run(args: ConvArgs) -> Result<()> {
         bail!("the kernel has {kc} planes and the input {c} channels: give 1 plane or {c}");
     };
     let params = Conv2dParams::builder()
-        .stride(base.stride())
-        .padding(base.padding())
-        .dilation(base.dilation())
-        .padding_mode(base.padding_mode())
-        .mode(base.mode())
-        .groups(groups)
+        .with_stride(base.stride())
+        .with_padding(base.padding())
+        .with_dilation(base.dilation())
+        .with_padding_mode(base.padding_mode())
+        .with_mode(base.mode())
+        .with_groups(groups)
         .build()?;
     let x4 = x.clone().reshape([1, c, h, w])?;
     let g = params.geometry([1, c, h, w], weight.dims4("conv", "kernel")?)?;
@@ -312,7 +312,7 @@ pub fn run(args: ConvArgs) -> Result<()> {
         // an all-ones kernel (padding reads count for the pixel a reflected border reads).
         let ones = Tensor::full(y.dims().to_vec(), 1.0)?;
         let ones_k = Tensor::full(weight.dims().to_vec(), 1.0)?;
-        let counts = conv2d_input_grad(&ones, &ones_k, [1, c, h, w], &params)?;
+        let counts = conv2d_grad_input(&ones, &ones_k, [1, c, h, w], &params)?;
         let per_channel = (oc / groups.max(1)).max(1) as f32;
         println!(
             "coverage (times each input pixel is used{}):",

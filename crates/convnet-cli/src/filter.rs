@@ -108,11 +108,11 @@ pub struct ConvOptions {
 impl ConvOptions {
     pub fn params(&self, padding: Padding, padding_mode: PaddingMode) -> Result<Conv2dParams> {
         Ok(Conv2dParams::builder()
-            .stride(parse_pair("stride", &self.stride)?)
-            .dilation(parse_pair("dilation", &self.dilation)?)
-            .padding(padding)
-            .padding_mode(padding_mode)
-            .mode(self.mode.into())
+            .with_stride(parse_pair("stride", &self.stride)?)
+            .with_dilation(parse_pair("dilation", &self.dilation)?)
+            .with_padding(padding)
+            .with_padding_mode(padding_mode)
+            .with_mode(self.mode.into())
             .build()?)
     }
 }

@@ -13,40 +13,42 @@
 //!   forward and backward.
 //! - [`ops::loss`]: cross-entropy (with label smoothing) and MSE with their gradients,
 //!   softmax and log-softmax.
+//! - [`ops::elementwise`]: `a += b` on tensors of one shape (residual joins, gradient sums).
 //! - [`geometry`]: output sizes, 'same' padding, receptive fields, parameter and FLOP counts.
+//! - [`cpu`]: what the kernels need from the machine (SIMD, threads, scratch buffers, GEMM);
+//!   the boundary a second backend would replace.
 //!
 //! Every function that takes user input returns [`Result`]; none panics on bad shapes or
-//! parameters.
+//! parameters. One API style throughout: operands first and parameters last
+//! (`conv2d(input, weight, bias, &params)`), parameters built as
+//! `Params::builder(required).with_*(..).build()?` and checked there, gradients named
+//! `grad_input`, `grad_weight`, `grad_bias`, and every op re-exported here.
 
-mod alloc;
+pub mod cpu;
 pub mod error;
 pub mod geometry;
-mod linalg;
-mod microkernel;
 pub mod ops;
-mod parallel;
-mod reduce;
-mod scratch;
-pub mod simd;
 pub mod tensor;
 #[cfg(test)]
 mod testing;
 
 pub use error::{Error, Result};
+pub use ops::GradRequest;
 pub use ops::activation::{
     Activation, PreluGrads, activation, activation_backward, activation_backward_in_place,
     activation_backward_into, activation_in_place, activation_into, gradient_from_output, prelu,
     prelu_backward,
 };
 pub use ops::batch_norm::{
-    BatchNormGrads, BatchNormTrain, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
-    batch_norm_train,
+    BatchNormGrads, BatchNormTrainOutput, batch_norm_backward, batch_norm_eval,
+    batch_norm_eval_backward, batch_norm_train,
 };
 pub use ops::conv2d::{
-    Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, ConvMode, GradRequest, Padding,
-    PaddingMode, Tap, conv2d, conv2d_backward, conv2d_bias_grad, conv2d_input_grad,
-    conv2d_weight_grad,
+    Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding,
+    PaddingMode, Tap, conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
+    conv2d_grad_weight,
 };
+pub use ops::elementwise::add_in_place;
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};
 pub use ops::pool::{

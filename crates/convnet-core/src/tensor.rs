@@ -36,6 +36,26 @@ pub(crate) fn check_elements(
     }
 }
 
+/// `a` and `b` have the same shape, or a shape error naming both: "`what_a` has shape [..]
+/// but `what_b` has shape [..]".
+pub(crate) fn check_same_shape(
+    op: &'static str,
+    (what_a, a): (&str, &Tensor),
+    (what_b, b): (&str, &Tensor),
+) -> Result<()> {
+    if a.dims() != b.dims() {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{what_a} has shape {} but {what_b} has shape {}",
+                a.shape(),
+                b.shape()
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The dimensions of a tensor, outermost first.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]
 pub struct Shape(Vec<usize>);
@@ -130,7 +150,7 @@ impl Tensor {
     /// A tensor of zeros.
     pub fn zeros(dims: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = Shape::new(dims)?;
-        let data = crate::alloc::zeroed(shape.numel());
+        let data = crate::cpu::alloc::zeroed(shape.numel());
         Ok(Tensor {
             shape,
             data: Arc::new(data),

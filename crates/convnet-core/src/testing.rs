@@ -1,5 +1,5 @@
-//! Shared by the kernels' unit tests: a dependency-free random generator and the f64
-//! finite-difference gradient check.
+//! Shared by the kernels' unit tests: a dependency-free random generator, the f64
+//! finite-difference gradient check, and a loop over the instruction sets.
 
 /// SplitMix64: a small deterministic generator, so the tests need no dependency.
 pub(crate) struct Rng(pub u64);
@@ -88,3 +88,37 @@ pub(crate) fn check_grad(
         );
     }
 }
+
+/// `for_each_simd!(|name, s| { ... })` runs the block once per instruction set this CPU has
+/// (portable always), with `s` that set's [`Simd`](crate::cpu::simd::Simd) token and `name`
+/// its name. The block is compiled inside `s.vectorize`, so the `#[inline(always)]` kernels
+/// it calls are the instruction set's own build.
+macro_rules! for_each_simd {
+    (|$name:ident, $s:ident| $body:block) => {{
+        #[allow(unused_imports)]
+        use $crate::cpu::simd::Simd as _;
+        {
+            let ($name, $s) = ("portable", $crate::cpu::simd::Portable);
+            $body
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some($s) = $crate::cpu::simd::Avx512::detect() {
+                let $name = "avx512";
+                $s.vectorize(
+                    #[inline(always)]
+                    || $body,
+                );
+            }
+            if let Some($s) = $crate::cpu::simd::Avx2::detect() {
+                let $name = "avx2";
+                $s.vectorize(
+                    #[inline(always)]
+                    || $body,
+                );
+            }
+        }
+    }};
+}
+
+pub(crate) use for_each_simd;

@@ -2,7 +2,7 @@
 
 use convnet_core::{
     Conv2dParams, Error, GradRequest, Padding, PaddingMode, Tensor, conv2d, conv2d_backward,
-    conv2d_input_grad,
+    conv2d_grad_input,
 };
 
 fn ones(dims: &[usize]) -> Tensor {
@@ -15,7 +15,10 @@ fn conv_err(x: &[usize], w: &[usize], p: Conv2dParams) -> Error {
 
 #[test]
 fn stride_zero_is_refused() {
-    let err = Conv2dParams::builder().stride([1, 0]).build().unwrap_err();
+    let err = Conv2dParams::builder()
+        .with_stride([1, 0])
+        .build()
+        .unwrap_err();
     assert_eq!(
         err.to_string(),
         "conv2d: invalid stride: must be at least 1 on both axes, got 1x0"
@@ -25,7 +28,7 @@ fn stride_zero_is_refused() {
 #[test]
 fn dilation_zero_is_refused() {
     let err = Conv2dParams::builder()
-        .dilation([0, 2])
+        .with_dilation([0, 2])
         .build()
         .unwrap_err();
     assert_eq!(
@@ -36,7 +39,7 @@ fn dilation_zero_is_refused() {
 
 #[test]
 fn groups_zero_is_refused() {
-    let err = Conv2dParams::builder().groups(0).build().unwrap_err();
+    let err = Conv2dParams::builder().with_groups(0).build().unwrap_err();
     assert_eq!(
         err.to_string(),
         "conv2d: invalid groups: must be at least 1, got 0"
@@ -45,7 +48,7 @@ fn groups_zero_is_refused() {
 
 #[test]
 fn groups_not_dividing_input_channels_is_refused() {
-    let p = Conv2dParams::builder().groups(2).build().unwrap();
+    let p = Conv2dParams::builder().with_groups(2).build().unwrap();
     let err = conv_err(&[1, 3, 5, 5], &[4, 1, 3, 3], p);
     assert_eq!(
         err.to_string(),
@@ -55,7 +58,7 @@ fn groups_not_dividing_input_channels_is_refused() {
 
 #[test]
 fn groups_not_dividing_output_channels_is_refused() {
-    let p = Conv2dParams::builder().groups(2).build().unwrap();
+    let p = Conv2dParams::builder().with_groups(2).build().unwrap();
     let err = conv_err(&[1, 4, 5, 5], &[3, 2, 3, 3], p);
     assert_eq!(
         err.to_string(),
@@ -76,7 +79,7 @@ fn channel_mismatch_between_input_and_weight_is_refused() {
 #[test]
 fn kernel_larger_than_padded_input_is_refused() {
     let p = Conv2dParams::builder()
-        .padding(Padding::symmetric([0, 1]))
+        .with_padding(Padding::symmetric([0, 1]))
         .build()
         .unwrap();
     let err = conv_err(&[1, 1, 4, 4], &[1, 1, 5, 5], p);
@@ -89,7 +92,10 @@ fn kernel_larger_than_padded_input_is_refused() {
 
 #[test]
 fn dilated_kernel_larger_than_input_is_refused() {
-    let p = Conv2dParams::builder().dilation([3, 3]).build().unwrap();
+    let p = Conv2dParams::builder()
+        .with_dilation([3, 3])
+        .build()
+        .unwrap();
     let err = conv_err(&[1, 1, 6, 6], &[1, 1, 3, 3], p);
     assert!(
         err.to_string()
@@ -101,8 +107,8 @@ fn dilated_kernel_larger_than_input_is_refused() {
 #[test]
 fn same_padding_with_stride_is_refused() {
     let err = Conv2dParams::builder()
-        .padding(Padding::Same)
-        .stride([2, 2])
+        .with_padding(Padding::Same)
+        .with_stride([2, 2])
         .build()
         .unwrap_err();
     assert_eq!(
@@ -147,8 +153,8 @@ fn bias_of_wrong_length_is_refused() {
 #[test]
 fn reflect_padding_as_wide_as_the_input_is_refused() {
     let p = Conv2dParams::builder()
-        .padding(Padding::symmetric([3, 1]))
-        .padding_mode(PaddingMode::Reflect)
+        .with_padding(Padding::symmetric([3, 1]))
+        .with_padding_mode(PaddingMode::Reflect)
         .build()
         .unwrap();
     let err = conv_err(&[1, 1, 3, 5], &[1, 1, 3, 3], p);
@@ -161,8 +167,8 @@ fn reflect_padding_as_wide_as_the_input_is_refused() {
 #[test]
 fn circular_padding_wrapping_twice_is_refused() {
     let p = Conv2dParams::builder()
-        .padding(Padding::symmetric([1, 4]))
-        .padding_mode(PaddingMode::Circular)
+        .with_padding(Padding::symmetric([1, 4]))
+        .with_padding_mode(PaddingMode::Circular)
         .build()
         .unwrap();
     let err = conv_err(&[1, 1, 5, 3], &[1, 1, 3, 3], p);
@@ -182,7 +188,7 @@ fn sizes_whose_product_overflows_are_refused() {
     ));
     // ...nor can an output whose size overflows, even from small tensors: huge padding.
     let p = Conv2dParams::builder()
-        .padding(Padding::Explicit {
+        .with_padding(Padding::Explicit {
             top: usize::MAX / 2,
             bottom: usize::MAX / 2,
             left: 0,
@@ -194,7 +200,7 @@ fn sizes_whose_product_overflows_are_refused() {
     assert!(matches!(err, Error::Overflow { .. }), "{err}");
     // And the geometry refuses an output of more than usize::MAX elements.
     let p = Conv2dParams::builder()
-        .padding(Padding::Explicit {
+        .with_padding(Padding::Explicit {
             top: 1 << 31,
             bottom: 1 << 31,
             left: 1 << 31,
@@ -219,7 +225,7 @@ fn grad_output_of_the_wrong_shape_is_refused() {
         err.to_string(),
         "conv2d: grad_output has shape [1, 2, 4, 4] but the output of input [1, 1, 5, 5] and weight [2, 1, 3, 3] is [1, 2, 3, 3]"
     );
-    let err = conv2d_input_grad(&gy, &w, [1, 1, 5, 5], &Conv2dParams::default()).unwrap_err();
+    let err = conv2d_grad_input(&gy, &w, [1, 1, 5, 5], &Conv2dParams::default()).unwrap_err();
     assert!(
         err.to_string()
             .contains("grad_output has shape [1, 2, 4, 4]"),

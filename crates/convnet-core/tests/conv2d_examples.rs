@@ -26,7 +26,7 @@ fn vertical_edge_kernel_flipped_is_the_mathematical_convolution() {
     let x = matrix(&[&[10., 20., 30.], &[15., 25., 35.], &[20., 30., 40.]]);
     let k = matrix(&[&[1., 0., -1.], &[1., 0., -1.], &[1., 0., -1.]]);
     let p = Conv2dParams::builder()
-        .mode(ConvMode::Convolution)
+        .with_mode(ConvMode::Convolution)
         .build()
         .unwrap();
     assert_eq!(conv2d(&x, &k, None, &p).unwrap().data(), &[60.0]);
@@ -48,7 +48,7 @@ fn input_4x4_with_kernel_2x2_gives_3x3() {
 
 #[test]
 fn input_4x4_with_kernel_2x2_stride_2_gives_2x2() {
-    let p = Conv2dParams::builder().stride([2, 2]).build().unwrap();
+    let p = Conv2dParams::builder().with_stride([2, 2]).build().unwrap();
     assert_eq!(output_dims([1, 1, 4, 4], [1, 1, 2, 2], p), [1, 1, 2, 2]);
 }
 
@@ -63,7 +63,7 @@ fn input_5x5_with_kernel_3x3_gives_3x3() {
 #[test]
 fn image_32x32x3_with_six_5x5x3_filters_and_same_padding_gives_32x32x6() {
     let p = Conv2dParams::builder()
-        .padding(Padding::Same)
+        .with_padding(Padding::Same)
         .build()
         .unwrap();
     assert_eq!(output_dims([1, 3, 32, 32], [6, 3, 5, 5], p), [1, 6, 32, 32]);

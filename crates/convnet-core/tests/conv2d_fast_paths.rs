@@ -6,11 +6,11 @@
 mod common;
 
 use common::random;
-use convnet_core::simd::{SimdLevel, set_max_simd_level, simd_level};
+use convnet_core::cpu::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
     ops::conv2d::{
-        bias_grad_into, forward_into, input_grad_into, is_depthwise, is_pointwise, weight_grad_into,
+        forward_into, grad_bias_into, grad_input_into, grad_weight_into, is_depthwise, is_pointwise,
     },
 };
 use proptest::prelude::*;
@@ -85,12 +85,12 @@ fn problem(
                     }
                 };
                 let params = Conv2dParams::builder()
-                    .stride(stride)
-                    .dilation(dilation)
-                    .groups(groups)
-                    .padding(padding)
-                    .padding_mode(pm)
-                    .mode(mode)
+                    .with_stride(stride)
+                    .with_dilation(dilation)
+                    .with_groups(groups)
+                    .with_padding(padding)
+                    .with_padding_mode(pm)
+                    .with_mode(mode)
                     .build()
                     .unwrap();
                 let pad = params.resolve_padding(kernel).unwrap();
@@ -153,9 +153,9 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
         let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
         let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
         let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
-        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
-        input_grad_into(algo, &g, gy.data(), w.data(), gx.data_mut()).unwrap();
-        weight_grad_into(algo, &g, gy.data(), x.data(), gw.data_mut()).unwrap();
+        forward_into(x.data(), w.data(), b, y.data_mut(), &g, algo).unwrap();
+        grad_input_into(gy.data(), w.data(), gx.data_mut(), &g, algo).unwrap();
+        grad_weight_into(gy.data(), x.data(), gw.data_mut(), &g, algo).unwrap();
         [y, gx, gw]
     };
     let want = run(Conv2dAlgo::Reference);
@@ -170,7 +170,7 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
     }
     // grad_bias has one implementation: the per-channel sum, checked against a plain loop.
     let mut gb = vec![f32::NAN; k];
-    bias_grad_into(gy.data(), g.output_dims(), &mut gb);
+    grad_bias_into(gy.data(), &mut gb, g.output_dims());
     let plane = g.out_hw[0] * g.out_hw[1];
     for (ch, v) in gb.iter().enumerate() {
         let want: f32 = (0..p.n)
@@ -205,7 +205,7 @@ fn check_forward(p: &Problem, algo: Conv2dAlgo) -> Result<(), String> {
     let run = |algo| {
         let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
         let b = b.as_ref().map(Tensor::data);
-        forward_into(algo, &g, x.data(), w.data(), b, y.data_mut()).unwrap();
+        forward_into(x.data(), w.data(), b, y.data_mut(), &g, algo).unwrap();
         y
     };
     close(&run(algo), &run(Conv2dAlgo::Reference))
@@ -262,15 +262,15 @@ fn wide_rows_cross_vector_boundaries() {
     // Rows longer than one SIMD vector, with a width that is a multiple of it, stride 2 and
     // dilation 2: exercises the depthwise phase planes' extra column and the im2col tiling.
     let params = Conv2dParams::builder()
-        .stride([2, 2])
-        .dilation([2, 2])
-        .padding(Padding::Explicit {
+        .with_stride([2, 2])
+        .with_dilation([2, 2])
+        .with_padding(Padding::Explicit {
             top: 2,
             bottom: 1,
             left: 3,
             right: 2,
         })
-        .groups(4)
+        .with_groups(4)
         .build()
         .unwrap();
     for (cg, kg) in [(1, 2), (2, 3)] {
@@ -310,16 +310,16 @@ fn long_rows_split_into_bands_in_every_padding_mode() {
             (2, [3, 4], ConvMode::Convolution),
         ] {
             let params = Conv2dParams::builder()
-                .stride([stride, stride])
-                .padding(Padding::Explicit {
+                .with_stride([stride, stride])
+                .with_padding(Padding::Explicit {
                     top: 2,
                     bottom: 1,
                     left: 2,
                     right: 3,
                 })
-                .padding_mode(pm)
-                .mode(mode)
-                .groups(2)
+                .with_padding_mode(pm)
+                .with_mode(mode)
+                .with_groups(2)
                 .build()
                 .unwrap();
             let p = Problem {

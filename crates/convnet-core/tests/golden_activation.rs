@@ -44,7 +44,7 @@ fn check_activation_case(
     let y = activation(&x, act);
     report.compare(case, "output", &y, &want_output);
     // The backward pass gets what a layer keeps: the input and its own forward output.
-    let grad_input = activation_backward(act, &grad_output, &x, &y);
+    let grad_input = activation_backward(&grad_output, &x, &y, act);
     if let Some(got) = report.ok(case, "backward", grad_input) {
         report.compare(case, "grad_input", &got, &want_grad_input);
     }

@@ -48,12 +48,12 @@ fn conv2d_params_from_json(meta: &Value) -> Result<Conv2dParams, String> {
         other => return Err(format!("unknown mode `{other}`")),
     };
     Conv2dParams::builder()
-        .stride(param_array(meta, "stride")?)
-        .dilation(param_array(meta, "dilation")?)
-        .groups(param_usize(meta, "groups")?)
-        .padding(padding)
-        .padding_mode(padding_mode)
-        .mode(mode)
+        .with_stride(param_array(meta, "stride")?)
+        .with_dilation(param_array(meta, "dilation")?)
+        .with_groups(param_usize(meta, "groups")?)
+        .with_padding(padding)
+        .with_padding_mode(padding_mode)
+        .with_mode(mode)
         .build()
         .map_err(|e| format!("parameters rejected: {e}"))
 }
@@ -98,7 +98,7 @@ fn check_conv2d_case(fx: &Fixture, report: &mut Report, case: &str) -> Option<Te
     };
     let mut auto_output = None;
     for algo in ALGOS {
-        let forward = conv2d_with(algo, &c.input, &c.weight, c.bias.as_ref(), &c.params);
+        let forward = conv2d_with(&c.input, &c.weight, c.bias.as_ref(), &c.params, algo);
         if let Some(y) = report.ok(case, &format!("output [{algo:?}]"), forward) {
             report.compare(case, &format!("output [{algo:?}]"), &y, &want_output);
             if algo == Conv2dAlgo::Auto {
@@ -106,12 +106,12 @@ fn check_conv2d_case(fx: &Fixture, report: &mut Report, case: &str) -> Option<Te
             }
         }
         let backward = conv2d_backward_with(
-            algo,
             &c.grad_output,
             &c.input,
             &c.weight,
             &c.params,
             GradRequest::ALL,
+            algo,
         );
         let Some(grads) = report.ok(case, &format!("backward [{algo:?}]"), backward) else {
             continue;

@@ -19,7 +19,7 @@ fn compare_loss(fx: &Fixture, report: &mut Report, case: &str, out: LossOutput) 
     let want_grad = report.ok(case, "grad_input", fx.tensor(case, "grad_input"))?;
     let loss = Tensor::new([1], vec![out.loss]).expect("one value");
     report.compare(case, "loss", &loss, &want_loss);
-    report.compare(case, "grad_input", &out.grad, &want_grad);
+    report.compare(case, "grad_input", &out.grad_input, &want_grad);
     Some(())
 }
 

@@ -21,15 +21,15 @@ const POOL_CASES: usize = 34;
 fn pool2d_params_from_json(meta: &Value) -> Result<Pool2dParams, String> {
     let op = param_str(meta, "op")?;
     let mut builder = Pool2dParams::builder(param_array(meta, "kernel")?)
-        .stride(param_array(meta, "stride")?)
-        .padding(param_array(meta, "padding")?)
-        .ceil_mode(param_bool(meta, "ceil_mode")?);
+        .with_stride(param_array(meta, "stride")?)
+        .with_padding(param_array(meta, "padding")?)
+        .with_ceil_mode(param_bool(meta, "ceil_mode")?);
     match op {
-        "max_pool2d" => builder = builder.dilation(param_array(meta, "dilation")?),
+        "max_pool2d" => builder = builder.with_dilation(param_array(meta, "dilation")?),
         "avg_pool2d" => {
             builder = builder
-                .count_include_pad(param_bool(meta, "count_include_pad")?)
-                .divisor_override(param_opt_usize(meta, "divisor_override")?)
+                .with_count_include_pad(param_bool(meta, "count_include_pad")?)
+                .with_divisor_override(param_opt_usize(meta, "divisor_override")?)
         }
         other => return Err(format!("`{other}` has no Pool2dParams")),
     }

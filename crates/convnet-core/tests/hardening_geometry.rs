@@ -9,9 +9,9 @@ use common::{TOL, random};
 use convnet_core::tensor::MAX_TENSOR_ELEMENTS;
 use convnet_core::{
     Conv2dAlgo, Conv2dGeometry, Conv2dParams, ConvMode, Error, Padding, PaddingMode, Pool2dParams,
-    Tensor, adaptive_avg_pool2d, avg_pool2d_backward, conv2d, conv2d_input_grad,
+    Tensor, adaptive_avg_pool2d, avg_pool2d_backward, conv2d, conv2d_grad_input,
     max_pool2d_backward,
-    ops::conv2d::{forward_into, input_grad_into, weight_grad_into},
+    ops::conv2d::{forward_into, grad_input_into, grad_weight_into},
 };
 use proptest::prelude::*;
 
@@ -21,9 +21,9 @@ fn run(algo: Conv2dAlgo, g: &Conv2dGeometry, x: &Tensor, w: &Tensor, gy: &Tensor
     let mut y = Tensor::full(g.output_dims(), f32::NAN).unwrap();
     let mut gx = Tensor::full(g.input_dims(), f32::NAN).unwrap();
     let mut gw = Tensor::full(g.weight_dims(), f32::NAN).unwrap();
-    forward_into(algo, g, x.data(), w.data(), None, y.data_mut()).unwrap();
-    input_grad_into(algo, g, gy.data(), w.data(), gx.data_mut()).unwrap();
-    weight_grad_into(algo, g, gy.data(), x.data(), gw.data_mut()).unwrap();
+    forward_into(x.data(), w.data(), None, y.data_mut(), g, algo).unwrap();
+    grad_input_into(gy.data(), w.data(), gx.data_mut(), g, algo).unwrap();
+    grad_weight_into(gy.data(), x.data(), gw.data_mut(), g, algo).unwrap();
     [y, gx, gw]
 }
 
@@ -107,12 +107,12 @@ fn problem() -> impl Strategy<Value = Problem> {
                     (d * (k - 1) + 1).max(pad + 1) + extra
                 };
                 let params = Conv2dParams::builder()
-                    .stride([sh, sw])
-                    .dilation([dh, dw])
-                    .groups(groups)
-                    .padding(Padding::symmetric([pad_h, pad_w]))
-                    .padding_mode(padding_mode)
-                    .mode(if flip {
+                    .with_stride([sh, sw])
+                    .with_dilation([dh, dw])
+                    .with_groups(groups)
+                    .with_padding(Padding::symmetric([pad_h, pad_w]))
+                    .with_padding_mode(padding_mode)
+                    .with_mode(if flip {
                         ConvMode::Convolution
                     } else {
                         ConvMode::CrossCorrelation
@@ -155,8 +155,8 @@ fn conv_with_stride_usize_max_allocates_from_the_output_not_the_stride() {
             ([2, 4, 3, 3], [4, 1, 3, 1], 4),
         ] {
             let params = Conv2dParams::builder()
-                .stride([stride, stride])
-                .groups(groups)
+                .with_stride([stride, stride])
+                .with_groups(groups)
                 .build()
                 .unwrap();
             let g = params.geometry(input, weight).unwrap();
@@ -173,8 +173,8 @@ fn im2col_splits_a_row_wider_than_a_tile() {
     // (im2col's col2im) as well.
     for stride in [1, 2] {
         let params = Conv2dParams::builder()
-            .stride([1, stride])
-            .padding(Padding::symmetric([1, 2]))
+            .with_stride([1, stride])
+            .with_padding(Padding::symmetric([1, 2]))
             .build()
             .unwrap();
         let g = params
@@ -197,7 +197,7 @@ fn conv_with_huge_padding_is_refused_naming_the_padding_and_the_sizes() {
     let x = Tensor::new([1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
     let w = Tensor::new([1, 1, 2, 2], vec![1.0, 0.0, 0.0, 1.0]).unwrap();
     let params = Conv2dParams::builder()
-        .padding(Padding::symmetric([100_000, 100_000]))
+        .with_padding(Padding::symmetric([100_000, 100_000]))
         .build()
         .unwrap();
     let err = conv2d(&x, &w, None, &params).unwrap_err();
@@ -212,7 +212,7 @@ fn conv_with_huge_padding_is_refused_naming_the_padding_and_the_sizes() {
     assert!(reason.contains("200002"), "{reason}");
     // Every entry point resolves shapes through the same check: the input gradient too.
     let gy = Tensor::zeros([1, 1, 1, 1]).unwrap();
-    let err = conv2d_input_grad(&gy, &w, [1, 1, 2, 2], &params).unwrap_err();
+    let err = conv2d_grad_input(&gy, &w, [1, 1, 2, 2], &params).unwrap_err();
     assert_eq!(too_large(&err).0, "padding");
 }
 

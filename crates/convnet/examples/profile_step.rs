@@ -36,7 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let out = cross_entropy(&value, &labels, 0.0)?;
-        let mut g = out.grad;
+        let mut g = out.grad_input;
         for i in (0..n).rev() {
             let t = Instant::now();
             let mut grads = model.nodes_mut()[i].layer.backward(g, i > 0)?;

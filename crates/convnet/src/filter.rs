@@ -518,12 +518,12 @@ pub fn apply_kernel(image: &Tensor, kernel: &Kernel, params: &Conv2dParams) -> R
         ));
     };
     let params = Conv2dParams::builder()
-        .stride(params.stride())
-        .padding(params.padding())
-        .dilation(params.dilation())
-        .padding_mode(params.padding_mode())
-        .mode(params.mode())
-        .groups(groups)
+        .with_stride(params.stride())
+        .with_padding(params.padding())
+        .with_dilation(params.dilation())
+        .with_padding_mode(params.padding_mode())
+        .with_mode(params.mode())
+        .with_groups(groups)
         .build()?;
     // conv2d bounds the output (and the padded input) before allocating anything.
     Ok(conv2d(image, &weight, None, &params)?)
@@ -662,7 +662,7 @@ mod tests {
     fn sobel_magnitude_is_the_hypot_of_the_two_gradients() {
         let img = Tensor::from_fn([1, 1, 6, 7], |i| ((i * 37) % 23) as f32).unwrap();
         let p = Conv2dParams::builder()
-            .padding(Padding::Same)
+            .with_padding(Padding::Same)
             .build()
             .unwrap();
         let mag = apply(&img, &named("sobel").unwrap(), &p).unwrap();

@@ -6,7 +6,7 @@
 //! `<node>.<local>` (`features.0.weight`, `bn1.running_mean`): PyTorch's `state_dict` names
 //! when the nodes are named after the PyTorch modules.
 
-use convnet_core::Tensor;
+use convnet_core::{Tensor, add_in_place};
 
 use crate::error::{Error, Result};
 use crate::layers::{Buffer, BufferMut, ForwardCtx, Layer, Module, Param};
@@ -296,11 +296,7 @@ impl Model {
                     Source::Node(_) => continue,
                 };
                 match slot {
-                    Some(acc) => {
-                        for (a, b) in acc.data_mut().iter_mut().zip(gi.data()) {
-                            *a += *b;
-                        }
-                    }
+                    Some(acc) => add_in_place(acc, &gi)?,
                     None => *slot = Some(gi),
                 }
             }

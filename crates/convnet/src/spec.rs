@@ -331,10 +331,10 @@ impl LayerKind {
                 ceil_mode,
             } => LayerPlan::ready(Layer::MaxPool2d(MaxPool2d::new(
                 Pool2dParams::builder(kernel)
-                    .stride(stride)
-                    .padding(padding)
-                    .dilation(dilation)
-                    .ceil_mode(ceil_mode)
+                    .with_stride(stride)
+                    .with_padding(padding)
+                    .with_dilation(dilation)
+                    .with_ceil_mode(ceil_mode)
                     .build()?,
             ))),
             LayerKind::AvgPool2d {
@@ -346,11 +346,11 @@ impl LayerKind {
                 divisor_override,
             } => LayerPlan::ready(Layer::AvgPool2d(AvgPool2d::new(
                 Pool2dParams::builder(kernel)
-                    .stride(stride)
-                    .padding(padding)
-                    .ceil_mode(ceil_mode)
-                    .count_include_pad(count_include_pad)
-                    .divisor_override(divisor_override)
+                    .with_stride(stride)
+                    .with_padding(padding)
+                    .with_ceil_mode(ceil_mode)
+                    .with_count_include_pad(count_include_pad)
+                    .with_divisor_override(divisor_override)
                     .build()?,
             ))),
             LayerKind::AdaptiveAvgPool2d { output_size } => LayerPlan::ready(

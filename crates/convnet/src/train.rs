@@ -398,7 +398,7 @@ fn loss_and_grad(loss: LossKind, logits: &Tensor, labels: &[usize]) -> Result<(f
     match loss {
         LossKind::CrossEntropy { label_smoothing } => {
             let out = cross_entropy(logits, labels, label_smoothing)?;
-            Ok((f64::from(out.loss), out.grad))
+            Ok((f64::from(out.loss), out.grad_input))
         }
         LossKind::Mse => {
             let k = logits.dims().get(1).copied().unwrap_or(0);
@@ -410,7 +410,7 @@ fn loss_and_grad(loss: LossKind, logits: &Tensor, labels: &[usize]) -> Result<(f
                 }
             })?;
             let out = mse_loss(logits, &target)?;
-            Ok((f64::from(out.loss), out.grad))
+            Ok((f64::from(out.loss), out.grad_input))
         }
     }
 }

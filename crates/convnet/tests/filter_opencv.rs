@@ -34,9 +34,9 @@ fn filter(input: &Tensor, kernel: &Tensor, mode: PaddingMode, conv: ConvMode) ->
         values: kernel.data().to_vec(),
     };
     let params = Conv2dParams::builder()
-        .padding(Padding::Same)
-        .padding_mode(mode)
-        .mode(conv)
+        .with_padding(Padding::Same)
+        .with_padding_mode(mode)
+        .with_mode(conv)
         .build()
         .unwrap();
     let [c, h, w] = [input.dims()[0], input.dims()[1], input.dims()[2]];

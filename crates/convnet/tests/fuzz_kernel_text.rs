@@ -49,8 +49,8 @@ fn check(bytes: &[u8]) -> bool {
             (k.channels, k.height, k.width)
         );
         let params = Conv2dParams::builder()
-            .padding(Padding::symmetric([k.height / 2, k.width / 2]))
-            .padding_mode(PaddingMode::Zeros)
+            .with_padding(Padding::symmetric([k.height / 2, k.width / 2]))
+            .with_padding_mode(PaddingMode::Zeros)
             .build()
             .unwrap();
         match filter::apply(&image, f, &params) {

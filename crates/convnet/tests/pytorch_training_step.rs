@@ -83,7 +83,7 @@ fn check(optimizer: &str, config: OptimizerConfig) {
         model.zero_grad();
         let logits = model.forward(&x, ForwardCtx::train(0, step)).unwrap();
         let loss = cross_entropy(&logits, &labels, 0.1).unwrap();
-        model.backward(&loss.grad).unwrap();
+        model.backward(&loss.grad_input).unwrap();
         opt.step(&mut model, config.lr(), None);
         let (err, at) = worst_error(&model, &file, &format!("{optimizer}.{step}"));
         assert!(

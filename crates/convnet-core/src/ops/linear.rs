@@ -7,11 +7,11 @@
 //! | `grad_weight` | `grad_outputᵀ · input` | `[out, N] · [N, in] → [out, in]` |
 //! | `grad_bias` | column sums of `grad_output` (in f64) | `[out]` |
 //!
-//! Every product is one call to the `gemm` crate through [`crate::linalg`]; transposes are
+//! Every product is one call to the `gemm` crate through `cpu::linalg`; transposes are
 //! strided views, never copies. The GEMM itself is multi-threaded when the product is large
-//! enough ([`PARALLEL_MIN_MACS`] multiply-adds).
+//! enough (`PARALLEL_MIN_MACS` multiply-adds).
 //!
-//! The kernels are written once over [`LinearFloat`]: `f32` multiplies with the `gemm` crate,
+//! The kernels are written once over `LinearFloat`: `f32` multiplies with the `gemm` crate,
 //! `f64` (for the finite-difference tests) with a literal triple loop over the same strided
 //! views.
 //!
@@ -20,9 +20,9 @@
 
 use num_traits::Float;
 
+use crate::cpu::linalg::{self, Mat, MatMut};
 use crate::error::{Error, Result};
-use crate::linalg::{self, Mat, MatMut};
-use crate::ops::conv2d::GradRequest;
+use crate::ops::GradRequest;
 use crate::tensor::Tensor;
 
 const OP: &str = "linear";

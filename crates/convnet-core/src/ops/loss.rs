@@ -43,7 +43,7 @@ pub struct LossOutput {
     /// The loss, averaged as PyTorch's `reduction='mean'`.
     pub loss: f32,
     /// `d loss / d input`, same shape as the input.
-    pub grad: Tensor,
+    pub grad_input: Tensor,
 }
 
 /// Cross-entropy of `logits` `[N, K]` against class indices `targets` (`N` of them, each
@@ -56,7 +56,7 @@ pub struct LossOutput {
 /// let logits = Tensor::new([1, 2], vec![3.0, 3.0])?;
 /// let out = cross_entropy(&logits, &[0], 0.0)?;
 /// assert!((out.loss - 2f32.ln()).abs() < 1e-6);
-/// assert_eq!(out.grad.data(), &[-0.5, 0.5]);
+/// assert_eq!(out.grad_input.data(), &[-0.5, 0.5]);
 /// # Ok::<(), convnet_core::Error>(())
 /// ```
 pub fn cross_entropy(
@@ -111,7 +111,7 @@ pub fn cross_entropy(
     );
     Ok(LossOutput {
         loss: loss as f32,
-        grad: Tensor::from_parts(vec![n, k], grad),
+        grad_input: Tensor::from_parts(vec![n, k], grad),
     })
 }
 
@@ -141,7 +141,7 @@ pub fn mse_loss(input: &Tensor, target: &Tensor) -> Result<LossOutput> {
     let loss = mse_kernel(input.data(), target.data(), &mut grad);
     Ok(LossOutput {
         loss: loss as f32,
-        grad: Tensor::from_parts(input.dims().to_vec(), grad),
+        grad_input: Tensor::from_parts(input.dims().to_vec(), grad),
     })
 }
 
@@ -284,54 +284,20 @@ fn mse_kernel<T: Float + Send + Sync>(x: &[T], t: &[T], grad: &mut [T]) -> f64 {
 mod tests {
     use super::*;
 
-    /// SplitMix64: a small deterministic generator, so the tests need no dependency.
-    struct Rng(u64);
+    // Finite differences (crate::testing), on the scalar loss (one output, weight 1): both
+    // losses are smooth with small third derivatives on these inputs (logits in [-3, 3)), so
+    // the truncation error H² |f'''| / 6 is < 1e-11 and the rounding error ~1e-16 |loss| / H
+    // < 1e-9: the tolerance of 1e-6 leaves a wide margin and still catches any wrong term.
+    use crate::testing::{Rng, check_grad};
 
-    impl Rng {
-        fn next_u64(&mut self) -> u64 {
-            self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = self.0;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^ (z >> 31)
-        }
-
-        /// Uniform in [-1, 1).
-        fn uniform(&mut self) -> f64 {
-            (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
-        }
-
-        fn values(&mut self, n: usize, scale: f64) -> Vec<f64> {
-            (0..n).map(|_| scale * self.uniform()).collect()
-        }
+    /// `n` values uniform in `[-scale, scale)`.
+    fn values(rng: &mut Rng, n: usize, scale: f64) -> Vec<f64> {
+        rng.values(n).iter().map(|v| scale * v).collect()
     }
 
-    /// Finite-difference step.
-    const H: f64 = 1e-6;
-    /// Pass when `|numeric - analytic| <= TOL * max(1, |analytic|)`. Both losses are smooth
-    /// with small third derivatives on these inputs (logits in [-3, 3)), so the truncation
-    /// error H² |f'''| / 6 is < 1e-11 and the rounding error ~1e-16 |loss| / H < 1e-9: 1e-6
-    /// leaves a wide margin and still catches any wrong term.
-    const TOL: f64 = 1e-6;
-
     /// Compares `analytic` with central differences of the scalar `loss(v)`.
-    fn check_grad(name: &str, v: &[f64], loss: impl Fn(&[f64]) -> f64, analytic: &[f64]) {
-        assert_eq!(v.len(), analytic.len(), "{name}: gradient length");
-        let mut vp = v.to_vec();
-        for i in 0..v.len() {
-            vp[i] = v[i] + H;
-            let up = loss(&vp);
-            vp[i] = v[i] - H;
-            let down = loss(&vp);
-            vp[i] = v[i];
-            let numeric = (up - down) / (2.0 * H);
-            let err = (numeric - analytic[i]).abs();
-            assert!(
-                err <= TOL * analytic[i].abs().max(1.0),
-                "{name}: d loss / d v[{i}]: numeric {numeric} vs analytic {}",
-                analytic[i]
-            );
-        }
+    fn check_loss_grad(name: &str, v: &[f64], loss: impl Fn(&[f64]) -> f64, analytic: &[f64]) {
+        check_grad(name, v, &[1.0], |v| vec![loss(v)], analytic);
     }
 
     fn ce64(x: &[f64], k: usize, targets: &[usize], e: f64) -> (f64, Vec<f64>) {
@@ -347,14 +313,14 @@ mod tests {
             .enumerate()
         {
             let mut rng = Rng(seed as u64 + 1);
-            let x = rng.values(n * k, 3.0);
+            let x = values(&mut rng, n * k, 3.0);
             let targets: Vec<usize> = (0..n)
                 .map(|_| (rng.next_u64() % k as u64) as usize)
                 .collect();
             for e in [0.0, 0.1, 0.3, 1.0] {
                 let (_, g) = ce64(&x, k, &targets, e);
                 let name = format!("cross_entropy [{n}, {k}] label_smoothing={e}");
-                check_grad(&name, &x, |x| ce64(x, k, &targets, e).0, &g);
+                check_loss_grad(&name, &x, |x| ce64(x, k, &targets, e).0, &g);
             }
         }
     }
@@ -387,7 +353,7 @@ mod tests {
             for e in [0.0, 0.1, 0.3] {
                 let out = cross_entropy(&logits, &[1, 2], e).unwrap();
                 assert!(out.loss.is_finite(), "scale {scale} e {e}: {}", out.loss);
-                assert!(out.grad.data().iter().all(|g| g.is_finite()));
+                assert!(out.grad_input.data().iter().all(|g| g.is_finite()));
                 // Sample 0 puts all mass on class 0 but wants class 1: -log p_1 = 2 scale;
                 // sample 1 is right: 0. Smoothing adds e/K * (2 scale + scale + 0) + ...
                 let s = f64::from(scale);
@@ -413,7 +379,10 @@ mod tests {
     #[test]
     fn softmax_rows_sum_to_one_and_log_softmax_is_its_log() {
         let mut rng = Rng(9);
-        let x: Vec<f32> = rng.values(5 * 7, 4.0).iter().map(|&v| v as f32).collect();
+        let x: Vec<f32> = values(&mut rng, 5 * 7, 4.0)
+            .iter()
+            .map(|&v| v as f32)
+            .collect();
         let logits = Tensor::new([5, 7], x).unwrap();
         let p = softmax(&logits).unwrap();
         let lp = log_softmax(&logits).unwrap();
@@ -441,15 +410,15 @@ mod tests {
     fn mse_gradient_matches_finite_differences() {
         let mut rng = Rng(3);
         for n in [1, 6, 40] {
-            let x = rng.values(n, 2.0);
-            let t = rng.values(n, 2.0);
+            let x = values(&mut rng, n, 2.0);
+            let t = values(&mut rng, n, 2.0);
             let mut g = vec![f64::NAN; n];
             mse_kernel(&x, &t, &mut g);
             let loss = |x: &[f64]| {
                 let mut g = vec![0.0; n];
                 mse_kernel(x, &t, &mut g)
             };
-            check_grad(&format!("mse_loss n={n}"), &x, loss, &g);
+            check_loss_grad(&format!("mse_loss n={n}"), &x, loss, &g);
         }
     }
 
@@ -459,14 +428,14 @@ mod tests {
         let t = Tensor::new([2, 2], vec![1.0, 0.0, 3.0, 5.0]).unwrap();
         let out = mse_loss(&x, &t).unwrap();
         assert_eq!(out.loss, 1.25);
-        assert_eq!(out.grad.data(), &[0.0, 1.0, 0.0, -0.5]);
+        assert_eq!(out.grad_input.data(), &[0.0, 1.0, 0.0, -0.5]);
         let n = 3 * PARALLEL_MIN_WORK + 5;
         let x = Tensor::full([n], 1.5).unwrap();
         let t = Tensor::full([n], 0.5).unwrap();
         let out = mse_loss(&x, &t).unwrap();
         assert_eq!(out.loss, 1.0);
         assert!(
-            out.grad
+            out.grad_input
                 .data()
                 .iter()
                 .all(|&g| g == (2.0 / n as f64) as f32)

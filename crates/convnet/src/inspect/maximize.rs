@@ -201,8 +201,8 @@ pub fn maximize(
         Some((
             filter::named(&spec)?,
             Conv2dParams::builder()
-                .padding(Padding::Same)
-                .padding_mode(PaddingMode::Replicate)
+                .with_padding(Padding::Same)
+                .with_padding_mode(PaddingMode::Replicate)
                 .build()?,
         ))
     } else {

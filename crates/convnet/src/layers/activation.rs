@@ -47,7 +47,7 @@ impl Module for ActivationLayer {
         let x = single(inputs)?;
         if gradient_from_output(self.act) {
             let mut y = x;
-            activation_in_place(self.act, y.data_mut());
+            activation_in_place(y.data_mut(), self.act);
             self.cache = ctx.record.then(|| y.clone());
             Ok(y)
         } else {
@@ -75,11 +75,11 @@ impl Module for ActivationLayer {
             )));
         }
         let mut g = grad_output;
-        if activation_backward_in_place(self.act, g.data_mut(), kept.data()) {
+        if activation_backward_in_place(g.data_mut(), kept.data(), self.act) {
             return Ok(vec![Some(g)]);
         }
         // The input was kept; the output is not read by these activations.
-        Ok(vec![Some(activation_backward(self.act, &g, kept, kept)?)])
+        Ok(vec![Some(activation_backward(&g, kept, kept, self.act)?)])
     }
 
     fn clear(&mut self) {

@@ -82,12 +82,12 @@ impl Conv2dConfig {
     /// The kernel's parameters, checked.
     pub fn params(&self) -> Result<Conv2dParams> {
         Ok(Conv2dParams::builder()
-            .stride(self.stride)
-            .padding(self.padding)
-            .dilation(self.dilation)
-            .groups(self.groups)
-            .padding_mode(self.padding_mode)
-            .mode(self.mode)
+            .with_stride(self.stride)
+            .with_padding(self.padding)
+            .with_dilation(self.dilation)
+            .with_groups(self.groups)
+            .with_padding_mode(self.padding_mode)
+            .with_mode(self.mode)
             .build()?)
     }
 

@@ -23,7 +23,7 @@ pub use norm::{BatchNorm, BatchNormConfig};
 pub use pool::{AdaptiveAvgPool2d, AvgPool2d, GlobalPool, MaxPool2d, PoolKind};
 pub use shape::{Add, Dropout, Flatten};
 
-use convnet_core::Tensor;
+use convnet_core::{Tensor, add_in_place};
 
 use crate::error::{Error, Result};
 
@@ -87,17 +87,7 @@ impl Param {
 
     /// `grad += g` (shapes must agree).
     pub(crate) fn accumulate(&mut self, g: &Tensor) -> Result<()> {
-        if g.dims() != self.grad.dims() {
-            return Err(Error::model(format!(
-                "gradient of shape {} for a parameter of shape {}",
-                g.shape(),
-                self.grad.shape()
-            )));
-        }
-        for (a, b) in self.grad.data_mut().iter_mut().zip(g.data()) {
-            *a += *b;
-        }
-        Ok(())
+        Ok(add_in_place(&mut self.grad, g)?)
     }
 }
 

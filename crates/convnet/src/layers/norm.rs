@@ -157,8 +157,8 @@ enum Cache {
     /// Batch statistics (training, or no running statistics).
     Batch {
         input: Tensor,
-        mean: Vec<f32>,
-        invstd: Vec<f32>,
+        mean: Tensor,
+        invstd: Tensor,
     },
     /// Running statistics (evaluation).
     Running { input: Tensor },
@@ -226,7 +226,7 @@ impl Module for BatchNorm {
         if use_batch {
             let out = batch_norm_train(x, weight, bias, self.config.eps)?;
             if ctx.training && self.config.track_running_stats {
-                self.update_running(&out.mean, &out.var_unbiased);
+                self.update_running(out.mean.data(), out.var_unbiased.data());
             }
             self.cache = ctx.record.then(|| Cache::Batch {
                 input: x.clone(),

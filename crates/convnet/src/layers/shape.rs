@@ -1,6 +1,6 @@
 //! Layers without parameters that move or mix values: flatten, dropout, residual add.
 
-use convnet_core::Tensor;
+use convnet_core::{Tensor, add_in_place};
 
 use super::{ForwardCtx, Module, recorded, single, single_shape};
 use crate::error::{Error, Result};
@@ -170,16 +170,7 @@ impl Module for Add {
         let Ok([mut a, b]) = <[Tensor; 2]>::try_from(inputs) else {
             return Err(Error::model(format!("add takes two inputs, got {count}")));
         };
-        if a.dims() != b.dims() {
-            return Err(Error::model(format!(
-                "add needs two inputs of the same shape, got {} and {}",
-                a.shape(),
-                b.shape()
-            )));
-        }
-        for (x, y) in a.data_mut().iter_mut().zip(b.data()) {
-            *x += y;
-        }
+        add_in_place(&mut a, &b)?;
         Ok(a)
     }
     fn backward(

@@ -18,9 +18,9 @@ use std::ops::Range;
 use super::pad::source_index;
 use super::params::{Conv2dGeometry, PaddingMode};
 use super::phases::{PhasePlan as Plan, VectorCursor};
-use crate::parallel::{SharedOut, Split, sum_over_parts};
-use crate::scratch::Scratch;
-use crate::simd::{Simd, multiversion};
+use crate::cpu::parallel::{SharedOut, Split, sum_over_parts};
+use crate::cpu::scratch::Scratch;
+use crate::cpu::simd::{Simd, multiversion};
 
 /// Output vectors computed together: enough independent FMA chains to hide the FMA latency.
 const BLOCK: usize = 8;

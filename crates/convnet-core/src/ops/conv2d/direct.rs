@@ -13,13 +13,13 @@
 //! reads (sized to stay in L2, [`BAND_BYTES`]) and passes every weight panel over them, one
 //! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
 
+use super::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
 use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
-use crate::linalg::Mat;
-use crate::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
-use crate::parallel::SharedOut;
-use crate::scratch::Scratch;
-use crate::simd::multiversion;
+use crate::cpu::linalg::Mat;
+use crate::cpu::parallel::SharedOut;
+use crate::cpu::scratch::Scratch;
+use crate::cpu::simd::multiversion;
 
 use rayon::prelude::*;
 
@@ -251,7 +251,7 @@ fn weight_grad_impl<S: Tile>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
                 || {
                     let mut layout = Scratch::take(plan.len());
                     let mut dyt = Scratch::take(p * kg_pad);
-                    for task in crate::parallel::task_range(tasks, parts, part) {
+                    for task in crate::cpu::parallel::task_range(tasks, parts, part) {
                         let (n, grp) = (task / g.groups, task % g.groups);
                         let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
                         plan.fill(x_g, &mut layout);

@@ -1,4 +1,5 @@
-//! General fast path: tiled im2col + GEMM, for any kernel, stride, dilation and groups.
+//! Tiled im2col + GEMM, for any kernel, stride, dilation and groups: the strided input
+//! gradients of the direct path, and a second general path to cross-check it.
 //!
 //! The problem is canonical here (zero padding, cross-correlation; see `mod.rs`). For one
 //! image and group, with `CRS = C_g * kh * kw` and `P = Ho * Wo`:
@@ -19,9 +20,9 @@
 use std::ops::Range;
 
 use super::params::Conv2dGeometry;
-use crate::linalg::{Mat, MatMut, gemm};
-use crate::parallel::{SharedOut, Split, sum_over_parts};
-use crate::scratch::Scratch;
+use crate::cpu::linalg::{Mat, MatMut, gemm};
+use crate::cpu::parallel::{SharedOut, Split, sum_over_parts};
+use crate::cpu::scratch::Scratch;
 
 /// Target size of one im2col tile in bytes.
 const TILE_BYTES: usize = 512 * 1024;

@@ -18,16 +18,32 @@
 //!       a single-channel input) → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
-//!    3. otherwise → `im2col.rs`, tiled im2col + GEMM, for any stride, dilation and groups.
+//!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
+//!       dilation and groups: the micro-kernels of `microkernel.rs` over the input laid out
+//!       by `phases.rs`. Its input gradient is, for stride 1 (and padding no wider than the
+//!       dilated kernel), the forward pass of `grad_output` with the flipped, channel-swapped
+//!       kernel, and otherwise `im2col.rs`'s col2im.
 //!
-//! `reference.rs` is never picked by `Auto`: it is the formula written literally, the oracle
-//! every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
+//! `im2col.rs` (tiled im2col + GEMM) is otherwise chosen only by name
+//! ([`Conv2dAlgo::Im2col`]): a second general path the property tests check the first
+//! against. `reference.rs` is never picked by `Auto`: it is the formula written literally,
+//! the oracle every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
 //!
-//! Gradients are named `grad_input`, `grad_weight`, `grad_bias` throughout.
+//! # Files
+//! This file holds the public functions, their checks, the canonical form and the dispatch;
+//! `params.rs` the hyper-parameters ([`Conv2dParams`], checked once) and the resolved
+//! [`Conv2dGeometry`]; `pad.rs` the padding modes and their adjoint. A new path is one more
+//! file with `forward`, `input_grad` and `weight_grad` over a canonical geometry, a
+//! `Conv2dAlgo` and a `FastPath` variant, and their arms in the dispatch matches (which name
+//! every path, so the compiler lists each place to add one).
+//!
+//! The public gradients are named `grad_input`, `grad_weight`, `grad_bias` throughout
+//! ([`conv2d_grad_input`], [`grad_input_into`], [`Conv2dGrads`], ...).
 
 mod depthwise;
 mod direct;
 mod im2col;
+mod microkernel;
 mod pad;
 mod params;
 mod phases;
@@ -40,8 +56,9 @@ pub use params::{
     Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode, Tap,
 };
 
+use super::GradRequest;
+use crate::cpu::scratch::Scratch;
 use crate::error::{Error, Result};
-use crate::scratch::Scratch;
 use crate::tensor::{Tensor, fmt_dims};
 
 const OP: &str = "conv2d";
@@ -75,25 +92,47 @@ pub fn is_pointwise(g: &Conv2dGeometry) -> bool {
     g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4]
 }
 
+/// How a call runs: the literal formula on the problem as given, or a fast path on its
+/// canonical form.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Reference,
+    Fast(FastPath),
+}
+
+/// The fast paths, one file each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum FastPath {
+    Depthwise,
+    Pointwise,
+    Direct,
+    Im2col,
+}
+
 impl Conv2dAlgo {
-    /// The path that runs a canonical problem, or an error if `self` does not apply to it.
-    fn resolve(self, g: &Conv2dGeometry) -> Result<Conv2dAlgo> {
-        let fits = match self {
+    /// How a problem whose canonical form is `canonical` runs, or an error if `self` does not
+    /// apply to it.
+    fn route(self, canonical: &Conv2dGeometry) -> Result<Route> {
+        let g = canonical;
+        let (path, fits) = match self {
+            Conv2dAlgo::Reference => return Ok(Route::Reference),
             Conv2dAlgo::Auto => {
-                return Ok(if is_depthwise(g) {
-                    Conv2dAlgo::Depthwise
+                let path = if is_depthwise(g) {
+                    FastPath::Depthwise
                 } else if is_pointwise(g) {
-                    Conv2dAlgo::Pointwise
+                    FastPath::Pointwise
                 } else {
-                    Conv2dAlgo::Direct
-                });
+                    FastPath::Direct
+                };
+                return Ok(Route::Fast(path));
             }
-            Conv2dAlgo::Reference | Conv2dAlgo::Im2col | Conv2dAlgo::Direct => true,
-            Conv2dAlgo::Pointwise => is_pointwise(g),
-            Conv2dAlgo::Depthwise => is_depthwise(g),
+            Conv2dAlgo::Im2col => (FastPath::Im2col, true),
+            Conv2dAlgo::Direct => (FastPath::Direct, true),
+            Conv2dAlgo::Pointwise => (FastPath::Pointwise, is_pointwise(g)),
+            Conv2dAlgo::Depthwise => (FastPath::Depthwise, is_depthwise(g)),
         };
         if fits {
-            Ok(self)
+            Ok(Route::Fast(path))
         } else {
             Err(Error::param(
                 OP,
@@ -110,23 +149,6 @@ impl Conv2dAlgo {
             ))
         }
     }
-}
-
-/// Which gradients a backward pass computes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct GradRequest {
-    pub input: bool,
-    pub weight: bool,
-    pub bias: bool,
-}
-
-impl GradRequest {
-    /// All three gradients.
-    pub const ALL: GradRequest = GradRequest {
-        input: true,
-        weight: true,
-        bias: true,
-    };
 }
 
 /// The gradients a backward pass computed (`None` where not requested).
@@ -157,35 +179,35 @@ pub fn conv2d(
     bias: Option<&Tensor>,
     params: &Conv2dParams,
 ) -> Result<Tensor> {
-    conv2d_with(Conv2dAlgo::Auto, input, weight, bias, params)
+    conv2d_with(input, weight, bias, params, Conv2dAlgo::Auto)
 }
 
 /// [`conv2d`] computed by a chosen implementation.
 pub fn conv2d_with(
-    algo: Conv2dAlgo,
     input: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
     params: &Conv2dParams,
+    algo: Conv2dAlgo,
 ) -> Result<Tensor> {
     let g = params.geometry(input.dims4(OP, "input")?, weight.dims4(OP, "weight")?)?;
     if let Some(b) = bias {
         check_bias(&g, b.dims())?;
     }
-    let mut y = crate::alloc::zeroed(g.output_dims().iter().product());
+    let mut y = crate::cpu::alloc::zeroed(g.output_dims().iter().product());
     forward_into(
-        algo,
-        &g,
         input.data(),
         weight.data(),
         bias.map(Tensor::data),
         &mut y,
+        &g,
+        algo,
     )?;
     Ok(Tensor::from_parts(g.output_dims().to_vec(), y))
 }
 
 /// `grad_input` of [`conv2d`]: the gradient w.r.t. an input of shape `input_dims`.
-pub fn conv2d_input_grad(
+pub fn conv2d_grad_input(
     grad_output: &Tensor,
     weight: &Tensor,
     input_dims: [usize; 4],
@@ -193,19 +215,19 @@ pub fn conv2d_input_grad(
 ) -> Result<Tensor> {
     let g = params.geometry(input_dims, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
-    let mut gx = crate::alloc::zeroed(input_dims.iter().product());
-    input_grad_into(
-        Conv2dAlgo::Auto,
-        &g,
+    let mut gx = crate::cpu::alloc::zeroed(input_dims.iter().product());
+    grad_input_into(
         grad_output.data(),
         weight.data(),
         &mut gx,
+        &g,
+        Conv2dAlgo::Auto,
     )?;
     Ok(Tensor::from_parts(input_dims.to_vec(), gx))
 }
 
 /// `grad_weight` of [`conv2d`]: the gradient w.r.t. a weight of shape `weight_dims`.
-pub fn conv2d_weight_grad(
+pub fn conv2d_grad_weight(
     grad_output: &Tensor,
     input: &Tensor,
     weight_dims: [usize; 4],
@@ -214,21 +236,21 @@ pub fn conv2d_weight_grad(
     let g = params.geometry(input.dims4(OP, "input")?, weight_dims)?;
     check_grad_output(&g, grad_output)?;
     let mut gw = vec![0.0; weight_dims.iter().product()];
-    weight_grad_into(
-        Conv2dAlgo::Auto,
-        &g,
+    grad_weight_into(
         grad_output.data(),
         input.data(),
         &mut gw,
+        &g,
+        Conv2dAlgo::Auto,
     )?;
     Ok(Tensor::from_parts(weight_dims.to_vec(), gw))
 }
 
 /// `grad_bias` of [`conv2d`]: `grad_output` `[N, K, Ho, Wo]` summed to `[K]`.
-pub fn conv2d_bias_grad(grad_output: &Tensor) -> Result<Tensor> {
+pub fn conv2d_grad_bias(grad_output: &Tensor) -> Result<Tensor> {
     let [n, k, ho, wo] = grad_output.dims4(OP, "grad_output")?;
     let mut gb = vec![0.0; k];
-    bias_grad_into(grad_output.data(), [n, k, ho, wo], &mut gb);
+    grad_bias_into(grad_output.data(), &mut gb, [n, k, ho, wo]);
     Ok(Tensor::from_parts(vec![k], gb))
 }
 
@@ -241,49 +263,57 @@ pub fn conv2d_backward(
     request: GradRequest,
 ) -> Result<Conv2dGrads> {
     conv2d_backward_with(
-        Conv2dAlgo::Auto,
         grad_output,
         input,
         weight,
         params,
         request,
+        Conv2dAlgo::Auto,
     )
 }
 
 /// [`conv2d_backward`] computed by a chosen implementation.
 pub fn conv2d_backward_with(
-    algo: Conv2dAlgo,
     grad_output: &Tensor,
     input: &Tensor,
     weight: &Tensor,
     params: &Conv2dParams,
     request: GradRequest,
+    algo: Conv2dAlgo,
 ) -> Result<Conv2dGrads> {
     let g = params.geometry(input.dims4(OP, "input")?, weight.dims4(OP, "weight")?)?;
     check_grad_output(&g, grad_output)?;
     let gy = grad_output.data();
     let grad_input = if request.input {
-        let mut gx = crate::alloc::zeroed(input.numel());
-        input_grad_into(algo, &g, gy, weight.data(), &mut gx)?;
+        let mut gx = crate::cpu::alloc::zeroed(input.numel());
+        grad_input_into(gy, weight.data(), &mut gx, &g, algo)?;
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
         None
     };
     let grad_weight = if request.weight {
         let mut gw = vec![0.0; weight.numel()];
-        weight_grad_into(algo, &g, gy, input.data(), &mut gw)?;
+        grad_weight_into(gy, input.data(), &mut gw, &g, algo)?;
         Some(Tensor::from_parts(weight.dims().to_vec(), gw))
     } else {
         None
     };
-    let grad_bias = match (request.bias, algo) {
-        (false, _) => None,
-        (true, Conv2dAlgo::Reference) => {
-            let mut gb = vec![0.0; g.out_channels];
-            reference::bias_grad(&g, gy, &mut gb);
-            Some(Tensor::from_parts(vec![g.out_channels], gb))
-        }
-        (true, _) => Some(conv2d_bias_grad(grad_output)?),
+    let grad_bias = if request.bias {
+        Some(match algo {
+            Conv2dAlgo::Reference => {
+                let mut gb = vec![0.0; g.out_channels];
+                reference::bias_grad(&g, gy, &mut gb);
+                Tensor::from_parts(vec![g.out_channels], gb)
+            }
+            // Every fast path shares one bias gradient.
+            Conv2dAlgo::Auto
+            | Conv2dAlgo::Im2col
+            | Conv2dAlgo::Direct
+            | Conv2dAlgo::Pointwise
+            | Conv2dAlgo::Depthwise => conv2d_grad_bias(grad_output)?,
+        })
+    } else {
+        None
     };
     Ok(Conv2dGrads {
         grad_input,
@@ -349,29 +379,39 @@ fn needs_materialized_padding(g: &Conv2dGeometry) -> bool {
     g.padding_mode != PaddingMode::Zeros && g.pad != [0; 4]
 }
 
+/// The geometry of `g`'s canonical form: a padding mode's border materialised into the
+/// input, cross-correlation.
+fn canonical_geometry(g: &Conv2dGeometry) -> Conv2dGeometry {
+    let mut geom = *g;
+    if needs_materialized_padding(g) {
+        geom.in_hw = g.padded_hw();
+        geom.pad = [0; 4];
+    }
+    geom.padding_mode = PaddingMode::Zeros;
+    geom.mode = ConvMode::CrossCorrelation;
+    geom
+}
+
 /// The canonical form of `g`; `x` and `w` may be empty when the caller does not need them.
 fn canonicalize<'a>(g: &Conv2dGeometry, x: &'a [f32], w: &'a [f32]) -> Canonical<'a> {
-    let mut geom = *g;
-    let x = if needs_materialized_padding(g) {
-        let [ph, pw] = g.padded_hw();
-        geom.in_hw = [ph, pw];
-        geom.pad = [0; 4];
-        if x.is_empty() {
-            Cow::Borrowed(x)
-        } else {
-            Cow::Owned(pad::pad_input(x, g.input_dims(), g.pad, g.padding_mode))
-        }
+    let x = if needs_materialized_padding(g) && !x.is_empty() {
+        Cow::Owned(pad::pad_input(x, g.input_dims(), g.pad, g.padding_mode))
     } else {
         Cow::Borrowed(x)
     };
-    geom.padding_mode = PaddingMode::Zeros;
-    let w = if g.mode == ConvMode::Convolution {
-        geom.mode = ConvMode::CrossCorrelation;
-        Cow::Owned(flip_kernels(w, g.kernel))
-    } else {
-        Cow::Borrowed(w)
-    };
-    Canonical { geom, x, w }
+    Canonical {
+        geom: canonical_geometry(g),
+        x,
+        w: cross_correlation_kernel(g, w),
+    }
+}
+
+/// The weight as cross-correlation reads it: flipped for `ConvMode::Convolution`.
+fn cross_correlation_kernel<'a>(g: &Conv2dGeometry, w: &'a [f32]) -> Cow<'a, [f32]> {
+    match g.mode {
+        ConvMode::CrossCorrelation => Cow::Borrowed(w),
+        ConvMode::Convolution => Cow::Owned(flip_kernels(w, g.kernel)),
+    }
 }
 
 /// Each `kh x kw` kernel rotated by 180 degrees (its own inverse).
@@ -386,12 +426,12 @@ fn flip_kernels(w: &[f32], [kh, kw]: [usize; 2]) -> Vec<f32> {
 /// Forward pass on raw NCHW slices described by `g`; `y` is overwritten. For callers that
 /// keep their own buffers (layers in a training loop).
 pub fn forward_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     y: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("input", x.len(), g.input_dims())?;
     check_len("weight", w.len(), g.weight_dims())?;
@@ -399,51 +439,55 @@ pub fn forward_into(
     if let Some(b) = b {
         check_bias(g, &[b.len()])?;
     }
-    if algo == Conv2dAlgo::Reference {
-        reference::forward(g, x, w, b, y);
-        return Ok(());
-    }
-    if matches!(algo, Conv2dAlgo::Auto | Conv2dAlgo::Depthwise) && is_depthwise(g) {
-        // The depthwise path reads any padding mode's border straight from the input.
-        let w = if g.mode == ConvMode::Convolution {
-            Cow::Owned(flip_kernels(w, g.kernel))
-        } else {
-            Cow::Borrowed(w)
-        };
-        depthwise::forward(g, x, &w, b, y);
-        return Ok(());
-    }
-    let c = canonicalize(g, x, w);
-    match algo.resolve(&c.geom)? {
-        Conv2dAlgo::Depthwise => depthwise::forward(&c.geom, &c.x, &c.w, b, y),
-        Conv2dAlgo::Pointwise => pointwise::forward(&c.geom, &c.x, &c.w, b, y),
-        Conv2dAlgo::Direct => direct::forward(&c.geom, &c.x, &c.w, b, y),
-        _ => im2col::forward(&c.geom, &c.x, &c.w, b, y),
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::forward(g, x, w, b, y);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
+    match path {
+        // The depthwise forward pass reads any padding mode's border straight from the input.
+        FastPath::Depthwise => depthwise::forward(g, x, &cross_correlation_kernel(g, w), b, y),
+        FastPath::Pointwise => {
+            let c = canonicalize(g, x, w);
+            pointwise::forward(&c.geom, &c.x, &c.w, b, y);
+        }
+        FastPath::Direct => {
+            let c = canonicalize(g, x, w);
+            direct::forward(&c.geom, &c.x, &c.w, b, y);
+        }
+        FastPath::Im2col => {
+            let c = canonicalize(g, x, w);
+            im2col::forward(&c.geom, &c.x, &c.w, b, y);
+        }
     }
     Ok(())
 }
 
 /// `grad_input` on raw slices; `gx` is overwritten.
-pub fn input_grad_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
+pub fn grad_input_into(
     gy: &[f32],
     w: &[f32],
     gx: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("weight", w.len(), g.weight_dims())?;
     check_len("grad_input", gx.len(), g.input_dims())?;
-    if algo == Conv2dAlgo::Reference {
-        reference::input_grad(g, gy, w, gx);
-        return Ok(());
-    }
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::input_grad(g, gy, w, gx);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
     let c = canonicalize(g, &[], w);
-    let path = algo.resolve(&c.geom)?;
     let run = |gx: &mut [f32]| match path {
-        Conv2dAlgo::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
-        Conv2dAlgo::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
-        Conv2dAlgo::Direct => match direct::transposed_problem(&c.geom) {
+        FastPath::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Direct => match direct::transposed_problem(&c.geom) {
             Some(t) => {
                 let mut wt = Scratch::take(c.w.len());
                 direct::transposed_weights(&c.geom, &c.w, &mut wt);
@@ -451,7 +495,7 @@ pub fn input_grad_into(
             }
             None => im2col::input_grad(&c.geom, gy, &c.w, gx),
         },
-        _ => im2col::input_grad(&c.geom, gy, &c.w, gx),
+        FastPath::Im2col => im2col::input_grad(&c.geom, gy, &c.w, gx),
     };
     if needs_materialized_padding(g) {
         let padded_len = c.geom.input_dims().iter().product();
@@ -466,26 +510,29 @@ pub fn input_grad_into(
 }
 
 /// `grad_weight` on raw slices; `gw` is overwritten.
-pub fn weight_grad_into(
-    algo: Conv2dAlgo,
-    g: &Conv2dGeometry,
+pub fn grad_weight_into(
     gy: &[f32],
     x: &[f32],
     gw: &mut [f32],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
 ) -> Result<()> {
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("input", x.len(), g.input_dims())?;
     check_len("grad_weight", gw.len(), g.weight_dims())?;
-    if algo == Conv2dAlgo::Reference {
-        reference::weight_grad(g, gy, x, gw);
-        return Ok(());
-    }
+    let path = match algo.route(&canonical_geometry(g))? {
+        Route::Reference => {
+            reference::weight_grad(g, gy, x, gw);
+            return Ok(());
+        }
+        Route::Fast(path) => path,
+    };
     let c = canonicalize(g, x, &[]);
-    match algo.resolve(&c.geom)? {
-        Conv2dAlgo::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
-        Conv2dAlgo::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
-        Conv2dAlgo::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
-        _ => im2col::weight_grad(&c.geom, gy, &c.x, gw),
+    match path {
+        FastPath::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }
     if g.mode == ConvMode::Convolution {
         for kernel in gw.chunks_exact_mut(g.kernel[0] * g.kernel[1]) {
@@ -497,12 +544,16 @@ pub fn weight_grad_into(
 
 /// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten).
 /// Each plane is summed in f32 vector lanes, planes are added in f64; channels in parallel.
-pub fn bias_grad_into(gy: &[f32], [n, k, ho, wo]: [usize; 4], gb: &mut [f32]) {
+pub fn grad_bias_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
     use rayon::prelude::*;
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
         let total: f64 = (0..n)
-            .map(|img| f64::from(crate::reduce::sum(&gy[(img * k + ch) * plane..][..plane])))
+            .map(|img| {
+                f64::from(crate::cpu::reduce::sum(
+                    &gy[(img * k + ch) * plane..][..plane],
+                ))
+            })
             .sum();
         *out = total as f32;
     });

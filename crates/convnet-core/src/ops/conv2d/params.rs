@@ -91,11 +91,15 @@ impl Default for Conv2dParams {
 }
 
 impl Conv2dParams {
-    /// Start from the defaults; `build()` checks the result.
+    /// Start from the defaults (`with_*` sets the others); [`build`](Conv2dParamsBuilder::build)
+    /// checks the result.
     ///
     /// ```
     /// use convnet_core::{Conv2dParams, Padding};
-    /// let p = Conv2dParams::builder().stride([2, 2]).padding(Padding::symmetric([1, 1])).build()?;
+    /// let p = Conv2dParams::builder()
+    ///     .with_stride([2, 2])
+    ///     .with_padding(Padding::symmetric([1, 1]))
+    ///     .build()?;
     /// assert_eq!(p.stride(), [2, 2]);
     /// # Ok::<(), convnet_core::Error>(())
     /// ```
@@ -244,20 +248,18 @@ impl Conv2dParams {
         ];
         for (axis, size, before, after) in axes {
             let widest = before.max(after);
-            let ok = match self.padding_mode {
-                PaddingMode::Zeros => true,
+            let (ok, rule) = match self.padding_mode {
+                PaddingMode::Zeros => (true, ""),
                 // PyTorch: reflect padding must be smaller than the dimension.
-                PaddingMode::Reflect => widest < size,
+                PaddingMode::Reflect => (widest < size, "reflect padding must be smaller than"),
                 // PyTorch: circular padding may wrap at most once.
-                PaddingMode::Circular => widest <= size,
-                PaddingMode::Replicate => size > 0 || widest == 0,
+                PaddingMode::Circular => (widest <= size, "circular padding must be at most"),
+                PaddingMode::Replicate => (
+                    size > 0 || widest == 0,
+                    "replicate padding needs a non-empty input, and got",
+                ),
             };
             if !ok {
-                let rule = match self.padding_mode {
-                    PaddingMode::Reflect => "reflect padding must be smaller than",
-                    PaddingMode::Circular => "circular padding must be at most",
-                    _ => "replicate padding needs a non-empty input, and got",
-                };
                 return Err(Error::param(
                     OP,
                     "padding",
@@ -278,27 +280,33 @@ pub struct Conv2dParamsBuilder {
 }
 
 impl Conv2dParamsBuilder {
-    pub fn stride(mut self, stride: [usize; 2]) -> Self {
+    /// Step of the kernel `[h, w]` (default 1).
+    pub fn with_stride(mut self, stride: [usize; 2]) -> Self {
         self.params.stride = stride;
         self
     }
-    pub fn padding(mut self, padding: Padding) -> Self {
+    /// How much padding, on which sides (default none).
+    pub fn with_padding(mut self, padding: Padding) -> Self {
         self.params.padding = padding;
         self
     }
-    pub fn dilation(mut self, dilation: [usize; 2]) -> Self {
+    /// Spacing of the kernel taps `[h, w]` (default 1).
+    pub fn with_dilation(mut self, dilation: [usize; 2]) -> Self {
         self.params.dilation = dilation;
         self
     }
-    pub fn groups(mut self, groups: usize) -> Self {
+    /// Channel groups: each filter sees `C / groups` input channels (default 1).
+    pub fn with_groups(mut self, groups: usize) -> Self {
         self.params.groups = groups;
         self
     }
-    pub fn padding_mode(mut self, mode: PaddingMode) -> Self {
+    /// What the padded border holds (default zeros).
+    pub fn with_padding_mode(mut self, mode: PaddingMode) -> Self {
         self.params.padding_mode = mode;
         self
     }
-    pub fn mode(mut self, mode: ConvMode) -> Self {
+    /// Cross-correlation (default) or convolution (the kernel flipped).
+    pub fn with_mode(mut self, mode: ConvMode) -> Self {
         self.params.mode = mode;
         self
     }

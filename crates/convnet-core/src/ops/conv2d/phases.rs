@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use super::params::Conv2dGeometry;
-use crate::simd::MAX_LANES;
+use crate::cpu::simd::MAX_LANES;
 
 /// Sizes and tap offsets of the phase layout of `channels` input channels.
 pub(crate) struct PhasePlan {

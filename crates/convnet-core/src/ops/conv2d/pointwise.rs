@@ -6,8 +6,8 @@
 //! - weight gradient: `dW[K_g, C_g] = sum_n dY[K_g, HW] * X^T`.
 
 use super::params::Conv2dGeometry;
-use crate::linalg::{Mat, MatMut, gemm};
-use crate::parallel::{Split, sum_over_parts};
+use crate::cpu::linalg::{Mat, MatMut, gemm};
+use crate::cpu::parallel::{Split, sum_over_parts};
 
 /// Forward: `y` (`[N, K, H, W]`) is overwritten.
 pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {

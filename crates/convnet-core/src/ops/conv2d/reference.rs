@@ -167,31 +167,31 @@ mod tests {
         let b = || Conv2dParams::builder();
         let cases = [
             (b(), [2, 3, 5, 6], [4, 3, 3, 3]),
-            (b().stride([2, 3]), [1, 2, 7, 8], [3, 2, 2, 3]),
-            (b().padding(explicit), [1, 2, 5, 5], [2, 2, 3, 3]),
-            (b().padding(Padding::Same), [1, 2, 5, 6], [2, 2, 4, 2]),
+            (b().with_stride([2, 3]), [1, 2, 7, 8], [3, 2, 2, 3]),
+            (b().with_padding(explicit), [1, 2, 5, 5], [2, 2, 3, 3]),
+            (b().with_padding(Padding::Same), [1, 2, 5, 6], [2, 2, 4, 2]),
             (
-                b().padding(Padding::Same).dilation([2, 1]),
+                b().with_padding(Padding::Same).with_dilation([2, 1]),
                 [1, 1, 6, 5],
                 [2, 1, 3, 4],
             ),
             (
-                b().dilation([2, 3]).stride([1, 2]),
+                b().with_dilation([2, 3]).with_stride([1, 2]),
                 [1, 2, 7, 9],
                 [2, 2, 2, 3],
             ),
-            (b().groups(2), [2, 4, 5, 5], [6, 2, 3, 3]),
+            (b().with_groups(2), [2, 4, 5, 5], [6, 2, 3, 3]),
             (
-                b().groups(3).padding(Padding::symmetric([1, 1])),
+                b().with_groups(3).with_padding(Padding::symmetric([1, 1])),
                 [1, 3, 4, 5],
                 [6, 1, 3, 3],
             ),
             (
-                b().mode(ConvMode::Convolution).padding(explicit),
+                b().with_mode(ConvMode::Convolution).with_padding(explicit),
                 [1, 2, 5, 4],
                 [2, 2, 2, 3],
             ),
-            (b().stride([3, 3]), [1, 1, 7, 7], [1, 1, 2, 2]),
+            (b().with_stride([3, 3]), [1, 1, 7, 7], [1, 1, 2, 2]),
         ];
         for (params, input, weight) in cases {
             check(params.build().unwrap(), input, weight);
@@ -207,21 +207,21 @@ mod tests {
             PaddingMode::Circular,
         ] {
             let params = Conv2dParams::builder()
-                .padding(Padding::Explicit {
+                .with_padding(Padding::Explicit {
                     top: 2,
                     bottom: 1,
                     left: 1,
                     right: 3,
                 })
-                .padding_mode(mode)
-                .stride([1, 2])
+                .with_padding_mode(mode)
+                .with_stride([1, 2])
                 .build()
                 .unwrap();
             check(params, [2, 2, 4, 5], [3, 2, 3, 2]);
             let conv = Conv2dParams::builder()
-                .padding(Padding::Same)
-                .padding_mode(mode)
-                .mode(ConvMode::Convolution)
+                .with_padding(Padding::Same)
+                .with_padding_mode(mode)
+                .with_mode(ConvMode::Convolution)
                 .build()
                 .unwrap();
             check(conv, [1, 2, 5, 4], [2, 2, 3, 4]);

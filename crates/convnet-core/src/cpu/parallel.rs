@@ -11,7 +11,7 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::scratch::Scratch;
+use crate::cpu::scratch::Scratch;
 
 /// How `tasks` independent tasks run on the current pool.
 #[derive(Debug, Clone, Copy)]

@@ -16,8 +16,8 @@
 //! 6 x 16, chosen per layer to pad the fewest channels. Each kernel checks the furthest read
 //! once, up front, and then loads without bounds checks.
 
-use crate::linalg::Mat;
-use crate::simd::{Portable, Simd};
+use crate::cpu::linalg::Mat;
+use crate::cpu::simd::{Portable, Simd};
 
 /// The direct micro-tile's shape and kernel, per instruction set.
 pub(crate) trait Tile: Simd {
@@ -97,7 +97,7 @@ impl Tile for Portable {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Tile for crate::simd::Avx512 {
+impl Tile for crate::cpu::simd::Avx512 {
     const MR: usize = 8;
     const NR: usize = 48;
     #[inline(always)]
@@ -115,7 +115,7 @@ impl Tile for crate::simd::Avx512 {
 }
 
 #[cfg(target_arch = "x86_64")]
-impl Tile for crate::simd::Avx2 {
+impl Tile for crate::cpu::simd::Avx2 {
     const MR: usize = 4;
     const NR: usize = 24;
     #[inline(always)]
@@ -326,11 +326,11 @@ mod tests {
         check_outer(Portable);
         #[cfg(target_arch = "x86_64")]
         {
-            if let Some(s) = crate::simd::Avx512::detect() {
+            if let Some(s) = crate::cpu::simd::Avx512::detect() {
                 check_direct(s);
                 check_outer(s);
             }
-            if let Some(s) = crate::simd::Avx2::detect() {
+            if let Some(s) = crate::cpu::simd::Avx2::detect() {
                 check_direct(s);
                 check_outer(s);
             }

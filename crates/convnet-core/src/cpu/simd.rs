@@ -1,11 +1,11 @@
 //! Run-time choice of instruction set for hand-vectorised kernels.
 //!
-//! A kernel is written once, generic over [`Simd`]: a zero-sized token whose methods are vector
+//! A kernel is written once, generic over `Simd`: a zero-sized token whose methods are vector
 //! operations on real vector registers (`__m512`, `__m256`, or a portable fallback). A token
 //! can only be obtained from `detect()`, after `is_x86_feature_detected!` confirmed the CPU has
-//! its instructions, which is what makes its methods sound. [`Simd::vectorize`] runs code
+//! its instructions, which is what makes its methods sound. `Simd::vectorize` runs code
 //! inside a `#[target_feature]` function for the token's instruction set, and
-//! [`multiversion!`] picks the best token at run time and vectorizes a kernel with it; every
+//! `multiversion!` picks the best token at run time and vectorizes a kernel with it; every
 //! other CPU runs the portable build. Nothing depends on compile-time `target-cpu`.
 //!
 //! [`set_max_simd_level`] (or the `CONVNET_SIMD` environment variable) caps the level, so
@@ -334,17 +334,17 @@ macro_rules! multiversion {
     ($vis:vis fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? => $imp:ident) => {
         $vis fn $name($($arg: $ty),*) $(-> $ret)? {
             #[allow(unused_imports)]
-            use $crate::simd::Simd as _;
+            use $crate::cpu::simd::Simd as _;
             #[cfg(target_arch = "x86_64")]
             {
-                if let Some(s) = $crate::simd::Avx512::detect() {
+                if let Some(s) = $crate::cpu::simd::Avx512::detect() {
                     return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
-                if let Some(s) = $crate::simd::Avx2::detect() {
+                if let Some(s) = $crate::cpu::simd::Avx2::detect() {
                     return s.vectorize(#[inline(always)] || $imp(s, $($arg),*));
                 }
             }
-            $imp($crate::simd::Portable, $($arg),*)
+            $imp($crate::cpu::simd::Portable, $($arg),*)
         }
     };
 }

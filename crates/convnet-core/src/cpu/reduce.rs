@@ -1,6 +1,6 @@
 //! Vectorised reductions shared by the kernels.
 
-use crate::simd::{Simd, multiversion};
+use crate::cpu::simd::{Simd, multiversion};
 
 multiversion!(pub(crate) fn sum(v: &[f32]) -> f32 => sum_impl);
 multiversion!(pub(crate) fn sum_sq_dev(v: &[f32], mean: f32) -> f32 => sum_sq_dev_impl);
@@ -49,7 +49,7 @@ fn sum_sq_dev_impl<S: Simd>(s: S, v: &[f32], mean: f32) -> f32 {
     while !rest.is_empty() {
         let n = rest.len().min(S::LANES);
         // Masked-off lanes load 0 and would add mean^2: mask the difference instead.
-        let mut d = [0.0f32; crate::simd::MAX_LANES];
+        let mut d = [0.0f32; crate::cpu::simd::MAX_LANES];
         for (d, &x) in d.iter_mut().zip(&rest[..n]) {
             *d = x - mean;
         }
@@ -101,59 +101,11 @@ fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::simd::Portable;
-
-    /// Runs `f` with every instruction set this CPU has (portable always).
-    fn for_each_simd(
-        mut f: impl FnMut(&str, &dyn Fn(&[f32], f32) -> f32, &dyn Fn(&[f32], &[f32], f32) -> (f32, f32)),
-    ) {
-        f(
-            "portable",
-            &|v, m| sum_sq_dev_impl(Portable, v, m),
-            &|g, x, m| sum_and_centered_dot_impl(Portable, g, x, m),
-        );
-        #[cfg(target_arch = "x86_64")]
-        {
-            if let Some(s) = crate::simd::Avx512::detect() {
-                f(
-                    "avx512",
-                    &|v, m| {
-                        s.vectorize(
-                            #[inline(always)]
-                            || sum_sq_dev_impl(s, v, m),
-                        )
-                    },
-                    &|g, x, m| {
-                        s.vectorize(
-                            #[inline(always)]
-                            || sum_and_centered_dot_impl(s, g, x, m),
-                        )
-                    },
-                );
-            }
-            if let Some(s) = crate::simd::Avx2::detect() {
-                f(
-                    "avx2",
-                    &|v, m| {
-                        s.vectorize(
-                            #[inline(always)]
-                            || sum_sq_dev_impl(s, v, m),
-                        )
-                    },
-                    &|g, x, m| {
-                        s.vectorize(
-                            #[inline(always)]
-                            || sum_and_centered_dot_impl(s, g, x, m),
-                        )
-                    },
-                );
-            }
-        }
-    }
+    use crate::testing::for_each_simd;
 
     #[test]
     fn centred_sums_match_f64_for_any_length_and_instruction_set() {
-        for_each_simd(|name, sq_dev, dot| {
+        for_each_simd!(|name, simd| {
             for n in [0, 1, 7, 8, 15, 16, 17, 31, 33, 63, 64, 65, 100, 1000] {
                 let x: Vec<f32> = (0..n)
                     .map(|i| ((i * 37) % 11) as f32 * 0.25 - 1.0)
@@ -161,7 +113,7 @@ mod tests {
                 let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
                 let mean = 0.375f32;
                 let want_sq: f64 = x.iter().map(|&v| (f64::from(v) - 0.375).powi(2)).sum();
-                let got = f64::from(sq_dev(&x, mean));
+                let got = f64::from(sum_sq_dev_impl(simd, &x, mean));
                 assert!(
                     (got - want_sq).abs() <= 1e-5 * want_sq.max(1.0),
                     "{name} n = {n}"
@@ -172,7 +124,7 @@ mod tests {
                     .zip(&x)
                     .map(|(&g, &x)| f64::from(g) * (f64::from(x) - 0.375))
                     .sum();
-                let (s, d) = dot(&g, &x, mean);
+                let (s, d) = sum_and_centered_dot_impl(simd, &g, &x, mean);
                 assert!(
                     (f64::from(s) - want_sum).abs() <= 1e-5 * want_sum.abs().max(1.0),
                     "{name} n = {n}"

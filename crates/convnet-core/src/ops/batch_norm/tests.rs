@@ -1,0 +1,444 @@
+//! Unit tests of batch normalization: finite-difference gradient checks in f64 on both loop
+//! orders, the vector kernels on every instruction set, the f32 API against the f64 kernels,
+//! hand-checked statistics and every error.
+
+use std::mem::MaybeUninit;
+
+use super::eval::{eval_backward, eval_forward};
+use super::simd::{affine_f32_impl, grad_input_f32_impl};
+use super::*;
+
+// Finite differences (crate::testing): with inputs in [-1, 1), `invstd` stays below ~5 on
+// these shapes and |f'''| below ~1e3, so truncation error < 1e-9; rounding < 1e-8.
+use crate::testing::{Rng, check_grad, for_each_simd};
+
+fn layout(dims: &[usize]) -> Layout {
+    Layout::new("test", &Tensor::zeros(dims.to_vec()).unwrap()).unwrap()
+}
+
+/// Row path (`s < 16`) and plane path (`s >= 16`), each with 2-D, 3-D and 4-D inputs.
+const SHAPES: [&[usize]; 8] = [
+    &[5, 3],
+    &[2, 3],
+    &[3, 2, 4],
+    &[2, 3, 2, 3],
+    &[1, 2, 3, 3],
+    &[2, 2, 17],
+    &[2, 2, 4, 4],
+    &[1, 3, 4, 5],
+];
+
+fn train_fwd(x: &[f64], l: Layout, w: Option<&[f64]>, b: Option<&[f64]>) -> Vec<f64> {
+    train_forward(x, l, w, b, 1e-3).0
+}
+
+fn eval_fwd(x: &[f64], l: Layout, rm: &[f64], rv: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
+    eval_forward(x, l, rm, rv, Some(w), Some(b), 0.1)
+}
+
+#[test]
+fn training_gradients_match_finite_differences() {
+    for (seed, dims) in SHAPES.into_iter().enumerate() {
+        let l = layout(dims);
+        let numel: usize = dims.iter().product();
+        let mut rng = Rng(seed as u64 + 1);
+        let x = rng.values(numel);
+        let w: Vec<f64> = rng.values(l.c).iter().map(|v| v + 1.5).collect();
+        let b = rng.values(l.c);
+        let wts = rng.values(numel);
+        for affine in [true, false] {
+            let (wo, bo) = if affine {
+                (Some(w.as_slice()), Some(b.as_slice()))
+            } else {
+                (None, None)
+            };
+            let (_, stats) = train_forward(&x, l, wo, bo, 1e-3);
+            let mean: Vec<f64> = stats.iter().map(|s| s.mean).collect();
+            let invstd: Vec<f64> = stats.iter().map(|s| s.invstd).collect();
+            let (gx, sums) = train_backward(&wts, &x, l, &mean, &invstd, wo);
+            let name = format!("batch_norm_train {dims:?} affine={affine}");
+            check_grad(
+                &format!("{name}: input"),
+                &x,
+                &wts,
+                |x| train_fwd(x, l, wo, bo),
+                &gx,
+            );
+            if affine {
+                let gw: Vec<f64> = sums
+                    .iter()
+                    .zip(&stats)
+                    .map(|(s, st)| s.dot * st.invstd)
+                    .collect();
+                let gb: Vec<f64> = sums.iter().map(|s| s.sum).collect();
+                check_grad(
+                    &format!("{name}: weight"),
+                    &w,
+                    &wts,
+                    |w| train_fwd(&x, l, Some(w), bo),
+                    &gw,
+                );
+                check_grad(
+                    &format!("{name}: bias"),
+                    &b,
+                    &wts,
+                    |b| train_fwd(&x, l, wo, Some(b)),
+                    &gb,
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn eval_gradients_match_finite_differences() {
+    for (seed, dims) in SHAPES.into_iter().enumerate() {
+        let l = layout(dims);
+        let numel: usize = dims.iter().product();
+        let mut rng = Rng(20 + seed as u64);
+        let x = rng.values(numel);
+        let rm = rng.values(l.c);
+        let rv: Vec<f64> = rng.values(l.c).iter().map(|v| v + 1.2).collect();
+        let w = rng.values(l.c);
+        let b = rng.values(l.c);
+        let wts = rng.values(numel);
+        let (gx, invstd, sums) = eval_backward(&wts, &x, l, &rm, &rv, Some(&w), 0.1);
+        let gw: Vec<f64> = sums.iter().zip(&invstd).map(|(s, i)| s.dot * i).collect();
+        let gb: Vec<f64> = sums.iter().map(|s| s.sum).collect();
+        let name = format!("batch_norm_eval {dims:?}");
+        let f = |x: &[f64], w: &[f64], b: &[f64]| eval_fwd(x, l, &rm, &rv, w, b);
+        check_grad(&format!("{name}: input"), &x, &wts, |x| f(x, &w, &b), &gx);
+        check_grad(&format!("{name}: weight"), &w, &wts, |w| f(&x, w, &b), &gw);
+        check_grad(&format!("{name}: bias"), &b, &wts, |b| f(&x, &w, b), &gb);
+    }
+}
+
+/// The element-wise kernels of every instruction set against the scalar loops, on every
+/// length around the vector widths (the reductions are tested in `reduce.rs`).
+#[test]
+fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
+    // SAFETY: every element was initialised by `MaybeUninit::new` (and maybe rewritten).
+    let read = |v: &[MaybeUninit<f32>]| -> Vec<f32> {
+        v.iter().map(|v| unsafe { v.assume_init() }).collect()
+    };
+    for_each_simd!(|name, simd| {
+        for n in [1, 7, 8, 15, 16, 17, 31, 32, 33, 100] {
+            let x: Vec<f32> = (0..n).map(|i| ((i * 37) % 11) as f32 * 0.3 - 1.0).collect();
+            let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
+            let (mean, a, b, q, r) = (0.37f32, 1.7f32, -0.2f32, 0.45f32, -0.05f32);
+            // One extra slot: nothing past the end is written.
+            let mut y = vec![MaybeUninit::new(f32::NAN); n + 1];
+            affine_f32_impl(simd, &x, mean, a, b, &mut y[..n]);
+            let y = read(&y);
+            for i in 0..n {
+                let exact = (f64::from(x[i]) - f64::from(mean)) * f64::from(a) + f64::from(b);
+                assert!(
+                    (f64::from(y[i]) - exact).abs() < 1e-6,
+                    "{name} affine n={n} i={i}"
+                );
+            }
+            assert!(y[n].is_nan(), "{name} affine wrote past the end");
+            let mut gx = vec![MaybeUninit::new(f32::NAN); n + 1];
+            grad_input_f32_impl(simd, &g, &x, mean, [a, q, r], &mut gx[..n]);
+            let gx = read(&gx);
+            for i in 0..n {
+                let exact = f64::from(g[i]) * f64::from(a)
+                    + ((f64::from(x[i]) - f64::from(mean)) * f64::from(q) + f64::from(r));
+                assert!(
+                    (f64::from(gx[i]) - exact).abs() < 1e-6,
+                    "{name} grad n={n} i={i}"
+                );
+            }
+            assert!(gx[n].is_nan(), "{name} grad_input wrote past the end");
+        }
+    });
+}
+
+/// A statistic per channel, as `batch_norm_train` returns it.
+fn stats(v: &[f32]) -> Tensor {
+    Tensor::new([v.len()], v.to_vec()).unwrap()
+}
+
+fn tensor(dims: &[usize], v: &[f64]) -> Tensor {
+    Tensor::new(dims.to_vec(), v.iter().map(|&v| v as f32).collect()).unwrap()
+}
+
+fn assert_close(what: &str, got: &[f32], want: &[f64], tol: f64) {
+    assert_eq!(got.len(), want.len(), "{what}: length");
+    for (i, (&g, &w)) in got.iter().zip(want).enumerate() {
+        assert!(
+            (f64::from(g) - w).abs() <= tol * w.abs().max(1.0),
+            "{what} at {i}: {g} vs {w}"
+        );
+    }
+}
+
+/// The public f32 API (vector loops for planes of 16+ values, parallel channels) against
+/// the f64 kernels on the same (f32-representable) data, with inputs far from zero mean.
+#[test]
+fn f32_api_matches_f64_kernels() {
+    let shapes: [&[usize]; 5] = [
+        &[64, 40],
+        &[5, 7, 9, 11],
+        &[3, 4, 33],
+        &[8, 32, 28, 28],
+        &[2, 3, 5],
+    ];
+    for (seed, dims) in shapes.into_iter().enumerate() {
+        let l = layout(dims);
+        let numel: usize = dims.iter().product();
+        let mut rng = Rng(40 + seed as u64);
+        let round = |v: Vec<f64>| v.iter().map(|&v| f64::from(v as f32)).collect::<Vec<_>>();
+        let x = round(rng.values(numel).iter().map(|v| 3.0 + 2.0 * v).collect());
+        let gy = round(rng.values(numel));
+        let w = round(rng.values(l.c).iter().map(|v| v + 1.5).collect());
+        let b = round(rng.values(l.c));
+        let (xt, gyt, wt, bt) = (
+            tensor(dims, &x),
+            tensor(dims, &gy),
+            tensor(&[l.c], &w),
+            tensor(&[l.c], &b),
+        );
+        let name = format!("{dims:?}");
+        // Training.
+        let bn = batch_norm_train(&xt, Some(&wt), Some(&bt), 1e-5).unwrap();
+        let (y, stats) = train_forward(&x, l, Some(&w), Some(&b), f64::from(1e-5f32));
+        assert_close(&format!("{name} output"), bn.output.data(), &y, 1e-5);
+        let mean: Vec<f64> = stats.iter().map(|s| s.mean).collect();
+        let invstd: Vec<f64> = stats.iter().map(|s| s.invstd).collect();
+        let var_unbiased: Vec<f64> = stats.iter().map(|s| s.var_unbiased).collect();
+        assert_close(&format!("{name} mean"), bn.mean.data(), &mean, 1e-6);
+        assert_close(&format!("{name} invstd"), bn.invstd.data(), &invstd, 1e-6);
+        assert_close(
+            &format!("{name} var_unbiased"),
+            bn.var_unbiased.data(),
+            &var_unbiased,
+            1e-6,
+        );
+        let grads = batch_norm_backward(&gyt, &xt, &bn.mean, &bn.invstd, Some(&wt)).unwrap();
+        let (gx, sums) = train_backward(&gy, &x, l, &mean, &invstd, Some(&w));
+        assert_close(
+            &format!("{name} grad_input"),
+            grads.grad_input.data(),
+            &gx,
+            1e-5,
+        );
+        let gw: Vec<f64> = sums.iter().zip(&invstd).map(|(s, i)| s.dot * i).collect();
+        let gb: Vec<f64> = sums.iter().map(|s| s.sum).collect();
+        assert_close(
+            &format!("{name} grad_weight"),
+            grads.grad_weight.unwrap().data(),
+            &gw,
+            1e-5,
+        );
+        assert_close(
+            &format!("{name} grad_bias"),
+            grads.grad_bias.unwrap().data(),
+            &gb,
+            1e-5,
+        );
+        // Evaluation, with the batch statistics as running statistics.
+        let rm = tensor(&[l.c], &mean);
+        let rv = tensor(&[l.c], &var_unbiased);
+        let ye = batch_norm_eval(&xt, &rm, &rv, Some(&wt), Some(&bt), 1e-3).unwrap();
+        let (rm64, rv64) = (round(mean.clone()), round(var_unbiased.clone()));
+        let y = eval_forward(&x, l, &rm64, &rv64, Some(&w), Some(&b), f64::from(1e-3f32));
+        assert_close(&format!("{name} eval output"), ye.data(), &y, 1e-5);
+        let ge = batch_norm_eval_backward(&gyt, &xt, &rm, &rv, Some(&wt), 1e-3).unwrap();
+        let (gx, inv, sums) = eval_backward(&gy, &x, l, &rm64, &rv64, Some(&w), f64::from(1e-3f32));
+        assert_close(
+            &format!("{name} eval grad_input"),
+            ge.grad_input.data(),
+            &gx,
+            1e-5,
+        );
+        let gw: Vec<f64> = sums.iter().zip(&inv).map(|(s, i)| s.dot * i).collect();
+        assert_close(
+            &format!("{name} eval grad_weight"),
+            ge.grad_weight.unwrap().data(),
+            &gw,
+            1e-5,
+        );
+    }
+}
+
+#[test]
+fn statistics_are_the_textbook_formulas() {
+    // One channel of 4 values: mean 2.5, biased var 1.25, unbiased 5/3.
+    let x = Tensor::new([2, 1, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let bn = batch_norm_train(&x, None, None, 0.75).unwrap();
+    assert_eq!(bn.mean.data(), [2.5]);
+    assert_eq!(bn.invstd.data(), [(1.0f64 / 2.0f64.sqrt()) as f32]);
+    assert_eq!(bn.var_unbiased.data(), [(5.0f64 / 3.0) as f32]);
+    let s = 1.0 / 2.0f32.sqrt();
+    assert_eq!(bn.output.data(), &[-1.5 * s, -0.5 * s, 0.5 * s, 1.5 * s]);
+    // The smallest batch PyTorch accepts: M = 2.
+    let x = Tensor::new([2, 2], vec![1.0, 5.0, 3.0, 5.0]).unwrap();
+    let bn = batch_norm_train(&x, None, None, 1e-5).unwrap();
+    assert_eq!(bn.mean.data(), [2.0, 5.0]);
+    assert_eq!(bn.var_unbiased.data(), [2.0, 0.0]);
+    // A constant channel: output 0 (not NaN), invstd 1/sqrt(eps).
+    assert_eq!(bn.output.data()[1], 0.0);
+    assert_eq!(
+        bn.invstd.data()[1],
+        (1.0 / f64::from(1e-5f32).sqrt()) as f32
+    );
+    // Without weight there are no parameter gradients; with one, both.
+    let g = Tensor::new([2, 2], vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+    let grads = batch_norm_backward(&g, &x, &bn.mean, &bn.invstd, None).unwrap();
+    assert!(grads.grad_weight.is_none() && grads.grad_bias.is_none());
+    let w = Tensor::new([2], vec![1.0, 1.0]).unwrap();
+    let with_w = batch_norm_backward(&g, &x, &bn.mean, &bn.invstd, Some(&w)).unwrap();
+    assert_eq!(with_w.grad_input, grads.grad_input);
+    assert_eq!(with_w.grad_bias.unwrap().data(), &[4.0, 6.0]);
+    let rm = Tensor::new([2], vec![0.0, 1.0]).unwrap();
+    let rv = Tensor::new([2], vec![3.0, 0.0]).unwrap();
+    let ge = batch_norm_eval_backward(&g, &x, &rm, &rv, None, 1.0).unwrap();
+    assert_eq!(ge.grad_input.data(), &[0.5, 2.0, 1.5, 4.0]);
+    assert!(ge.grad_weight.is_none() && ge.grad_bias.is_none());
+    let y = batch_norm_eval(&x, &rm, &rv, None, None, 1.0).unwrap();
+    assert_eq!(y.data(), &[0.5, 4.0, 1.5, 4.0]);
+}
+
+#[test]
+fn bad_inputs_are_errors_naming_what_is_wrong() {
+    let x = Tensor::zeros([4, 3, 2, 2]).unwrap();
+    let c3 = Tensor::zeros([3]).unwrap();
+    let c4 = Tensor::zeros([4]).unwrap();
+    let msg = |r: Result<BatchNormTrainOutput>| r.unwrap_err().to_string();
+    assert_eq!(
+        msg(batch_norm_train(
+            &Tensor::zeros([6]).unwrap(),
+            None,
+            None,
+            1e-5
+        )),
+        "batch_norm_train: input must be [N, C], [N, C, L] or [N, C, H, W], got shape [6] (1-D)"
+    );
+    assert!(
+        msg(batch_norm_train(
+            &Tensor::zeros([1, 2, 3, 4, 5]).unwrap(),
+            None,
+            None,
+            1e-5
+        ))
+        .contains("got shape [1, 2, 3, 4, 5] (5-D)")
+    );
+    for eps in [0.0, -1e-5, f32::NAN, f32::INFINITY] {
+        let err = batch_norm_train(&x, None, None, eps).unwrap_err();
+        assert!(matches!(err, Error::InvalidParameter { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("batch_norm_train: invalid eps: must be positive and finite, got {eps}")
+        );
+    }
+    assert_eq!(
+        msg(batch_norm_train(&x, Some(&c4), None, 1e-5)),
+        "batch_norm_train: weight must have shape [3] (one per channel of input \
+         [4, 3, 2, 2]), got [4]"
+    );
+    assert!(
+        msg(batch_norm_train(&x, Some(&c3), Some(&c4), 1e-5)).contains("bias must have shape [3]")
+    );
+    assert_eq!(
+        msg(batch_norm_train(
+            &Tensor::zeros([1, 3]).unwrap(),
+            None,
+            None,
+            1e-5
+        )),
+        "batch_norm_train: expected more than 1 value per channel when training, got input \
+         [1, 3] (as PyTorch: the unbiased variance of one value is undefined)"
+    );
+    assert!(
+        msg(batch_norm_train(
+            &Tensor::zeros([1, 3, 1, 1]).unwrap(),
+            None,
+            None,
+            1e-5
+        ))
+        .contains("more than 1 value per channel")
+    );
+    assert_eq!(
+        msg(batch_norm_train(
+            &Tensor::zeros([0, 3, 2, 2]).unwrap(),
+            None,
+            None,
+            1e-5
+        )),
+        "batch_norm_train: input [0, 3, 2, 2] has no values per channel (N * spatial = 0): \
+         the batch statistics are undefined"
+    );
+    assert!(
+        msg(batch_norm_train(
+            &Tensor::zeros([2, 3, 0]).unwrap(),
+            None,
+            None,
+            1e-5
+        ))
+        .contains("no values per channel")
+    );
+    // Evaluation.
+    let err = batch_norm_eval(&x, &c4, &c3, None, None, 1e-5).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "batch_norm_eval: running_mean must have shape [3] (one per channel of input \
+         [4, 3, 2, 2]), got [4]"
+    );
+    let err =
+        batch_norm_eval(&x, &c3, &Tensor::zeros([3, 1]).unwrap(), None, None, 1e-5).unwrap_err();
+    assert!(
+        err.to_string().contains("running_var must have shape [3]"),
+        "{err}"
+    );
+    let err = batch_norm_eval(&x, &c3, &c3, None, None, 0.0).unwrap_err();
+    assert!(
+        err.to_string().starts_with("batch_norm_eval: invalid eps"),
+        "{err}"
+    );
+    // Backward.
+    let g = Tensor::zeros([4, 3, 2, 2]).unwrap();
+    let err = batch_norm_backward(
+        &Tensor::zeros([4, 3, 4]).unwrap(),
+        &x,
+        &stats(&[0.0; 3]),
+        &stats(&[1.0; 3]),
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "batch_norm_backward: grad_output has shape [4, 3, 4] but the input has shape \
+         [4, 3, 2, 2]"
+    );
+    let err = batch_norm_backward(&g, &x, &stats(&[0.0; 2]), &stats(&[1.0; 3]), None).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "batch_norm_backward: mean has 2 values but input [4, 3, 2, 2] has 3 channels"
+    );
+    let err = batch_norm_backward(&g, &x, &stats(&[0.0; 3]), &stats(&[1.0; 4]), None).unwrap_err();
+    assert!(err.to_string().contains("invstd has 4 values"), "{err}");
+    let err =
+        batch_norm_backward(&g, &x, &stats(&[0.0; 3]), &stats(&[1.0; 3]), Some(&c4)).unwrap_err();
+    assert!(
+        err.to_string().contains("weight must have shape [3]"),
+        "{err}"
+    );
+    let e = Tensor::zeros([0, 3]).unwrap();
+    let err = batch_norm_backward(&e, &e, &stats(&[0.0; 3]), &stats(&[1.0; 3]), None).unwrap_err();
+    assert!(err.to_string().contains("no values per channel"), "{err}");
+    let err = batch_norm_eval_backward(&g, &x, &c3, &c3, None, -1.0).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("batch_norm_eval_backward: invalid eps"),
+        "{err}"
+    );
+    let err = batch_norm_eval_backward(&x, &x, &c3, &c4, None, 1e-5).unwrap_err();
+    assert!(
+        err.to_string().contains("running_var must have shape [3]"),
+        "{err}"
+    );
+    // An empty batch is fine in evaluation mode.
+    let y = batch_norm_eval(&e, &c3, &c3, None, None, 1e-5).unwrap();
+    assert_eq!(y.dims(), &[0, 3]);
+}

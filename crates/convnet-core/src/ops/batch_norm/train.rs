@@ -1,0 +1,149 @@
+//! Training mode: the batch statistics, the output, and the gradients through the statistics.
+
+use num_traits::Float;
+
+use super::layout::{
+    Layout, affine_rows, bias_of, column_sums, map_rows, per_channel, per_position, row_grad_sums,
+    weight_of,
+};
+use super::simd::{BnFloat, GradSums, from_f64, to_f64};
+
+/// The batch statistics of one channel.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Stats {
+    /// Rounded to the element type: the value the other passes subtract.
+    pub(super) mean: f64,
+    pub(super) invstd: f64,
+    pub(super) var_unbiased: f64,
+}
+
+/// The training statistics of a channel from its sum and centred sum of squares, and the
+/// coefficients `(a, b)` of its output `(x - mean) * a + b`.
+fn train_coefficients<T: Float>(
+    mean: T,
+    sq_dev: f64,
+    m: f64,
+    eps: f64,
+    weight: f64,
+    bias: T,
+) -> (Stats, T, T) {
+    let invstd = 1.0 / (sq_dev / m + eps).sqrt();
+    let stats = Stats {
+        mean: to_f64(mean),
+        invstd,
+        var_unbiased: sq_dev / (m - 1.0),
+    };
+    (stats, from_f64(invstd * weight), bias)
+}
+
+/// The coefficients `(s, q, r)` of a channel's training `grad_input`,
+/// `g * s + (x - mean) * q + r`: `s = w invstd`, `q = -s invstd² Σg(x - mean) / M`,
+/// `r = -s Σg / M` (PyTorch's `w invstd (g - mean(g) - x̂ mean(g x̂))`).
+fn backward_coefficients<T: Float>(sums: GradSums, m: f64, invstd: f64, weight: f64) -> [T; 3] {
+    let s = invstd * weight;
+    let q = -s * invstd * invstd * sums.dot / m;
+    let r = -s * sums.sum / m;
+    [from_f64(s), from_f64(q), from_f64(r)]
+}
+
+/// Training forward: batch statistics, then `y = (x - mean) * invstd * w + b`.
+pub(super) fn train_forward<T: BnFloat>(
+    x: &[T],
+    l: Layout,
+    w: Option<&[T]>,
+    b: Option<&[T]>,
+    eps: f64,
+) -> (Vec<T>, Vec<Stats>) {
+    let m = l.per_channel() as f64;
+    if l.uses_rows() {
+        let sums = column_sums(l, 1, |row, acc| {
+            for (a, &v) in acc.iter_mut().zip(l.row(x, row)) {
+                *a += to_f64(v);
+            }
+        });
+        let mean: Vec<T> = sums.iter().map(|&s| from_f64(s / m)).collect();
+        let mean_pos = per_position(mean.iter().copied(), l.s);
+        let sq_devs = column_sums(l, 1, |row, acc| {
+            for ((a, &v), &mu) in acc.iter_mut().zip(l.row(x, row)).zip(&mean_pos) {
+                let d = v - mu;
+                *a += to_f64(d * d);
+            }
+        });
+        let (stats, coef): (Vec<Stats>, Vec<(T, T)>) = (0..l.c)
+            .map(|ch| {
+                let (st, a, beta) = train_coefficients(
+                    mean[ch],
+                    sq_devs[ch],
+                    m,
+                    eps,
+                    weight_of(w, ch),
+                    bias_of(b, ch),
+                );
+                (st, (a, beta))
+            })
+            .unzip();
+        let a = coef.iter().map(|c| c.0);
+        let beta = coef.iter().map(|c| c.1);
+        return (affine_rows(x, l, mean.iter().copied(), a, beta), stats);
+    }
+    per_channel(l, |ch, planes| {
+        let sum: f64 = (0..l.n).map(|i| T::plane_sum(&x[l.plane(i, ch)])).sum();
+        let mean: T = from_f64(sum / m);
+        // Passes alternate direction, so each starts on the planes the previous one left in
+        // the cache (a channel of a large batch does not fit in L2).
+        let sq_dev: f64 = (0..l.n)
+            .rev()
+            .map(|i| T::plane_sq_dev(&x[l.plane(i, ch)], mean))
+            .sum();
+        let (stats, a, beta) =
+            train_coefficients(mean, sq_dev, m, eps, weight_of(w, ch), bias_of(b, ch));
+        for (i, out) in planes.iter_mut().enumerate() {
+            T::plane_affine(&x[l.plane(i, ch)], mean, a, beta, out);
+        }
+        stats
+    })
+}
+
+/// Training backward: `grad_input` (see [`backward_coefficients`]) and each channel's sums
+/// (for `grad_weight` and `grad_bias`).
+pub(super) fn train_backward<T: BnFloat>(
+    gy: &[T],
+    x: &[T],
+    l: Layout,
+    mean: &[f64],
+    invstd: &[f64],
+    w: Option<&[T]>,
+) -> (Vec<T>, Vec<GradSums>) {
+    let m = l.per_channel() as f64;
+    if l.uses_rows() {
+        let mean_pos = per_position(mean.iter().map(|&v| from_f64::<T>(v)), l.s);
+        let sums = row_grad_sums(gy, x, l, &mean_pos);
+        let coef: Vec<[T; 3]> = (0..l.c)
+            .map(|ch| backward_coefficients(sums[ch], m, invstd[ch], weight_of(w, ch)))
+            .collect();
+        let [s_pos, q_pos, r_pos] = [0, 1, 2].map(|k| per_position(coef.iter().map(|c| c[k]), l.s));
+        let gx = map_rows(l, |row, out| {
+            let n = out.len();
+            let (g, x) = (&l.row(gy, row)[..n], &l.row(x, row)[..n]);
+            let (mu, s, q, r) = (&mean_pos[..n], &s_pos[..n], &q_pos[..n], &r_pos[..n]);
+            for j in 0..n {
+                out[j] = g[j] * s[j] + ((x[j] - mu[j]) * q[j] + r[j]);
+            }
+        });
+        return (gx, sums);
+    }
+    per_channel(l, |ch, planes| {
+        let mu: T = from_f64(mean[ch]);
+        let sums = (0..l.n).fold(GradSums::ZERO, |acc, i| {
+            let p = l.plane(i, ch);
+            acc.add(T::plane_grad_sums(&gy[p.clone()], &x[p], mu))
+        });
+        let coef = backward_coefficients(sums, m, invstd[ch], weight_of(w, ch));
+        // Last planes first: the ones the sums left in the cache.
+        for (i, out) in planes.iter_mut().enumerate().rev() {
+            let p = l.plane(i, ch);
+            T::plane_grad_input(&gy[p.clone()], &x[p], mu, coef, out);
+        }
+        sums
+    })
+}
