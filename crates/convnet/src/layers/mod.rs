@@ -5,7 +5,7 @@
 //!
 //! [`KINDS`] is the registry: the list of kinds a model file may name, from which the type
 //! names, the model-file reader and the `convnet shape` shorthand come. A new layer kind is
-//! a new file here and one row of [`KINDS`].
+//! a new file here (declared and re-exported below) and one row of [`KINDS`].
 //!
 //! Shapes: layers see batches, `[N, C, H, W]` for image layers and `[N, F]` after a
 //! flatten. Each module documents its shapes. Parameters and buffers carry PyTorch's
@@ -48,7 +48,7 @@ use convnet_core::{GradRequest, Tensor};
 
 use crate::error::{Error, Result};
 
-/// Every layer kind a model file may name, in the order the documentation lists them.
+/// Every layer kind a model file may name (messages list their type names in this order).
 pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<Conv2dConfig>(),
     KindEntry::of::<LinearConfig>(),
