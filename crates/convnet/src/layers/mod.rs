@@ -17,6 +17,7 @@
 
 mod activation;
 mod conv;
+mod hardswish;
 mod kind;
 mod linear;
 mod norm;
@@ -29,6 +30,7 @@ pub use activation::{
     SigmoidConfig, TanhConfig,
 };
 pub use conv::{Conv2d, Conv2dConfig};
+pub use hardswish::{HardSwish, HardSwishConfig};
 pub use kind::{
     Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
     type_names,
@@ -59,6 +61,7 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<TanhConfig>(),
     KindEntry::of::<SigmoidConfig>(),
     KindEntry::of::<PReluConfig>(),
+    KindEntry::of::<HardSwishConfig>(),
     KindEntry::of::<MaxPool2dConfig>(),
     KindEntry::of::<AvgPool2dConfig>(),
     KindEntry::of::<AdaptiveAvgPool2dConfig>(),
