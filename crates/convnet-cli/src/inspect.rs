@@ -219,7 +219,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     )?;
     let maps = inspect::feature_maps(&mut model, &img.input, &layers)?;
     for (((&l, name), m), path) in layers.iter().zip(&names).zip(&maps).zip(&outputs) {
-        let kind = convnet::layers::Module::kind(&model.nodes()[l].layer);
+        let kind = model.nodes()[l].kind;
         let title = format!("{name} ({kind}) on {}", img.name);
         let picture = render::feature_maps(&img.pixels, m, &title)?;
         write_png(path, &picture)?;
@@ -288,7 +288,7 @@ pub fn kernels(args: KernelsArgs) -> Result<()> {
         None => model
             .nodes()
             .iter()
-            .position(|n| matches!(n.layer, convnet::layers::Layer::Conv2d(_)))
+            .position(|n| n.layer.is::<convnet::layers::Conv2d>())
             .context("the model has no convolutional layer")?,
     };
     let weights = inspect::kernels(&model, layer)?;

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use convnet::layers::ForwardCtx;
-use convnet::{ModelSpec, checkpoint, npy};
+use convnet::{Model, ModelSpec, checkpoint, npy};
 use convnet_core::Tensor;
 
 use crate::io::write_atomic;
@@ -35,7 +35,7 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> Result<()> {
     let spec = ModelSpec::load(&args.model)?;
-    let mut model = spec.build(0)?;
+    let mut model = Model::from_spec(&spec, 0)?;
     checkpoint::load_weights(&mut model, &args.weights)?;
     let x = npy::read(&args.input)?;
     let want = model.input_shape();

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use convnet::ModelSpec;
 use convnet::names::shorten;
+use convnet::spec::{ModelSpec, parse_hwc, shorthand_model};
 use convnet::summary::{self, Summary};
 
 #[derive(Args)]
@@ -158,8 +158,8 @@ pub fn table(s: &Summary, labels: &[String]) -> String {
 }
 
 pub fn shape(args: ShapeArgs) -> Result<()> {
-    let input = summary::parse_hwc(&args.input)?;
-    let spec = summary::shorthand_model(input, &args.layers)?;
+    let input = parse_hwc(&args.input)?;
+    let spec = shorthand_model(input, &args.layers)?;
     let s = summary::summarize_spec(&spec)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&s)?);
@@ -172,7 +172,7 @@ pub fn shape(args: ShapeArgs) -> Result<()> {
 pub fn summary(args: SummaryArgs) -> Result<()> {
     let mut spec = ModelSpec::load(&args.model)?;
     if let Some(input) = &args.input {
-        spec.input = summary::parse_hwc(input)?;
+        spec.input = parse_hwc(input)?;
     }
     let s = summary::summarize_spec(&spec)
         .with_context(|| format!("{} does not build", args.model.display()))?;

@@ -11,7 +11,7 @@ use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, TrainState, Trainer,
 };
-use convnet::{Error, ModelSpec};
+use convnet::{Error, Model, ModelSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 
 /// The reference model, built in.
@@ -226,7 +226,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     let spec = load_spec(args.model.as_deref())?;
     config.check_for_images(spec.input)?;
     let (data, origin) = open_data_recorded(args.data.as_deref(), args.resize)?;
-    let model = spec.build(config.seed)?;
+    let model = Model::from_spec(&spec, config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
     let run = new_run(args.out.as_deref(), TRAIN_OUT, "train")?;
     train(&mut trainer, &data, &origin, &run, args.save_every)
@@ -611,7 +611,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
         },
         seed: 0,
     };
-    let model = spec.build(config.seed)?;
+    let model = Model::from_spec(&spec, config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
     let run = new_run(args.out.as_deref(), DEMO_OUT, "demo")?;
     train(&mut trainer, &data, &origin, &run, 0)?;

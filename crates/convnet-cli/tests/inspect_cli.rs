@@ -18,7 +18,7 @@ fn reference_checkpoint(dir: &Path) -> PathBuf {
         &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fashion_cnn.toml"),
     )
     .unwrap();
-    let model = spec.build(3).unwrap();
+    let model = convnet::Model::from_spec(&spec, 3).unwrap();
     let sample = data::embedded_sample();
     let meta = CheckpointMeta {
         format: CheckpointMeta::FORMAT,

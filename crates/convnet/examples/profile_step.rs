@@ -5,14 +5,14 @@
 
 use std::time::Instant;
 
-use convnet::ModelSpec;
-use convnet::layers::{ForwardCtx, Module};
+use convnet::layers::ForwardCtx;
+use convnet::{Model, ModelSpec};
 use convnet_core::{Tensor, cross_entropy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = std::env::args().nth(1).map_or(Ok(128), |s| s.parse())?;
     let spec = ModelSpec::from_toml(include_str!("../../../models/fashion_cnn.toml"))?;
-    let mut model = spec.build(0)?;
+    let mut model = Model::from_spec(&spec, 0)?;
     let x = Tensor::from_fn([batch, 1, 28, 28], |i| {
         ((i * 7919) % 255) as f32 / 127.0 - 1.0
     })?;
@@ -64,7 +64,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         println!(
             "{:<14} {:<12} {:>9.2} {:>9.2}",
             node.name,
-            node.layer.kind(),
+            node.kind,
             1e3 * fwd[i] / reps as f64,
             1e3 * bwd[i] / reps as f64
         );

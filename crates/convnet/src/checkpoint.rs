@@ -500,7 +500,7 @@ pub fn save(
     write_dir(
         dir,
         &[
-            (MODEL_FILE, model.spec().to_toml().into_bytes()),
+            (MODEL_FILE, model.spec().to_toml()?.into_bytes()),
             (WEIGHTS_FILE, weights_bytes(model)?),
             (OPTIMIZER_FILE, tensors_bytes(optimizer_state)?),
             (META_FILE, json),
@@ -581,7 +581,7 @@ pub(crate) fn read_meta(dir: &Path) -> Result<CheckpointMeta> {
 pub fn load(path: &Path) -> Result<Checkpoint> {
     let dir = resolve(path)?;
     let spec = ModelSpec::load(&dir.join(MODEL_FILE))?;
-    let mut model = spec.build(0)?;
+    let mut model = Model::from_spec(&spec, 0)?;
     load_weights(&mut model, &dir.join(WEIGHTS_FILE))?;
     let meta = read_meta(&dir)?;
     meta.check(&model)

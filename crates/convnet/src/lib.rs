@@ -20,8 +20,9 @@ pub mod summary;
 pub mod train;
 
 pub use error::{Error, Result};
+pub use layers::LayerKind;
 pub use model::Model;
-pub use spec::{LayerKind, LayerSpec, ModelSpec};
+pub use spec::{LayerSpec, ModelSpec};
 
 /// The README's Rust examples, compiled and run as doc-tests so they stay true.
 #[cfg(doctest)]

@@ -1,43 +1,43 @@
-//! A model: a graph of named layers, run forward and backward.
+//! A model: a graph of named layers, built from a [`ModelSpec`], run forward and backward.
 //!
-//! Nodes are kept in the order they were declared; each reads the model input or earlier
-//! nodes, so that order is a topological order. A chain is a sequence of one-input layers;
-//! an `add` node joins two branches (a residual block). Parameters and buffers are named
-//! `<node>.<local>` (`features.0.weight`, `bn1.running_mean`): PyTorch's `state_dict` names
-//! when the nodes are named after the PyTorch modules.
+//! Nodes are kept in the order they were declared; each reads model inputs or earlier nodes,
+//! so that order is a topological order. A chain is a sequence of one-input layers; an `add`
+//! node joins two branches (a residual block). Any node's output can be captured by name
+//! ([`Model::node_index`], [`Model::forward_capture`]) and the outputs are any nodes (the
+//! last by default). Parameters and buffers are named `<node>.<local>` (`features.0.weight`,
+//! `bn1.running_mean`): PyTorch's `state_dict` names when the nodes are named after the
+//! PyTorch modules.
 
 use convnet_core::{Tensor, add_in_place};
 
 use crate::error::{Error, Result};
-use crate::layers::{Buffer, BufferMut, ForwardCtx, Layer, Module, Param};
+use crate::layers::{Buffer, BufferMut, ForwardCtx, Layer, Param};
+use crate::rng::Rng;
 use crate::spec::ModelSpec;
-
-/// Where a node reads from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    /// The model's input.
-    Input,
-    /// The output of an earlier node (by index).
-    Node(usize),
-}
+pub use crate::spec::Source;
 
 /// One named layer of a model.
 #[derive(Debug, Clone)]
 pub struct Node {
     pub name: String,
+    /// The layer's type name, as model files write it (`conv2d`, ...).
+    pub kind: &'static str,
     pub layer: Layer,
     pub inputs: Vec<Source>,
     /// Per-sample output shape (no batch axis).
     pub output_shape: Vec<usize>,
 }
 
-/// What a backward pass should return besides the parameter gradients.
+/// What a backward pass should compute besides the gradients that lead to it.
 #[derive(Debug, Clone, Default)]
 pub struct BackwardRequest<'a> {
-    /// The gradient w.r.t. the model input (saliency, activation maximization).
+    /// The gradient w.r.t. the model's (first) input (saliency, activation maximization).
     pub input: bool,
     /// Nodes whose output gradient to return (Grad-CAM).
     pub capture: &'a [usize],
+    /// Accumulate every parameter's gradient (training). Without it the pass goes only
+    /// where the requested gradients lie, so layers before them are never asked.
+    pub params: bool,
 }
 
 /// What a backward pass returned.
@@ -53,27 +53,51 @@ pub struct BackwardOutput {
 pub struct Model {
     spec: ModelSpec,
     nodes: Vec<Node>,
+    /// What the model returns, in order.
+    outputs: Vec<Source>,
+    /// Whether each node has parameters of its own.
+    has_params: Vec<bool>,
     /// Whether each node's output depends on a parameter (else its gradient is only needed
-    /// when the input gradient is).
+    /// when another gradient is).
     has_params_upstream: Vec<bool>,
 }
 
 impl Model {
-    /// Assemble a model from nodes already checked by [`ModelSpec::build`].
-    pub(crate) fn from_nodes(spec: ModelSpec, nodes: Vec<Node>) -> Self {
+    /// Check every layer of `spec` against its inputs and draw the weights (PyTorch's
+    /// default initialization) from `Rng::new(seed)`.
+    pub fn from_spec(spec: &ModelSpec, seed: u64) -> Result<Model> {
+        let plan = spec.plan()?;
+        let mut rng = Rng::new(seed);
+        let nodes: Vec<Node> = (plan.nodes.into_iter().enumerate())
+            .map(|(index, node)| {
+                let kind = node.layer.kind.type_name();
+                let layer =
+                    (node.layer.build(&mut rng)).map_err(|e| spec.layer_error(index, kind, e))?;
+                Ok(Node {
+                    name: node.name,
+                    kind,
+                    layer,
+                    inputs: node.inputs,
+                    output_shape: node.layer.output.shape,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let has_params: Vec<bool> = nodes.iter().map(|n| !n.layer.params().is_empty()).collect();
         let mut upstream = vec![false; nodes.len()];
         for (i, node) in nodes.iter().enumerate() {
-            upstream[i] = !node.layer.params().is_empty()
+            upstream[i] = has_params[i]
                 || node.inputs.iter().any(|s| match s {
-                    Source::Input => false,
+                    Source::Input(_) => false,
                     Source::Node(j) => upstream[*j],
                 });
         }
-        Model {
-            spec,
+        Ok(Model {
+            spec: spec.clone(),
             nodes,
+            outputs: plan.outputs,
+            has_params,
             has_params_upstream: upstream,
-        }
+        })
     }
 
     /// The description this model was built from (what a model file holds).
@@ -90,16 +114,28 @@ impl Model {
         &mut self.nodes
     }
 
-    /// Per-sample input shape `[C, H, W]`.
+    /// Per-sample shape `[C, H, W]` of the (first) input.
     pub fn input_shape(&self) -> [usize; 3] {
         self.spec.input
     }
 
-    /// Per-sample output shape.
+    /// Where the model's outputs come from, in order.
+    pub fn outputs(&self) -> &[Source] {
+        &self.outputs
+    }
+
+    /// Per-sample shape of the (first) output.
     pub fn output_shape(&self) -> &[usize] {
-        self.nodes
-            .last()
-            .map_or(&self.spec.input[..], |n| &n.output_shape)
+        self.shape_of(self.outputs[0])
+    }
+
+    /// Per-sample shape of what `source` holds.
+    fn shape_of(&self, source: Source) -> &[usize] {
+        match source {
+            Source::Node(j) => &self.nodes[j].output_shape,
+            Source::Input(0) => &self.spec.input,
+            Source::Input(k) => &self.spec.extra_inputs[k - 1].shape,
+        }
     }
 
     /// Index of the node called `name`, or an error listing the names there are.
@@ -116,7 +152,7 @@ impl Model {
             })
     }
 
-    /// Run the model on a batch `[N, C, H, W]`.
+    /// Run the model on a batch `[N, C, H, W]`: its (first) output.
     pub fn forward(&mut self, input: &Tensor, ctx: ForwardCtx) -> Result<Tensor> {
         Ok(self.forward_capture(input, ctx, &[])?.0)
     }
@@ -128,52 +164,65 @@ impl Model {
         ctx: ForwardCtx,
         capture: &[usize],
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        self.check_input(input)?;
+        let (mut outputs, captured) =
+            self.forward_all(std::slice::from_ref(input), ctx, capture)?;
+        Ok((outputs.swap_remove(0), captured))
+    }
+
+    /// Run the model on one batch per input (in the order of [`ModelSpec::extra_inputs`],
+    /// after the image input): every output, and the outputs of the nodes `capture`.
+    pub fn forward_all(
+        &mut self,
+        inputs: &[Tensor],
+        ctx: ForwardCtx,
+        capture: &[usize],
+    ) -> Result<(Vec<Tensor>, Vec<Tensor>)> {
+        self.check_inputs(inputs)?;
         let n = self.nodes.len();
-        if n == 0 {
-            return Ok((input.clone(), Vec::new()));
-        }
-        // How many more reads each output has: at its last read it is handed over (moved)
-        // rather than shared, so the layer may overwrite it in place.
+        // How many more reads each output has (a model output counts as one): at its last
+        // read it is handed over (moved) rather than shared, so the layer may overwrite it
+        // in place.
         let mut reads_left = vec![0usize; n];
-        for node in &self.nodes {
-            for s in &node.inputs {
-                if let Source::Node(j) = s {
-                    reads_left[*j] += 1;
-                }
+        let reads = self.nodes.iter().flat_map(|node| &node.inputs);
+        for s in reads.chain(&self.outputs) {
+            if let Source::Node(j) = s {
+                reads_left[*j] += 1;
             }
         }
         let mut values: Vec<Option<Tensor>> = vec![None; n];
+        let mut read = |s: Source, values: &mut Vec<Option<Tensor>>| match s {
+            Source::Input(k) => Some(inputs[k].clone()),
+            Source::Node(j) => {
+                reads_left[j] -= 1;
+                if reads_left[j] == 0 {
+                    values[j].take()
+                } else {
+                    values[j].clone()
+                }
+            }
+        };
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
         for i in 0..n {
             let node = &mut self.nodes[i];
-            let mut inputs: Vec<Tensor> = Vec::with_capacity(node.inputs.len());
-            for s in &node.inputs {
-                let value = match *s {
-                    Source::Input => input.clone(),
-                    Source::Node(j) => {
-                        reads_left[j] -= 1;
-                        let v = if reads_left[j] == 0 {
-                            values[j].take()
-                        } else {
-                            values[j].clone()
-                        };
-                        v.ok_or_else(|| {
-                            Error::model(format!("{}: input {j} was dropped early", node.name))
-                        })?
-                    }
-                };
-                inputs.push(value);
+            let mut layer_inputs: Vec<Tensor> = Vec::with_capacity(node.inputs.len());
+            for &s in &node.inputs {
+                let value = read(s, &mut values).ok_or_else(|| {
+                    Error::model(format!("{}: input {s:?} was dropped early", node.name))
+                })?;
+                layer_inputs.push(value);
             }
             let ctx = ForwardCtx {
                 node: i as u64,
                 ..ctx
             };
-            let y = node.layer.forward(inputs, &ctx).map_err(|e| Error::Layer {
-                name: node.name.clone(),
-                kind: node.layer.kind(),
-                error: Box::new(e),
-            })?;
+            let y = node
+                .layer
+                .forward(layer_inputs, &ctx)
+                .map_err(|e| Error::Layer {
+                    name: node.name.clone(),
+                    kind: node.kind,
+                    error: Box::new(e),
+                })?;
             for (slot, &c) in captured.iter_mut().zip(capture) {
                 if c == i {
                     *slot = Some(y.clone());
@@ -181,7 +230,12 @@ impl Model {
             }
             values[i] = Some(y);
         }
-        let out = values[n - 1].take().expect("the last node's output");
+        let outputs = (self.outputs.iter())
+            .map(|&s| {
+                read(s, &mut values)
+                    .ok_or_else(|| Error::model(format!("output {s:?} was dropped early")))
+            })
+            .collect::<Result<_>>()?;
         let captured = captured
             .into_iter()
             .zip(capture)
@@ -189,31 +243,35 @@ impl Model {
                 c.ok_or_else(|| Error::model(format!("cannot capture node {i}: no such node")))
             })
             .collect::<Result<_>>()?;
-        Ok((out, captured))
+        Ok((outputs, captured))
     }
 
-    /// Backward from the gradient of the loss w.r.t. the output: accumulates every
+    /// Backward from the gradient of the loss w.r.t. the (first) output: accumulates every
     /// parameter's gradient. Needs a forward pass that recorded (training, or evaluation
     /// with `record`).
     pub fn backward(&mut self, grad_output: &Tensor) -> Result<()> {
-        self.backward_with(grad_output, &BackwardRequest::default())
-            .map(|_| ())
+        let request = BackwardRequest {
+            params: true,
+            ..BackwardRequest::default()
+        };
+        self.backward_with(grad_output, &request).map(|_| ())
     }
 
-    /// [`Model::backward`], also returning the input gradient and node-output gradients that
-    /// `request` asks for.
+    /// Backward from the gradient w.r.t. the (first) output, computing what `request` asks
+    /// for.
     pub fn backward_with(
         &mut self,
         grad_output: &Tensor,
         request: &BackwardRequest<'_>,
     ) -> Result<BackwardOutput> {
-        if self.nodes.is_empty() {
-            return Ok(BackwardOutput {
-                input: request.input.then(|| grad_output.clone()),
+        match self.outputs[0] {
+            Source::Node(j) => self.backward_from(j, grad_output, request),
+            // The output is an input: its gradient is the output's.
+            Source::Input(k) => Ok(BackwardOutput {
+                input: (request.input && k == 0).then(|| grad_output.clone()),
                 captured: vec![None; request.capture.len()],
-            });
+            }),
         }
-        self.backward_from(self.nodes.len() - 1, grad_output, request)
     }
 
     /// Backward from the gradient of an objective w.r.t. the output of node `start` (a unit
@@ -247,24 +305,7 @@ impl Model {
             input: None,
             captured: vec![None; request.capture.len()],
         };
-        // A node's output gradient is needed if a parameter or a requested gradient lies
-        // upstream of it.
-        let mut needed = self.has_params_upstream.clone();
-        for &c in request.capture {
-            if c < n {
-                needed[c] = true;
-            }
-        }
-        for i in 0..n {
-            if request.input
-                || self.nodes[i]
-                    .inputs
-                    .iter()
-                    .any(|s| matches!(s, Source::Node(j) if needed[*j]))
-            {
-                needed[i] = true;
-            }
-        }
+        let needed = self.needed_gradients(request);
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[start] = Some(grad.clone());
         for i in (0..=start).rev() {
@@ -276,22 +317,34 @@ impl Model {
             }
             let node = &mut self.nodes[i];
             let need_input_grad = node.inputs.iter().any(|s| match s {
-                Source::Input => request.input,
+                Source::Input(k) => request.input && *k == 0,
                 Source::Node(j) => needed[*j],
             });
+            let wants_params = request.params && self.has_params[i];
+            if !need_input_grad && !wants_params {
+                continue;
+            }
+            let layer_error = |node: &Node, e: Error| Error::Layer {
+                name: node.name.clone(),
+                kind: node.kind,
+                error: Box::new(e),
+            };
+            if !node.layer.has_backward() {
+                return Err(layer_error(
+                    node,
+                    Error::model(
+                        "runs inference only (it has no backward pass), so no gradient flows \
+                         through it to the layers before it",
+                    ),
+                ));
+            }
             let input_grads =
-                node.layer
-                    .backward(g, need_input_grad)
-                    .map_err(|e| Error::Layer {
-                        name: node.name.clone(),
-                        kind: node.layer.kind(),
-                        error: Box::new(e),
-                    })?;
+                (node.layer.backward(g, need_input_grad)).map_err(|e| layer_error(node, e))?;
             for (s, gi) in node.inputs.clone().into_iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };
                 let slot = match s {
-                    Source::Input if request.input => &mut out.input,
-                    Source::Input => continue,
+                    Source::Input(0) if request.input => &mut out.input,
+                    Source::Input(_) => continue,
                     Source::Node(j) if needed[j] => &mut grads[j],
                     Source::Node(_) => continue,
                 };
@@ -304,15 +357,65 @@ impl Model {
         Ok(out)
     }
 
-    fn check_input(&self, input: &Tensor) -> Result<()> {
-        let want = self.spec.input;
-        match input.dims() {
-            [_, c, h, w] if [*c, *h, *w] == want => Ok(()),
-            dims => Err(Error::model(format!(
-                "the model takes inputs [N, {}, {}, {}], got {:?}",
-                want[0], want[1], want[2], dims
-            ))),
+    /// Whether each node's output gradient is needed: a requested gradient (a captured node,
+    /// the input, or with `params` a parameter) lies upstream of it.
+    fn needed_gradients(&self, request: &BackwardRequest<'_>) -> Vec<bool> {
+        let n = self.nodes.len();
+        let mut needed: Vec<bool> = (self.has_params_upstream.iter())
+            .map(|&p| request.params && p)
+            .collect();
+        for &c in request.capture {
+            if c < n {
+                needed[c] = true;
+            }
         }
+        for i in 0..n {
+            let reads_needed = self.nodes[i].inputs.iter().any(|s| match s {
+                Source::Input(k) => request.input && *k == 0,
+                Source::Node(j) => needed[*j],
+            });
+            needed[i] |= reads_needed;
+        }
+        needed
+    }
+
+    /// One batch per model input, each of its input's shape, all of the same size.
+    fn check_inputs(&self, inputs: &[Tensor]) -> Result<()> {
+        let count = 1 + self.spec.extra_inputs.len();
+        if inputs.len() != count {
+            return Err(Error::model(format!(
+                "the model takes {count} input(s) (input{}), got {}",
+                self.spec
+                    .extra_inputs
+                    .iter()
+                    .map(|i| format!(", {}", i.name))
+                    .collect::<String>(),
+                inputs.len()
+            )));
+        }
+        let batch = inputs[0].dims().first().copied();
+        for (k, input) in inputs.iter().enumerate() {
+            let want = self.shape_of(Source::Input(k));
+            let dims = input.dims();
+            if dims.len() != want.len() + 1
+                || dims[1..] != want[..]
+                || dims.first() != batch.as_ref()
+            {
+                let shown: Vec<String> = want.iter().map(|d| d.to_string()).collect();
+                return Err(Error::model(match k {
+                    0 => format!(
+                        "the model takes inputs [N, {}], got {dims:?}",
+                        shown.join(", ")
+                    ),
+                    _ => format!(
+                        "the model's input '{}' is [N, {}] (N as the first input's), got {dims:?}",
+                        self.spec.extra_inputs[k - 1].name,
+                        shown.join(", ")
+                    ),
+                }));
+            }
+        }
+        Ok(())
     }
 
     /// Every parameter with its full name, in declaration order.

@@ -5,12 +5,13 @@
 use std::path::PathBuf;
 
 mod common;
-use common::tiny::{config, data, diverge, spec, temp_dir};
+use common::tiny::{config, data, diverge, model, temp_dir};
 
 use convnet::checkpoint::{self, CheckpointMeta};
+use convnet::layers::{BatchNormConfig, Conv2dConfig, FlattenConfig, LinearConfig};
 use convnet::optim::OptimizerConfig;
 use convnet::train::{Control, StepProgress, TrainHooks, Trainer};
-use convnet::{Error, LayerKind, ModelSpec};
+use convnet::{Error, Model, ModelSpec};
 
 fn meta(trainer: &Trainer) -> CheckpointMeta {
     CheckpointMeta {
@@ -65,7 +66,7 @@ fn weights(trainer: &Trainer) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn a_run_resumed_mid_epoch_ends_exactly_like_the_uninterrupted_run() {
     let data = data();
-    let mut whole = Trainer::new(spec().build(42).unwrap(), config(), &data).unwrap();
+    let mut whole = Trainer::new(model(42), config(), &data).unwrap();
     whole.run(&data, &mut convnet::train::NoHooks).unwrap();
     assert_eq!(whole.state.history.len(), 4);
     // It learned something (4 classes: chance is 25%).
@@ -77,7 +78,7 @@ fn a_run_resumed_mid_epoch_ends_exactly_like_the_uninterrupted_run() {
 
     let dir = temp_dir("resume").join("last");
     // 6 steps per epoch: stop in the middle of the second epoch.
-    let mut first = Trainer::new(spec().build(42).unwrap(), config(), &data).unwrap();
+    let mut first = Trainer::new(model(42), config(), &data).unwrap();
     let err = first
         .run(
             &data,
@@ -118,7 +119,7 @@ fn a_run_resumed_mid_epoch_ends_exactly_like_the_uninterrupted_run() {
 #[test]
 fn checkpoints_round_trip_weights_buffers_and_optimizer_state() {
     let data = data();
-    let mut trainer = Trainer::new(spec().build(1).unwrap(), config(), &data).unwrap();
+    let mut trainer = Trainer::new(model(1), config(), &data).unwrap();
     let dir = temp_dir("roundtrip").join("ck");
     trainer
         .run(
@@ -170,16 +171,16 @@ fn checkpoints_round_trip_weights_buffers_and_optimizer_state() {
 #[test]
 fn weights_that_do_not_fit_the_model_are_refused_with_the_reasons() {
     let dir = temp_dir("mismatch");
-    let model = spec().build(0).unwrap();
+    let model = model(0);
     let path = dir.join("weights.safetensors");
     std::fs::write(&path, checkpoint::weights_bytes(&model).unwrap()).unwrap();
     // A model with a wider conv: the shapes differ and bn has other sizes.
     let wider = ModelSpec::new([1, 8, 8])
-        .layer("conv", LayerKind::conv2d(6, [3, 3]))
-        .layer("bn", LayerKind::batch_norm(true))
-        .layer("flat", LayerKind::Flatten)
-        .layer("head", LayerKind::linear(4));
-    let mut other = wider.build(0).unwrap();
+        .layer("conv", Conv2dConfig::lazy(6, [3, 3]))
+        .layer("bn", BatchNormConfig::lazy_2d())
+        .layer("flat", FlattenConfig {})
+        .layer("head", LinearConfig::lazy(4));
+    let mut other = Model::from_spec(&wider, 0).unwrap();
     let err = checkpoint::load_weights(&mut other, &path)
         .unwrap_err()
         .to_string();

@@ -2,27 +2,14 @@
 //! photograph, for 3x3, 5x5 and 7x7 kernels in every border mode, and `--mode convolve` equals
 //! `scipy.ndimage.convolve` (tools/gen_filter_fixtures.py writes the fixture).
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::reference::{max_abs_diff, repo};
 
 use convnet::checkpoint::read_safetensors;
 use convnet::filter::{Kernel, apply_kernel};
 use convnet_core::{Conv2dParams, ConvMode, Padding, PaddingMode, Tensor};
 
 const TOLERANCE: f32 = 1e-4;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 fn filter(input: &Tensor, kernel: &Tensor, mode: PaddingMode, conv: ConvMode) -> Tensor {
     let k = kernel.dims()[0];

@@ -27,7 +27,7 @@ fn saved_run(name: &str) -> (RunFolder, DataSplit) {
         epochs: 1,
         ..tiny::config()
     };
-    let mut trainer = Trainer::new(tiny::spec().build(3).unwrap(), config, &data).unwrap();
+    let mut trainer = Trainer::new(tiny::model(3), config, &data).unwrap();
     trainer.run(&data, &mut convnet::train::NoHooks).unwrap();
     let origin = DataOrigin {
         folder: None,

@@ -5,32 +5,23 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use common::fuzz;
-use convnet::ModelSpec;
+use common::reference::{doc_examples, repo};
 use convnet::summary::summarize_spec;
+use convnet::{Model, ModelSpec};
 
 /// Accepted models with at most this many parameters are also built (weights drawn): enough
 /// for the reference model and the documentation's examples, small enough to stay fast.
 const BUILD_PARAMS: u64 = 1 << 20;
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
 fn seeds() -> Vec<Vec<u8>> {
-    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(repo().join("models"))
+    let mut seeds: Vec<Vec<u8>> = std::fs::read_dir(repo("models"))
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "toml"))
         .map(|p| std::fs::read(p).unwrap())
         .collect();
-    let docs = std::fs::read_to_string(repo().join("docs/model-files.md")).unwrap();
-    for block in docs.split("```toml\n").skip(1) {
-        let end = block.find("```").expect("a closed code block");
-        seeds.push(block.as_bytes()[..end].to_vec());
-    }
+    seeds.extend(doc_examples().into_iter().map(String::into_bytes));
     assert!(
         seeds.len() >= 5,
         "expected the models and the docs' examples"
@@ -47,7 +38,8 @@ fn check(bytes: &[u8]) -> bool {
     let Ok(spec) = ModelSpec::from_toml(text) else {
         return false;
     };
-    let again = ModelSpec::from_toml(&spec.to_toml()).expect("a written model file reads back");
+    let text = spec.to_toml().expect("a model that reads is written");
+    let again = ModelSpec::from_toml(&text).expect("a written model file reads back");
     assert_eq!(
         again, spec,
         "a model file written back reads as another model"
@@ -56,7 +48,7 @@ fn check(bytes: &[u8]) -> bool {
         return true;
     };
     if summary.total_params <= BUILD_PARAMS {
-        let model = spec.build(0).expect("a model that plans builds");
+        let model = Model::from_spec(&spec, 0).expect("a model that plans builds");
         assert_eq!(model.param_count() as u64, summary.total_params);
     }
     true

@@ -2,14 +2,15 @@
 //! tools/gen_geometry_fixtures.py), for the reference model and ResNet-18, and receptive fields
 //! follow the formula.
 
-use convnet::ModelSpec;
+mod common;
+use common::reference::repo;
+
 use convnet::summary::{Summary, summarize};
+use convnet::{Model, ModelSpec};
 
 fn summary_of(file: &str) -> Summary {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../../models")
-        .join(file);
-    let model = ModelSpec::load(&path).unwrap().build(0).unwrap();
+    let spec = ModelSpec::load(&repo("models").join(file)).unwrap();
+    let model = Model::from_spec(&spec, 0).unwrap();
     summarize(&model).unwrap()
 }
 

@@ -2,36 +2,15 @@
 //! (tools/gen_gradcam_fixtures.py, float64) on the reference model with fixed weights, for
 //! several images, classes and layers.
 
-use std::path::{Path, PathBuf};
+mod common;
+use common::reference::{fixture, max_abs_diff, reference_model};
 
-use convnet::ModelSpec;
-use convnet::checkpoint::{load_weights, read_safetensors};
+use convnet::checkpoint::read_safetensors;
 use convnet::inspect::{CamMethod, explain};
-
-const FASHION: &str = include_str!("../../../models/fashion_cnn.toml");
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
-}
 
 #[test]
 fn maps_equal_pytorch_within_1e_4() {
-    let mut model = ModelSpec::from_toml(FASHION).unwrap().build(0).unwrap();
-    load_weights(
-        &mut model,
-        &fixture("fashion_reference_weights.safetensors"),
-    )
-    .unwrap();
+    let mut model = reference_model();
     let io = read_safetensors(&fixture("fashion_reference_io.safetensors")).unwrap();
     let inputs = &io["input"].0;
     let plane = 28 * 28;

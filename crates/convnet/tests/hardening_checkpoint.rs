@@ -11,7 +11,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 
 mod common;
-use common::tiny::{config, data, diverge, spec, temp_dir};
+use common::tiny::{config, data, diverge, model, temp_dir};
 
 use convnet::Model;
 use convnet::checkpoint::{
@@ -72,7 +72,7 @@ fn train_or_resume(dir: &Path) {
         (run, saved.into_trainer(&data).unwrap())
     } else {
         let run = RunFolder::create(dir, "").unwrap();
-        let trainer = Trainer::new(spec().build(42).unwrap(), short_config(), &data).unwrap();
+        let trainer = Trainer::new(model(42), short_config(), &data).unwrap();
         (run, trainer)
     };
     let mut saves = Saves {
@@ -244,7 +244,7 @@ fn saved_checkpoint(name: &str) -> (PathBuf, RunFolder) {
     let dir = temp_dir(name);
     let run = RunFolder::create(&dir.join("run"), "").unwrap();
     let data = data();
-    let mut trainer = Trainer::new(spec().build(7).unwrap(), short_config(), &data).unwrap();
+    let mut trainer = Trainer::new(model(7), short_config(), &data).unwrap();
     let mut saves = Saves {
         run: &run,
         save_every: 3,
@@ -306,7 +306,7 @@ fn a_normalization_that_does_not_fit_the_model_is_refused_on_load() {
         std: vec![1.0; 3],
     };
     let err = Trainer::resume(
-        spec().build(0).unwrap(),
+        model(0),
         config(),
         &data,
         bad.clone(),
@@ -319,7 +319,7 @@ fn a_normalization_that_does_not_fit_the_model_is_refused_on_load() {
         err.to_string().contains("the images have 1 channel"),
         "{err}"
     );
-    let mut model = spec().build(0).unwrap();
+    let mut model = model(0);
     let err = train::evaluate(&mut model, &data.test, &bad, 16, LossKind::Mse).unwrap_err();
     assert!(
         err.to_string().contains("the images have 1 channel"),
@@ -602,12 +602,12 @@ fn empty_splits_are_refused_by_training_and_evaluation() {
     let mut split = data();
     split.test.labels.clear();
     split.test.pixels.clear();
-    let err = Trainer::new(spec().build(0).unwrap(), config(), &split)
+    let err = Trainer::new(model(0), config(), &split)
         .err()
         .unwrap()
         .to_string();
     assert!(err.contains("quadrants has no images to test on"), "{err}");
-    let mut model = spec().build(0).unwrap();
+    let mut model = model(0);
     let norm = Normalization::identity(1);
     let err = train::evaluate(&mut model, &split.test, &norm, 16, LossKind::Mse).unwrap_err();
     assert!(
@@ -618,7 +618,7 @@ fn empty_splits_are_refused_by_training_and_evaluation() {
         train: split.test.clone(),
         test: data().test,
     };
-    let err = Trainer::new(spec().build(0).unwrap(), config(), &empty_train)
+    let err = Trainer::new(common::tiny::model(0), config(), &empty_train)
         .err()
         .unwrap()
         .to_string();
@@ -711,7 +711,7 @@ fn stale_temporary_metrics_of_dead_processes_are_removed() {
     }
     let data = data();
     let mut trainer = Trainer::new(
-        spec().build(0).unwrap(),
+        model(0),
         TrainConfig {
             epochs: 1,
             ..config()

@@ -6,11 +6,16 @@ use convnet::data::{Augment, DataSplit, Dataset};
 use convnet::inspect::{
     self, CamMethod, MaximizeConfig, Parameterization, explain, last_conv_layer, maximize,
 };
-use convnet::layers::PoolKind;
+use convnet::layers::{
+    Conv2dConfig, FlattenConfig, GlobalPoolConfig, LinearConfig, MaxPool2dConfig, PoolKind,
+};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{LossKind, NoHooks, TrainConfig, Trainer};
-use convnet::{LayerKind, Model, ModelSpec};
+use convnet::{Model, ModelSpec};
 use convnet_core::{Activation, Padding, Tensor};
+
+mod common;
+use common::reference::reference_model;
 
 const SIDE: usize = 16;
 
@@ -52,45 +57,20 @@ fn squares(n: usize, seed: u64) -> (Dataset, Vec<[usize; 2]>) {
 }
 
 /// A 3x3 convolution keeping the size.
-fn conv(out: usize) -> LayerKind {
-    match LayerKind::conv2d(out, [3, 3]) {
-        LayerKind::Conv2d {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            mode,
-            ..
-        } => LayerKind::Conv2d {
-            in_channels,
-            out_channels,
-            kernel,
-            stride,
-            padding: Padding::Same,
-            dilation,
-            groups,
-            bias,
-            padding_mode,
-            mode,
-        },
-        _ => unreachable!(),
-    }
+fn conv(out: usize) -> Conv2dConfig {
+    Conv2dConfig::lazy(out, [3, 3]).with_padding(Padding::Same)
 }
 
 fn spec() -> ModelSpec {
     ModelSpec::new([1, SIDE, SIDE])
         .layer("conv1", conv(8))
-        .layer("relu1", LayerKind::Activation(Activation::Relu))
-        .layer("pool", LayerKind::max_pool2d([2, 2]))
+        .layer("relu1", Activation::Relu)
+        .layer("pool", MaxPool2dConfig::new([2, 2]))
         .layer("conv2", conv(16))
-        .layer("relu2", LayerKind::Activation(Activation::Relu))
-        .layer("gap", LayerKind::GlobalPool(PoolKind::Avg))
-        .layer("flat", LayerKind::Flatten)
-        .layer("fc", LayerKind::linear(2))
+        .layer("relu2", Activation::Relu)
+        .layer("gap", GlobalPoolConfig::new(PoolKind::Avg))
+        .layer("flat", FlattenConfig {})
+        .layer("fc", LinearConfig::lazy(2))
 }
 
 /// The model trained on 400 images, with the test images and their squares.
@@ -117,7 +97,7 @@ fn trained() -> (
         },
         seed: 7,
     };
-    let model = spec().build(7).unwrap();
+    let model = Model::from_spec(&spec(), 7).unwrap();
     let mut trainer = Trainer::new(model, config, &data).unwrap();
     trainer.run(&data, &mut NoHooks).unwrap();
     let acc = trainer.state.history.last().unwrap().test_accuracy;
@@ -166,16 +146,6 @@ fn gradcam_peaks_in_the_half_with_the_square() {
             "{method:?}: the peak lies in the square's half for {right_half} of 10 images"
         );
     }
-}
-
-/// The reference Fashion-MNIST model with the PyTorch-exported weights of the interop fixture.
-fn reference_model() -> Model {
-    let spec = ModelSpec::from_toml(include_str!("../../../models/fashion_cnn.toml")).unwrap();
-    let mut model = spec.build(0).unwrap();
-    let weights = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/fashion_reference_weights.safetensors");
-    convnet::checkpoint::load_weights(&mut model, &weights).unwrap();
-    model
 }
 
 #[test]
@@ -252,7 +222,7 @@ fn activation_maximization_raises_the_channel_tenfold_and_stays_an_image() {
 
 #[test]
 fn bad_requests_get_clear_errors() {
-    let mut model = spec().build(0).unwrap();
+    let mut model = Model::from_spec(&spec(), 0).unwrap();
     let x = Tensor::zeros([1, 1, SIDE, SIDE]).unwrap();
     let err = explain(&mut model, &x, 2, CamMethod::GradCam, None)
         .unwrap_err()

@@ -8,10 +8,14 @@
 //! gradient scale, so gradients must agree within `TOL = 1e-2` relative to
 //! `max(|analytic|, 0.1)`. Inputs of layers with kinks (ReLU, max pooling) keep away from them.
 
-use convnet::layers::ForwardCtx;
+use convnet::layers::{
+    AdaptiveAvgPool2dConfig, AddConfig, AvgPool2dConfig, BatchNormConfig, Conv2dConfig,
+    DropoutConfig, FlattenConfig, ForwardCtx, GlobalPoolConfig, LinearConfig, MaxPool2dConfig,
+    PReluConfig, PoolKind,
+};
 use convnet::model::BackwardRequest;
 use convnet::{LayerKind, Model, ModelSpec};
-use convnet_core::{Activation, Tensor};
+use convnet_core::{Activation, ConvMode, Padding, PaddingMode, Tensor};
 
 const H: f32 = 1e-3;
 const TOL: f64 = 1e-2;
@@ -50,7 +54,7 @@ fn check_close(what: &str, numeric: f64, analytic: f64) {
 
 /// Check the input gradient and every parameter gradient of `spec` at input `x`.
 fn check(spec: &ModelSpec, x: Tensor, training: bool) {
-    let mut model = spec.build(7).unwrap();
+    let mut model = Model::from_spec(spec, 7).unwrap();
     let ctx = if training {
         ForwardCtx::train(11, 3)
     } else {
@@ -66,6 +70,7 @@ fn check(spec: &ModelSpec, x: Tensor, training: bool) {
             &BackwardRequest {
                 input: true,
                 capture: &[],
+                params: true,
             },
         )
         .unwrap();
@@ -116,29 +121,23 @@ fn image_input(dims: [usize; 4], seed: u64) -> Tensor {
     Tensor::new(dims, away_from_kinks(dims.iter().product(), seed)).unwrap()
 }
 
-fn one_layer(input: [usize; 3], kind: LayerKind) -> ModelSpec {
+fn one_layer(input: [usize; 3], kind: impl Into<LayerKind>) -> ModelSpec {
     ModelSpec::new(input).layer("layer", kind)
 }
 
 #[test]
 fn conv2d_gradients() {
-    let kind = LayerKind::Conv2d {
-        in_channels: None,
-        out_channels: 3,
-        kernel: [3, 2],
-        stride: [2, 1],
-        padding: convnet_core::Padding::Explicit {
+    let kind = Conv2dConfig::lazy(3, [3, 2])
+        .with_stride([2, 1])
+        .with_padding(Padding::Explicit {
             top: 1,
             bottom: 0,
             left: 1,
             right: 1,
-        },
-        dilation: [1, 2],
-        groups: 1,
-        bias: true,
-        padding_mode: convnet_core::PaddingMode::Reflect,
-        mode: convnet_core::ConvMode::Convolution,
-    };
+        })
+        .with_dilation([1, 2])
+        .with_padding_mode(PaddingMode::Reflect)
+        .with_mode(ConvMode::Convolution);
     check(
         &one_layer([2, 5, 6], kind),
         image_input([2, 2, 5, 6], 1),
@@ -149,19 +148,19 @@ fn conv2d_gradients() {
 #[test]
 fn linear_gradients() {
     let spec = ModelSpec::new([2, 2, 2])
-        .layer("flat", LayerKind::Flatten)
-        .layer("fc", LayerKind::linear(3));
+        .layer("flat", FlattenConfig {})
+        .layer("fc", LinearConfig::lazy(3));
     check(&spec, image_input([3, 2, 2, 2], 2), true);
 }
 
 #[test]
 fn batch_norm_gradients_in_training_and_evaluation() {
-    let bn2 = one_layer([3, 3, 2], LayerKind::batch_norm(true));
+    let bn2 = one_layer([3, 3, 2], BatchNormConfig::lazy_2d());
     check(&bn2, image_input([2, 3, 3, 2], 3), true);
     check(&bn2, image_input([2, 3, 3, 2], 3), false);
     let bn1 = ModelSpec::new([3, 1, 1])
-        .layer("flat", LayerKind::Flatten)
-        .layer("bn", LayerKind::batch_norm(false));
+        .layer("flat", FlattenConfig {})
+        .layer("bn", BatchNormConfig::lazy_1d());
     check(&bn1, image_input([4, 3, 1, 1], 4), true);
 }
 
@@ -177,7 +176,7 @@ fn activation_gradients() {
         Activation::Sigmoid,
     ] {
         check(
-            &one_layer([2, 3, 3], LayerKind::Activation(act)),
+            &one_layer([2, 3, 3], act),
             image_input([2, 2, 3, 3], 5),
             true,
         );
@@ -186,38 +185,28 @@ fn activation_gradients() {
 
 #[test]
 fn prelu_gradients_with_one_slope_and_per_channel() {
-    for slopes in [
-        convnet::spec::PReluSlopes::Count(1),
-        convnet::spec::PReluSlopes::PerChannel,
-    ] {
-        let spec = one_layer([3, 2, 3], LayerKind::PRelu { slopes, init: 0.3 });
+    for slopes in [PReluConfig::new(1), PReluConfig::per_channel()] {
+        let spec = one_layer([3, 2, 3], slopes.with_init(0.3));
         check(&spec, image_input([2, 3, 2, 3], 6), true);
     }
 }
 
 #[test]
 fn pooling_gradients() {
-    let kinds = [
-        LayerKind::MaxPool2d {
-            kernel: [2, 3],
-            stride: [2, 2],
-            padding: [1, 1],
-            dilation: [1, 1],
-            ceil_mode: true,
-        },
-        LayerKind::AvgPool2d {
-            kernel: [3, 3],
-            stride: [2, 2],
-            padding: [1, 1],
-            ceil_mode: false,
-            count_include_pad: false,
-            divisor_override: None,
-        },
-        LayerKind::AdaptiveAvgPool2d {
-            output_size: [2, 3],
-        },
-        LayerKind::GlobalPool(convnet::layers::PoolKind::Avg),
-        LayerKind::GlobalPool(convnet::layers::PoolKind::Max),
+    let kinds: [LayerKind; 5] = [
+        MaxPool2dConfig::new([2, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_ceil_mode(true)
+            .into(),
+        AvgPool2dConfig::new([3, 3])
+            .with_stride([2, 2])
+            .with_padding([1, 1])
+            .with_count_include_pad(false)
+            .into(),
+        AdaptiveAvgPool2dConfig::new([2, 3]).into(),
+        GlobalPoolConfig::new(PoolKind::Avg).into(),
+        GlobalPoolConfig::new(PoolKind::Max).into(),
     ];
     for kind in kinds {
         check(
@@ -231,9 +220,9 @@ fn pooling_gradients() {
 #[test]
 fn dropout_gradients_use_the_forward_mask() {
     let spec = ModelSpec::new([2, 3, 3])
-        .layer("drop", LayerKind::Dropout { p: 0.4 })
-        .layer("flat", LayerKind::Flatten)
-        .layer("fc", LayerKind::linear(2));
+        .layer("drop", DropoutConfig::new(0.4))
+        .layer("flat", FlattenConfig {})
+        .layer("fc", LinearConfig::lazy(2));
     check(&spec, image_input([2, 2, 3, 3], 8), true);
     check(&spec, image_input([2, 2, 3, 3], 8), false);
 }
@@ -244,45 +233,27 @@ fn residual_add_accumulates_both_branches() {
     let spec = ModelSpec::new([2, 4, 4])
         .layer(
             "conv",
-            LayerKind::Conv2d {
-                in_channels: None,
-                out_channels: 2,
-                kernel: [3, 3],
-                stride: [1, 1],
-                padding: convnet_core::Padding::Same,
-                dilation: [1, 1],
-                groups: 2,
-                bias: false,
-                padding_mode: convnet_core::PaddingMode::Zeros,
-                mode: convnet_core::ConvMode::CrossCorrelation,
-            },
+            Conv2dConfig::lazy(2, [3, 3])
+                .with_padding(Padding::Same)
+                .with_groups(2)
+                .with_bias(false),
         )
-        .layer("act", LayerKind::Activation(Activation::Tanh))
-        .layer_from("add", &["act", "input"], LayerKind::Add)
-        .layer("bn", LayerKind::batch_norm(true));
+        .layer("act", Activation::Tanh)
+        .layer_from("add", &["act", "input"], AddConfig {})
+        .layer("bn", BatchNormConfig::lazy_2d());
     check(&spec, image_input([2, 2, 4, 4], 9), true);
 }
 
 #[test]
 fn a_whole_smooth_network_in_training_mode() {
     let spec = ModelSpec::new([1, 6, 6])
-        .layer("c1", LayerKind::conv2d(3, [3, 3]))
-        .layer("bn", LayerKind::batch_norm(true))
-        .layer("act", LayerKind::Activation(Activation::Elu { alpha: 1.0 }))
-        .layer(
-            "pool",
-            LayerKind::AvgPool2d {
-                kernel: [2, 2],
-                stride: [2, 2],
-                padding: [0, 0],
-                ceil_mode: false,
-                count_include_pad: true,
-                divisor_override: None,
-            },
-        )
-        .layer("flat", LayerKind::Flatten)
-        .layer("fc", LayerKind::linear(4))
-        .layer("drop", LayerKind::Dropout { p: 0.5 })
-        .layer("out", LayerKind::linear(3));
+        .layer("c1", Conv2dConfig::lazy(3, [3, 3]))
+        .layer("bn", BatchNormConfig::lazy_2d())
+        .layer("act", Activation::Elu { alpha: 1.0 })
+        .layer("pool", AvgPool2dConfig::new([2, 2]).with_stride([2, 2]))
+        .layer("flat", FlattenConfig {})
+        .layer("fc", LinearConfig::lazy(4))
+        .layer("drop", DropoutConfig::new(0.5))
+        .layer("out", LinearConfig::lazy(3));
     check(&spec, image_input([3, 1, 6, 6], 10), true);
 }

@@ -3,33 +3,12 @@
 
 use std::collections::HashSet;
 
-use convnet::layers::ForwardCtx;
-use convnet::{LayerKind, ModelSpec};
+mod common;
+use common::reference::{FASHION, doc_examples};
+
+use convnet::layers::{ForwardCtx, type_names};
+use convnet::{Model, ModelSpec};
 use convnet_core::Tensor;
-
-const DOC: &str = include_str!("../../../docs/model-files.md");
-const FASHION: &str = include_str!("../../../models/fashion_cnn.toml");
-
-/// The ```toml blocks of the model-file documentation.
-fn doc_examples() -> Vec<String> {
-    let mut blocks = Vec::new();
-    let mut current: Option<String> = None;
-    for line in DOC.lines() {
-        match (&mut current, line.trim()) {
-            (None, "```toml") => current = Some(String::new()),
-            (Some(block), "```") => {
-                blocks.push(std::mem::take(block));
-                current = None;
-            }
-            (Some(block), _) => {
-                block.push_str(line);
-                block.push('\n');
-            }
-            (None, _) => {}
-        }
-    }
-    blocks
-}
 
 fn input_for(spec: &ModelSpec, n: usize) -> Tensor {
     let [c, h, w] = spec.input;
@@ -46,7 +25,7 @@ fn documented_examples_build_run_and_cover_every_layer_type() {
         for layer in &spec.layers {
             seen.insert(layer.kind.type_name());
         }
-        let mut model = spec.build(3).unwrap();
+        let mut model = Model::from_spec(&spec, 3).unwrap();
         let x = input_for(&spec, 2);
         let y = model.forward(&x, ForwardCtx::train(1, 0)).unwrap();
         assert_eq!(&y.dims()[1..], model.output_shape());
@@ -59,22 +38,20 @@ fn documented_examples_build_run_and_cover_every_layer_type() {
                 &convnet::model::BackwardRequest {
                     input: true,
                     capture: &[],
+                    params: true,
                 },
             )
             .unwrap();
         assert_eq!(out.input.unwrap().dims(), x.dims());
     }
-    let missing: Vec<_> = LayerKind::TYPES
-        .iter()
-        .filter(|t| !seen.contains(*t))
-        .collect();
+    let missing: Vec<_> = type_names().filter(|t| !seen.contains(t)).collect();
     assert!(missing.is_empty(), "no documented example uses {missing:?}");
 }
 
 #[test]
 fn every_layer_example_has_the_documented_shapes_and_names() {
     let spec = ModelSpec::from_toml(&doc_examples()[0]).unwrap();
-    let model = spec.build(0).unwrap();
+    let model = Model::from_spec(&spec, 0).unwrap();
     let shape = |name: &str| {
         model.nodes()[model.node_index(name).unwrap()]
             .output_shape
@@ -95,10 +72,7 @@ fn every_layer_example_has_the_documented_shapes_and_names() {
     let buffers: Vec<String> = model.buffers().into_iter().map(|(n, _)| n).collect();
     assert!(buffers.contains(&"fc1_bn.num_batches_tracked".to_string()));
     // Unnamed layers are numbered as nn.Sequential numbers its modules.
-    let pooled = ModelSpec::from_toml(&doc_examples()[1])
-        .unwrap()
-        .build(0)
-        .unwrap();
+    let pooled = Model::from_spec(&ModelSpec::from_toml(&doc_examples()[1]).unwrap(), 0).unwrap();
     let names: Vec<String> = pooled.params().into_iter().map(|(n, _)| n).collect();
     assert_eq!(names, ["0.weight", "0.bias", "3.weight", "3.bias"]);
 }
@@ -106,7 +80,7 @@ fn every_layer_example_has_the_documented_shapes_and_names() {
 #[test]
 fn reference_model_matches_the_pytorch_recipe() {
     let spec = ModelSpec::from_toml(FASHION).unwrap();
-    let model = spec.build(0).unwrap();
+    let model = Model::from_spec(&spec, 0).unwrap();
     // conv(1->32) BN, conv(32->32) BN, conv(32->64) BN, conv(64->64) BN, 3136->128, 128->10.
     let expected = 32 * 9
         + 32
@@ -135,13 +109,13 @@ fn reference_model_matches_the_pytorch_recipe() {
 fn to_toml_round_trips() {
     for text in doc_examples().iter().map(String::as_str).chain([FASHION]) {
         let spec = ModelSpec::from_toml(text).unwrap();
-        let again = ModelSpec::from_toml(&spec.to_toml()).unwrap();
+        let again = ModelSpec::from_toml(&spec.to_toml().unwrap()).unwrap();
         assert_eq!(spec, again);
     }
 }
 
 fn error_of(text: &str) -> String {
-    match ModelSpec::from_toml(text).and_then(|s| s.build(0)) {
+    match ModelSpec::from_toml(text).and_then(|s| Model::from_spec(&s, 0)) {
         Ok(_) => panic!("accepted:\n{text}"),
         Err(e) => e.to_string(),
     }

@@ -2,29 +2,17 @@
 //! (tools/fashion_reference.py fixture) loads into convnet and gives PyTorch's logits, and
 //! convnet's weights file has exactly PyTorch's names, shapes and dtypes.
 
-use std::path::Path;
+mod common;
+use common::reference::{FASHION, fixture, reference_model};
 
-use convnet::ModelSpec;
-use convnet::checkpoint::{load_weights, read_safetensors, weights_bytes};
+use convnet::checkpoint::{read_safetensors, weights_bytes};
 use convnet::layers::ForwardCtx;
+use convnet::{Model, ModelSpec};
 use safetensors::Dtype;
-
-const FASHION: &str = include_str!("../../../models/fashion_cnn.toml");
-
-fn fixture(name: &str) -> std::path::PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 #[test]
 fn pytorch_weights_give_pytorchs_logits() {
-    let mut model = ModelSpec::from_toml(FASHION).unwrap().build(0).unwrap();
-    load_weights(
-        &mut model,
-        &fixture("fashion_reference_weights.safetensors"),
-    )
-    .unwrap();
+    let mut model = reference_model();
     let io = read_safetensors(&fixture("fashion_reference_io.safetensors")).unwrap();
     let (input, _) = &io["input"];
     let (want, _) = &io["logits"];
@@ -41,7 +29,7 @@ fn pytorch_weights_give_pytorchs_logits() {
 
 #[test]
 fn convnet_weights_have_pytorchs_names_shapes_and_dtypes() {
-    let model = ModelSpec::from_toml(FASHION).unwrap().build(0).unwrap();
+    let model = Model::from_spec(&ModelSpec::from_toml(FASHION).unwrap(), 0).unwrap();
     let dir = std::env::temp_dir().join(format!("convnet-interop-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let ours = dir.join("weights.safetensors");

@@ -69,7 +69,7 @@ fn worst_error(
 
 fn check(optimizer: &str, config: OptimizerConfig) {
     let (spec, file) = fixtures();
-    let mut model = spec.build(0).unwrap();
+    let mut model = Model::from_spec(&spec, 0).unwrap();
     set_state(&mut model, &file, "initial");
     let x = file["input"].0.clone();
     let labels: Vec<usize> = file["labels"]

@@ -20,7 +20,7 @@ use convnet_core::{Tensor, softmax};
 
 use super::{check_image, gradients};
 use crate::error::{Error, Result};
-use crate::layers::Layer;
+use crate::layers::Conv2d;
 use crate::model::Model;
 
 /// How to explain a class.
@@ -93,10 +93,7 @@ impl Explanation {
 
 /// The last convolutional layer of `model` (Grad-CAM's usual choice).
 pub fn last_conv_layer(model: &Model) -> Option<usize> {
-    model
-        .nodes()
-        .iter()
-        .rposition(|n| matches!(n.layer, Layer::Conv2d(_)))
+    model.nodes().iter().rposition(|n| n.layer.is::<Conv2d>())
 }
 
 /// The class scores (`[K]`) of one image `[1, C, H, W]`.

@@ -29,7 +29,6 @@ use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::filter::{self, Filter};
 use crate::layers::ForwardCtx;
-use crate::layers::Layer;
 use crate::model::{BackwardRequest, Model, Source};
 use crate::rng::Rng;
 
@@ -290,9 +289,10 @@ struct Objective {
 impl Objective {
     fn new(model: &Model, layer: usize, channel: usize) -> Result<Self> {
         let node = &model.nodes()[layer];
-        let pre_activation = match (&node.layer, node.inputs.as_slice()) {
-            (Layer::Activation(_) | Layer::PRelu(_), [Source::Node(j)])
-                if model.nodes()[*j].output_shape == node.output_shape =>
+        let pre_activation = match node.inputs.as_slice() {
+            [Source::Node(j)]
+                if node.layer.is_activation()
+                    && model.nodes()[*j].output_shape == node.output_shape =>
             {
                 Some(*j)
             }
@@ -363,7 +363,7 @@ impl Objective {
                 .fill(1.0 / plane as f32);
             let request = BackwardRequest {
                 input: true,
-                capture: &[],
+                ..BackwardRequest::default()
             };
             let mut grad = model.backward_from(self.layer, &seed, &request)?.input;
             let flat = grad

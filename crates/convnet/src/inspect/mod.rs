@@ -16,7 +16,7 @@ pub use maximize::{MAX_STEPS, MaximizeConfig, Maximized, Parameterization, maxim
 use convnet_core::Tensor;
 
 use crate::error::{Error, Result};
-use crate::layers::{ForwardCtx, Layer, Module};
+use crate::layers::{Conv2d, ForwardCtx};
 use crate::model::{BackwardRequest, Model};
 
 /// The outputs of `layers` for one image, each without the batch axis (`[C, h, w]` for image
@@ -38,24 +38,19 @@ pub fn kernels(model: &Model, layer: usize) -> Result<Tensor> {
         .nodes()
         .get(layer)
         .ok_or_else(|| Error::model(format!("no layer {layer}")))?;
-    match &node.layer {
-        Layer::Conv2d(conv) => conv
-            .params()
-            .into_iter()
-            .find(|(name, _)| *name == "weight")
-            .map(|(_, p)| p.value.clone())
-            .ok_or_else(|| Error::model(format!("layer '{}' has no weight", node.name))),
-        other => {
+    match node.layer.downcast_ref::<Conv2d>() {
+        Some(conv) => Ok(conv.weight().value.clone()),
+        None => {
             let convs: Vec<&str> = model
                 .nodes()
                 .iter()
-                .filter(|n| matches!(n.layer, Layer::Conv2d(_)))
+                .filter(|n| n.layer.is::<Conv2d>())
                 .map(|n| n.name.as_str())
                 .collect();
             Err(Error::model(format!(
                 "layer '{}' is a {} layer and has no kernels; the convolutional layers are: {}",
                 node.name,
-                other.kind(),
+                node.kind,
                 if convs.is_empty() {
                     "(none)".to_string()
                 } else {
@@ -131,6 +126,7 @@ pub(crate) fn gradients(
             &BackwardRequest {
                 input,
                 capture: &capture,
+                params: false,
             },
         )?;
         let strip = |t: Tensor| -> Result<Tensor> {

@@ -1,12 +1,138 @@
-//! Activation layers: ReLU, LeakyReLU, ELU, tanh, sigmoid, and PReLU with its learned slope.
+//! Activations: `relu`, `leaky_relu`, `elu`, `tanh`, `sigmoid` (one module over the core's
+//! [`Activation`]), and `prelu` with its learned slope.
 
 use convnet_core::{
     Activation, Tensor, activation, activation_backward, activation_backward_in_place,
     activation_in_place, gradient_from_output, prelu, prelu_backward,
 };
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{ForwardCtx, Module, Param, recorded, single, single_shape};
+use super::kind::{Kind, LayerKind, Output};
+use super::values::{self, one_of, size, word};
+use super::{ForwardCtx, Layer, Module, Param, channels, recorded, same_shape, single};
 use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+/// The settings struct of an activation and its [`Kind`]: `$config` has the type name
+/// `$name` and runs `$act` (an expression of the settings `$c`).
+macro_rules! activation_kind {
+    ($config:ident, $name:literal, |$c:ident| $act:expr) => {
+        impl $config {
+            /// The activation these settings run.
+            pub fn activation(&self) -> Activation {
+                let $c = self;
+                $act
+            }
+        }
+
+        impl Kind for $config {
+            const NAMES: &'static [&'static str] = &[$name];
+
+            fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+                same_shape(inputs)
+            }
+
+            fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+                Ok(Box::new(ActivationLayer::new(self.activation())))
+            }
+        }
+    };
+}
+
+/// `relu` (no settings), as `torch.nn.ReLU`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReluConfig {}
+activation_kind!(ReluConfig, "relu", |_c| Activation::Relu);
+
+/// `tanh` (no settings), as `torch.nn.Tanh`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TanhConfig {}
+activation_kind!(TanhConfig, "tanh", |_c| Activation::Tanh);
+
+/// `sigmoid` (no settings), as `torch.nn.Sigmoid`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SigmoidConfig {}
+activation_kind!(SigmoidConfig, "sigmoid", |_c| Activation::Sigmoid);
+
+fn default_slope() -> f32 {
+    Activation::LEAKY_RELU_DEFAULT_SLOPE
+}
+
+/// `leaky_relu`, as `torch.nn.LeakyReLU` (`negative_slope` 0.01).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeakyReluConfig {
+    #[serde(with = "values::finite", default = "default_slope")]
+    pub negative_slope: f32,
+}
+activation_kind!(LeakyReluConfig, "leaky_relu", |c| Activation::LeakyRelu {
+    negative_slope: c.negative_slope
+});
+
+impl Default for LeakyReluConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LeakyReluConfig {
+    /// PyTorch's default slope, 0.01.
+    pub fn new() -> Self {
+        LeakyReluConfig {
+            negative_slope: default_slope(),
+        }
+    }
+    pub fn with_negative_slope(mut self, negative_slope: f32) -> Self {
+        self.negative_slope = negative_slope;
+        self
+    }
+}
+
+fn one() -> f32 {
+    1.0
+}
+
+/// `elu`, as `torch.nn.ELU` (`alpha` 1.0).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EluConfig {
+    #[serde(with = "values::finite", default = "one")]
+    pub alpha: f32,
+}
+activation_kind!(EluConfig, "elu", |c| Activation::Elu { alpha: c.alpha });
+
+impl Default for EluConfig {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl EluConfig {
+    /// PyTorch's default `alpha`, 1.0.
+    pub fn new() -> Self {
+        EluConfig { alpha: one() }
+    }
+    pub fn with_alpha(mut self, alpha: f32) -> Self {
+        self.alpha = alpha;
+        self
+    }
+}
+
+/// The settings of an activation of the core.
+impl From<Activation> for LayerKind {
+    fn from(act: Activation) -> Self {
+        match act {
+            Activation::Relu => ReluConfig {}.into(),
+            Activation::LeakyRelu { negative_slope } => LeakyReluConfig { negative_slope }.into(),
+            Activation::Elu { alpha } => EluConfig { alpha }.into(),
+            Activation::Tanh => TanhConfig {}.into(),
+            Activation::Sigmoid => SigmoidConfig {}.into(),
+        }
+    }
+}
 
 /// An element-wise activation without parameters.
 ///
@@ -29,18 +155,8 @@ impl ActivationLayer {
 }
 
 impl Module for ActivationLayer {
-    fn kind(&self) -> &'static str {
-        match self.act {
-            Activation::Relu => "relu",
-            Activation::LeakyRelu { .. } => "leaky_relu",
-            Activation::Elu { .. } => "elu",
-            Activation::Tanh => "tanh",
-            Activation::Sigmoid => "sigmoid",
-        }
-    }
-
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        Ok(single_shape(inputs)?.to_vec())
+    fn is_activation(&self) -> bool {
+        true
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
@@ -62,14 +178,13 @@ impl Module for ActivationLayer {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let kept = recorded(&self.cache, self.kind())?;
+        let kept = recorded(&self.cache)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
         if kept.dims() != grad_output.dims() {
             return Err(Error::model(format!(
-                "{}: gradient of shape {} for an output of shape {}",
-                self.kind(),
+                "gradient of shape {} for an output of shape {}",
                 grad_output.shape(),
                 kept.shape()
             )));
@@ -87,59 +202,137 @@ impl Module for ActivationLayer {
     }
 }
 
-/// Configuration of a [`PRelu`] layer: one slope shared by all channels
-/// (`num_parameters = 1`) or one per channel; PyTorch initialises them to 0.25.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// How many slopes a PReLU learns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PReluSlopes {
+    /// This many (1: shared); written as the number.
+    Count(usize),
+    /// One per input channel; written "channels".
+    PerChannel,
+}
+
+impl Serialize for PReluSlopes {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            PReluSlopes::Count(n) => s.serialize_u64(*n as u64),
+            PReluSlopes::PerChannel => s.serialize_str("channels"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for PReluSlopes {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        match one_of(d, "an integer or \"channels\"", |v| match v {
+            toml::Value::String(w) => Some(Err(w.clone())),
+            _ => size(v).map(Ok),
+        })? {
+            Ok(n) => Ok(PReluSlopes::Count(n)),
+            Err(w) => word(&w, &[("channels", PReluSlopes::PerChannel)]),
+        }
+    }
+}
+
+fn one_slope() -> PReluSlopes {
+    PReluSlopes::Count(1)
+}
+
+fn quarter() -> f32 {
+    0.25
+}
+
+/// Settings of a [`PRelu`] layer (the `prelu` table of a model file): one slope shared by
+/// all channels, or one per channel; PyTorch initialises them to 0.25.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PReluConfig {
-    pub num_parameters: usize,
+    #[serde(default = "one_slope")]
+    pub num_parameters: PReluSlopes,
+    #[serde(with = "values::finite", default = "quarter")]
     pub init: f32,
 }
 
 impl PReluConfig {
+    /// `num_parameters` slopes (1: shared by all channels).
     pub fn new(num_parameters: usize) -> Self {
         PReluConfig {
-            num_parameters,
-            init: 0.25,
+            num_parameters: PReluSlopes::Count(num_parameters),
+            init: quarter(),
+        }
+    }
+    /// One slope per channel of the input, counted when the layer is planned in a model.
+    pub fn per_channel() -> Self {
+        PReluConfig {
+            num_parameters: PReluSlopes::PerChannel,
+            ..Self::new(1)
         }
     }
     pub fn with_init(mut self, init: f32) -> Self {
         self.init = init;
         self
     }
-    /// Per-sample output shape (the input's): one slope, or one per channel of the input.
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let n = self.num_parameters;
-        if n != 1 && input.first() != Some(&n) {
-            return Err(Error::model(format!(
-                "prelu with {n} slopes needs {n} channels, got per-sample shape {input:?}"
-            )));
-        }
-        Ok(input.to_vec())
-    }
 
-    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
-    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
-        vec![("weight", vec![self.num_parameters])]
-    }
-
-    /// Check the configuration (all that `init` checks, drawing nothing).
-    pub fn check(&self) -> Result<()> {
-        if self.num_parameters == 0 {
-            return Err(Error::config(
+    /// Check the settings (all that `init` checks) and return the number of slopes.
+    fn checked(&self) -> Result<usize> {
+        match self.num_parameters {
+            PReluSlopes::Count(0) => Err(Error::config(
                 "num_parameters",
                 "PReLU needs at least one slope",
-            ));
+            )),
+            PReluSlopes::Count(n) => Ok(n),
+            PReluSlopes::PerChannel => Err(Error::config(
+                "num_parameters",
+                "one per channel: plan the layer in a model to count them",
+            )),
         }
-        Ok(())
     }
 
     pub fn init(&self) -> Result<PRelu> {
-        self.check()?;
+        let n = self.checked()?;
         Ok(PRelu {
             config: *self,
-            weight: Param::new(Tensor::full([self.num_parameters], self.init)?),
+            weight: Param::new(Tensor::full([n], self.init)?),
             input: None,
         })
+    }
+}
+
+impl Kind for PReluConfig {
+    const NAMES: &'static [&'static str] = &["prelu"];
+
+    fn resolve(&self, inputs: &[&[usize]]) -> Result<Self> {
+        let n = match self.num_parameters {
+            PReluSlopes::Count(n) => n,
+            PReluSlopes::PerChannel => channels(inputs)?,
+        };
+        Ok(PReluConfig {
+            num_parameters: PReluSlopes::Count(n),
+            ..*self
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.checked().map(drop)
+    }
+
+    fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        vec![("weight", vec![self.checked().unwrap_or(0)])]
+    }
+
+    /// The input's shape: one slope, or one per channel of the input.
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let n = self.checked()?;
+        let output = same_shape(inputs)?;
+        if n != 1 && output.shape.first() != Some(&n) {
+            return Err(Error::model(format!(
+                "prelu with {n} slopes needs {n} channels, got per-sample shape {:?}",
+                output.shape
+            )));
+        }
+        Ok(output)
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init()?))
     }
 }
 
@@ -163,19 +356,14 @@ impl PRelu {
 }
 
 impl Module for PRelu {
-    fn kind(&self) -> &'static str {
-        "prelu"
-    }
-
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        self.config.output_shape(single_shape(inputs)?)
+    fn is_activation(&self) -> bool {
+        true
     }
 
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let y = prelu(x, &self.weight.value)?;
-        self.input = ctx.record.then(|| x.clone());
+        let y = prelu(&x, &self.weight.value)?;
+        self.input = ctx.record.then_some(x);
         Ok(y)
     }
 
@@ -184,9 +372,8 @@ impl Module for PRelu {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let x = recorded(&self.input, self.kind())?;
-        let grads = prelu_backward(grad_output, x, &self.weight.value)?;
+        let x = recorded(&self.input)?;
+        let grads = prelu_backward(&grad_output, x, &self.weight.value)?;
         self.weight.accumulate(&grads.grad_weight)?;
         Ok(vec![need_input_grad.then_some(grads.grad_input)])
     }

@@ -1,16 +1,25 @@
-//! `Linear`, as `torch.nn.Linear`.
+//! `linear`: `Linear`, as `torch.nn.Linear` (and `torch.nn.LazyLinear`).
 
-use convnet_core::{GradRequest, Tensor, linear, linear_backward};
+use convnet_core::{Tensor, linear, linear_backward};
+use serde::{Deserialize, Serialize};
 
-use super::{ForwardCtx, Module, Param, kaiming_uniform, recorded, single, single_shape};
+use super::kind::{Kind, Output, Reach, by_type_name};
+use super::values::{self, shorthand_count};
+use super::{
+    ForwardCtx, Layer, Module, Param, WeightBias, recorded, single, single_shape, take_given,
+};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
 
-/// Configuration of a [`Linear`] layer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Settings of a [`Linear`] layer: the `linear` table of a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct LinearConfig {
-    pub in_features: usize,
+    /// `None`: taken from the input when the layer is planned in a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub in_features: Option<usize>,
     pub out_features: usize,
+    #[serde(default = "values::yes")]
     pub bias: bool,
 }
 
@@ -18,9 +27,17 @@ impl LinearConfig {
     /// `in_features -> out_features`, with a bias.
     pub fn new(in_features: usize, out_features: usize) -> Self {
         LinearConfig {
-            in_features,
+            in_features: Some(in_features),
+            ..Self::lazy(out_features)
+        }
+    }
+    /// As [`LinearConfig::new`], with `in_features` taken from the input when the layer is
+    /// planned in a model (PyTorch's `LazyLinear`).
+    pub fn lazy(out_features: usize) -> Self {
+        LinearConfig {
+            in_features: None,
             out_features,
-            bias: true,
+            bias: values::yes(),
         }
     }
     pub fn with_bias(mut self, bias: bool) -> Self {
@@ -28,68 +45,109 @@ impl LinearConfig {
         self
     }
 
-    /// Per-sample output shape `[out_features]` for a per-sample input `[in_features]`.
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        match input {
-            [f] if *f == self.in_features => Ok(vec![self.out_features]),
-            shape => Err(Error::model(format!(
-                "linear expects {} input features, got shape {shape:?}{}",
-                self.in_features,
-                if shape.len() > 1 {
-                    " (add a flatten layer before it)"
-                } else {
-                    ""
-                }
-            ))),
-        }
+    /// `in_features`, or the error of a layer that was never given nor planned.
+    fn f_in(&self) -> Result<usize> {
+        self.in_features.ok_or_else(|| {
+            Error::config(
+                "in_features",
+                "not known: give it, or plan the layer in a model (which takes it from the input)",
+            )
+        })
     }
 
-    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
-    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
-        let mut dims = vec![("weight", vec![self.out_features, self.in_features])];
+    /// Check the settings (all that `init` checks, drawing nothing).
+    fn checked(&self) -> Result<usize> {
+        let f_in = self.f_in()?;
+        if f_in == 0 || self.out_features == 0 {
+            return Err(Error::config(
+                "features",
+                format!(
+                    "linear needs at least one input and output feature, got {f_in} -> {}",
+                    self.out_features
+                ),
+            ));
+        }
+        Ok(f_in)
+    }
+
+    /// Check the settings and draw PyTorch's default initialization from `rng`.
+    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
+        let f_in = self.checked()?;
+        Ok(Linear {
+            config: *self,
+            weights: WeightBias::init(&[self.out_features, f_in], f_in, self.bias, rng)?,
+            input: None,
+        })
+    }
+}
+
+impl Kind for LinearConfig {
+    const NAMES: &'static [&'static str] = &["linear"];
+    const SHORTHAND: &'static str = "fc:OUT";
+
+    fn resolve(&self, inputs: &[&[usize]]) -> Result<Self> {
+        let f = match inputs.first() {
+            Some([f]) => take_given("in_features", self.in_features, *f)?,
+            Some(shape) => {
+                return Err(Error::model(format!(
+                    "linear needs a vector per sample, got shape {shape:?} (add a flatten layer \
+                     before it)"
+                )));
+            }
+            None => return Err(Error::model("linear needs an input")),
+        };
+        Ok(LinearConfig {
+            in_features: Some(f),
+            ..*self
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.checked().map(drop)
+    }
+
+    fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let f_in = self.in_features.unwrap_or(0);
+        let mut dims = vec![("weight", vec![self.out_features, f_in])];
         if self.bias {
             dims.push(("bias", vec![self.out_features]));
         }
         dims
     }
 
-    /// Check the configuration (all that `init` checks, drawing nothing).
-    pub fn check(&self) -> Result<()> {
-        if self.in_features == 0 || self.out_features == 0 {
-            return Err(Error::config(
-                "features",
-                format!(
-                    "linear needs at least one input and output feature, got {} -> {}",
-                    self.in_features, self.out_features
-                ),
-            ));
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let f_in = self.f_in()?;
+        match single_shape(inputs)? {
+            [f] if *f == f_in => {}
+            shape => {
+                return Err(Error::model(format!(
+                    "linear expects {f_in} input features, got shape {shape:?}{}",
+                    if shape.len() > 1 {
+                        " (add a flatten layer before it)"
+                    } else {
+                        ""
+                    }
+                )));
+            }
         }
-        Ok(())
+        let flops = [2, f_in as u64, self.out_features as u64]
+            .iter()
+            .try_fold(1u64, |acc, &d| acc.checked_mul(d))
+            .ok_or_else(|| Error::model("its FLOP count overflows"))?;
+        Ok(Output::new(vec![self.out_features])
+            .with_flops(flops)
+            .with_reach(Reach::Whole))
     }
 
-    /// Check the configuration and draw PyTorch's default initialization from `rng`.
-    pub fn init(&self, rng: &mut Rng) -> Result<Linear> {
-        self.check()?;
-        let weight = kaiming_uniform(
-            &[self.out_features, self.in_features],
-            self.in_features,
-            rng,
-        )?;
-        let bias = if self.bias {
-            Some(Param::new(kaiming_uniform(
-                &[self.out_features],
-                self.in_features,
-                rng,
-            )?))
-        } else {
-            None
-        };
-        Ok(Linear {
-            config: *self,
-            weight: Param::new(weight),
-            bias,
-            input: None,
-        })
+    fn build(&self, rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init(rng)?))
+    }
+
+    fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+        match words {
+            ["fc" | "linear", out] => Some(shorthand_count("a feature count", out).map(Self::lazy)),
+            _ => by_type_name(words),
+        }
     }
 }
 
@@ -99,8 +157,7 @@ impl LinearConfig {
 #[derive(Debug, Clone)]
 pub struct Linear {
     config: LinearConfig,
-    weight: Param,
-    bias: Option<Param>,
+    weights: WeightBias,
     input: Option<Tensor>,
 }
 
@@ -109,24 +166,15 @@ impl Linear {
         &self.config
     }
     pub fn weight(&self) -> &Param {
-        &self.weight
+        &self.weights.weight
     }
 }
 
 impl Module for Linear {
-    fn kind(&self) -> &'static str {
-        "linear"
-    }
-
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        self.config.output_shape(single_shape(inputs)?)
-    }
-
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let y = linear(x, &self.weight.value, self.bias.as_ref().map(|b| &b.value))?;
-        self.input = ctx.record.then(|| x.clone());
+        let y = linear(&x, &self.weights.weight.value, self.weights.bias_value())?;
+        self.input = ctx.record.then_some(x);
         Ok(y)
     }
 
@@ -135,41 +183,24 @@ impl Module for Linear {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let x = recorded(&self.input, self.kind())?;
+        let x = recorded(&self.input)?;
         let grads = linear_backward(
-            grad_output,
+            &grad_output,
             x,
-            &self.weight.value,
-            GradRequest {
-                input: need_input_grad,
-                weight: true,
-                bias: self.bias.is_some(),
-            },
+            &self.weights.weight.value,
+            self.weights.request(need_input_grad),
         )?;
-        if let Some(gw) = &grads.grad_weight {
-            self.weight.accumulate(gw)?;
-        }
-        if let (Some(b), Some(gb)) = (self.bias.as_mut(), &grads.grad_bias) {
-            b.accumulate(gb)?;
-        }
+        self.weights
+            .accumulate(&grads.grad_weight, &grads.grad_bias)?;
         Ok(vec![grads.grad_input])
     }
 
     fn params(&self) -> Vec<(&'static str, &Param)> {
-        let mut p = vec![("weight", &self.weight)];
-        if let Some(b) = &self.bias {
-            p.push(("bias", b));
-        }
-        p
+        self.weights.params()
     }
 
     fn params_mut(&mut self) -> Vec<(&'static str, &mut Param)> {
-        let mut p = vec![("weight", &mut self.weight)];
-        if let Some(b) = &mut self.bias {
-            p.push(("bias", b));
-        }
-        p
+        self.weights.params_mut()
     }
 
     fn clear(&mut self) {

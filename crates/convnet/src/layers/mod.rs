@@ -1,8 +1,14 @@
-//! Layers: each is a config builder (`...Config`, checked by `init`) and a module that runs
-//! forward and backward, keeping what its backward pass needs.
+//! Layers: one file per family, each holding, for each layer kind, its settings (a
+//! `...Config`: the model file's table and the Rust builder in one struct, implementing
+//! [`Kind`]) and its module (forward and backward, keeping what its backward pass needs,
+//! implementing [`Module`]).
 //!
-//! Shapes: layers see batches, `[N, C, H, W]` for image layers and `[N, F]` after
-//! [`Flatten`]. Each module documents its shapes. Parameters and buffers carry PyTorch's
+//! [`KINDS`] is the registry: the list of kinds a model file may name, from which the type
+//! names, the model-file reader and the `convnet shape` shorthand come. A new layer kind is
+//! a new file here (declared and re-exported below) and one row of [`KINDS`].
+//!
+//! Shapes: layers see batches, `[N, C, H, W]` for image layers and `[N, F]` after a
+//! flatten. Each module documents its shapes. Parameters and buffers carry PyTorch's
 //! `state_dict` names (`weight`, `bias`, `running_mean`, ...), which the model prefixes with
 //! the layer's name.
 //!
@@ -11,21 +17,59 @@
 
 mod activation;
 mod conv;
+mod hardswish;
+mod kind;
 mod linear;
 mod norm;
 mod pool;
 mod shape;
+pub(crate) mod values;
 
-pub use activation::{ActivationLayer, PRelu, PReluConfig};
+pub use activation::{
+    ActivationLayer, EluConfig, LeakyReluConfig, PRelu, PReluConfig, PReluSlopes, ReluConfig,
+    SigmoidConfig, TanhConfig,
+};
 pub use conv::{Conv2d, Conv2dConfig};
+pub use hardswish::{HardSwish, HardSwishConfig};
+pub use kind::{
+    Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
+    type_names,
+};
 pub use linear::{Linear, LinearConfig};
 pub use norm::{BatchNorm, BatchNormConfig};
-pub use pool::{AdaptiveAvgPool2d, AvgPool2d, GlobalPool, MaxPool2d, PoolKind};
-pub use shape::{Add, Dropout, Flatten};
+pub use pool::{
+    AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
+    GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
+};
+pub use shape::{Add, AddConfig, Dropout, DropoutConfig, Flatten, FlattenConfig};
 
-use convnet_core::{Tensor, add_in_place};
+use std::any::Any;
+use std::fmt;
+
+use convnet_core::{GradRequest, Tensor, add_in_place};
 
 use crate::error::{Error, Result};
+
+/// Every layer kind a model file may name (messages list their type names in this order).
+pub const KINDS: &[KindEntry] = &[
+    KindEntry::of::<Conv2dConfig>(),
+    KindEntry::of::<LinearConfig>(),
+    KindEntry::of::<BatchNormConfig>(),
+    KindEntry::of::<ReluConfig>(),
+    KindEntry::of::<LeakyReluConfig>(),
+    KindEntry::of::<EluConfig>(),
+    KindEntry::of::<TanhConfig>(),
+    KindEntry::of::<SigmoidConfig>(),
+    KindEntry::of::<PReluConfig>(),
+    KindEntry::of::<HardSwishConfig>(),
+    KindEntry::of::<MaxPool2dConfig>(),
+    KindEntry::of::<AvgPool2dConfig>(),
+    KindEntry::of::<AdaptiveAvgPool2dConfig>(),
+    KindEntry::of::<GlobalPoolConfig>(),
+    KindEntry::of::<FlattenConfig>(),
+    KindEntry::of::<DropoutConfig>(),
+    KindEntry::of::<AddConfig>(),
+];
 
 /// How a forward pass runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,53 +150,11 @@ pub enum BufferMut<'a> {
     Count(&'a mut u64),
 }
 
-/// Any layer of a model.
-#[derive(Debug, Clone)]
-pub enum Layer {
-    Conv2d(Conv2d),
-    Linear(Linear),
-    BatchNorm(BatchNorm),
-    Activation(ActivationLayer),
-    PRelu(PRelu),
-    MaxPool2d(MaxPool2d),
-    AvgPool2d(AvgPool2d),
-    AdaptiveAvgPool2d(AdaptiveAvgPool2d),
-    GlobalPool(GlobalPool),
-    Flatten(Flatten),
-    Dropout(Dropout),
-    Add(Add),
-}
-
-macro_rules! each_layer {
-    ($self:expr, $l:ident => $body:expr) => {
-        match $self {
-            Layer::Conv2d($l) => $body,
-            Layer::Linear($l) => $body,
-            Layer::BatchNorm($l) => $body,
-            Layer::Activation($l) => $body,
-            Layer::PRelu($l) => $body,
-            Layer::MaxPool2d($l) => $body,
-            Layer::AvgPool2d($l) => $body,
-            Layer::AdaptiveAvgPool2d($l) => $body,
-            Layer::GlobalPool($l) => $body,
-            Layer::Flatten($l) => $body,
-            Layer::Dropout($l) => $body,
-            Layer::Add($l) => $body,
-        }
-    };
-}
+/// A built layer of a model: any [`Module`].
+pub type Layer = Box<dyn Module>;
 
 /// What every layer module provides.
-pub trait Module {
-    /// The layer's type name, as model files write it (`conv2d`, `relu`, ...).
-    fn kind(&self) -> &'static str;
-    /// How many inputs it takes (2 for [`Add`], else 1).
-    fn arity(&self) -> usize {
-        1
-    }
-    /// The per-sample output shape for per-sample input shapes (no batch axis), or why
-    /// they do not fit.
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>>;
+pub trait Module: fmt::Debug + Send + Sync + ModuleBase {
     /// Forward on a batch. The layer owns its inputs: one whose storage is not shared (the
     /// model hands over values at their last use) may be overwritten in place.
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor>;
@@ -164,6 +166,17 @@ pub trait Module {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>>;
+    /// Whether it has a backward pass. An inference-only module says `false`; the model
+    /// then never calls its `backward`, and a gradient that would flow through it is an
+    /// error naming it.
+    fn has_backward(&self) -> bool {
+        true
+    }
+    /// Whether it is an element-wise activation (activation maximization steps on its input
+    /// while it passes no gradient).
+    fn is_activation(&self) -> bool {
+        false
+    }
     /// Learnable parameters with their local `state_dict` names.
     fn params(&self) -> Vec<(&'static str, &Param)> {
         Vec::new()
@@ -182,40 +195,110 @@ pub trait Module {
     fn clear(&mut self) {}
 }
 
-impl Module for Layer {
-    fn kind(&self) -> &'static str {
-        each_layer!(self, l => l.kind())
+/// Cloning and downcasting of boxed modules, for every `Module + Clone`.
+pub trait ModuleBase {
+    fn clone_box(&self) -> Layer;
+    fn as_any(&self) -> &dyn Any;
+}
+
+impl<T: Module + Clone + 'static> ModuleBase for T {
+    fn clone_box(&self) -> Layer {
+        Box::new(self.clone())
     }
-    fn arity(&self) -> usize {
-        each_layer!(self, l => l.arity())
+    fn as_any(&self) -> &dyn Any {
+        self
     }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        each_layer!(self, l => l.output_shape(inputs))
+}
+
+impl Clone for Layer {
+    fn clone(&self) -> Self {
+        self.clone_box()
     }
-    fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
-        each_layer!(self, l => l.forward(inputs, ctx))
+}
+
+impl dyn Module {
+    /// The module as the concrete layer `T`, if it is one (`layer.downcast_ref::<Conv2d>()`).
+    pub fn downcast_ref<T: Module + 'static>(&self) -> Option<&T> {
+        self.as_any().downcast_ref()
     }
-    fn backward(
+
+    /// Whether the module is a `T`.
+    pub fn is<T: Module + 'static>(&self) -> bool {
+        self.as_any().is::<T>()
+    }
+}
+
+/// A weight and an optional bias, the learnable tensors of conv and linear layers.
+#[derive(Debug, Clone)]
+pub(crate) struct WeightBias {
+    pub weight: Param,
+    pub bias: Option<Param>,
+}
+
+impl WeightBias {
+    /// PyTorch's default initialization of conv and linear layers, drawn from `rng` in its
+    /// order (weight, then bias): Kaiming-uniform with `a = sqrt(5)` for the weight, which is
+    /// `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, and the same bound for the bias (`dims[0]`
+    /// values, if `bias`).
+    pub fn init(
+        dims: &[usize],
+        fan_in: usize,
+        bias: bool,
+        rng: &mut crate::rng::Rng,
+    ) -> Result<Self> {
+        let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
+        let mut draw = |dims: &[usize]| -> Result<Param> {
+            let t = Tensor::from_fn(dims.to_vec(), |_| rng.uniform_range(-bound, bound))?;
+            Ok(Param::new(t))
+        };
+        let weight = draw(dims)?;
+        let bias = if bias { Some(draw(&dims[..1])?) } else { None };
+        Ok(WeightBias { weight, bias })
+    }
+
+    pub fn bias_value(&self) -> Option<&Tensor> {
+        self.bias.as_ref().map(|b| &b.value)
+    }
+
+    /// The gradients a backward pass computes: the weight's, the bias's if there is one,
+    /// the input's if asked.
+    pub fn request(&self, input: bool) -> GradRequest {
+        GradRequest {
+            input,
+            weight: true,
+            bias: self.bias.is_some(),
+        }
+    }
+
+    /// Add a backward pass's gradients.
+    pub fn accumulate(
         &mut self,
-        grad_output: Tensor,
-        need_input_grad: bool,
-    ) -> Result<Vec<Option<Tensor>>> {
-        each_layer!(self, l => l.backward(grad_output, need_input_grad))
+        grad_weight: &Option<Tensor>,
+        grad_bias: &Option<Tensor>,
+    ) -> Result<()> {
+        if let Some(gw) = grad_weight {
+            self.weight.accumulate(gw)?;
+        }
+        if let (Some(b), Some(gb)) = (self.bias.as_mut(), grad_bias) {
+            b.accumulate(gb)?;
+        }
+        Ok(())
     }
-    fn params(&self) -> Vec<(&'static str, &Param)> {
-        each_layer!(self, l => l.params())
+
+    pub fn params(&self) -> Vec<(&'static str, &Param)> {
+        let mut p = vec![("weight", &self.weight)];
+        if let Some(b) = &self.bias {
+            p.push(("bias", b));
+        }
+        p
     }
-    fn params_mut(&mut self) -> Vec<(&'static str, &mut Param)> {
-        each_layer!(self, l => l.params_mut())
-    }
-    fn buffers(&self) -> Vec<(&'static str, Buffer<'_>)> {
-        each_layer!(self, l => l.buffers())
-    }
-    fn buffers_mut(&mut self) -> Vec<(&'static str, BufferMut<'_>)> {
-        each_layer!(self, l => l.buffers_mut())
-    }
-    fn clear(&mut self) {
-        each_layer!(self, l => l.clear())
+
+    pub fn params_mut(&mut self) -> Vec<(&'static str, &mut Param)> {
+        let mut p = vec![("weight", &mut self.weight)];
+        if let Some(b) = &mut self.bias {
+            p.push(("bias", b));
+        }
+        p
     }
 }
 
@@ -238,13 +321,37 @@ pub(crate) fn single_shape<'a>(inputs: &[&'a [usize]]) -> Result<&'a [usize]> {
     }
 }
 
+/// The output of a layer that keeps its input's shape (element-wise layers).
+pub(crate) fn same_shape(inputs: &[&[usize]]) -> Result<Output> {
+    Ok(Output::new(single_shape(inputs)?.to_vec()))
+}
+
+/// The channels (first axis) of a layer's first per-sample input.
+pub(crate) fn channels(inputs: &[&[usize]]) -> Result<usize> {
+    inputs
+        .first()
+        .and_then(|s| s.first().copied())
+        .ok_or_else(|| Error::model("needs an input with a channel axis"))
+}
+
+/// A size taken from a layer's input (`inferred`), checked against the one its settings
+/// give, if any (`what = given`).
+pub(crate) fn take_given(what: &str, given: Option<usize>, inferred: usize) -> Result<usize> {
+    match given {
+        Some(g) if g != inferred => Err(Error::model(format!(
+            "{what} = {g} does not match its input, which has {inferred}"
+        ))),
+        _ => Ok(inferred),
+    }
+}
+
 /// What was recorded for backward, or the error of calling backward without it.
-pub(crate) fn recorded<'a, T>(cache: &'a Option<T>, kind: &str) -> Result<&'a T> {
+pub(crate) fn recorded<T>(cache: &Option<T>) -> Result<&T> {
     cache.as_ref().ok_or_else(|| {
-        Error::model(format!(
-            "{kind}: backward needs a forward pass that recorded its inputs (training, or \
-             evaluation with recording)"
-        ))
+        Error::model(
+            "backward needs a forward pass that recorded its inputs (training, or evaluation \
+             with recording)",
+        )
     })
 }
 
@@ -256,18 +363,4 @@ pub(crate) fn image_shape(shape: &[usize], kind: &str) -> Result<[usize; 3]> {
             "{kind} needs images [C, H, W], got shape {shape:?}"
         ))),
     }
-}
-
-/// PyTorch's default initialization of conv and linear layers: Kaiming-uniform with
-/// `a = sqrt(5)` for the weight, which is `U(-1/sqrt(fan_in), 1/sqrt(fan_in))`, and the same
-/// bound for the bias.
-pub(crate) fn kaiming_uniform(
-    dims: &[usize],
-    fan_in: usize,
-    rng: &mut crate::rng::Rng,
-) -> Result<Tensor> {
-    let bound = 1.0 / (fan_in.max(1) as f32).sqrt();
-    Ok(Tensor::from_fn(dims.to_vec(), |_| {
-        rng.uniform_range(-bound, bound)
-    })?)
 }

@@ -1,25 +1,50 @@
-//! `BatchNorm1d` / `BatchNorm2d`, as `torch.nn.BatchNorm1d` / `torch.nn.BatchNorm2d`.
+//! `batchnorm2d`, `batchnorm1d`: `BatchNorm2d` / `BatchNorm1d`, as `torch.nn.BatchNorm1d` / `torch.nn.BatchNorm2d`.
 
 use convnet_core::{
     Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward, batch_norm_train,
 };
 
-use super::{Buffer, BufferMut, ForwardCtx, Module, Param, recorded, single, single_shape};
-use crate::error::{Error, Result};
+use serde::{Deserialize, Serialize};
 
-/// Configuration of a [`BatchNorm`] layer. PyTorch's defaults: `eps = 1e-5`,
-/// `momentum = Some(0.1)`, `affine`, `track_running_stats`.
-#[derive(Debug, Clone, Copy, PartialEq)]
+use super::kind::{Kind, Output, by_type_name};
+use super::values;
+use super::{
+    Buffer, BufferMut, ForwardCtx, Layer, Module, Param, channels, recorded, single, single_shape,
+    take_given,
+};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
+
+fn default_eps() -> f32 {
+    1e-5
+}
+
+fn default_momentum() -> Option<f32> {
+    Some(0.1)
+}
+
+/// Settings of a [`BatchNorm`] layer: the `batchnorm2d` and `batchnorm1d` tables of a model
+/// file. PyTorch's defaults: `eps = 1e-5`, `momentum = Some(0.1)`, `affine`,
+/// `track_running_stats`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct BatchNormConfig {
-    pub num_features: usize,
+    /// `None`: taken from the input when the layer is planned in a model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_features: Option<usize>,
     /// `true` for `BatchNorm2d` (input `[N, C, H, W]`), `false` for `BatchNorm1d` (`[N, C]`
-    /// or `[N, C, L]`).
+    /// or `[N, C, L]`): the type name says which.
+    #[serde(skip, default = "values::yes")]
     pub spatial: bool,
+    #[serde(with = "values::finite", default = "default_eps")]
     pub eps: f32,
     /// Weight of the new batch in the running statistics; `None`: a cumulative average
     /// (weight `1 / batches seen`), as PyTorch's `momentum=None`.
+    #[serde(with = "values::momentum", default = "default_momentum")]
     pub momentum: Option<f32>,
+    #[serde(default = "values::yes")]
     pub affine: bool,
+    #[serde(default = "values::yes")]
     pub track_running_stats: bool,
 }
 
@@ -27,19 +52,34 @@ impl BatchNormConfig {
     /// `BatchNorm2d(num_features)`.
     pub fn new_2d(num_features: usize) -> Self {
         BatchNormConfig {
-            num_features,
-            spatial: true,
-            eps: 1e-5,
-            momentum: Some(0.1),
-            affine: true,
-            track_running_stats: true,
+            num_features: Some(num_features),
+            ..Self::lazy_2d()
         }
     }
     /// `BatchNorm1d(num_features)`.
     pub fn new_1d(num_features: usize) -> Self {
         BatchNormConfig {
+            num_features: Some(num_features),
+            ..Self::lazy_1d()
+        }
+    }
+    /// `LazyBatchNorm2d()`: `num_features` taken from the input when the layer is planned
+    /// in a model.
+    pub fn lazy_2d() -> Self {
+        BatchNormConfig {
+            num_features: None,
+            spatial: true,
+            eps: default_eps(),
+            momentum: default_momentum(),
+            affine: values::yes(),
+            track_running_stats: values::yes(),
+        }
+    }
+    /// `LazyBatchNorm1d()`.
+    pub fn lazy_1d() -> Self {
+        BatchNormConfig {
             spatial: false,
-            ..Self::new_2d(num_features)
+            ..Self::lazy_2d()
         }
     }
     pub fn with_eps(mut self, eps: f32) -> Self {
@@ -59,52 +99,16 @@ impl BatchNormConfig {
         self
     }
 
-    /// The layer's type name, as model files write it.
-    pub fn kind(&self) -> &'static str {
-        if self.spatial {
-            "batchnorm2d"
-        } else {
-            "batchnorm1d"
-        }
-    }
-
-    /// Per-sample output shape (the input's): `[C, H, W]` (2d) or `[C]` / `[C, L]` (1d), with
-    /// `C = num_features`.
-    pub fn output_shape(&self, input: &[usize]) -> Result<Vec<usize>> {
-        let rank_ok = if self.spatial {
-            input.len() == 3
-        } else {
-            matches!(input.len(), 1 | 2)
-        };
-        if !rank_ok || input[0] != self.num_features {
-            let want = if self.spatial {
-                format!("[{}, H, W]", self.num_features)
-            } else {
-                format!("[{}] or [{}, L]", self.num_features, self.num_features)
-            };
-            return Err(Error::model(format!(
-                "{} expects per-sample input {want}, got {input:?}",
-                self.kind()
-            )));
-        }
-        Ok(input.to_vec())
-    }
-
-    /// The shapes of the learnable tensors, by `state_dict` name (nothing is allocated).
-    pub fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
-        if self.affine {
-            vec![
-                ("weight", vec![self.num_features]),
-                ("bias", vec![self.num_features]),
-            ]
-        } else {
-            Vec::new()
-        }
-    }
-
-    /// Check the configuration (all that `init` checks, drawing nothing).
-    pub fn check(&self) -> Result<()> {
-        if self.num_features == 0 {
+    /// Check the settings (all that `init` checks) and return the number of features.
+    fn checked(&self) -> Result<usize> {
+        let c = self.num_features.ok_or_else(|| {
+            Error::config(
+                "num_features",
+                "not known: give it, or plan the layer in a model (which takes it from the \
+                 input)",
+            )
+        })?;
+        if c == 0 {
             return Err(Error::config(
                 "num_features",
                 "batch norm needs at least one feature",
@@ -124,13 +128,12 @@ impl BatchNormConfig {
                 format!("must be in [0, 1], got {m}"),
             ));
         }
-        Ok(())
+        Ok(c)
     }
 
-    /// Check the configuration; weight 1, bias 0, running mean 0 and variance 1.
+    /// Check the settings; weight 1, bias 0, running mean 0 and variance 1.
     pub fn init(&self) -> Result<BatchNorm> {
-        self.check()?;
-        let c = self.num_features;
+        let c = self.checked()?;
         let full = |v: f32| Tensor::full([c], v);
         let affine = |v: f32| -> Result<Option<Param>> {
             Ok(if self.affine {
@@ -148,6 +151,79 @@ impl BatchNormConfig {
             num_batches_tracked: 0,
             cache: None,
         })
+    }
+}
+
+impl Kind for BatchNormConfig {
+    const NAMES: &'static [&'static str] = &["batchnorm2d", "batchnorm1d"];
+    const SHORTHAND: &'static str = "bn, bn1d";
+
+    fn name(&self) -> &'static str {
+        Self::NAMES[usize::from(!self.spatial)]
+    }
+
+    fn named(self, name: &str) -> Self {
+        BatchNormConfig {
+            spatial: name == Self::NAMES[0],
+            ..self
+        }
+    }
+
+    fn resolve(&self, inputs: &[&[usize]]) -> Result<Self> {
+        let c = take_given("num_features", self.num_features, channels(inputs)?)?;
+        Ok(BatchNormConfig {
+            num_features: Some(c),
+            ..*self
+        })
+    }
+
+    fn check(&self) -> Result<()> {
+        self.checked().map(drop)
+    }
+
+    fn param_dims(&self) -> Vec<(&'static str, Vec<usize>)> {
+        let c = self.num_features.unwrap_or(0);
+        if self.affine {
+            vec![("weight", vec![c]), ("bias", vec![c])]
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// The input's shape: `[C, H, W]` (2d) or `[C]` / `[C, L]` (1d), with
+    /// `C = num_features`.
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let input = single_shape(inputs)?;
+        let c = self.num_features.unwrap_or(0);
+        let rank_ok = if self.spatial {
+            input.len() == 3
+        } else {
+            matches!(input.len(), 1 | 2)
+        };
+        if !rank_ok || input[0] != c {
+            let want = if self.spatial {
+                format!("[{c}, H, W]")
+            } else {
+                format!("[{c}] or [{c}, L]")
+            };
+            return Err(Error::model(format!(
+                "{} expects per-sample input {want}, got {input:?}",
+                self.name()
+            )));
+        }
+        Ok(Output::new(input.to_vec()))
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init()?))
+    }
+
+    fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+        match words {
+            ["bn"] => Some(Ok(Self::lazy_2d())),
+            ["bn1d"] => Some(Ok(Self::lazy_1d())),
+            _ => by_type_name(words),
+        }
     }
 }
 
@@ -209,41 +285,32 @@ impl BatchNorm {
 }
 
 impl Module for BatchNorm {
-    fn kind(&self) -> &'static str {
-        self.config.kind()
-    }
-
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        self.config.output_shape(single_shape(inputs)?)
-    }
-
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
         let weight = self.weight.as_ref().map(|p| &p.value);
         let bias = self.bias.as_ref().map(|p| &p.value);
         let use_batch = ctx.training || !self.config.track_running_stats;
         if use_batch {
-            let out = batch_norm_train(x, weight, bias, self.config.eps)?;
+            let out = batch_norm_train(&x, weight, bias, self.config.eps)?;
             if ctx.training && self.config.track_running_stats {
                 self.update_running(out.mean.data(), out.var_unbiased.data());
             }
-            self.cache = ctx.record.then(|| Cache::Batch {
-                input: x.clone(),
+            self.cache = ctx.record.then_some(Cache::Batch {
+                input: x,
                 mean: out.mean,
                 invstd: out.invstd,
             });
             Ok(out.output)
         } else {
             let y = batch_norm_eval(
-                x,
+                &x,
                 &self.running_mean,
                 &self.running_var,
                 weight,
                 bias,
                 self.config.eps,
             )?;
-            self.cache = ctx.record.then(|| Cache::Running { input: x.clone() });
+            self.cache = ctx.record.then_some(Cache::Running { input: x });
             Ok(y)
         }
     }
@@ -253,16 +320,15 @@ impl Module for BatchNorm {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
         let weight = self.weight.as_ref().map(|p| &p.value);
-        let grads = match recorded(&self.cache, self.kind())? {
+        let grads = match recorded(&self.cache)? {
             Cache::Batch {
                 input,
                 mean,
                 invstd,
-            } => batch_norm_backward(grad_output, input, mean, invstd, weight)?,
+            } => batch_norm_backward(&grad_output, input, mean, invstd, weight)?,
             Cache::Running { input } => batch_norm_eval_backward(
-                grad_output,
+                &grad_output,
                 input,
                 &self.running_mean,
                 &self.running_var,

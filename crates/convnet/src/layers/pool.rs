@@ -1,17 +1,168 @@
-//! Pooling layers: max, average, adaptive average and global pooling.
+//! Pooling: `max_pool2d`, `avg_pool2d`, `adaptive_avg_pool2d`, `global_avg_pool2d` and
+//! `global_max_pool2d`.
 
 use convnet_core::{
     Pool2dParams, Tensor, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d,
     avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
     max_pool2d, max_pool2d_backward,
 };
+use serde::{Deserialize, Serialize};
 
-use super::{ForwardCtx, Module, image_shape, recorded, single, single_shape};
-use crate::error::Result;
+use super::kind::{Kind, Output, Reach, Window, by_type_name};
+use super::values::{self, shorthand_pair};
+use super::{ForwardCtx, Layer, Module, image_shape, recorded, single, single_shape};
+use crate::error::{Error, Result};
+use crate::rng::Rng;
 
 fn batch_dims(x: &Tensor, kind: &'static str) -> Result<[usize; 4]> {
     Ok(x.dims4(kind, "input")?)
 }
+
+fn zeros() -> [usize; 2] {
+    [0, 0]
+}
+
+/// The output of a sliding-window pooling with `params` on per-sample `inputs` (`kind`: the
+/// type name, for errors).
+fn window_output(params: &Pool2dParams, inputs: &[&[usize]], kind: &str) -> Result<Output> {
+    let [c, h, w] = image_shape(single_shape(inputs)?, kind)?;
+    let [ho, wo] = params.output_hw([h, w])?;
+    let [ph, pw] = params.padding();
+    Ok(
+        Output::new(vec![c, ho, wo]).with_reach(Reach::Window(Window {
+            kernel: params.kernel(),
+            stride: params.stride(),
+            dilation: params.dilation(),
+            pad: [ph, ph, pw, pw],
+            ceil: params.ceil_mode(),
+        })),
+    )
+}
+
+/// The settings of the pooling shorthand `pool:max|avg:KxK[:sS][:pP][:ceil]`: kernel,
+/// stride (if given), padding, ceil mode.
+type PoolShorthand = ([usize; 2], Option<[usize; 2]>, [usize; 2], bool);
+
+fn pool_shorthand(kernel: &str, options: &[&str]) -> Result<PoolShorthand> {
+    let kernel = shorthand_pair("kernel", kernel)?;
+    let (mut stride, mut padding, mut ceil) = (None, zeros(), false);
+    for &opt in options {
+        match (opt, opt.strip_prefix('s'), opt.strip_prefix('p')) {
+            ("ceil", _, _) => ceil = true,
+            (_, Some(s), _) => stride = Some(shorthand_pair("stride", s)?),
+            (_, _, Some(p)) => padding = shorthand_pair("padding", p)?,
+            _ => return Err(Error::model(format!("unknown pool option '{opt}'"))),
+        }
+    }
+    Ok((kernel, stride, padding, ceil))
+}
+
+/// The [`Kind`] of a sliding-window pooling's settings `$config` (which have `params`, `init`
+/// and the fields of the shorthand): type name `$name`, shorthand `pool:$word:KxK...`.
+macro_rules! window_pool_kind {
+    ($config:ident, $name:literal, $word:literal) => {
+        impl Kind for $config {
+            const NAMES: &'static [&'static str] = &[$name];
+            const SHORTHAND: &'static str = concat!("pool:", $word, ":KxK[:sS][:pP][:ceil]");
+
+            fn check(&self) -> Result<()> {
+                self.params().map(drop)
+            }
+
+            fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+                window_output(&self.params()?, inputs, self.name())
+            }
+
+            fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+                Ok(Box::new(self.init()?))
+            }
+
+            fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+                let settings = match words {
+                    ["pool", $word, kernel, options @ ..] => pool_shorthand(kernel, options),
+                    _ => return by_type_name(words),
+                };
+                Some(
+                    settings.map(|(kernel, stride, padding, ceil_mode)| $config {
+                        stride,
+                        padding,
+                        ceil_mode,
+                        ..Self::new(kernel)
+                    }),
+                )
+            }
+        }
+    };
+}
+
+/// Settings of a [`MaxPool2d`]: the `max_pool2d` table of a model file (stride: the kernel,
+/// unless given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MaxPool2dConfig {
+    #[serde(with = "values::pair")]
+    pub kernel: [usize; 2],
+    #[serde(
+        with = "values::pair::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stride: Option<[usize; 2]>,
+    #[serde(with = "values::pair", default = "zeros")]
+    pub padding: [usize; 2],
+    #[serde(with = "values::pair", default = "values::ones")]
+    pub dilation: [usize; 2],
+    #[serde(default)]
+    pub ceil_mode: bool,
+}
+
+impl MaxPool2dConfig {
+    /// Max pooling over `kernel` windows, with stride = kernel, no padding.
+    pub fn new(kernel: [usize; 2]) -> Self {
+        MaxPool2dConfig {
+            kernel,
+            stride: None,
+            padding: zeros(),
+            dilation: values::ones(),
+            ceil_mode: false,
+        }
+    }
+    pub fn with_stride(mut self, stride: [usize; 2]) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+    pub fn with_padding(mut self, padding: [usize; 2]) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn with_dilation(mut self, dilation: [usize; 2]) -> Self {
+        self.dilation = dilation;
+        self
+    }
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// The kernel's parameters, checked.
+    pub fn params(&self) -> Result<Pool2dParams> {
+        Ok(Pool2dParams::builder(self.kernel)
+            .with_stride(self.stride.unwrap_or(self.kernel))
+            .with_padding(self.padding)
+            .with_dilation(self.dilation)
+            .with_ceil_mode(self.ceil_mode)
+            .build()?)
+    }
+
+    pub fn init(&self) -> Result<MaxPool2d> {
+        Ok(MaxPool2d {
+            params: self.params()?,
+            cache: None,
+        })
+    }
+}
+
+window_pool_kind!(MaxPool2dConfig, "max_pool2d", "max");
 
 /// Max pooling, as `torch.nn.MaxPool2d`. Shapes: `[N, C, H, W]` -> `[N, C, Ho, Wo]`.
 #[derive(Debug, Clone)]
@@ -22,31 +173,16 @@ pub struct MaxPool2d {
 }
 
 impl MaxPool2d {
-    pub fn new(params: Pool2dParams) -> Self {
-        MaxPool2d {
-            params,
-            cache: None,
-        }
-    }
     pub fn pool_params(&self) -> &Pool2dParams {
         &self.params
     }
 }
 
 impl Module for MaxPool2d {
-    fn kind(&self) -> &'static str {
-        "max_pool2d"
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, h, w] = image_shape(single_shape(inputs)?, self.kind())?;
-        let [ho, wo] = self.params.output_hw([h, w])?;
-        Ok(vec![c, ho, wo])
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let dims = batch_dims(x, self.kind())?;
-        let out = max_pool2d(x, &self.params)?;
+        let dims = batch_dims(&x, MaxPool2dConfig::NAMES[0])?;
+        let out = max_pool2d(&x, &self.params)?;
         self.cache = ctx.record.then_some((out.indices, dims));
         Ok(out.output)
     }
@@ -55,13 +191,12 @@ impl Module for MaxPool2d {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let (indices, dims) = recorded(&self.cache, self.kind())?;
+        let (indices, dims) = recorded(&self.cache)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
         Ok(vec![Some(max_pool2d_backward(
-            grad_output,
+            &grad_output,
             indices,
             *dims,
         )?)])
@@ -71,6 +206,84 @@ impl Module for MaxPool2d {
     }
 }
 
+/// Settings of an [`AvgPool2d`]: the `avg_pool2d` table of a model file (stride: the kernel,
+/// unless given).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvgPool2dConfig {
+    #[serde(with = "values::pair")]
+    pub kernel: [usize; 2],
+    #[serde(
+        with = "values::pair::option",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub stride: Option<[usize; 2]>,
+    #[serde(with = "values::pair", default = "zeros")]
+    pub padding: [usize; 2],
+    #[serde(default)]
+    pub ceil_mode: bool,
+    #[serde(default = "values::yes")]
+    pub count_include_pad: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub divisor_override: Option<usize>,
+}
+
+impl AvgPool2dConfig {
+    /// Average pooling over `kernel` windows, with stride = kernel, no padding, the padding
+    /// counted in the divisor.
+    pub fn new(kernel: [usize; 2]) -> Self {
+        AvgPool2dConfig {
+            kernel,
+            stride: None,
+            padding: zeros(),
+            ceil_mode: false,
+            count_include_pad: values::yes(),
+            divisor_override: None,
+        }
+    }
+    pub fn with_stride(mut self, stride: [usize; 2]) -> Self {
+        self.stride = Some(stride);
+        self
+    }
+    pub fn with_padding(mut self, padding: [usize; 2]) -> Self {
+        self.padding = padding;
+        self
+    }
+    pub fn with_ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+    pub fn with_count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+    pub fn with_divisor_override(mut self, divisor_override: Option<usize>) -> Self {
+        self.divisor_override = divisor_override;
+        self
+    }
+
+    /// The kernel's parameters, checked.
+    pub fn params(&self) -> Result<Pool2dParams> {
+        Ok(Pool2dParams::builder(self.kernel)
+            .with_stride(self.stride.unwrap_or(self.kernel))
+            .with_padding(self.padding)
+            .with_ceil_mode(self.ceil_mode)
+            .with_count_include_pad(self.count_include_pad)
+            .with_divisor_override(self.divisor_override)
+            .build()?)
+    }
+
+    pub fn init(&self) -> Result<AvgPool2d> {
+        Ok(AvgPool2d {
+            params: self.params()?,
+            input_dims: None,
+        })
+    }
+}
+
+window_pool_kind!(AvgPool2dConfig, "avg_pool2d", "avg");
+
 /// Average pooling, as `torch.nn.AvgPool2d`. Shapes: `[N, C, H, W]` -> `[N, C, Ho, Wo]`.
 #[derive(Debug, Clone)]
 pub struct AvgPool2d {
@@ -79,31 +292,16 @@ pub struct AvgPool2d {
 }
 
 impl AvgPool2d {
-    pub fn new(params: Pool2dParams) -> Self {
-        AvgPool2d {
-            params,
-            input_dims: None,
-        }
-    }
     pub fn pool_params(&self) -> &Pool2dParams {
         &self.params
     }
 }
 
 impl Module for AvgPool2d {
-    fn kind(&self) -> &'static str {
-        "avg_pool2d"
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, h, w] = image_shape(single_shape(inputs)?, self.kind())?;
-        let [ho, wo] = self.params.output_hw([h, w])?;
-        Ok(vec![c, ho, wo])
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let dims = batch_dims(x, self.kind())?;
-        let y = avg_pool2d(x, &self.params)?;
+        let dims = batch_dims(&x, AvgPool2dConfig::NAMES[0])?;
+        let y = avg_pool2d(&x, &self.params)?;
         self.input_dims = ctx.record.then_some(dims);
         Ok(y)
     }
@@ -112,19 +310,70 @@ impl Module for AvgPool2d {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let dims = recorded(&self.input_dims, self.kind())?;
+        let dims = recorded(&self.input_dims)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
         Ok(vec![Some(avg_pool2d_backward(
-            grad_output,
+            &grad_output,
             *dims,
             &self.params,
         )?)])
     }
     fn clear(&mut self) {
         self.input_dims = None;
+    }
+}
+
+/// Settings of an [`AdaptiveAvgPool2d`]: the `adaptive_avg_pool2d` table of a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdaptiveAvgPool2dConfig {
+    #[serde(with = "values::pair")]
+    pub output_size: [usize; 2],
+}
+
+impl AdaptiveAvgPool2dConfig {
+    /// Average pooling to `output_size` (height, width) whatever the input's size.
+    pub fn new(output_size: [usize; 2]) -> Self {
+        AdaptiveAvgPool2dConfig { output_size }
+    }
+
+    pub fn init(&self) -> Result<AdaptiveAvgPool2d> {
+        self.check()?;
+        Ok(AdaptiveAvgPool2d {
+            output_hw: self.output_size,
+            input_dims: None,
+        })
+    }
+}
+
+impl Kind for AdaptiveAvgPool2dConfig {
+    const NAMES: &'static [&'static str] = &["adaptive_avg_pool2d"];
+    const SHORTHAND: &'static str = "adaptive:HxW";
+
+    fn check(&self) -> Result<()> {
+        if self.output_size.contains(&0) {
+            return Err(Error::config("output_size", "must be at least 1x1"));
+        }
+        Ok(())
+    }
+
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let [c, _, _] = image_shape(single_shape(inputs)?, self.name())?;
+        let [h, w] = self.output_size;
+        Ok(Output::new(vec![c, h, w]).with_reach(Reach::Whole))
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init()?))
+    }
+
+    fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+        match words {
+            ["adaptive", size] => Some(shorthand_pair("size", size).map(Self::new)),
+            _ => by_type_name(words),
+        }
     }
 }
 
@@ -137,33 +386,16 @@ pub struct AdaptiveAvgPool2d {
 }
 
 impl AdaptiveAvgPool2d {
-    pub fn new(output_hw: [usize; 2]) -> Self {
-        AdaptiveAvgPool2d {
-            output_hw,
-            input_dims: None,
-        }
-    }
     pub fn output_hw(&self) -> [usize; 2] {
         self.output_hw
     }
 }
 
 impl Module for AdaptiveAvgPool2d {
-    fn kind(&self) -> &'static str {
-        "adaptive_avg_pool2d"
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, _, _] = image_shape(single_shape(inputs)?, self.kind())?;
-        if self.output_hw.contains(&0) {
-            return Err(crate::Error::config("output_size", "must be at least 1x1"));
-        }
-        Ok(vec![c, self.output_hw[0], self.output_hw[1]])
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let dims = batch_dims(x, self.kind())?;
-        let y = adaptive_avg_pool2d(x, self.output_hw)?;
+        let dims = batch_dims(&x, AdaptiveAvgPool2dConfig::NAMES[0])?;
+        let y = adaptive_avg_pool2d(&x, self.output_hw)?;
         self.input_dims = ctx.record.then_some(dims);
         Ok(y)
     }
@@ -172,13 +404,12 @@ impl Module for AdaptiveAvgPool2d {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let dims = recorded(&self.input_dims, self.kind())?;
+        let dims = recorded(&self.input_dims)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
         Ok(vec![Some(adaptive_avg_pool2d_backward(
-            grad_output,
+            &grad_output,
             *dims,
         )?)])
     }
@@ -188,10 +419,71 @@ impl Module for AdaptiveAvgPool2d {
 }
 
 /// Which reduction a [`GlobalPool`] takes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum PoolKind {
+    #[default]
     Avg,
     Max,
+}
+
+/// Settings of a [`GlobalPool`]: the `global_avg_pool2d` and `global_max_pool2d` tables of
+/// a model file (no keys; the type name says which).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GlobalPoolConfig {
+    #[serde(skip)]
+    pub kind: PoolKind,
+}
+
+impl GlobalPoolConfig {
+    pub fn new(kind: PoolKind) -> Self {
+        GlobalPoolConfig { kind }
+    }
+
+    pub fn init(&self) -> GlobalPool {
+        GlobalPool {
+            kind: self.kind,
+            cache: None,
+        }
+    }
+}
+
+impl Kind for GlobalPoolConfig {
+    const NAMES: &'static [&'static str] = &["global_avg_pool2d", "global_max_pool2d"];
+    const SHORTHAND: &'static str = "gpool:avg|max";
+
+    fn name(&self) -> &'static str {
+        match self.kind {
+            PoolKind::Avg => Self::NAMES[0],
+            PoolKind::Max => Self::NAMES[1],
+        }
+    }
+
+    fn named(self, name: &str) -> Self {
+        let kind = if name == Self::NAMES[1] {
+            PoolKind::Max
+        } else {
+            PoolKind::Avg
+        };
+        GlobalPoolConfig { kind }
+    }
+
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let [c, _, _] = image_shape(single_shape(inputs)?, self.name())?;
+        Ok(Output::new(vec![c, 1, 1]).with_reach(Reach::Whole))
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init()))
+    }
+
+    fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+        match words {
+            ["gpool", "avg"] => Some(Ok(Self::new(PoolKind::Avg))),
+            ["gpool", "max"] => Some(Ok(Self::new(PoolKind::Max))),
+            _ => by_type_name(words),
+        }
+    }
 }
 
 /// Global pooling of each plane to one value (`AdaptiveAvgPool2d(1)` /
@@ -204,33 +496,20 @@ pub struct GlobalPool {
 }
 
 impl GlobalPool {
-    pub fn new(kind: PoolKind) -> Self {
-        GlobalPool { kind, cache: None }
-    }
     pub fn pool_kind(&self) -> PoolKind {
         self.kind
     }
 }
 
 impl Module for GlobalPool {
-    fn kind(&self) -> &'static str {
-        match self.kind {
-            PoolKind::Avg => "global_avg_pool2d",
-            PoolKind::Max => "global_max_pool2d",
-        }
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let [c, _, _] = image_shape(single_shape(inputs)?, self.kind())?;
-        Ok(vec![c, 1, 1])
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let x = &x;
-        let dims = batch_dims(x, self.kind())?;
+        let name = GlobalPoolConfig::new(self.kind).name();
+        let dims = batch_dims(&x, name)?;
         let (y, indices) = match self.kind {
-            PoolKind::Avg => (global_avg_pool2d(x)?, Vec::new()),
+            PoolKind::Avg => (global_avg_pool2d(&x)?, Vec::new()),
             PoolKind::Max => {
-                let out = global_max_pool2d(x)?;
+                let out = global_max_pool2d(&x)?;
                 (out.output, out.indices)
             }
         };
@@ -242,14 +521,13 @@ impl Module for GlobalPool {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let grad_output = &grad_output;
-        let (dims, indices) = recorded(&self.cache, self.kind())?;
+        let (dims, indices) = recorded(&self.cache)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
         let g = match self.kind {
-            PoolKind::Avg => global_avg_pool2d_backward(grad_output, *dims)?,
-            PoolKind::Max => max_pool2d_backward(grad_output, indices, *dims)?,
+            PoolKind::Avg => global_avg_pool2d_backward(&grad_output, *dims)?,
+            PoolKind::Max => max_pool2d_backward(&grad_output, indices, *dims)?,
         };
         Ok(vec![Some(g)])
     }

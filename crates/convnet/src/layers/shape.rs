@@ -1,10 +1,37 @@
-//! Layers without parameters that move or mix values: flatten, dropout, residual add.
+//! Layers without parameters that move or mix values: `flatten`, `dropout`, residual `add`.
 
 use convnet_core::{Tensor, add_in_place};
+use serde::{Deserialize, Serialize};
 
-use super::{ForwardCtx, Module, recorded, single, single_shape};
+use super::kind::{Arity, Kind, Output, Reach, by_type_name};
+use super::values;
+use super::{ForwardCtx, Layer, Module, recorded, same_shape, single, single_shape};
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+
+/// Settings of a [`Flatten`] (none): the `flatten` table of a model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FlattenConfig {}
+
+impl Kind for FlattenConfig {
+    const NAMES: &'static [&'static str] = &["flatten"];
+
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        let shape = single_shape(inputs)?;
+        let features = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+        let features = features.ok_or_else(|| {
+            Error::model(format!(
+                "flatten: {shape:?} has more values than usize can count"
+            ))
+        })?;
+        Ok(Output::new(vec![features]).with_reach(Reach::Whole))
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(Flatten::new()))
+    }
+}
 
 /// Flattens each sample to a vector, as `torch.nn.Flatten()` (start_dim 1).
 /// Shapes: `[N, d1, d2, ...]` -> `[N, d1 * d2 * ...]`.
@@ -20,19 +47,6 @@ impl Flatten {
 }
 
 impl Module for Flatten {
-    fn kind(&self) -> &'static str {
-        "flatten"
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        let shape = single_shape(inputs)?;
-        let features = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
-        let features = features.ok_or_else(|| {
-            Error::model(format!(
-                "flatten: {shape:?} has more values than usize can count"
-            ))
-        })?;
-        Ok(vec![features])
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
         let n = x.dims().first().copied().unwrap_or(1);
@@ -45,7 +59,7 @@ impl Module for Flatten {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let dims = recorded(&self.input_dims, self.kind())?;
+        let dims = recorded(&self.input_dims)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
@@ -59,6 +73,73 @@ impl Module for Flatten {
 /// Stream tag of dropout masks: `Rng::stream(seed, [DROPOUT, step, layer index])`.
 const DROPOUT: u64 = 0x6472_6f70; // "drop"
 
+fn half() -> f32 {
+    0.5
+}
+
+/// Settings of a [`Dropout`]: the `dropout` table of a model file (`p` 0.5).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DropoutConfig {
+    #[serde(with = "values::finite", default = "half")]
+    pub p: f32,
+}
+
+impl DropoutConfig {
+    /// Dropout with probability `p` in `[0, 1]`.
+    pub fn new(p: f32) -> Self {
+        DropoutConfig { p }
+    }
+
+    pub fn init(&self) -> Result<Dropout> {
+        self.check()?;
+        Ok(Dropout {
+            p: self.p,
+            mask: None,
+        })
+    }
+}
+
+impl Default for DropoutConfig {
+    fn default() -> Self {
+        Self::new(half())
+    }
+}
+
+impl Kind for DropoutConfig {
+    const NAMES: &'static [&'static str] = &["dropout"];
+    const SHORTHAND: &'static str = "dropout[:P]";
+
+    fn check(&self) -> Result<()> {
+        if !(0.0..=1.0).contains(&self.p) {
+            return Err(Error::config(
+                "p",
+                format!("dropout probability must be in [0, 1], got {}", self.p),
+            ));
+        }
+        Ok(())
+    }
+
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        same_shape(inputs)
+    }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(self.init()?))
+    }
+
+    fn shorthand(words: &[&str]) -> Option<Result<Self>> {
+        match words {
+            ["dropout", p] => Some(
+                p.parse()
+                    .map(Self::new)
+                    .map_err(|_| Error::model(format!("'{p}' is not a probability"))),
+            ),
+            _ => by_type_name(words),
+        }
+    }
+}
+
 /// Dropout, as `torch.nn.Dropout(p)`: in training each element is zeroed with probability
 /// `p` and the others are scaled by `1 / (1 - p)`; in evaluation it passes values through.
 /// Shapes: any; output as input.
@@ -70,28 +151,12 @@ pub struct Dropout {
 }
 
 impl Dropout {
-    /// Dropout with probability `p` in `[0, 1]`.
-    pub fn new(p: f32) -> Result<Self> {
-        if !(0.0..=1.0).contains(&p) {
-            return Err(Error::config(
-                "p",
-                format!("dropout probability must be in [0, 1], got {p}"),
-            ));
-        }
-        Ok(Dropout { p, mask: None })
-    }
     pub fn p(&self) -> f32 {
         self.p
     }
 }
 
 impl Module for Dropout {
-    fn kind(&self) -> &'static str {
-        "dropout"
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
-        Ok(single_shape(inputs)?.to_vec())
-    }
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let mut x = single(inputs)?;
         if !ctx.training || self.p == 0.0 {
@@ -126,7 +191,7 @@ impl Module for Dropout {
         if let Some(mask) = &self.mask {
             if mask.len() != g.numel() {
                 return Err(Error::model(format!(
-                    "dropout: gradient of {} values for a mask of {}",
+                    "gradient of {} values for a mask of {}",
                     g.numel(),
                     mask.len()
                 )));
@@ -142,20 +207,22 @@ impl Module for Dropout {
     }
 }
 
-/// The sum of two inputs of the same shape: the join of a residual block.
-#[derive(Debug, Clone, Default)]
-pub struct Add;
+/// Settings of an [`Add`] (none): the `add` table of a model file, whose `inputs` name the
+/// two layers to add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddConfig {}
 
-impl Module for Add {
-    fn kind(&self) -> &'static str {
-        "add"
+impl Kind for AddConfig {
+    const NAMES: &'static [&'static str] = &["add"];
+
+    fn arity(&self) -> Arity {
+        Arity::Exactly(2)
     }
-    fn arity(&self) -> usize {
-        2
-    }
-    fn output_shape(&self, inputs: &[&[usize]]) -> Result<Vec<usize>> {
+
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
         match inputs {
-            [a, b] if a == b => Ok(a.to_vec()),
+            [a, b] if a == b => Ok(Output::new(a.to_vec()).with_reach(Reach::Join)),
             [a, b] => Err(Error::model(format!(
                 "add needs two inputs of the same shape, got {a:?} and {b:?}"
             ))),
@@ -165,6 +232,17 @@ impl Module for Add {
             ))),
         }
     }
+
+    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
+        Ok(Box::new(Add))
+    }
+}
+
+/// The sum of two inputs of the same shape: the join of a residual block.
+#[derive(Debug, Clone, Default)]
+pub struct Add;
+
+impl Module for Add {
     fn forward(&mut self, inputs: Vec<Tensor>, _ctx: &ForwardCtx) -> Result<Tensor> {
         let count = inputs.len();
         let Ok([mut a, b]) = <[Tensor; 2]>::try_from(inputs) else {

@@ -3,4 +3,5 @@
 #![allow(dead_code)]
 
 pub mod fuzz;
+pub mod reference;
 pub mod tiny;

@@ -4,9 +4,13 @@
 use std::path::PathBuf;
 
 use convnet::data::{Augment, DataSplit, Dataset};
+use convnet::layers::{
+    BatchNormConfig, Conv2dConfig, DropoutConfig, FlattenConfig, LinearConfig, MaxPool2dConfig,
+    ReluConfig,
+};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{LossKind, TrainConfig, Trainer};
-use convnet::{LayerKind, ModelSpec};
+use convnet::{Model, ModelSpec};
 
 /// A fresh, empty folder for one test.
 pub fn temp_dir(name: &str) -> PathBuf {
@@ -57,13 +61,18 @@ pub fn data() -> DataSplit {
 /// Convolution, batch norm (so buffers are saved too), pooling, dropout, a linear head.
 pub fn spec() -> ModelSpec {
     ModelSpec::new([1, 8, 8])
-        .layer("conv", LayerKind::conv2d(4, [3, 3]))
-        .layer("bn", LayerKind::batch_norm(true))
-        .layer("act", LayerKind::Activation(convnet_core::Activation::Relu))
-        .layer("pool", LayerKind::max_pool2d([2, 2]))
-        .layer("flat", LayerKind::Flatten)
-        .layer("drop", LayerKind::Dropout { p: 0.2 })
-        .layer("fc", LayerKind::linear(4))
+        .layer("conv", Conv2dConfig::lazy(4, [3, 3]))
+        .layer("bn", BatchNormConfig::lazy_2d())
+        .layer("act", ReluConfig {})
+        .layer("pool", MaxPool2dConfig::new([2, 2]))
+        .layer("flat", FlattenConfig {})
+        .layer("drop", DropoutConfig::new(0.2))
+        .layer("fc", LinearConfig::lazy(4))
+}
+
+/// [`spec`] built, its weights drawn with `seed`.
+pub fn model(seed: u64) -> Model {
+    Model::from_spec(&spec(), seed).unwrap()
 }
 
 /// Four epochs of AdamW with one-cycle, label smoothing and random crops.
@@ -94,7 +103,7 @@ pub fn diverge(optimizer: OptimizerConfig) -> (Trainer, convnet::Error) {
         schedule: ScheduleConfig::Constant,
         ..config()
     };
-    let mut trainer = Trainer::new(spec().build(0).unwrap(), config, &data).unwrap();
+    let mut trainer = Trainer::new(model(0), config, &data).unwrap();
     let err = trainer
         .run(&data, &mut convnet::train::NoHooks)
         .unwrap_err();
