@@ -8,16 +8,13 @@ use convnet::checkpoint::{self, CheckpointMeta};
 use convnet::data::{self, FASHION_MNIST_CLASSES};
 
 mod common;
-use common::{convnet, fails, ok, temp_dir};
+use common::{convnet, fails, ok, repo, temp_dir};
 
 /// A checkpoint of the reference model (freshly initialized: the pictures' structure, not
 /// what they show, is under test here; `tests/inspect.rs` checks the content on a trained
 /// model).
 fn reference_checkpoint(dir: &Path) -> PathBuf {
-    let spec = convnet::ModelSpec::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fashion_cnn.toml"),
-    )
-    .unwrap();
+    let spec = convnet::ModelSpec::load(&repo("models/fashion_cnn.toml")).unwrap();
     let model = spec.build(3).unwrap();
     let sample = data::embedded_sample();
     let meta = CheckpointMeta {
