@@ -276,12 +276,14 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     assert!((1..400).contains(&done), "{}", meta(&last));
     // Shorten what is left by resuming a copy whose config asks for one more epoch.
     edit_meta(&last, |meta| meta["config"]["epochs"] = (done + 1).into());
-    // Settings that --resume would ignore are refused, naming them.
+    // Settings that --resume would change are refused, naming them and both values.
     let err = fails(run(convnet()
         .args(["train", "--resume", "--lr", "0.5", "--seed", "3", "--out"])
         .arg(&out)));
     assert!(
-        err.contains("--lr, --seed would be ignored") && err.contains("checkpoint.json"),
+        err.contains("optimizer.lr from 0.01 to 0.5")
+            && err.contains("seed from 0 to 3")
+            && err.contains("checkpoint.json"),
         "{err}"
     );
     // Other data is refused, naming the run's own.
