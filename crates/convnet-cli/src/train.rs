@@ -6,7 +6,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use convnet::checkpoint::RunFolder;
-use convnet::data::{Augment, DataOrigin, DataSplit, OpenOptions};
+use convnet::data::{DataOrigin, DataSplit, OpenOptions};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, TrainState, Trainer,
@@ -120,25 +120,6 @@ pub struct TrainArgs {
     /// Also save <out>/last every this many steps (0: only after each epoch).
     #[arg(long, default_value_t = 100)]
     save_every: usize,
-}
-
-/// The reference recipe: what `train` does with no options (`demo` too, with its own epochs
-/// and batch size). Its values are the defaults `--help` shows.
-fn reference_config() -> TrainConfig {
-    TrainConfig {
-        epochs: 10,
-        batch_size: 128,
-        optimizer: OptimizerConfig::adamw(3e-3).with_weight_decay(5e-4),
-        schedule: ScheduleConfig::one_cycle(3e-3),
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.0,
-        },
-        augment: Augment {
-            hflip: true,
-            crop_padding: 0,
-        },
-        seed: 0,
-    }
 }
 
 /// SGD's momentum when `--optimizer sgd` replaces another optimizer without `--momentum`.
@@ -293,7 +274,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // The settings are checked before any data is read, and the run folder is made only
     // once everything else is ready (an error leaves nothing behind).
-    let config = args.config_over(&reference_config());
+    let config = args.config_over(&TrainConfig::reference());
     let spec = load_spec(args.model.as_deref())?;
     config.check_for_images(spec.input)?;
     let (data, origin) = DataOrigin::open(args.data.as_deref(), args.resize)?;
@@ -647,7 +628,7 @@ pub fn demo(args: DemoArgs) -> Result<()> {
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: 64,
-        ..reference_config()
+        ..TrainConfig::reference()
     };
     let model = spec.build(config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;

@@ -24,16 +24,10 @@ fn resume_accepts_the_runs_own_settings_and_refuses_others_naming_both_values() 
     let model = dir.join("small.toml");
     std::fs::write(&model, SMALL_MODEL).unwrap();
     let out = dir.join("run");
+    let settings = ["--epochs", "1", "--batch-size", "100", "--lr", "0.01"];
     ok(run(convnet()
-        .args([
-            "train",
-            "--epochs",
-            "1",
-            "--batch-size",
-            "100",
-            "--lr",
-            "0.01",
-        ])
+        .arg("train")
+        .args(settings)
         .arg("--model")
         .arg(&model)
         .arg("--data")
@@ -47,16 +41,7 @@ fn resume_accepts_the_runs_own_settings_and_refuses_others_naming_both_values() 
             .args(options))
     };
     // The run's own values: nothing would change, so the (finished) run is resumed.
-    let same = resume(&[
-        "--epochs",
-        "1",
-        "--batch-size",
-        "100",
-        "--lr",
-        "0.01",
-        "--seed",
-        "0",
-    ]);
+    let same = resume(&[&settings[..], &["--seed", "0"]].concat());
     let stderr = String::from_utf8_lossy(&same.stderr).to_string();
     ok(same);
     assert!(stderr.contains("nothing to resume"), "{stderr}");

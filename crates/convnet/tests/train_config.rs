@@ -5,23 +5,6 @@ use convnet::data::Augment;
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{LossKind, SettingChange, TrainConfig};
 
-fn reference() -> TrainConfig {
-    TrainConfig {
-        epochs: 10,
-        batch_size: 128,
-        optimizer: OptimizerConfig::adamw(3e-3).with_weight_decay(5e-4),
-        schedule: ScheduleConfig::one_cycle(3e-3),
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.0,
-        },
-        augment: Augment {
-            hflip: true,
-            crop_padding: 0,
-        },
-        seed: 0,
-    }
-}
-
 fn change(setting: &str, from: &str, to: &str) -> SettingChange {
     SettingChange {
         setting: setting.into(),
@@ -32,7 +15,10 @@ fn change(setting: &str, from: &str, to: &str) -> SettingChange {
 
 #[test]
 fn equal_configs_have_no_differences() {
-    assert_eq!(reference().differences(&reference()), []);
+    assert_eq!(
+        TrainConfig::reference().differences(&TrainConfig::reference()),
+        []
+    );
 }
 
 #[test]
@@ -40,10 +26,10 @@ fn each_changed_setting_is_named_with_both_values_as_written() {
     let other = TrainConfig {
         optimizer: OptimizerConfig::adamw(0.5).with_weight_decay(5e-4),
         seed: 3,
-        ..reference()
+        ..TrainConfig::reference()
     };
     assert_eq!(
-        reference().differences(&other),
+        TrainConfig::reference().differences(&other),
         [
             change("optimizer.lr", "0.003", "0.5"),
             change("seed", "0", "3"),
@@ -55,10 +41,10 @@ fn each_changed_setting_is_named_with_both_values_as_written() {
 fn another_kind_is_one_change_plus_the_settings_both_kinds_have() {
     let other = TrainConfig {
         optimizer: OptimizerConfig::sgd(3e-3, 0.9).with_weight_decay(1e-4),
-        ..reference()
+        ..TrainConfig::reference()
     };
     assert_eq!(
-        reference().differences(&other),
+        TrainConfig::reference().differences(&other),
         [
             change("optimizer.kind", "adam_w", "sgd"),
             change("optimizer.weight_decay", "0.0005", "0.0001"),
@@ -68,7 +54,7 @@ fn another_kind_is_one_change_plus_the_settings_both_kinds_have() {
 
 #[test]
 fn every_setting_of_a_config_is_compared() {
-    let base = reference();
+    let base = TrainConfig::reference();
     let changed: [(&str, TrainConfig); 8] = [
         (
             "epochs",

@@ -38,6 +38,26 @@ pub const MAX_EPOCHS: usize = 10_000;
 pub const MAX_BATCH_SIZE: usize = 1 << 20;
 
 impl TrainConfig {
+    /// The reference recipe, what `convnet train` does without options: 10 epochs of batches
+    /// of 128, AdamW at 3e-3 with weight decay 5e-4 on a one-cycle schedule, cross-entropy,
+    /// random horizontal flips, seed 0.
+    pub fn reference() -> TrainConfig {
+        TrainConfig {
+            epochs: 10,
+            batch_size: 128,
+            optimizer: OptimizerConfig::adamw(3e-3).with_weight_decay(5e-4),
+            schedule: ScheduleConfig::one_cycle(3e-3),
+            loss: LossKind::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+            augment: Augment {
+                hflip: true,
+                crop_padding: 0,
+            },
+            seed: 0,
+        }
+    }
+
     /// Check every setting that does not depend on the data, naming the one at fault: counts
     /// in their bounds, every number finite and in its range. ([`Trainer::new`] also checks
     /// the augmentation against the images.)
