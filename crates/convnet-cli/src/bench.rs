@@ -14,7 +14,8 @@ use convnet_core::{
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
 
-use crate::io::{check_distinct, check_output, read_text, write_atomic};
+use crate::io::{check_distinct, read_text};
+use convnet::files::{check_output, write_atomic};
 
 /// The largest suite or report file read.
 const MAX_FILE_BYTES: u64 = 16 << 20;

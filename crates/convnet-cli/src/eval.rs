@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use convnet::data::OpenOptions;
+use convnet::data::{OpenOptions, open_or_default};
+use convnet::render::{self, check_png, write_png};
 use convnet::train::{EvalReport, LossKind, evaluate};
 use convnet::{checkpoint, names};
-
-use crate::train::open_data_with;
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -41,14 +40,14 @@ pub struct EvalArgs {
 
 pub fn run(args: EvalArgs) -> Result<()> {
     if let Some(path) = &args.confusion {
-        crate::inspect::check_png(path)?;
+        check_png(path)?;
     }
     // (The library's errors name the file at fault.)
     let ck = checkpoint::load(&args.checkpoint)?;
     let resize = args
         .resize
         .or_else(|| ck.meta.data.as_ref().and_then(|d| d.resize));
-    let data = open_data_with(args.data.as_deref(), &OpenOptions { resize })?;
+    let data = open_or_default(args.data.as_deref(), &OpenOptions { resize })?;
     if data.test.classes.len() != ck.meta.classes.len() {
         bail!(
             "the checkpoint knows {} classes but {} has {}",
@@ -79,9 +78,8 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     if let Some(path) = &args.confusion {
         let title = format!("confusion matrix on {}", data.test.source);
-        let picture =
-            convnet::render::confusion_matrix(&report.confusion, &report.classes, &title)?;
-        crate::inspect::write_png(path, &picture)?;
+        let picture = render::confusion_matrix(&report.confusion, &report.classes, &title)?;
+        write_png(path, &picture)?;
         if !args.json {
             println!("wrote {}", path.display());
         }

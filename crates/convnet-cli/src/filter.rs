@@ -1,14 +1,13 @@
 //! `convnet filter`: classic image filtering (edge detection, blur, sharpen, any kernel) with
 //! the convolution engine.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use convnet::filter::{self, Filter, OutputRange};
-use convnet_core::{Conv2dParams, ConvMode, Padding, PaddingMode, Tensor};
-
-use crate::io::write_atomic;
+use convnet::{files, image};
+use convnet_core::{Conv2dParams, ConvMode, Padding, PaddingMode};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum PaddingModeArg {
@@ -162,118 +161,6 @@ pub struct FilterArgs {
     list: bool,
 }
 
-/// An image file as `[1, C, H, W]` pixel values and its maximum value (255 or 65535).
-pub fn read_image(path: &Path) -> Result<(Tensor, f32)> {
-    let img = image::open(path).with_context(|| format!("cannot read image {}", path.display()))?;
-    let (w, h) = (img.width() as usize, img.height() as usize);
-    let sixteen = matches!(
-        img.color(),
-        image::ColorType::L16
-            | image::ColorType::La16
-            | image::ColorType::Rgb16
-            | image::ColorType::Rgba16
-    );
-    let gray = matches!(
-        img.color(),
-        image::ColorType::L8
-            | image::ColorType::La8
-            | image::ColorType::L16
-            | image::ColorType::La16
-    );
-    let max = if sixteen { 65535.0 } else { 255.0 };
-    let tensor = if gray {
-        let values: Vec<f32> = if sixteen {
-            img.to_luma16()
-                .into_raw()
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        } else {
-            img.to_luma8()
-                .into_raw()
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        };
-        Tensor::new([1, 1, h, w], values)?
-    } else {
-        // Integer pixels, so values are exact.
-        let rgb: Vec<f32> = if sixteen {
-            img.to_rgb16()
-                .into_raw()
-                .iter()
-                .map(|&v| v as f32)
-                .collect()
-        } else {
-            img.to_rgb8().into_raw().iter().map(|&v| v as f32).collect()
-        };
-        let planes: Vec<f32> = (0..3)
-            .flat_map(|c| rgb.iter().skip(c).step_by(3).copied().collect::<Vec<_>>())
-            .collect();
-        Tensor::new([1, 3, h, w], planes)?
-    };
-    Ok((tensor, max))
-}
-
-/// Write `[1, C, H, W]` pixel values (`C` = 1 or 3) as an image of `bits` bits.
-pub fn write_image(
-    path: &Path,
-    t: &Tensor,
-    range: OutputRange,
-    in_max: f32,
-    bits: u32,
-) -> Result<()> {
-    let [_, c, h, w] = t.dims4("filter", "output")?;
-    let out_max = if bits == 16 { 65535.0 } else { 255.0 };
-    let pixels = filter::to_pixels(t.data(), range, in_max, out_max);
-    let plane = h * w;
-    let interleaved: Vec<u16> = (0..plane * c)
-        .map(|i| pixels[(i % c) * plane + i / c])
-        .collect();
-    let (w32, h32) = (w as u32, h as u32);
-    let img: image::DynamicImage = match (c, bits) {
-        (1, 8) => {
-            image::GrayImage::from_raw(w32, h32, interleaved.iter().map(|&v| v as u8).collect())
-                .map(image::DynamicImage::ImageLuma8)
-        }
-        (1, _) => image::ImageBuffer::<image::Luma<u16>, _>::from_raw(w32, h32, interleaved)
-            .map(image::DynamicImage::ImageLuma16),
-        (3, 8) => {
-            image::RgbImage::from_raw(w32, h32, interleaved.iter().map(|&v| v as u8).collect())
-                .map(image::DynamicImage::ImageRgb8)
-        }
-        (3, _) => image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(w32, h32, interleaved)
-            .map(image::DynamicImage::ImageRgb16),
-        _ => bail!("cannot write a {c}-channel image (1 or 3 channels)"),
-    }
-    .context("image buffer of the wrong size")?;
-    let format = output_format(path, bits)?;
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    img.write_to(&mut bytes, format)
-        .with_context(|| format!("cannot encode {}", path.display()))?;
-    write_atomic(path, bytes.get_ref())
-}
-
-/// The image format the extension of `path` names, if it can hold `bits` bits.
-fn output_format(path: &Path, bits: u32) -> Result<image::ImageFormat> {
-    let format = image::ImageFormat::from_path(path).with_context(|| {
-        format!(
-            "{}: unknown image extension (use .png or .jpg)",
-            path.display()
-        )
-    })?;
-    if !matches!(format, image::ImageFormat::Png | image::ImageFormat::Jpeg) {
-        bail!("{}: write .png or .jpg", path.display());
-    }
-    if format == image::ImageFormat::Jpeg && bits == 16 {
-        bail!(
-            "{}: JPEG holds 8 bits per channel; use .png for --bits 16",
-            path.display()
-        );
-    }
-    Ok(format)
-}
-
 fn print_list() {
     println!("Named kernels (--kernel NAME):\n");
     for (name, what) in filter::NAMED {
@@ -312,7 +199,7 @@ pub fn run(args: FilterArgs) -> Result<()> {
         bail!("give at least one --kernel (see convnet filter --list)");
     }
     anyhow::ensure!(args.repeat >= 1, "--repeat must be at least 1");
-    crate::io::check_output(output)?;
+    files::check_output(output)?;
     let padding = parse_padding(&args.padding)?;
     let params = args.conv.params(padding, args.padding_mode.into())?;
     let filters: Vec<Filter> = args
@@ -331,17 +218,17 @@ pub fn run(args: FilterArgs) -> Result<()> {
             Ok(f)
         })
         .collect::<Result<_>>()?;
-    let (mut image, in_max) = read_image(input)?;
+    let (mut values, in_max) = image::pixel_values(&image::decode(input)?)?;
     let bits = match args.bits.as_deref() {
         Some("16") => 16,
         Some(_) => 8,
         None if in_max > 255.0 => 16,
         None => 8,
     };
-    output_format(output, bits)?;
+    image::output_format(output, bits)?;
     for _ in 0..args.repeat {
         for f in &filters {
-            image = filter::apply(&image, f, &params)?;
+            values = filter::apply(&values, f, &params)?;
         }
     }
     let range = match args.output_range {
@@ -349,8 +236,8 @@ pub fn run(args: FilterArgs) -> Result<()> {
         RangeArg::Abs => OutputRange::Abs,
         RangeArg::Rescale => OutputRange::Rescale,
     };
-    write_image(output, &image, range, in_max, bits)?;
-    let [_, c, h, w] = image.dims4("filter", "output")?;
+    image::save(output, &filter::to_image(&values, range, in_max, bits)?)?;
+    let [_, c, h, w] = values.dims4("filter", "output")?;
     eprintln!(
         "wrote {} ({w}x{h}, {c} channel(s), {bits} bits)",
         output.display()

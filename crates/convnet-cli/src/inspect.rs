@@ -7,38 +7,16 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 use convnet::checkpoint;
-use convnet::data::{self, Normalization};
+use convnet::data::{self, Normalization, OpenOptions};
+use convnet::files::{check_output, write_atomic};
+use convnet::image::{self, Fit};
 use convnet::inspect::{self, CamMethod, MaximizeConfig, Parameterization};
 use convnet::names;
-use convnet::render::{self, KernelScale, RgbImage};
+use convnet::render::{self, KernelScale, check_png, write_png};
 use convnet::train::parse_metrics_csv;
 use convnet_core::Tensor;
 
-use crate::io::{check_distinct, check_output, write_atomic};
-use crate::train::open_data;
-
-/// Refuse, before any work, a picture path that is not `.png` or whose folder is missing.
-pub fn check_png(path: &Path) -> Result<()> {
-    check_output(path)?;
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
-    if !ext.eq_ignore_ascii_case("png") {
-        bail!(
-            "{}: pictures are written as PNG; name the file .png",
-            path.display()
-        );
-    }
-    Ok(())
-}
-
-/// Encode `img` as PNG and write it atomically.
-pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
-    check_png(path)?;
-    let mut bytes = std::io::Cursor::new(Vec::new());
-    // One message: image errors print their cause and also return it as their source.
-    img.write_to(&mut bytes, image::ImageFormat::Png)
-        .map_err(|e| anyhow::anyhow!("cannot encode {}: {e}", path.display()))?;
-    write_atomic(path, bytes.get_ref())
-}
+use crate::io::check_distinct;
 
 /// One image for a model: its pixels `[C, H, W]` in [0, 1] (for pictures) and the normalized
 /// input `[1, C, H, W]`, with a name and (for dataset images) the true label.
@@ -66,71 +44,55 @@ pub fn read_input(
     data_dir: Option<&Path>,
     resize: bool,
 ) -> Result<InputImage> {
-    let [c, h, w] = dims;
     let dataset_index = |prefix: &str| -> Option<Result<usize>> {
         spec.strip_prefix(prefix).map(|n| {
             n.parse::<usize>()
                 .with_context(|| format!("'{spec}': '{n}' is not an image index"))
         })
     };
-    let (name, bytes, label) = if let Some(i) =
-        dataset_index("sample:").or_else(|| dataset_index("test:"))
-    {
-        let i = i?;
-        let split = if spec.starts_with("sample:") {
-            data::embedded_sample()
+    let (name, bytes, label) =
+        if let Some(i) = dataset_index("sample:").or_else(|| dataset_index("test:")) {
+            let i = i?;
+            let split = if spec.starts_with("sample:") {
+                data::embedded_sample()
+            } else {
+                data::open_or_default(data_dir, &OpenOptions::default())?
+            };
+            let set = &split.test;
+            if i >= set.len() {
+                bail!(
+                    "'{spec}': {} has {} test images (0..={})",
+                    set.source,
+                    set.len(),
+                    set.len().saturating_sub(1)
+                );
+            }
+            if set.image_dims() != dims {
+                bail!(
+                    "'{spec}': {} holds images {:?}; the model takes {dims:?}",
+                    set.source,
+                    set.image_dims()
+                );
+            }
+            (
+                format!("{spec} ({})", set.classes[set.labels[i]]),
+                set.image(i).to_vec(),
+                Some(set.labels[i]),
+            )
         } else {
-            open_data(data_dir)?
+            let path = Path::new(spec);
+            let fit = if resize { Fit::Resize } else { Fit::Exact };
+            let bytes = image::read_planes(path, dims, fit)?;
+            (path.display().to_string(), bytes, None)
         };
-        let set = &split.test;
-        if i >= set.len() {
-            bail!(
-                "'{spec}': {} has {} test images (0..={})",
-                set.source,
-                set.len(),
-                set.len().saturating_sub(1)
-            );
-        }
-        if set.image_dims() != dims {
-            bail!(
-                "'{spec}': {} holds images {:?}; the model takes {dims:?}",
-                set.source,
-                set.image_dims()
-            );
-        }
-        (
-            format!("{spec} ({})", set.classes[set.labels[i]]),
-            set.image(i).to_vec(),
-            Some(set.labels[i]),
-        )
-    } else {
-        let path = Path::new(spec);
-        let (iw, ih, color) = crate::io::image_header(path)?;
-        let (iw, ih) = (iw as usize, ih as usize);
-        let ic = if color.has_color() { 3 } else { 1 };
-        let describe = |c: usize| if c == 1 { "grayscale" } else { "RGB" };
-        if !resize && ((ih, iw) != (h, w) || (c == 3 && ic == 1)) {
-            bail!(
-                "{} is a {iw}x{ih} {} image; the model takes {w}x{h} {} images (pass --resize to \
-                 convert it)",
-                path.display(),
-                describe(ic),
-                describe(c)
-            );
-        }
-        let bytes = crate::io::image_planes(crate::io::open_image(path)?, dims)?;
-        (path.display().to_string(), bytes, None)
-    };
     let pixels = Tensor::new(
         dims.to_vec(),
         bytes.iter().map(|&b| f32::from(b) / 255.0).collect(),
     )?;
-    let mut input = vec![0.0; c * h * w];
-    norm.apply(&bytes, &mut input);
     Ok(InputImage {
         name,
         pixels,
-        input: Tensor::new([1, c, h, w], input)?,
+        input: norm.to_input(&bytes, dims)?,
         label,
     })
 }

@@ -13,8 +13,7 @@ mod shape;
 mod train;
 
 use anyhow::Result;
-use clap::parser::ValueSource;
-use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use clap::{Parser, Subcommand};
 
 #[derive(Parser)]
 #[command(
@@ -66,16 +65,7 @@ enum Command {
 }
 
 fn main() {
-    let matches = Cli::command().get_matches();
-    let mut cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
-    // `train --resume` needs to know which options were given, not just their values.
-    if let (Command::Train(args), Some(("train", sub))) = (&mut cli.command, matches.subcommand()) {
-        args.given = sub
-            .ids()
-            .filter(|id| sub.value_source(id.as_str()) == Some(ValueSource::CommandLine))
-            .map(|id| id.to_string())
-            .collect();
-    }
+    let cli = Cli::parse();
     if let Err(err) = run(cli) {
         eprintln!("error: {err:#}");
         std::process::exit(1);

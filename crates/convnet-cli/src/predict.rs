@@ -1,13 +1,13 @@
 //! `convnet predict`: the top classes of images, by a checkpoint.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
 use convnet::checkpoint;
-use convnet::data::Normalization;
+use convnet::image::{self, Fit};
 use convnet::layers::ForwardCtx;
-use convnet_core::{Tensor, softmax};
+use convnet_core::softmax;
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -30,15 +30,6 @@ pub struct PredictArgs {
     json: bool,
 }
 
-/// An image file as the normalized model input `[1, C, H, W]`.
-pub fn load_image(path: &Path, [c, h, w]: [usize; 3], norm: &Normalization) -> Result<Tensor> {
-    let img = crate::io::open_image(path)?;
-    let pixels = crate::io::image_planes(img, [c, h, w])?;
-    let mut out = vec![0.0; c * h * w];
-    norm.apply(&pixels, &mut out);
-    Ok(Tensor::new([1, c, h, w], out)?)
-}
-
 pub fn run(args: PredictArgs) -> Result<()> {
     // (The library's errors name the file at fault.)
     let ck = checkpoint::load(&args.checkpoint)?;
@@ -46,7 +37,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
     let dims = model.input_shape();
     let mut results = Vec::new();
     for path in &args.images {
-        let x = load_image(path, dims, &ck.meta.normalization)?;
+        let pixels = image::read_planes(path, dims, Fit::Resize)?;
+        let x = ck.meta.normalization.to_input(&pixels, dims)?;
         let logits = model.forward(&x, ForwardCtx::eval(false))?;
         let probs = softmax(&logits)?;
         let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();

@@ -5,11 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
+use convnet::files::write_atomic;
 use convnet::layers::ForwardCtx;
 use convnet::{Model, ModelSpec, checkpoint, npy};
 use convnet_core::Tensor;
-
-use crate::io::write_atomic;
 
 #[derive(Args)]
 #[command(after_help = "Examples:

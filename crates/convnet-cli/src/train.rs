@@ -5,8 +5,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::checkpoint::{DataOrigin, RunFolder};
-use convnet::data::{self, Augment, DataSplit, OpenOptions};
+use convnet::checkpoint::RunFolder;
+use convnet::data::{DataOrigin, DataSplit, OpenOptions};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{
     Control, EpochRecord, LossKind, StepProgress, TrainConfig, TrainHooks, TrainState, Trainer,
@@ -53,7 +53,8 @@ Writes <out>/metrics.csv, <out>/curves.png, <out>/best/ and <out>/last/ (checkpo
 Ctrl-C, SIGTERM and SIGHUP save <out>/last; a kill loses only the steps since the last save.
 Without --out, runs go to runs/train, or runs/train-2, -3, ... when that holds a run; an --out
 that holds a run is refused (continue it with --resume). One process at a time trains a run
-folder (<out>/.lock holds its pid).")]
+folder (<out>/.lock holds its pid). With --resume, the settings are the run's: options that
+would change them are refused, naming each setting and both values.")]
 pub struct TrainArgs {
     /// Model file (TOML); default: the built-in reference model (models/fashion_cnn.toml).
     #[arg(long)]
@@ -64,42 +65,51 @@ pub struct TrainArgs {
     /// Resize every image to HxW (e.g. 32x32) when reading the data.
     #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
     resize: Option<[usize; 2]>,
-    #[arg(long, default_value_t = 10)]
-    epochs: usize,
-    #[arg(long, default_value_t = 128)]
-    batch_size: usize,
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Adamw)]
-    optimizer: OptimizerArg,
-    /// Learning rate (the peak for one-cycle).
-    #[arg(long, default_value_t = 3e-3)]
-    lr: f32,
-    /// SGD momentum.
-    #[arg(long, default_value_t = 0.9)]
-    momentum: f32,
+    /// [default: 10]
+    #[arg(long)]
+    epochs: Option<usize>,
+    /// [default: 128]
+    #[arg(long)]
+    batch_size: Option<usize>,
+    /// [default: adamw]
+    #[arg(long, value_enum)]
+    optimizer: Option<OptimizerArg>,
+    /// Learning rate (the peak for one-cycle) [default: 0.003].
+    #[arg(long)]
+    lr: Option<f32>,
+    /// SGD momentum [default: 0.9].
+    #[arg(long)]
+    momentum: Option<f32>,
     /// SGD with Nesterov momentum.
     #[arg(long)]
     nesterov: bool,
-    #[arg(long, default_value_t = 5e-4)]
-    weight_decay: f32,
-    #[arg(long, value_enum, default_value_t = ScheduleArg::OneCycle)]
-    schedule: ScheduleArg,
-    /// Step schedule: multiply the rate by --gamma every this many epochs.
-    #[arg(long, default_value_t = 3)]
-    step_epochs: usize,
-    #[arg(long, default_value_t = 0.1)]
-    gamma: f32,
-    #[arg(long, value_enum, default_value_t = LossArg::CrossEntropy)]
-    loss: LossArg,
-    #[arg(long, default_value_t = 0.0)]
-    label_smoothing: f32,
+    /// [default: 0.0005]
+    #[arg(long)]
+    weight_decay: Option<f32>,
+    /// [default: one-cycle]
+    #[arg(long, value_enum)]
+    schedule: Option<ScheduleArg>,
+    /// Step schedule: multiply the rate by --gamma every this many epochs [default: 3].
+    #[arg(long)]
+    step_epochs: Option<usize>,
+    /// [default: 0.1]
+    #[arg(long)]
+    gamma: Option<f32>,
+    /// [default: cross-entropy]
+    #[arg(long, value_enum)]
+    loss: Option<LossArg>,
+    /// [default: 0]
+    #[arg(long)]
+    label_smoothing: Option<f32>,
     /// Do not flip training images horizontally at random.
     #[arg(long)]
     no_hflip: bool,
-    /// Random crops after padding each side by this many pixels (0: off).
-    #[arg(long, default_value_t = 0)]
-    crop_padding: usize,
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    /// Random crops after padding each side by this many pixels (0: off) [default: 0].
+    #[arg(long)]
+    crop_padding: Option<usize>,
+    /// [default: 0]
+    #[arg(long)]
+    seed: Option<u64>,
     /// Output folder [default: runs/train, numbered runs/train-2, ... when that holds a run;
     /// runs/train for --resume].
     #[arg(long)]
@@ -110,90 +120,132 @@ pub struct TrainArgs {
     /// Also save <out>/last every this many steps (0: only after each epoch).
     #[arg(long, default_value_t = 100)]
     save_every: usize,
-    /// The options given on the command line (filled in by `main`), so that `--resume` can
-    /// refuse settings it would otherwise ignore.
-    #[arg(skip)]
-    pub given: Vec<String>,
 }
 
-/// The options that define a run: `--resume` takes them from the checkpoint.
-const RUN_SETTINGS: [&str; 17] = [
-    "model",
-    "resize",
-    "epochs",
-    "batch_size",
-    "optimizer",
-    "lr",
-    "momentum",
-    "nesterov",
-    "weight_decay",
-    "schedule",
-    "step_epochs",
-    "gamma",
-    "loss",
-    "label_smoothing",
-    "no_hflip",
-    "crop_padding",
-    "seed",
-];
+/// SGD's momentum when `--optimizer sgd` replaces another optimizer without `--momentum`.
+const DEFAULT_MOMENTUM: f32 = 0.9;
+/// The step schedule's settings when `--schedule step` replaces another schedule.
+const DEFAULT_STEP: ScheduleConfig = ScheduleConfig::Step {
+    step_epochs: 3,
+    gamma: 0.1,
+};
 
-impl TrainArgs {
-    fn config(&self) -> TrainConfig {
-        let optimizer = match self.optimizer {
-            OptimizerArg::Sgd => OptimizerConfig::Sgd {
-                lr: self.lr,
-                momentum: self.momentum,
-                dampening: 0.0,
-                weight_decay: self.weight_decay,
-                nesterov: self.nesterov,
-            },
-            OptimizerArg::Adam => {
-                OptimizerConfig::adam(self.lr).with_weight_decay(self.weight_decay)
-            }
-            OptimizerArg::Adamw => {
-                OptimizerConfig::adamw(self.lr).with_weight_decay(self.weight_decay)
-            }
-        };
-        let schedule = match self.schedule {
-            ScheduleArg::Constant => ScheduleConfig::Constant,
-            ScheduleArg::Step => ScheduleConfig::Step {
-                step_epochs: self.step_epochs,
-                gamma: self.gamma,
-            },
-            ScheduleArg::Cosine => ScheduleConfig::Cosine { eta_min: 0.0 },
-            ScheduleArg::OneCycle => ScheduleConfig::one_cycle(self.lr),
-        };
-        TrainConfig {
-            epochs: self.epochs,
-            batch_size: self.batch_size,
-            optimizer,
-            schedule,
-            loss: match self.loss {
-                LossArg::CrossEntropy => LossKind::CrossEntropy {
-                    label_smoothing: self.label_smoothing,
-                },
-                LossArg::Mse => LossKind::Mse,
-            },
-            augment: Augment {
-                hflip: !self.no_hflip,
-                crop_padding: self.crop_padding,
-            },
-            seed: self.seed,
-        }
+/// `slot` replaced by `value` when one was given.
+fn set<T>(slot: &mut T, value: Option<T>) {
+    if let Some(v) = value {
+        *slot = v;
     }
 }
 
-/// Open `--data`, or the default data.
-pub fn open_data(path: Option<&Path>) -> Result<DataSplit> {
-    open_data_with(path, &OpenOptions::default())
+impl TrainArgs {
+    /// The config these options describe over `base` (the reference recipe for a new run, the
+    /// run's own for `--resume`): each option given replaces what it sets, the rest is
+    /// `base`'s.
+    fn config_over(&self, base: &TrainConfig) -> TrainConfig {
+        let mut config = base.clone();
+        set(&mut config.epochs, self.epochs);
+        set(&mut config.batch_size, self.batch_size);
+        set(&mut config.seed, self.seed);
+        set(&mut config.augment.crop_padding, self.crop_padding);
+        config.augment.hflip &= !self.no_hflip;
+        config.optimizer = self.optimizer_over(base.optimizer);
+        config.schedule = self.schedule_over(base.schedule, config.optimizer.lr());
+        config.loss = self.loss_over(base.loss);
+        config
+    }
+
+    fn optimizer_over(&self, base: OptimizerConfig) -> OptimizerConfig {
+        let mut optimizer = self.optimizer.map_or(base, |kind| kind.over(base));
+        match &mut optimizer {
+            OptimizerConfig::Sgd {
+                lr,
+                momentum,
+                weight_decay,
+                nesterov,
+                ..
+            } => {
+                set(lr, self.lr);
+                set(momentum, self.momentum);
+                set(weight_decay, self.weight_decay);
+                *nesterov |= self.nesterov;
+            }
+            OptimizerConfig::Adam {
+                lr, weight_decay, ..
+            }
+            | OptimizerConfig::AdamW {
+                lr, weight_decay, ..
+            } => {
+                set(lr, self.lr);
+                set(weight_decay, self.weight_decay);
+            }
+        }
+        optimizer
+    }
+
+    fn schedule_over(&self, base: ScheduleConfig, lr: f32) -> ScheduleConfig {
+        let mut schedule = self.schedule.map_or(base, |kind| kind.over(base, lr));
+        match &mut schedule {
+            ScheduleConfig::Step { step_epochs, gamma } => {
+                set(step_epochs, self.step_epochs);
+                set(gamma, self.gamma);
+            }
+            // The peak is --lr.
+            ScheduleConfig::OneCycle { max_lr, .. } => set(max_lr, self.lr),
+            ScheduleConfig::Constant | ScheduleConfig::Cosine { .. } => {}
+        }
+        schedule
+    }
+
+    fn loss_over(&self, base: LossKind) -> LossKind {
+        let mut loss = match (self.loss, base) {
+            (None, loss) | (Some(LossArg::CrossEntropy), loss @ LossKind::CrossEntropy { .. }) => {
+                loss
+            }
+            (Some(LossArg::CrossEntropy), _) => LossKind::CrossEntropy {
+                label_smoothing: 0.0,
+            },
+            (Some(LossArg::Mse), _) => LossKind::Mse,
+        };
+        if let LossKind::CrossEntropy { label_smoothing } = &mut loss {
+            set(label_smoothing, self.label_smoothing);
+        }
+        loss
+    }
 }
 
-/// Open `--data`, or the default data, read as `options` say (`--resize`).
-pub fn open_data_with(path: Option<&Path>, options: &OpenOptions) -> Result<DataSplit> {
-    Ok(match path {
-        Some(p) => data::open_with(p, options)?,
-        None => data::default_data_with(options)?,
-    })
+impl OptimizerArg {
+    /// `base` when it is of this kind, else this kind with `base`'s rate and weight decay.
+    fn over(self, base: OptimizerConfig) -> OptimizerConfig {
+        let fresh = match (self, base) {
+            (OptimizerArg::Sgd, OptimizerConfig::Sgd { .. })
+            | (OptimizerArg::Adam, OptimizerConfig::Adam { .. })
+            | (OptimizerArg::Adamw, OptimizerConfig::AdamW { .. }) => return base,
+            (OptimizerArg::Sgd, _) => OptimizerConfig::sgd(base.lr(), DEFAULT_MOMENTUM),
+            (OptimizerArg::Adam, _) => OptimizerConfig::adam(base.lr()),
+            (OptimizerArg::Adamw, _) => OptimizerConfig::adamw(base.lr()),
+        };
+        let (OptimizerConfig::Sgd { weight_decay, .. }
+        | OptimizerConfig::Adam { weight_decay, .. }
+        | OptimizerConfig::AdamW { weight_decay, .. }) = base;
+        fresh.with_weight_decay(weight_decay)
+    }
+}
+
+impl ScheduleArg {
+    /// `base` when it is of this kind, else this kind with its defaults (one-cycle peaks at
+    /// `lr`).
+    fn over(self, base: ScheduleConfig, lr: f32) -> ScheduleConfig {
+        match (self, base) {
+            (ScheduleArg::Constant, ScheduleConfig::Constant)
+            | (ScheduleArg::Step, ScheduleConfig::Step { .. })
+            | (ScheduleArg::Cosine, ScheduleConfig::Cosine { .. })
+            | (ScheduleArg::OneCycle, ScheduleConfig::OneCycle { .. }) => base,
+            (ScheduleArg::Constant, _) => ScheduleConfig::Constant,
+            (ScheduleArg::Step, _) => DEFAULT_STEP,
+            (ScheduleArg::Cosine, _) => ScheduleConfig::Cosine { eta_min: 0.0 },
+            (ScheduleArg::OneCycle, _) => ScheduleConfig::one_cycle(lr),
+        }
+    }
 }
 
 fn load_spec(path: Option<&Path>) -> Result<ModelSpec> {
@@ -222,10 +274,10 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     // The settings are checked before any data is read, and the run folder is made only
     // once everything else is ready (an error leaves nothing behind).
-    let config = args.config();
+    let config = args.config_over(&TrainConfig::reference());
     let spec = load_spec(args.model.as_deref())?;
     config.check_for_images(spec.input)?;
-    let (data, origin) = open_data_recorded(args.data.as_deref(), args.resize)?;
+    let (data, origin) = DataOrigin::open(args.data.as_deref(), args.resize)?;
     let model = Model::from_spec(&spec, config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;
     let run = new_run(args.out.as_deref(), TRAIN_OUT, "train")?;
@@ -265,57 +317,9 @@ fn new_run(out: Option<&Path>, default: &str, verb: &str) -> Result<RunFolder> {
     }
 }
 
-/// Open `--data` (or the default data), resized to `resize`, and say where it came from.
-pub fn open_data_recorded(
-    path: Option<&Path>,
-    resize: Option<[usize; 2]>,
-) -> Result<(DataSplit, DataOrigin)> {
-    // Opened by its absolute path, so what the loader reports does not depend on the
-    // folder the command runs in.
-    let folder = match path {
-        Some(p) => Some(
-            std::fs::canonicalize(p)
-                .with_context(|| format!("cannot open data {}", p.display()))?,
-        ),
-        None => None,
-    };
-    let data = open_data_with(folder.as_deref(), &OpenOptions { resize })?;
-    let origin = DataOrigin {
-        folder,
-        source: data.train.source.clone(),
-        resize,
-    };
-    Ok((data, origin))
-}
-
-/// The embedded sample, resized to `resize`, and where it came from.
-fn embedded_sample_recorded(resize: Option<[usize; 2]>) -> Result<(DataSplit, DataOrigin)> {
-    let data = OpenOptions { resize }.apply(data::embedded_sample())?;
-    let origin = DataOrigin {
-        folder: None,
-        source: data.train.source.clone(),
-        resize,
-    };
-    Ok((data, origin))
-}
-
 fn resume(args: &TrainArgs) -> Result<()> {
     let out = args.out.clone().unwrap_or_else(|| PathBuf::from(TRAIN_OUT));
     let last = out.join("last");
-    let ignored: Vec<String> = RUN_SETTINGS
-        .iter()
-        .filter(|id| args.given.iter().any(|g| g == *id))
-        .map(|id| format!("--{}", id.replace('_', "-")))
-        .collect();
-    if !ignored.is_empty() {
-        bail!(
-            "--resume continues the run with the settings it was started with (in {}); \
-             {} would be ignored: drop {}, or start a new run with another --out",
-            last.join("checkpoint.json").display(),
-            ignored.join(", "),
-            if ignored.len() == 1 { "it" } else { "them" }
-        );
-    }
     let run = RunFolder::open(&out)?;
     let repair = run.repair()?;
     if repair.best || repair.metrics {
@@ -331,6 +335,15 @@ fn resume(args: &TrainArgs) -> Result<()> {
     }
     // (The library's errors name the file at fault.)
     let saved = run.load_last()?;
+    let changes = resume_changes(args, &saved.config, saved.data.resize);
+    if !changes.is_empty() {
+        bail!(
+            "--resume continues the run with the settings it was started with (in {}); the \
+             options given would change {}: drop them, or start a new run with another --out",
+            last.join("checkpoint.json").display(),
+            changes.join(", ")
+        );
+    }
     if saved.is_finished() {
         eprintln!(
             "the run in {} is finished ({} of {} epochs): nothing to resume",
@@ -341,26 +354,10 @@ fn resume(args: &TrainArgs) -> Result<()> {
         return Ok(());
     }
     // The run's own data unless --data names other data; either way it must be the same.
-    let folder = args.data.clone().or_else(|| saved.data.folder.clone());
-    let (data, origin) = match folder {
-        // A run of `demo` trained on the embedded sample, whatever the default data is.
-        None if saved.data.source.starts_with(data::EMBEDDED_SAMPLE_SOURCE) => {
-            embedded_sample_recorded(saved.data.resize)?
-        }
-        folder => open_data_recorded(folder.as_deref(), saved.data.resize)?,
-    };
-    if saved.data.source != origin.source {
-        bail!(
-            "the run in {} was trained on {}; resuming would train it on {}{}",
-            out.display(),
-            saved.data.source,
-            origin.source,
-            match &saved.data.folder {
-                Some(f) => format!(": give --data {}", f.display()),
-                None => String::new(),
-            }
-        );
-    }
+    let (data, origin) = saved
+        .data
+        .reopen(args.data.as_deref())
+        .with_context(|| format!("cannot resume {}", out.display()))?;
     eprintln!(
         "resuming {} at epoch {}, step {} (of {} epochs)",
         last.display(),
@@ -372,6 +369,37 @@ fn resume(args: &TrainArgs) -> Result<()> {
         .into_trainer(&data)
         .with_context(|| format!("cannot resume from {}", last.display()))?;
     train(&mut trainer, &data, &origin, &run, args.save_every)
+}
+
+/// What the options given would change in a run of `config` whose images were resized to
+/// `resize`, each as `setting from A to B`: every setting of the config they describe over
+/// the run's (so an option added later is covered too), the size to resize to, and the model
+/// (which the run's checkpoint holds).
+fn resume_changes(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    resize: Option<[usize; 2]>,
+) -> Vec<String> {
+    let size = |s: Option<[usize; 2]>| s.map_or("none".to_string(), |[h, w]| format!("{h}x{w}"));
+    let mut changes: Vec<String> = config
+        .differences(&args.config_over(config))
+        .into_iter()
+        .map(|c| format!("{} from {} to {}", c.setting, c.from, c.to))
+        .collect();
+    if args.resize.is_some() && args.resize != resize {
+        changes.push(format!(
+            "--resize from {} to {}",
+            size(resize),
+            size(args.resize)
+        ));
+    }
+    if let Some(model) = &args.model {
+        changes.push(format!(
+            "--model from the run's own (last/model.toml) to {}",
+            model.display()
+        ));
+    }
+    changes
 }
 
 /// SIGINT (Ctrl-C), SIGTERM and SIGHUP stop training the same way: the step in progress
@@ -593,23 +621,14 @@ pub struct DemoArgs {
 /// Train the reference model briefly and print its test accuracy.
 pub fn demo(args: DemoArgs) -> Result<()> {
     let (data, origin) = match &args.data {
-        Some(p) => open_data_recorded(Some(p), args.resize)?,
-        None => embedded_sample_recorded(args.resize)?,
+        Some(p) => DataOrigin::open(Some(p), args.resize)?,
+        None => DataOrigin::embedded_sample(args.resize)?,
     };
     let spec = ModelSpec::from_toml(FASHION_CNN)?;
     let config = TrainConfig {
         epochs: args.epochs,
         batch_size: 64,
-        optimizer: OptimizerConfig::adamw(3e-3).with_weight_decay(5e-4),
-        schedule: ScheduleConfig::one_cycle(3e-3),
-        loss: LossKind::CrossEntropy {
-            label_smoothing: 0.0,
-        },
-        augment: Augment {
-            hflip: true,
-            crop_padding: 0,
-        },
-        seed: 0,
+        ..TrainConfig::reference()
     };
     let model = Model::from_spec(&spec, config.seed)?;
     let mut trainer = Trainer::new(model, config, &data)?;

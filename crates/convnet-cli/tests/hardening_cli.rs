@@ -3,11 +3,11 @@
 //! no output that replaces an input or another output, no text said twice.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::Duration;
 
 mod common;
-use common::{convnet, fails, ok, run, temp_dir};
+use common::{convnet, edit_meta, fails, ok, run, run_within, said_once, save_gray, temp_dir};
 
 /// A loose bound on commands that must end at once: far above what they take, far below a
 /// hang (or the 77 s that 100,000 threads took to start).
@@ -25,11 +25,7 @@ layer = [
 
 /// A 12x12 grayscale PNG, its pixels drawn from `seed`.
 fn write_png(path: &Path, seed: u32) {
-    image::GrayImage::from_fn(12, 12, |x, y| {
-        image::Luma([((x * 20 + y * seed) % 256) as u8])
-    })
-    .save(path)
-    .unwrap();
+    save_gray(path, [12, 12], |x, y| ((x * 20 + y * seed) % 256) as u8);
 }
 
 /// An image-folder data set: train/ and test/, ten classes of two images each.
@@ -78,39 +74,7 @@ fn trained(name: &str) -> Trained {
 
 /// Give class `index` of a checkpoint another name.
 fn rename_class(checkpoint: &Path, index: usize, name: &str) {
-    let path = checkpoint.join("checkpoint.json");
-    let mut meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    meta["classes"][index] = name.into();
-    std::fs::write(&path, serde_json::to_string(&meta).unwrap()).unwrap();
-}
-
-/// Run `cmd`, failing the test if it is still running after `limit`.
-fn run_within(cmd: &mut Command, limit: Duration) -> Output {
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("the convnet binary starts");
-    let start = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        if start.elapsed() > limit {
-            let _ = child.kill();
-            panic!("still running after {limit:?}: {cmd:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    child.wait_with_output().unwrap()
-}
-
-/// The error line, after checking that no part of it (between ": ") is said twice.
-fn said_once(err: &str) -> &str {
-    let line = err.lines().next().unwrap_or("");
-    let parts: Vec<&str> = line.split(": ").collect();
-    for (i, part) in parts.iter().enumerate() {
-        assert!(!parts[..i].contains(part), "'{part}' said twice: {line}");
-    }
-    line
+    edit_meta(checkpoint, |meta| meta["classes"][index] = name.into());
 }
 
 #[test]

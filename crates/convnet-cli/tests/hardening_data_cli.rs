@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{convnet, fails, ok, run, temp_dir};
+use common::{convnet, fails, ok, run, save_gray, temp_dir};
 
 // The data tests' file makers, shared with the library's.
 #[path = "../../convnet/tests/common/data_files.rs"]
@@ -57,15 +57,6 @@ fn model(dir: &Path, classes: usize) -> PathBuf {
     let path = dir.join(format!("tiny-{classes}.toml"));
     std::fs::write(&path, TINY_MODEL.replace("{classes}", &classes.to_string())).unwrap();
     path
-}
-
-fn save_gray(path: &Path, w: u32, h: u32, value: u8) {
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-    image::GrayImage::from_fn(w, h, |x, y| {
-        image::Luma([value.wrapping_add((x * y) as u8)])
-    })
-    .save(path)
-    .unwrap();
 }
 
 /// `convnet train` on `data` with the tiny model for one epoch into `out`: 10 classes for
@@ -156,12 +147,11 @@ fn mixed_size_folder(dir: &Path) -> PathBuf {
         for class in ["a", "b"] {
             for i in 0..n {
                 let side = if i % 2 == 0 { 12 } else { 16 };
-                let value = if class == "a" { 40 } else { 200 };
+                let value: u8 = if class == "a" { 40 } else { 200 };
                 save_gray(
                     &data.join(split).join(class).join(format!("{i}.png")),
-                    side,
-                    side,
-                    value,
+                    [side, side],
+                    |x, y| value.wrapping_add((x * y) as u8),
                 );
             }
         }

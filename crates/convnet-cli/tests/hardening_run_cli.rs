@@ -6,10 +6,13 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 mod common;
-use common::{convnet, fails, ok, run, temp_dir};
+use common::{convnet, edit_meta, error, meta, ok, repo, run, signal, temp_dir, wait_for};
+
+/// How long a run may take to reach the point a test waits for.
+const MINUTE: Duration = Duration::from_secs(60);
 
 /// A small model of the embedded sample's 28x28 images: one epoch takes a fraction of a
 /// second.
@@ -26,12 +29,6 @@ layer = [
 name = "small"
 input = [1, 28, 28]
 "#;
-
-fn repo(path: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
 
 /// The embedded Fashion-MNIST sample as IDX files (2,000 / 500 images).
 fn sample() -> PathBuf {
@@ -80,48 +77,10 @@ fn start_long_run(cmd: &mut Command, out: &Path) -> Child {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&mut child, || out.join("last/checkpoint.json").exists());
+    wait_for(&mut child, MINUTE, || {
+        out.join("last/checkpoint.json").exists()
+    });
     child
-}
-
-/// Wait (at most a minute) until `done`, failing if `child` ends first.
-fn wait_for(child: &mut Child, mut done: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !done() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let mut err = String::new();
-            use std::io::Read;
-            child
-                .stderr
-                .take()
-                .unwrap()
-                .read_to_string(&mut err)
-                .unwrap();
-            panic!("training ended early ({status}): {err}");
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "still waiting after a minute"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
-fn signal(child: &Child, name: &str) {
-    Command::new("kill")
-        .args([&format!("-{name}"), &child.id().to_string()])
-        .status()
-        .unwrap();
-}
-
-fn meta(ck: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(ck.join("checkpoint.json")).unwrap()).unwrap()
-}
-
-fn edit_meta(ck: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let mut v = meta(ck);
-    edit(&mut v);
-    std::fs::write(ck.join("checkpoint.json"), v.to_string()).unwrap();
 }
 
 /// Shorten a stopped run to one more epoch than it finished, so a resume ends soon (after
@@ -135,14 +94,6 @@ fn one_more_epoch(out: &Path) -> u64 {
     let done = meta(&last)["training"]["epoch"].as_u64().unwrap();
     edit_meta(&last, |v| v["config"]["epochs"] = (done + 1).into());
     done
-}
-
-/// Failed with exit code 1 (an error, not a panic); its stderr.
-fn error(out: Output) -> String {
-    let code = out.status.code();
-    let stderr = fails(out);
-    assert_eq!(code, Some(1), "{stderr}");
-    stderr
 }
 
 #[test]
@@ -368,7 +319,7 @@ fn sigterm_and_sighup_save_last_and_exit_with_128_plus_the_signal() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    wait_for(&mut resumed, || {
+    wait_for(&mut resumed, MINUTE, || {
         std::fs::read_to_string(out.join("last/checkpoint.json"))
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())

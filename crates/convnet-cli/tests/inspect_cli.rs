@@ -8,16 +8,13 @@ use convnet::checkpoint::{self, CheckpointMeta};
 use convnet::data::{self, FASHION_MNIST_CLASSES};
 
 mod common;
-use common::{convnet, fails, ok, temp_dir};
+use common::{assert_says, convnet, fails, ok, repo, save_rgb, temp_dir};
 
 /// A checkpoint of the reference model (freshly initialized: the pictures' structure, not
 /// what they show, is under test here; `tests/inspect.rs` checks the content on a trained
 /// model).
 fn reference_checkpoint(dir: &Path) -> PathBuf {
-    let spec = convnet::ModelSpec::load(
-        &Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/fashion_cnn.toml"),
-    )
-    .unwrap();
+    let spec = convnet::ModelSpec::load(&repo("models/fashion_cnn.toml")).unwrap();
     let model = convnet::Model::from_spec(&spec, 3).unwrap();
     let sample = data::embedded_sample();
     let meta = CheckpointMeta {
@@ -242,27 +239,41 @@ fn every_command_draws_the_picture_it_promises() {
 fn bad_requests_get_clear_errors_and_no_file() {
     let dir = temp_dir("errors");
     let ck = reference_checkpoint(&dir);
-    let ck = ck.to_str().unwrap();
-    let png = dir.join("out.png");
-    let png_s = png.to_str().unwrap();
-
-    // A picture that is not .png is refused before any work, so --raw is not written either.
-    let raw = dir.join("raw.npy");
-    let err = fails(
-        convnet()
-            .args(["gradcam", "--checkpoint", ck, "sample:0", "-o"])
-            .arg(dir.join("cam.jpg"))
-            .arg("--raw")
-            .arg(&raw)
-            .output()
-            .unwrap(),
+    let path = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    let (ck, png, raw, big) = (
+        ck.to_str().unwrap(),
+        path("out.png"),
+        path("raw.npy"),
+        path("big.png"),
     );
-    assert!(err.contains("name the file .png"), "{err}");
-    assert!(!raw.exists(), "--raw written by a failed command");
-
-    let err = fails(
-        convnet()
-            .args([
+    let (cam_jpg, nowhere, no_csv) = (path("cam.jpg"), path("nope/k.png"), path("none.csv"));
+    save_rgb(Path::new(&big), [40, 30], |_, _| [9, 9, 9]);
+    let gradcam = |image: &str, extra: &[&str]| -> Vec<String> {
+        ["gradcam", "--checkpoint", ck, image, "-o", &png]
+            .iter()
+            .chain(extra)
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let words = |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).collect() };
+    let refused: Vec<(Vec<String>, &[&str])> = vec![
+        // A picture that is not .png is refused before any work, so --raw is not written
+        // either.
+        (
+            words(&[
+                "gradcam",
+                "--checkpoint",
+                ck,
+                "sample:0",
+                "-o",
+                &cam_jpg,
+                "--raw",
+                &raw,
+            ]),
+            &["name the file .png"],
+        ),
+        (
+            words(&[
                 "features",
                 "--checkpoint",
                 ck,
@@ -270,18 +281,12 @@ fn bad_requests_get_clear_errors_and_no_file() {
                 "--layer",
                 "conv9",
                 "-o",
-                png_s,
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("no layer named 'conv9'") && err.contains("features.0, features.1"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args([
+                &png,
+            ]),
+            &["no layer named 'conv9'", "features.0, features.1"],
+        ),
+        (
+            words(&[
                 "features",
                 "--checkpoint",
                 ck,
@@ -289,18 +294,12 @@ fn bad_requests_get_clear_errors_and_no_file() {
                 "--layer",
                 "classifier.1",
                 "-o",
-                png_s,
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("classifier.1") && err.contains("[128]"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args([
+                &png,
+            ]),
+            &["classifier.1", "[128]"],
+        ),
+        (
+            words(&[
                 "maximize",
                 "--checkpoint",
                 ck,
@@ -309,116 +308,64 @@ fn bad_requests_get_clear_errors_and_no_file() {
                 "--channel",
                 "64",
                 "-o",
-                png_s,
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("channel 64 is out of range") && err.contains("64 channels"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args([
-                "gradcam",
-                "--checkpoint",
-                ck,
-                "sample:0",
-                "--class",
-                "10",
-                "-o",
-                png_s,
-            ])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("--class 10 is out of range") && err.contains("10 classes"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args([
+                &png,
+            ]),
+            &["channel 64 is out of range", "64 channels"],
+        ),
+        (
+            gradcam("sample:0", &["--class", "10"]),
+            &["--class 10 is out of range", "10 classes"],
+        ),
+        (
+            words(&[
                 "kernels",
                 "--checkpoint",
                 ck,
                 "--layer",
                 "features.1",
                 "-o",
-                png_s,
-            ])
-            .output()
-            .unwrap(),
-    );
+                &png,
+            ]),
+            &[
+                "batchnorm2d",
+                "features.0, features.3, features.7, features.10",
+            ],
+        ),
+        // An image that does not fit the model: named, with its size and the model's.
+        (
+            gradcam(&big, &[]),
+            &[
+                "big.png is a 40x30 RGB image",
+                "28x28 grayscale",
+                "--resize",
+            ],
+        ),
+        (gradcam("sample:500", &[]), &["500 test images"]),
+        (
+            gradcam("missing.png", &[]),
+            &["cannot read image missing.png"],
+        ),
+        // Output in a missing folder: refused before any work.
+        (
+            words(&["kernels", "--checkpoint", ck, "-o", &nowhere]),
+            &["does not exist"],
+        ),
+        (words(&["plot", &no_csv, "-o", &png]), &["none.csv"]),
+    ];
+    for (args, says) in refused {
+        let err = fails(convnet().args(&args).output().unwrap());
+        assert_says(&args.join(" "), &err, says);
+    }
     assert!(
-        err.contains("batchnorm2d")
-            && err.contains("features.0, features.3, features.7, features.10"),
-        "{err}"
+        !Path::new(&raw).exists(),
+        "--raw written by a failed command"
     );
-
-    // An image that does not fit the model: named, with its size and the model's.
-    let big = dir.join("big.png");
-    image::RgbImage::from_pixel(40, 30, image::Rgb([9, 9, 9]))
-        .save(&big)
-        .unwrap();
-    let err = fails(
-        convnet()
-            .args(["gradcam", "--checkpoint", ck])
-            .arg(&big)
-            .args(["-o", png_s])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("big.png is a 40x30 RGB image")
-            && err.contains("28x28 grayscale")
-            && err.contains("--resize"),
-        "{err}"
-    );
+    assert!(!Path::new(&png).exists(), "a failed command left {png}");
+    // The image that did not fit is read when converted.
     ok(convnet()
-        .args(["gradcam", "--checkpoint", ck])
-        .arg(&big)
-        .args(["--resize", "-o", png_s])
+        .args(gradcam(&big, &["--resize"]))
         .output()
         .unwrap());
-    std::fs::remove_file(&png).unwrap();
-    let err = fails(
-        convnet()
-            .args(["gradcam", "--checkpoint", ck, "sample:500", "-o", png_s])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("500 test images") || err.contains("has 500"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args(["gradcam", "--checkpoint", ck, "missing.png", "-o", png_s])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("cannot read image missing.png"), "{err}");
-
-    // Output in a missing folder: refused before any work.
-    let err = fails(
-        convnet()
-            .args(["kernels", "--checkpoint", ck, "-o"])
-            .arg(dir.join("nope/k.png"))
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("does not exist"), "{err}");
-    let err = fails(
-        convnet()
-            .arg("plot")
-            .arg(dir.join("none.csv"))
-            .args(["-o", png_s])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("none.csv"), "{err}");
-    assert!(!png.exists(), "a failed command left {}", png.display());
+    assert!(Path::new(&png).exists());
     let _ = std::fs::remove_dir_all(&dir);
 }

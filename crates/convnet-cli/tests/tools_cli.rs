@@ -1,9 +1,10 @@
 //! End-to-end tests of `convnet filter | conv | shape | summary` with the real binary.
 
+use std::path::Path;
 use std::process::Output;
 
 mod common;
-use common::{convnet, fails, ok, temp_dir};
+use common::{assert_says, convnet, fails, ok, repo, run, save_rgb, temp_dir};
 
 fn conv(args: &[&str]) -> Output {
     convnet().arg("conv").args(args).output().unwrap()
@@ -147,39 +148,37 @@ fn conv_multi_channel_and_bad_matrices() {
     );
 }
 
-fn write_test_image(path: &std::path::Path) {
-    let img = image::RgbImage::from_fn(40, 30, |x, y| {
-        image::Rgb([(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8])
-    });
-    img.save(path).unwrap();
+/// `convnet filter INPUT -o OUTPUT ARGS...`, from `dir`.
+fn filter(dir: &Path, input: &Path, output: &Path, args: &[&str]) -> Output {
+    run(convnet()
+        .current_dir(dir)
+        .arg("filter")
+        .arg(input)
+        .arg("-o")
+        .arg(output)
+        .args(args))
 }
 
 #[test]
 fn filter_writes_images_and_refuses_bad_input_without_writing() {
     let dir = temp_dir("filter");
     let input = dir.join("in.png");
-    write_test_image(&input);
-    let out = dir.join("edges.png");
-    ok(convnet()
-        .args(["filter"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&out)
-        .args(["--kernel", "sobel"])
-        .output()
-        .unwrap());
-    let img = image::open(&out).unwrap();
+    save_rgb(&input, [40, 30], |x, y| {
+        [(x * 6) as u8, (y * 8) as u8, ((x + y) * 3) as u8]
+    });
+    let written = |name: &str, args: &[&str]| {
+        let out = dir.join(name);
+        ok(filter(&dir, &input, &out, args));
+        image::open(&out).unwrap()
+    };
+    let img = written("edges.png", &["--kernel", "sobel"]);
     assert_eq!((img.width(), img.height()), (40, 30));
     // Gradients of a ramp: a flat, non-zero response inside.
     assert!(img.to_rgb8().pixels().any(|p| p.0 != [0, 0, 0]));
     // A 3-channel kernel sums over the channels: one output channel; stride halves the size.
-    let gray = dir.join("gray.png");
-    ok(convnet()
-        .args(["filter"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&gray)
-        .args([
+    let img = written(
+        "gray.png",
+        &[
             "--kernel",
             "0.299 | 0.587 | 0.114",
             "--stride",
@@ -188,176 +187,98 @@ fn filter_writes_images_and_refuses_bad_input_without_writing() {
             "valid",
             "--bits",
             "16",
-        ])
-        .output()
-        .unwrap());
-    let img = image::open(&gray).unwrap();
+        ],
+    );
     assert_eq!(
         (img.width(), img.height(), img.color()),
         (20, 15, image::ColorType::L16)
     );
     // Several kernels in sequence, repeated.
-    let seq = dir.join("seq.jpg");
-    ok(convnet()
-        .args(["filter"])
-        .arg(&input)
-        .arg("-o")
-        .arg(&seq)
-        .args([
-            "--kernel",
-            "box:3",
-            "--kernel",
-            "sharpen",
-            "--repeat",
-            "2",
-            "--output-range",
-            "rescale",
-        ])
-        .output()
-        .unwrap());
-    assert!(image::open(&seq).is_ok());
+    let sequence = [
+        "--kernel",
+        "box:3",
+        "--kernel",
+        "sharpen",
+        "--repeat",
+        "2",
+        "--output-range",
+        "rescale",
+    ];
+    written("seq.jpg", &sequence);
+    // A kernel file is read as a file whatever its name starts with.
+    std::fs::write(dir.join("3x3.txt"), "0,1,0; 1,-4,1; 0,1,0").unwrap();
+    written("lap.png", &["--kernel", "./3x3.txt"]);
+    written("lap.png", &["--kernel", "3x3.txt"]);
 
-    let missing = dir.join("nowhere").join("x.png");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&missing)
-            .args(["--kernel", "sobel-x"])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("nowhere") && err.contains("does not exist"),
-        "{err}"
-    );
     let broken = dir.join("broken.png");
     std::fs::write(&broken, b"not an image").unwrap();
-    let bad_out = dir.join("bad.png");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&broken)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "sobel-x"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("broken.png"), "{err}");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "1,2;3"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("ragged rows"), "{err}");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "1,1;1,1"])
-            .output()
-            .unwrap(),
-    );
-    assert!(
-        err.contains("'same' is ambiguous") && err.contains("--padding 0,1,0,1"),
-        "{err}"
-    );
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "sobel", "--stride", "0"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("stride"), "{err}");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "blurry"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("unknown kernel 'blurry'"), "{err}");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args(["--kernel", "box:99999"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("from 1 to 1001"), "{err}");
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(&bad_out)
-            .args([
+    let (bad_png, bad_jpg) = (dir.join("bad.png"), dir.join("bad.jpg"));
+    let missing = dir.join("nowhere").join("x.png");
+    // (input, output, options, what the error says)
+    let refused: [(&Path, &Path, &[&str], &[&str]); 10] = [
+        (
+            &input,
+            &missing,
+            &["--kernel", "sobel-x"],
+            &["nowhere", "does not exist"],
+        ),
+        (&broken, &bad_png, &["--kernel", "sobel-x"], &["broken.png"]),
+        (&input, &bad_png, &["--kernel", "1,2;3"], &["ragged rows"]),
+        (
+            &input,
+            &bad_png,
+            &["--kernel", "1,1;1,1"],
+            &["'same' is ambiguous", "--padding 0,1,0,1"],
+        ),
+        (
+            &input,
+            &bad_png,
+            &["--kernel", "sobel", "--stride", "0"],
+            &["stride"],
+        ),
+        (
+            &input,
+            &bad_png,
+            &["--kernel", "blurry"],
+            &["unknown kernel 'blurry'"],
+        ),
+        (
+            &input,
+            &bad_png,
+            &["--kernel", "box:99999"],
+            &["from 1 to 1001"],
+        ),
+        (
+            &input,
+            &bad_png,
+            &[
                 "--kernel",
                 "sobel",
                 "--padding",
                 "100000",
                 "--padding-mode",
                 "zeros",
-            ])
-            .output()
-            .unwrap(),
-    );
+            ],
+            &["padding too large", "[1, 3, 200030, 200040]"],
+        ),
+        (
+            &input,
+            &bad_jpg,
+            &["--kernel", "sobel", "--bits", "16"],
+            &["JPEG holds 8 bits"],
+        ),
+        (&input, &bad_png, &[], &["give at least one --kernel"]),
+    ];
+    for (input, output, args, expected) in refused {
+        let err = fails(filter(&dir, input, output, args));
+        assert_says(&format!("{args:?}"), &err, expected);
+    }
     assert!(
-        err.contains("padding too large") && err.contains("[1, 3, 200030, 200040]"),
-        "{err}"
+        !bad_png.exists() && !bad_jpg.exists(),
+        "nothing written on failure"
     );
-    let err = fails(
-        convnet()
-            .args(["filter"])
-            .arg(&input)
-            .arg("-o")
-            .arg(dir.join("bad.jpg"))
-            .args(["--kernel", "sobel", "--bits", "16"])
-            .output()
-            .unwrap(),
-    );
-    assert!(err.contains("JPEG holds 8 bits"), "{err}");
-    assert!(!bad_out.exists(), "nothing written on failure");
-    // A kernel file is read as a file whatever its name starts with.
-    std::fs::write(dir.join("3x3.txt"), "0,1,0; 1,-4,1; 0,1,0").unwrap();
-    ok(convnet()
-        .current_dir(&dir)
-        .args(["filter"])
-        .arg(&input)
-        .arg("-o")
-        .arg(dir.join("lap.png"))
-        .args(["--kernel", "./3x3.txt"])
-        .output()
-        .unwrap());
-    ok(convnet()
-        .current_dir(&dir)
-        .args(["filter"])
-        .arg(&input)
-        .arg("-o")
-        .arg(dir.join("lap.png"))
-        .args(["--kernel", "3x3.txt"])
-        .output()
-        .unwrap());
-    let list = ok(convnet().args(["filter", "--list"]).output().unwrap());
+
+    let list = ok(run(convnet().args(["filter", "--list"])));
     assert!(
         list.contains("sobel-x")
             && squeeze(&list).contains("[-2 0 2]")
@@ -410,9 +331,10 @@ fn shape_prints_sizes_parameters_and_receptive_fields() {
 
 #[test]
 fn summary_of_the_reference_model_has_pytorchs_totals() {
-    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/fashion_cnn.toml");
+    let model = repo("models/fashion_cnn.toml");
     let out = ok(convnet()
-        .args(["summary", "--model", model])
+        .args(["summary", "--model"])
+        .arg(&model)
         .output()
         .unwrap());
     assert!(out.contains("total: 468,202 parameters"), "{out}");
@@ -421,14 +343,15 @@ fn summary_of_the_reference_model_has_pytorchs_totals() {
         "{out}"
     );
     let json = ok(convnet()
-        .args(["summary", "--model", model, "--json"])
+        .args(["summary", "--json", "--model"])
+        .arg(&model)
         .output()
         .unwrap());
     let v: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(v["total_params"], 468202);
-    let resnet = concat!(env!("CARGO_MANIFEST_DIR"), "/../../models/resnet18.toml");
     let out = ok(convnet()
-        .args(["summary", "--model", resnet])
+        .args(["summary", "--model"])
+        .arg(repo("models/resnet18.toml"))
         .output()
         .unwrap());
     assert!(out.contains("total: 11,689,512 parameters"), "{out}");

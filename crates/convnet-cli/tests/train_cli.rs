@@ -2,10 +2,10 @@
 //! IDX dataset written here, the real binary, its outputs read back.
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::time::Duration;
 
 mod common;
-use common::{convnet, fails, ok, run, temp_dir};
+use common::{convnet, edit_meta, fails, meta, ok, run, signal, temp_dir, wait_for};
 
 /// An IDX image file and label file of `n` 12x12 images: a bright bar, vertical (label 0),
 /// horizontal (1) or diagonal (2), with noise. (An IDX folder has the 10 digit classes; only
@@ -260,26 +260,11 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
         .spawn()
         .unwrap();
     // Wait for the first epoch to finish, then interrupt.
-    let last = out.join("last").join("checkpoint.json");
-    let start = std::time::Instant::now();
-    while !last.exists() {
-        if let Some(status) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            panic!(
-                "training ended early ({status}): {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
-        assert!(
-            start.elapsed().as_secs() < 120,
-            "no checkpoint after 2 minutes"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(50));
-    }
-    Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
+    let last = out.join("last");
+    wait_for(&mut child, Duration::from_secs(120), || {
+        last.join("checkpoint.json").exists()
+    });
+    signal(&child, "INT");
     let result = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(130), "{stderr}");
@@ -287,20 +272,18 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
         stderr.contains("interrupted at epoch") && stderr.contains("--resume"),
         "{stderr}"
     );
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&last).unwrap()).unwrap();
-    let done = meta["training"]["epoch"].as_u64().unwrap();
-    assert!((1..400).contains(&done), "{meta}");
+    let done = meta(&last)["training"]["epoch"].as_u64().unwrap();
+    assert!((1..400).contains(&done), "{}", meta(&last));
     // Shorten what is left by resuming a copy whose config asks for one more epoch.
-    let mut meta = meta;
-    meta["config"]["epochs"] = serde_json::json!(done + 1);
-    std::fs::write(&last, serde_json::to_string(&meta).unwrap()).unwrap();
-    // Settings that --resume would ignore are refused, naming them.
+    edit_meta(&last, |meta| meta["config"]["epochs"] = (done + 1).into());
+    // Settings that --resume would change are refused, naming them and both values.
     let err = fails(run(convnet()
         .args(["train", "--resume", "--lr", "0.5", "--seed", "3", "--out"])
         .arg(&out)));
     assert!(
-        err.contains("--lr, --seed would be ignored") && err.contains("checkpoint.json"),
+        err.contains("optimizer.lr from 0.01 to 0.5")
+            && err.contains("seed from 0 to 3")
+            && err.contains("checkpoint.json"),
         "{err}"
     );
     // Other data is refused, naming the run's own.

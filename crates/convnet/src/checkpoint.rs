@@ -28,6 +28,7 @@ use convnet_core::Tensor;
 use safetensors::{Dtype, tensor::TensorView};
 use serde::{Deserialize, Serialize};
 
+pub use crate::data::DataOrigin;
 use crate::data::Normalization;
 use crate::error::{Error, Result};
 use crate::layers::{Buffer, BufferMut};
@@ -62,19 +63,6 @@ pub struct CheckpointMeta {
     /// Where the training data came from, so a resumed run trains on the same data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataOrigin>,
-}
-
-/// Where a run's training data came from.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DataOrigin {
-    /// The folder the data was opened from (absolute), or `None` for the default data.
-    pub folder: Option<PathBuf>,
-    /// What the loader read, as it reports it (`Dataset::source` of the training split).
-    pub source: String,
-    /// The `[H, W]` every image was resized to when read (`OpenOptions::resize`), so that
-    /// resume and evaluation read the data the same way; absent in older checkpoints.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub resize: Option<[usize; 2]>,
 }
 
 impl CheckpointMeta {

@@ -38,6 +38,12 @@ pub enum Error {
         path: PathBuf,
         error: std::io::Error,
     },
+    /// An image file that cannot be read as asked.
+    #[error(transparent)]
+    Image(#[from] crate::image::ImageError),
+    /// A file that cannot be written (or must not be: checked before any work).
+    #[error("cannot write {}: {reason}", path.display())]
+    Write { path: PathBuf, reason: String },
     /// A file whose contents are not what was expected.
     #[error("{}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
@@ -68,6 +74,13 @@ impl Error {
         Error::Io {
             path: path.into(),
             error,
+        }
+    }
+
+    pub(crate) fn write(path: impl Into<PathBuf>, reason: impl Into<String>) -> Self {
+        Error::Write {
+            path: path.into(),
+            reason: reason.into(),
         }
     }
 

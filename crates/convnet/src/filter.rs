@@ -580,6 +580,20 @@ pub enum OutputRange {
     Rescale,
 }
 
+/// A filtered image `[1, C, H, W]` (values on an input scale of `0..=in_max`) as a picture of
+/// `bits` (8 or 16) bits a channel, values outside the pixel range made pixels as `range` says.
+pub fn to_image(
+    image: &Tensor,
+    range: OutputRange,
+    in_max: f32,
+    bits: u32,
+) -> Result<::image::DynamicImage> {
+    let [_, c, h, w] = image.dims4("filter", "output")?;
+    let out_max = if bits == 16 { 65535.0 } else { 255.0 };
+    let pixels = to_pixels(image.data(), range, in_max, out_max);
+    crate::image::from_planes(&pixels, [c, h, w], bits)
+}
+
 /// Map filtered values (on an input scale of `0..=in_max`) to pixels `0..=out_max`.
 pub fn to_pixels(values: &[f32], range: OutputRange, in_max: f32, out_max: f32) -> Vec<u16> {
     let scale = out_max / in_max;

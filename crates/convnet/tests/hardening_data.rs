@@ -17,7 +17,10 @@ use convnet::rng::Rng;
 
 #[path = "common/data_files.rs"]
 mod data_files;
-use data_files::{TempDir, assert_message, first_pixels, gz, gzip_bomb, idx_images, idx_labels, p};
+use data_files::{
+    TempDir, assert_message, first_pixels, gz, gzip_bomb, idx_images, idx_labels, p,
+    png_header_only,
+};
 
 /// What "fast" means for an error found from a header (the bugs took seconds or more).
 const FAST: Duration = Duration::from_secs(2);
@@ -192,31 +195,6 @@ fn image_folder_link_to_another_class_folder_reads_it_in_this_class_too() {
     assert_eq!(first_pixels(&d), vec![10, 20, 20]);
 }
 
-/// A PNG whose header says `w` x `h` pixels, with a few bytes of image data.
-fn png_header_only(w: u32, h: u32) -> Vec<u8> {
-    let chunk = |kind: &[u8], data: &[u8]| {
-        let mut c = (data.len() as u32).to_be_bytes().to_vec();
-        c.extend_from_slice(kind);
-        c.extend_from_slice(data);
-        let mut crc = flate2::Crc::new();
-        crc.update(kind);
-        crc.update(data);
-        c.extend_from_slice(&crc.sum().to_be_bytes());
-        c
-    };
-    let mut ihdr = w.to_be_bytes().to_vec();
-    ihdr.extend_from_slice(&h.to_be_bytes());
-    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]); // 8-bit RGB
-    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
-    png.extend(chunk(b"IHDR", &ihdr));
-    png.extend(chunk(
-        b"IDAT",
-        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
-    ));
-    png.extend(chunk(b"IEND", &[]));
-    png
-}
-
 #[test]
 fn png_header_claiming_100000x100000_is_refused_quickly() {
     let dir = TempDir::new("huge-png");
@@ -228,13 +206,20 @@ fn png_header_claiming_100000x100000_is_refused_quickly() {
     assert!(matches!(err, DataError::Image { .. }), "{err:?}");
     assert_message(
         &err,
-        &[&p(&huge), "larger than images are read", "16384x16384"],
+        &[
+            &p(&huge),
+            "100000x100000 image is larger than images are read",
+            "at most 16384 pixels a side",
+        ],
     );
 
-    // Within the side bound but over the decoded-bytes bound: 16000 x 16000 RGB is 768 MB.
+    // Within the side bound but over the pixel bound: 16000 x 16000 is 256 megapixels.
     let big = dir.write("a/2.png", &png_header_only(16_000, 16_000));
     let err = load_image_folder(dir.path(), Some([2, 2]), None).unwrap_err();
-    assert_message(&err, &[&p(&big), "larger than images are read", "256 MiB"]);
+    assert_message(
+        &err,
+        &[&p(&big), "larger than images are read", "64 megapixels"],
+    );
 }
 
 #[test]

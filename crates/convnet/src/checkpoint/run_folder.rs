@@ -248,11 +248,8 @@ impl RunFolder {
     fn draw_curves(&self, history: &[EpochRecord], title: &str) -> std::result::Result<(), String> {
         let path = self.dir.join(CURVES_FILE);
         let picture = crate::render::curves(history, title).map_err(|e| e.to_string())?;
-        let mut png = std::io::Cursor::new(Vec::new());
-        picture
-            .write_to(&mut png, image::ImageFormat::Png)
-            .map_err(|e| format!("cannot encode {}: {e}", path.display()))?;
-        write_file(&path, png.get_ref()).map_err(|e| e.to_string())
+        let png = crate::render::png_bytes(&path, &picture).map_err(|e| e.to_string())?;
+        write_file(&path, &png).map_err(|e| e.to_string())
     }
 
     /// `last`, checked, with everything a resume needs: its training state and settings,

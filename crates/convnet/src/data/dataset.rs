@@ -1,5 +1,6 @@
 //! [`Dataset`] (raw images and labels in memory) and [`Normalization`].
 
+use convnet_core::Tensor;
 use rayon::prelude::*;
 
 /// Images and labels in memory: `pixels` is `[N, C, H, W]`, raw bytes 0..=255.
@@ -213,5 +214,26 @@ impl Normalization {
                 *o = (p as f32 / 255.0 - m) / s;
             }
         }
+    }
+
+    /// One image's `[C, H, W]` = `dims` bytes as the normalized model input `[1, C, H, W]`
+    /// ([`Normalization::apply`]); an error when the bytes or this normalization do not fit
+    /// `dims`.
+    pub fn to_input(&self, pixels: &[u8], dims: [usize; 3]) -> crate::Result<Tensor> {
+        let [c, h, w] = dims;
+        if self.mean.len() != c || self.std.len() != c || pixels.len() != c * h * w {
+            return Err(crate::Error::config(
+                "normalization",
+                format!(
+                    "{} values with {} means and {} stds are not an image {dims:?} (CxHxW)",
+                    pixels.len(),
+                    self.mean.len(),
+                    self.std.len()
+                ),
+            ));
+        }
+        let mut out = vec![0.0; pixels.len()];
+        self.apply(pixels, &mut out);
+        Ok(Tensor::new([1, c, h, w], out)?)
     }
 }

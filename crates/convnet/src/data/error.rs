@@ -235,6 +235,18 @@ pub enum DataError {
     #[error("{}: no data set found; looked for {looked_for}", path.display())]
     UnknownLayout { path: PathBuf, looked_for: String },
 
+    /// Data other than a run's own, to continue the run with.
+    #[error(
+        "the run was trained on {trained_on}; resuming would train it on {given}{}",
+        folder.as_ref().map_or_else(String::new, |f| format!(": give --data {}", f.display()))
+    )]
+    OtherData {
+        trained_on: String,
+        given: String,
+        /// The run's own data folder (`None`: the default data).
+        folder: Option<PathBuf>,
+    },
+
     /// An argument that cannot be honoured (e.g. 3 channels requested as 4).
     #[error("{}: {reason}", path.display())]
     InvalidOption { path: PathBuf, reason: String },

@@ -14,28 +14,27 @@
 //!   path reads a folder reached twice: the first of a depth-first walk in sorted name order.
 //!   Two links to the same *file* are two images, as torchvision reads them.
 //! - Bounded before anything large is allocated: at most [`MAX_FOLDER_ENTRIES`] files and
-//!   folders are listed per split; an image larger than [`MAX_IMAGE_SIDE`] pixels a side or
-//!   [`MAX_DECODED_BYTES`] decoded is refused from its header; the whole set's buffer is
-//!   allocated (checked) before the images are decoded into it.
+//!   folders are listed per split; each image is decoded by [`crate::image::decode`], which
+//!   refuses from its header one larger than images are read (16384 pixels a side, 64
+//!   megapixels); the whole set's buffer is allocated (checked) before the images are decoded
+//!   into it.
 //! - `.png`, `.jpg` and `.jpeg` files (any case) are images, decoded by content (a PNG named
 //!   `.jpg` is read). Other image formats (`.bmp`, `.gif`, `.webp`, `.tif`, ...) are an error
 //!   rather than silently dropped; any other file is ignored.
-//! - Images are converted to the channel count asked for: 1 = luma as the `image` crate
-//!   computes it (Rec. 709 weights), 3 = RGB (alpha dropped, as PIL's `convert("RGB")`); by
-//!   default the first image's (1 for gray or gray + alpha, else 3).
-//! - With a size, every image is resized to exactly that size with the `image` crate's
-//!   triangle (bilinear) filter; without one, every image must have the first image's size.
+//! - Images are converted to the channel count asked for ([`Color`]: 1 = luma, 3 = RGB, alpha
+//!   dropped); by default the first image's (1 for gray or gray + alpha, else 3).
+//! - With a size, every image is resized to exactly that size ([`resize_planes`]); without
+//!   one, every image must have the first image's size.
 
 use std::collections::HashSet;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use image::{ImageReader, Limits};
 use rayon::prelude::*;
 
 use super::file::{check_memory, reserved};
-use super::resize::{hwc_to_chw, resize_planes};
 use super::{DataError, Dataset};
+use crate::image::{self, Color, ImageError, MAX_SIDE, resize_planes};
 use crate::names::check_len;
 
 /// Extensions (lower case) of the files read as images.
@@ -47,10 +46,6 @@ const UNSUPPORTED_IMAGE_EXTENSIONS: [&str; 12] = [
 /// The most files and folders listed under one split's folder (hidden ones included), so
 /// that listing a huge tree is refused before its names fill memory.
 pub const MAX_FOLDER_ENTRIES: usize = 1 << 20;
-/// The largest image side decoded, and the largest size images are resized to, in pixels.
-pub const MAX_IMAGE_SIDE: u32 = 16_384;
-/// The most bytes one decoded image may take (before conversion to the channels asked for).
-pub const MAX_DECODED_BYTES: u64 = 256 << 20;
 
 /// How image sizes are treated.
 #[derive(Debug, Clone)]
@@ -92,12 +87,18 @@ fn load_bounded(
     channels: Option<usize>,
     max_entries: usize,
 ) -> Result<Dataset, DataError> {
-    if let Some(c) = channels.filter(|&c| c != 1 && c != 3) {
-        return Err(DataError::InvalidOption {
-            path: dir.to_path_buf(),
-            reason: format!("images can be read with 1 (grayscale) or 3 (RGB) channels, not {c}"),
-        });
-    }
+    let color = match channels.map(|c| (c, Color::from_channels(c))) {
+        Some((c, None)) => {
+            return Err(DataError::InvalidOption {
+                path: dir.to_path_buf(),
+                reason: format!(
+                    "images can be read with 1 (grayscale) or 3 (RGB) channels, not {c}"
+                ),
+            });
+        }
+        Some((_, color)) => color,
+        None => None,
+    };
     if let SizeRule::Resize(size) = rule {
         check_resize(dir, size)?;
     }
@@ -117,7 +118,8 @@ fn load_bounded(
     // The first image fixes the channel count and (without a size) the size.
     let first = &files[0].0;
     let first_img = decode(first)?;
-    let channels = channels.unwrap_or(if first_img.color().has_color() { 3 } else { 1 });
+    let color = color.unwrap_or_else(|| image::color_of(&first_img));
+    let channels = color.channels();
     let rule = match rule {
         SizeRule::First => SizeRule::Require(
             [first_img.height() as usize, first_img.width() as usize],
@@ -136,13 +138,13 @@ fn load_bounded(
     let mut pixels = alloc_images(dir, files.len(), [channels, height, width])?;
     let mut chunks = pixels.chunks_exact_mut(per_image);
     if let Some(dst) = chunks.next() {
-        convert(first, first_img, channels, &rule, dst)?;
+        convert(first, first_img, color, &rule, dst)?;
     }
     let rest: Vec<Result<(), DataError>> = chunks
         .collect::<Vec<_>>()
         .into_par_iter()
         .zip(&files[1..])
-        .map(|(dst, (path, _))| convert(path, decode(path)?, channels, &rule, dst))
+        .map(|(dst, (path, _))| convert(path, decode(path)?, color, &rule, dst))
         .collect();
     // The first error in file order, whichever thread found it first.
     rest.into_iter().collect::<Result<(), DataError>>()?;
@@ -157,16 +159,16 @@ fn load_bounded(
     })
 }
 
-/// Checks a size to resize images to: from 1 to [`MAX_IMAGE_SIDE`] pixels a side.
+/// Checks a size to resize images to: from 1 to [`MAX_SIDE`] pixels a side.
 pub(crate) fn check_resize(path: &Path, [h, w]: [usize; 2]) -> Result<(), DataError> {
-    let side = 1..=MAX_IMAGE_SIDE as usize;
+    let side = 1..=MAX_SIDE as usize;
     if side.contains(&h) && side.contains(&w) {
         Ok(())
     } else {
         Err(DataError::InvalidOption {
             path: path.to_path_buf(),
             reason: format!(
-                "cannot resize images to {h}x{w}: each side must be from 1 to {MAX_IMAGE_SIDE} pixels"
+                "cannot resize images to {h}x{w}: each side must be from 1 to {MAX_SIDE} pixels"
             ),
         })
     }
@@ -322,39 +324,31 @@ fn image_files(class_dir: &Path, budget: &mut Budget) -> Result<Vec<PathBuf>, Da
     Ok(folders.into_iter().flat_map(|(_, f)| f).collect())
 }
 
-/// Decodes an image, refusing before any large allocation one larger than
-/// [`MAX_IMAGE_SIDE`] a side or [`MAX_DECODED_BYTES`] decoded (the file is read through a
-/// buffer, never whole).
-fn decode(path: &Path) -> Result<image::DynamicImage, DataError> {
-    let image_error = |e: image::ImageError| {
-        let reason = match e {
-            image::ImageError::Limits(e) => format!(
-                "larger than images are read: at most {MAX_IMAGE_SIDE}x{MAX_IMAGE_SIDE} pixels and {} MiB decoded ({e})",
-                MAX_DECODED_BYTES >> 20
-            ),
-            e => e.to_string(),
-        };
-        DataError::Image {
+/// Decodes an image ([`image::decode`]), its errors as the data set's.
+fn decode(path: &Path) -> Result<::image::DynamicImage, DataError> {
+    image::decode(path).map_err(|e| match e {
+        ImageError::Io { path, error } => DataError::Io { path, error },
+        ImageError::TooLarge {
+            path,
+            width,
+            height,
+        } => DataError::Image {
+            path,
+            reason: image::too_large(width, height),
+        },
+        ImageError::Decode { path, reason } => DataError::Image { path, reason },
+        e => DataError::Image {
             path: path.to_path_buf(),
-            reason,
-        }
-    };
-    let mut reader = ImageReader::open(path)
-        .and_then(ImageReader::with_guessed_format)
-        .map_err(|e| DataError::io(path, e))?;
-    let mut limits = Limits::default();
-    limits.max_image_width = Some(MAX_IMAGE_SIDE);
-    limits.max_image_height = Some(MAX_IMAGE_SIDE);
-    limits.max_alloc = Some(MAX_DECODED_BYTES);
-    reader.limits(limits);
-    reader.decode().map_err(image_error)
+            reason: e.to_string(),
+        },
+    })
 }
 
 /// The image as `[C, H, W]` bytes under `rule`, into `dst`.
 fn convert(
     path: &Path,
-    img: image::DynamicImage,
-    channels: usize,
+    img: ::image::DynamicImage,
+    color: Color,
     rule: &SizeRule,
     dst: &mut [u8],
 ) -> Result<(), DataError> {
@@ -369,16 +363,12 @@ fn convert(
             reference: reference.clone(),
         });
     }
-    let planes = if channels == 1 {
-        img.to_luma8().into_raw()
-    } else {
-        hwc_to_chw(&img.to_rgb8().into_raw(), 3)
-    };
     let target = match rule {
         SizeRule::Resize(s) | SizeRule::Require(s, _) => *s,
         SizeRule::First => got,
     };
-    resize_planes(&planes, [channels, got[0], got[1]], target, dst);
+    let planes = image::to_planes(&img, color);
+    resize_planes(&planes, [color.channels(), got[0], got[1]], target, dst);
     Ok(())
 }
 

@@ -6,7 +6,10 @@
 //! - [`load_image_folder`] (`folder.rs`): one sub-folder of PNG/JPEG images per class.
 //! - [`open`], [`open_with`]: a folder in any of those layouts, as a train/test [`DataSplit`],
 //!   optionally resized ([`OpenOptions`]).
-//! - [`embedded_sample`] (`sample.rs`) and [`default_data`]: Fashion-MNIST with no download.
+//! - [`embedded_sample`] (`sample.rs`) and [`default_data`]: Fashion-MNIST with no download;
+//!   [`open_or_default`]: a folder, or the default data.
+//! - [`DataOrigin`] (`origin.rs`): where a run's data came from, opened and reopened (a
+//!   resumed run refuses other data).
 //! - [`Dataset`], [`Normalization`] (`dataset.rs`): raw `u8` images in memory, normalized per
 //!   batch as torchvision's `ToTensor` + `Normalize`.
 //! - [`EpochPlan`] (`batch.rs`): shuffling, batching and augmentation, keyed by
@@ -16,8 +19,8 @@
 //! the fly with `flate2` when the file starts with the gzip magic bytes, `file.rs`), so no
 //! size taken from a file is allocated before it is checked; they return a [`DataError`]
 //! naming the file and the problem, and bad data never panics. Every bound is a named
-//! constant: [`CIFAR10_MAX_RECORDS`] per batch file; [`MAX_FOLDER_ENTRIES`],
-//! [`MAX_IMAGE_SIDE`] and [`MAX_DECODED_BYTES`] for image folders; class names at most
+//! constant: [`CIFAR10_MAX_RECORDS`] per batch file; [`MAX_FOLDER_ENTRIES`] for image
+//! folders, whose images are read within [`crate::image`]'s bounds; class names at most
 //! [`MAX_NAME_CHARS`](crate::names::MAX_NAME_CHARS) characters. [`open_with`] refuses an
 //! empty training or test set, and test classes that differ from the training classes.
 
@@ -28,6 +31,7 @@ mod error;
 mod file;
 mod folder;
 mod idx;
+mod origin;
 mod resize;
 mod sample;
 
@@ -37,8 +41,9 @@ pub use batch::{AUGMENT_TAG, Augment, Batch, BatchSpec, EpochPlan, SHUFFLE_TAG, 
 pub use cifar::{CIFAR10_CLASSES, CIFAR10_MAX_RECORDS, CIFAR10_RECORD, load_cifar10};
 pub use dataset::{Dataset, Normalization};
 pub use error::DataError;
-pub use folder::{MAX_DECODED_BYTES, MAX_FOLDER_ENTRIES, MAX_IMAGE_SIDE, load_image_folder};
+pub use folder::{MAX_FOLDER_ENTRIES, load_image_folder};
 pub use idx::{IDX_IMAGES_MAGIC, IDX_LABELS_MAGIC, load_idx};
+pub use origin::{DataOrigin, open_or_default};
 pub use sample::{EMBEDDED_SAMPLE_SOURCE, embedded_sample};
 
 use cifar::{CIFAR10_META_FILE, CIFAR10_TEST_FILE, CIFAR10_TRAIN_FILES, read_meta};
@@ -72,7 +77,7 @@ pub struct DataSplit {
 /// How [`open_with`] reads a data set.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct OpenOptions {
-    /// Resize every image to `[H, W]` (from 1 to [`MAX_IMAGE_SIDE`] a side) with the triangle
+    /// Resize every image to `[H, W]` (from 1 to [`crate::image::MAX_SIDE`] a side) with the triangle
     /// (bilinear) filter, channel by channel, in every layout: image-folder images as they
     /// are decoded (so images of several sizes can be mixed), IDX and CIFAR-10 images after
     /// reading. `None`: images keep their size (image folders then need one size throughout).

@@ -20,6 +20,7 @@ pub use colormap::Colormap;
 pub use image::RgbImage;
 pub use plot::{MAX_CONFUSION_CLASSES, confusion_matrix, curves};
 
+use std::path::Path;
 use std::sync::Once;
 
 use convnet_core::Tensor;
@@ -29,6 +30,30 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 use crate::error::{Error, Result};
 use crate::inspect::resize_bilinear;
 use crate::names;
+
+/// Refuse, before any work, a picture path that is not `.png` or whose folder is missing.
+pub fn check_png(path: &Path) -> Result<()> {
+    crate::files::check_output(path)?;
+    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if !ext.eq_ignore_ascii_case("png") {
+        return Err(Error::write(
+            path,
+            "pictures are written as PNG; name the file .png",
+        ));
+    }
+    Ok(())
+}
+
+/// `img` as the bytes of a PNG file (`path` names the file they are for, in the error).
+pub fn png_bytes(path: &Path, img: &RgbImage) -> Result<Vec<u8>> {
+    crate::image::encode(path, |out| img.write_to(out, image::ImageFormat::Png))
+}
+
+/// Write `img` as the PNG file `path`, atomically ([`crate::files::write_atomic`]).
+pub fn write_png(path: &Path, img: &RgbImage) -> Result<()> {
+    check_png(path)?;
+    crate::files::write_atomic(path, &png_bytes(path, img)?)
+}
 
 /// The largest side of any picture, in pixels (a 4096 x 4096 RGB picture is 48 MiB).
 pub const MAX_SIDE: u32 = 4096;

@@ -15,84 +15,11 @@ use crate::data::{Augment, Batch, BatchSpec, DataSplit, Dataset, EpochPlan, Norm
 use crate::error::{Error, Result};
 use crate::layers::ForwardCtx;
 use crate::model::Model;
-use crate::optim::{Optimizer, OptimizerConfig, Schedule, ScheduleConfig};
+use crate::optim::{Optimizer, Schedule};
 
-/// Which loss a classifier trains with.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
-pub enum LossKind {
-    /// Softmax cross-entropy, with optional label smoothing.
-    CrossEntropy { label_smoothing: f32 },
-    /// Mean squared error against one-hot targets.
-    Mse,
-}
+mod config;
 
-/// Everything that defines a training run (saved in checkpoints).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TrainConfig {
-    pub epochs: usize,
-    pub batch_size: usize,
-    pub optimizer: OptimizerConfig,
-    pub schedule: ScheduleConfig,
-    pub loss: LossKind,
-    pub augment: Augment,
-    pub seed: u64,
-}
-
-/// The most epochs a run may have (a checkpoint keeps one record per epoch).
-pub const MAX_EPOCHS: usize = 10_000;
-
-/// The largest batch (a batch is one tensor of this many images).
-pub const MAX_BATCH_SIZE: usize = 1 << 20;
-
-impl TrainConfig {
-    /// Check every setting that does not depend on the data, naming the one at fault: counts
-    /// in their bounds, every number finite and in its range. ([`Trainer::new`] also checks
-    /// the augmentation against the images.)
-    pub fn check(&self) -> Result<()> {
-        if !(1..=MAX_EPOCHS).contains(&self.epochs) {
-            return Err(Error::config(
-                "epochs",
-                format!("must be from 1 to {MAX_EPOCHS}, got {}", self.epochs),
-            ));
-        }
-        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
-            return Err(Error::config(
-                "batch_size",
-                format!(
-                    "must be from 1 to {MAX_BATCH_SIZE}, got {}",
-                    self.batch_size
-                ),
-            ));
-        }
-        if let LossKind::CrossEntropy { label_smoothing } = self.loss
-            && !(0.0..=1.0).contains(&label_smoothing)
-        {
-            return Err(Error::config(
-                "label_smoothing",
-                format!("must be in [0, 1], got {label_smoothing}"),
-            ));
-        }
-        Optimizer::new(self.optimizer)?;
-        self.schedule.check()
-    }
-
-    /// [`TrainConfig::check`], and the settings that depend on the images `[C, H, W]`.
-    pub fn check_for_images(&self, dims: [usize; 3]) -> Result<()> {
-        self.check()?;
-        Ok(self.augment.check(dims)?)
-    }
-
-    fn batch_spec(&self) -> BatchSpec {
-        BatchSpec {
-            batch_size: self.batch_size,
-            shuffle: true,
-            augment: self.augment,
-            seed: self.seed,
-        }
-    }
-}
+pub use config::{LossKind, MAX_BATCH_SIZE, MAX_EPOCHS, SettingChange, TrainConfig};
 
 /// `Err` saying why `norm` cannot normalize `channels`-channel images: another channel count,
 /// a mean or std that is not finite, a std that is not positive.
