@@ -148,52 +148,42 @@ fn input_grad_plane_impl<S: Simd>(
 
 multiversion!(fn input_grad_plane(plan: &Plan, dy_rows: &[f32], kernel: &[f32], grad_phases: &mut [f32]) => input_grad_plane_impl);
 
+/// `grad_kernel[t] += sum over output positions of dy * x~[position + tap t]`, each sum an f64
+/// dot product of exact products: the gradient of a plane is the f32 rounding of its exact
+/// value, however many positions it sums (compiled per instruction set, so the f64 loop is
+/// vectorised).
 #[inline(always)]
 fn weight_grad_plane_impl<S: Simd>(
-    s: S,
+    _s: S,
     plan: &Plan,
-    dy_rows: &[f32],
+    dy: &[f32],
     phases: &[f32],
     grad_kernel: &mut [f32],
 ) {
-    // Whole vectors inside a row go through the blocked loop; the last, partial vector of each
-    // row is a masked load, so columns no output reads (they may hold anything, even inf) add
-    // nothing.
-    let whole = VectorCursor::new(plan.ho, plan.wo, S::LANES, true);
-    let full = whole.total();
-    let blocked = full / BLOCK * BLOCK;
-    let tail = plan.wo % S::LANES;
-    let tail_col = plan.wo - tail;
+    const LANES: usize = 8;
     for (&off, gk) in plan.tap_offsets.iter().zip(grad_kernel.iter_mut()) {
-        let mut acc = [s.splat(0.0); BLOCK];
-        let mut cursor = whole;
-        let step = |acc: &mut S::V, cursor: &mut VectorCursor| {
-            let (i, j) = cursor.next_or_last();
-            let dy = s.load(&dy_rows[i * plan.wo_pad + j..]);
-            *acc = s.mul_add(dy, s.load(&phases[plan.read_base(i, j) + off..]), *acc);
-        };
-        for _ in (0..blocked).step_by(BLOCK) {
-            for a in acc.iter_mut() {
-                step(a, &mut cursor);
+        let mut acc = [0.0f64; LANES];
+        let mut rest = 0.0f64;
+        for (i, dy_row) in dy.chunks_exact(plan.wo).enumerate() {
+            let x_row = &phases[plan.read_base(i, 0) + off..][..plan.wo];
+            let (dy_chunks, x_chunks) = (dy_row.chunks_exact(LANES), x_row.chunks_exact(LANES));
+            rest += dy_chunks
+                .remainder()
+                .iter()
+                .zip(x_chunks.remainder())
+                .map(|(&d, &x)| f64::from(d) * f64::from(x))
+                .sum::<f64>();
+            for (d, x) in dy_chunks.zip(x_chunks) {
+                for l in 0..LANES {
+                    acc[l] += f64::from(d[l]) * f64::from(x[l]);
+                }
             }
         }
-        for _ in blocked..full {
-            step(&mut acc[0], &mut cursor);
-        }
-        if tail > 0 {
-            for i in 0..plan.ho {
-                let x = s.load_partial(&phases[plan.read_base(i, tail_col) + off..], tail);
-                let dy = s.load(&dy_rows[i * plan.wo_pad + tail_col..]);
-                let a = &mut acc[1 + i % (BLOCK - 1)];
-                *a = s.mul_add(dy, x, *a);
-            }
-        }
-        let sum = acc.iter().fold(s.splat(0.0), |a, &b| s.add(a, b));
-        *gk += s.reduce_sum(sum);
+        *gk += (acc.iter().sum::<f64>() + rest) as f32;
     }
 }
 
-multiversion!(fn weight_grad_plane(plan: &Plan, dy_rows: &[f32], phases: &[f32], grad_kernel: &mut [f32]) => weight_grad_plane_impl);
+multiversion!(fn weight_grad_plane(plan: &Plan, dy: &[f32], phases: &[f32], grad_kernel: &mut [f32]) => weight_grad_plane_impl);
 
 /// Bytes of input layout a forward task works on: small enough to stay in L2 while every
 /// filter of its channel passes over it.
@@ -345,12 +335,24 @@ pub(crate) fn input_grad(g: &Conv2dGeometry, gy: &[f32], w: &[f32], gx: &mut [f3
     split.run_chunks(gx, hw, |task, gx_c| {
         let (n, channel) = (task / c, task % c);
         let mut grad_phases = Scratch::zeroed(plan.len());
+        // With several filters per channel, each filter's taps sum into a fresh plane that is
+        // then added: blocked summation, no filter adds its products to the others' total.
+        let mut filter_phases = Scratch::take(if m > 1 { plan.len() } else { 0 });
         let mut dy_rows = Scratch::take(plan.ho * plan.wo_pad);
         for f in 0..m {
             let k = channel * m + f;
             let dy = &gy[(n * g.out_channels + k) * out_plane..][..out_plane];
             plan.pad_rows(dy, &mut dy_rows);
-            input_grad_plane(&plan, &dy_rows, &w[k * kk..][..kk], &mut grad_phases);
+            let kernel = &w[k * kk..][..kk];
+            if m == 1 {
+                input_grad_plane(&plan, &dy_rows, kernel, &mut grad_phases);
+            } else {
+                filter_phases.fill(0.0);
+                input_grad_plane(&plan, &dy_rows, kernel, &mut filter_phases);
+                for (total, v) in grad_phases.iter_mut().zip(filter_phases.iter()) {
+                    *total += *v;
+                }
+            }
         }
         plan.gather_channel(&grad_phases, gx_c);
     });
@@ -363,15 +365,13 @@ pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f
     let (hw, out_plane) = (plan.h * plan.w, plan.ho * plan.wo);
     sum_over_parts(g.batch * c, gw, |tasks, acc, _| {
         let mut phases = Scratch::take(plan.len());
-        let mut dy_rows = Scratch::take(plan.ho * plan.wo_pad);
         for task in tasks {
             let (n, channel) = (task / c, task % c);
             plan.fill(&x[task * hw..][..hw], &mut phases);
             for f in 0..m {
                 let k = channel * m + f;
                 let dy = &gy[(n * g.out_channels + k) * out_plane..][..out_plane];
-                plan.pad_rows(dy, &mut dy_rows);
-                weight_grad_plane(&plan, &dy_rows, &phases, &mut acc[k * kk..][..kk]);
+                weight_grad_plane(&plan, dy, &phases, &mut acc[k * kk..][..kk]);
             }
         }
     });

@@ -286,6 +286,9 @@ pub(crate) fn input_grad(g: &Conv2dGeometry, gy: &[f32], w: &[f32], gx: &mut [f3
     split.run_chunks(gx, cg * h * wd, run);
 }
 
+/// Output positions per GEMM of the weight gradient.
+const WEIGHT_GRAD_RUN: usize = 32;
+
 /// Weight gradient: `gw` (`[K, C_g, kh, kw]`) is overwritten.
 pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
     let tiling = Tiling::new(g);
@@ -304,13 +307,18 @@ pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f
                 let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
                 im2col(g, x_g, &tile, cols);
                 let gy_t = &gy[(n * g.out_channels + grp * kg) * p + tile.start(g)..];
-                gemm(
-                    MatMut::row_major(&mut acc[grp * kg * crs..][..kg * crs], kg, crs),
-                    Mat::new(gy_t, kg, tp, p, 1),
-                    Mat::row_major(cols, crs, tp).t(),
-                    true,
-                    gemm_threads,
-                );
+                // One product per run of positions: each sums into fresh registers and is
+                // added to the gradient once (blocked summation, as in the direct path).
+                for first in (0..tp).step_by(WEIGHT_GRAD_RUN) {
+                    let len = WEIGHT_GRAD_RUN.min(tp - first);
+                    gemm(
+                        MatMut::row_major(&mut acc[grp * kg * crs..][..kg * crs], kg, crs),
+                        Mat::new(&gy_t[first..], kg, len, p, 1),
+                        Mat::new(&cols[first..], crs, len, tp, 1).t(),
+                        true,
+                        gemm_threads,
+                    );
+                }
             }
         }
     });

@@ -50,7 +50,6 @@ fn direct_impl<S: Simd, const MR: usize, const NV: usize>(
     out: &mut [f32],
 ) {
     let base: [usize; NV] = std::array::from_fn(|v| bases[v]);
-    let mut acc: [[S::V; NV]; MR] = std::array::from_fn(|r| [s.splat(init[r]); NV]);
     // Every read is `src[base[v] + off .. + LANES]`: check the furthest once, here, so the
     // loop below has no bounds checks.
     let max_off = offsets.iter().copied().max().unwrap_or(0);
@@ -61,23 +60,42 @@ fn direct_impl<S: Simd, const MR: usize, const NV: usize>(
         );
     }
     let src = src.as_ptr();
-    for (ak, &off) in a[..offsets.len() * MR].chunks_exact(MR).zip(offsets) {
-        // SAFETY: base[v] + off + LANES <= src.len() for every v (asserted above).
-        let bv: [S::V; NV] = std::array::from_fn(|v| unsafe { s.load_ptr(src.add(base[v] + off)) });
-        for (row, &av) in acc.iter_mut().zip(ak) {
-            let av = s.splat(av);
-            for (acc, &bv) in row.iter_mut().zip(&bv) {
-                *acc = s.mul_add(av, bv, *acc);
+    // Blocked summation over the depth: each run of DIRECT_RUN taps sums into fresh
+    // registers, and runs add up in `total` (spilled to L1), so a deep sum (a gradient over
+    // many channels) never adds products to a large running total.
+    let mut total: [[S::V; NV]; MR] = std::array::from_fn(|r| [s.splat(init[r]); NV]);
+    for (ak, offs) in a[..offsets.len() * MR]
+        .chunks(DIRECT_RUN * MR)
+        .zip(offsets.chunks(DIRECT_RUN))
+    {
+        let mut acc = [[s.splat(0.0); NV]; MR];
+        for (ak, &off) in ak.chunks_exact(MR).zip(offs) {
+            // SAFETY: base[v] + off + LANES <= src.len() for every v (asserted above).
+            let bv: [S::V; NV] =
+                std::array::from_fn(|v| unsafe { s.load_ptr(src.add(base[v] + off)) });
+            for (row, &av) in acc.iter_mut().zip(ak) {
+                let av = s.splat(av);
+                for (acc, &bv) in row.iter_mut().zip(&bv) {
+                    *acc = s.mul_add(av, bv, *acc);
+                }
+            }
+        }
+        for (sum, row) in total.iter_mut().zip(&acc) {
+            for (sum, &value) in sum.iter_mut().zip(row) {
+                *sum = s.add(*sum, value);
             }
         }
     }
     let nr = NV * S::LANES;
-    for (r, row) in acc.iter().enumerate() {
+    for (r, row) in total.iter().enumerate() {
         for (v, &value) in row.iter().enumerate() {
             s.store(&mut out[r * nr + v * S::LANES..], value);
         }
     }
 }
+
+/// Taps a [`Tile::direct`] tile sums in registers before adding them to its total.
+const DIRECT_RUN: usize = 16;
 
 impl Tile for Portable {
     const MR: usize = 4;
@@ -196,6 +214,9 @@ pub(crate) fn outer<S: Simd>(
     }
 }
 
+/// Positions an [`outer`] tile sums in registers before adding them to its block's total.
+const OUTER_RUN: usize = 8;
+
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
@@ -210,8 +231,6 @@ fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
 ) {
     let nr = NV * S::LANES;
     let tap: [usize; MR] = std::array::from_fn(|r| taps[r]);
-    let mut acc: [[S::V; NV]; MR] =
-        std::array::from_fn(|r| std::array::from_fn(|v| s.load(&c[r * ldc + v * S::LANES..])));
     // Check the furthest reads once, so the loop below has no bounds checks.
     let depth = bases.len();
     if depth > 0 {
@@ -220,20 +239,36 @@ fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
         assert!((depth - 1) * ldb + nr <= b.len(), "outer tile reads past B");
     }
     let (src, bp) = (src.as_ptr(), b.as_ptr());
-    for (t, &base) in bases.iter().enumerate() {
-        // SAFETY: t * ldb + nr <= b.len() and base + tap[r] < src.len() (asserted above).
-        let bv: [S::V; NV] =
-            std::array::from_fn(|v| unsafe { s.load_ptr(bp.add(t * ldb + v * S::LANES)) });
-        for (row, &off) in acc.iter_mut().zip(&tap) {
-            let av = s.splat(unsafe { *src.add(base + off) });
-            for (acc, &bv) in row.iter_mut().zip(&bv) {
-                *acc = s.mul_add(av, bv, *acc);
+    // Blocked summation: each run of OUTER_RUN positions sums into fresh registers, runs add
+    // up in `block` (spilled to L1), and the block is added to `c` once. No product is ever
+    // added to a large running total, which keeps weight gradients as precise as a pairwise
+    // sum at the speed of a register-blocked one.
+    let zero = [[s.splat(0.0); NV]; MR];
+    let mut block = zero;
+    for (run, run_bases) in bases.chunks(OUTER_RUN).enumerate() {
+        let mut acc = zero;
+        for (i, &base) in run_bases.iter().enumerate() {
+            let t = run * OUTER_RUN + i;
+            // SAFETY: t * ldb + nr <= b.len() and base + tap[r] < src.len() (asserted above).
+            let bv: [S::V; NV] =
+                std::array::from_fn(|v| unsafe { s.load_ptr(bp.add(t * ldb + v * S::LANES)) });
+            for (row, &off) in acc.iter_mut().zip(&tap) {
+                let av = s.splat(unsafe { *src.add(base + off) });
+                for (acc, &bv) in row.iter_mut().zip(&bv) {
+                    *acc = s.mul_add(av, bv, *acc);
+                }
+            }
+        }
+        for (sum, row) in block.iter_mut().zip(&acc) {
+            for (sum, &value) in sum.iter_mut().zip(row) {
+                *sum = s.add(*sum, value);
             }
         }
     }
-    for (r, row) in acc.iter().enumerate() {
+    for (r, row) in block.iter().enumerate() {
         for (v, &value) in row.iter().enumerate() {
-            s.store(&mut c[r * ldc + v * S::LANES..], value);
+            let at = &mut c[r * ldc + v * S::LANES..];
+            s.store(at, s.add(s.load(at), value));
         }
     }
 }

@@ -543,18 +543,29 @@ pub fn grad_weight_into(
 }
 
 /// `grad_bias` on raw slices: `gy` `[N, K, Ho, Wo]` summed into `gb` `[K]` (overwritten).
-/// Each plane is summed in f32 vector lanes, planes are added in f64; channels in parallel.
+/// Summed in f64, so each value is the f32 rounding of the exact sum whatever the number of
+/// positions; channels in parallel.
 pub fn grad_bias_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
     use rayon::prelude::*;
     let plane = ho * wo;
     gb.par_iter_mut().enumerate().for_each(|(ch, out)| {
         let total: f64 = (0..n)
-            .map(|img| {
-                f64::from(crate::cpu::reduce::sum(
-                    &gy[(img * k + ch) * plane..][..plane],
-                ))
-            })
+            .map(|img| sum_f64(&gy[(img * k + ch) * plane..][..plane]))
             .sum();
         *out = total as f32;
     });
+}
+
+/// The sum of `v` in f64, in eight independent lanes (which the compiler vectorises).
+fn sum_f64(v: &[f32]) -> f64 {
+    const LANES: usize = 8;
+    let mut acc = [0.0f64; LANES];
+    let mut chunks = v.chunks_exact(LANES);
+    for chunk in &mut chunks {
+        for (a, &x) in acc.iter_mut().zip(chunk) {
+            *a += f64::from(x);
+        }
+    }
+    let rest: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
+    acc.iter().sum::<f64>() + rest
 }
