@@ -432,6 +432,13 @@ fn a_run_folder_is_locked_by_the_process_training_it() {
         err.contains(&format!("is in use: process {pid} is training this run")),
         "{err}"
     );
+    // A resume of a run whose first save is still to come names the holder too, not a
+    // missing run.
+    let err = RunFolder::open(&dir.join("run")).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("is in use: process {pid} is training this run")),
+        "{err}"
+    );
     // Numbered runs pass over a folder in use, even an empty one.
     let numbered = RunFolder::create_numbered(&dir.join("run")).unwrap();
     assert_eq!(numbered.path(), dir.join("run-2"));

@@ -145,16 +145,24 @@ impl RunFolder {
         ))
     }
 
-    /// Open the run in `dir` to continue it: refused if it holds no run, or if another
-    /// process trains it. Call [`RunFolder::repair`] next.
+    /// Open the run in `dir` to continue it: refused if another process trains it (even
+    /// before that process's first save), or if it holds no run. Call [`RunFolder::repair`]
+    /// next.
     pub fn open(dir: &Path) -> Result<RunFolder> {
-        if !holds_run(dir) {
-            return Err(Error::file(
+        let no_run = || {
+            Error::file(
                 dir,
                 "holds no run to continue (a run folder holds last/, best/ and metrics.csv)",
-            ));
+            )
+        };
+        if !dir.is_dir() {
+            return Err(no_run());
         }
-        Self::lock(dir)?.map_err(|holder| in_use(dir, &holder))
+        let run = Self::lock(dir)?.map_err(|holder| in_use(dir, &holder))?;
+        if !holds_run(dir) {
+            return Err(no_run());
+        }
+        Ok(run)
     }
 
     /// Lock `dir/.lock` (creating both): `Ok(Err(holder))` if another process holds it, with
