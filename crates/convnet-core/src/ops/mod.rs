@@ -11,6 +11,7 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod broadcast;
 pub mod conv2d;
 pub mod elementwise;
 pub mod linear;
