@@ -58,4 +58,5 @@ pub use ops::pool::{
     global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
     max_pool2d_backward,
 };
+pub use ops::softmax::{softmax_axis, softmax_axis_backward};
 pub use tensor::{Shape, Tensor};

@@ -499,3 +499,31 @@ fn constant_settings_that_cannot_be_built_are_refused_with_named_errors() {
         "its per-sample output [65536, 65536, 2] would hold more than",
     );
 }
+
+// ---- softmax ---------------------------------------------------------------------------------
+
+#[test]
+fn softmax_equals_pytorch_along_channels_features_and_the_last_axis() {
+    equals_pytorch("softmax_");
+}
+
+#[test]
+fn softmax_gradients_agree_with_finite_differences() {
+    finite_differences("type = \"softmax\"\n", &[tensor(&[2, 3, 2, 2], 1)]);
+    finite_differences("type = \"softmax\"\ndim = 2\n", &[tensor(&[2, 2, 4], 2)]);
+}
+
+#[test]
+fn softmax_reads_back_equal_and_bad_axes_are_refused() {
+    assert_eq!(
+        round_trip(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 3\n")),
+        [3, 2, 2]
+    );
+    let err = model_error(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 0\n"));
+    assert_contains(&err, "softmax across the batch axis 0 mixes samples");
+    let err = model_error(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 4\n"));
+    assert_contains(
+        &err,
+        "softmax along dim 4 needs inputs [N, ...] of more than 4 axes",
+    );
+}

@@ -17,6 +17,7 @@ pub mod elementwise;
 pub mod linear;
 pub mod loss;
 pub mod pool;
+pub mod softmax;
 
 /// Which gradients a backward pass computes (of an op with a weight and a bias: conv2d,
 /// linear).

@@ -27,6 +27,7 @@ mod norm;
 mod piecewise;
 mod pool;
 mod shape;
+mod softmax;
 pub(crate) mod values;
 
 pub use activation::{
@@ -50,6 +51,7 @@ pub use pool::{
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
 };
 pub use shape::{Dropout, DropoutConfig, Flatten, FlattenConfig};
+pub use softmax::{Softmax, SoftmaxConfig};
 
 use std::any::Any;
 use std::fmt;
@@ -84,6 +86,7 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<DivConfig>(),
     KindEntry::of::<ConcatConfig>(),
     KindEntry::of::<ConstantConfig>(),
+    KindEntry::of::<SoftmaxConfig>(),
 ];
 
 /// How a forward pass runs.
