@@ -527,3 +527,69 @@ fn softmax_reads_back_equal_and_bad_axes_are_refused() {
         "softmax along dim 4 needs inputs [N, ...] of more than 4 axes",
     );
 }
+
+// ---- conv_transpose2d --------------------------------------------------------------------------
+
+#[test]
+fn conv_transpose2d_equals_pytorch_with_stride_padding_output_padding_groups_and_dilation() {
+    equals_pytorch("conv_transpose_");
+}
+
+#[test]
+fn conv_transpose2d_gradients_agree_with_finite_differences() {
+    let table = "type = \"conv_transpose2d\"\nout_channels = 4\nkernel = [2, 3]\nstride = 2\n\
+                 padding = [1, 0, 0, 1]\noutput_padding = [1, 0]\ngroups = 2\n";
+    finite_differences(table, &[tensor(&[2, 2, 3, 2], 1)]);
+    let table = "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 2\ndilation = 2\n\
+                 bias = false\n";
+    finite_differences(table, &[tensor(&[1, 3, 2, 3], 2)]);
+}
+
+#[test]
+fn conv_transpose2d_reads_back_equal_and_plans_its_output_size() {
+    let table = "type = \"conv_transpose2d\"\nout_channels = 6\nkernel = 3\nstride = 2\n\
+                 padding = 1\noutput_padding = 1\n";
+    let text = model_text("[4, 5, 7]", table);
+    assert_eq!(round_trip(&text), [6, 10, 14]);
+    let spec = ModelSpec::from_toml(&text).unwrap();
+    let summary = summarize_spec(&spec).unwrap();
+    assert_eq!(summary.layers[0].params, 4 * 6 * 9 + 6);
+}
+
+#[test]
+fn conv_transpose2d_settings_that_cannot_work_are_refused_with_named_errors() {
+    let with = |table: &str| model_text("[4, 5, 5]", table);
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\nstride = 2\noutput_padding = 2\n",
+    ));
+    assert_contains(
+        &err,
+        "output_padding: must be smaller than the stride [2, 2] on each axis",
+    );
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\npadding = \"same\"\n",
+    ));
+    assert_contains(&err, "conv_transpose2d takes amounts");
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 3\nkernel = 3\ngroups = 2\n",
+    ));
+    assert_contains(&err, "that groups = 2 divides, got 4 -> 3");
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 1\npadding = 3\n",
+    ));
+    assert_contains(&err, "leaves no output");
+}
+
+#[test]
+fn conv_transpose2d_with_a_huge_stride_is_refused_before_allocating() {
+    let err = model_error(&model_text(
+        "[4, 5, 5]",
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\nstride = 1000000000\n",
+    ));
+    assert_contains(
+        &err,
+        "layer 0 ('layer', conv_transpose2d): conv_transpose2d: stride too large: the output \
+         [2, 4000000003, 4000000003] would hold 32000000048000000018 values, more than the \
+         2147483648 one tensor may hold",
+    );
+}

@@ -17,9 +17,11 @@
 
 mod activation;
 mod binary;
+mod bounded;
 mod concat;
 mod constant;
 mod conv;
+mod conv_transpose;
 mod hardswish;
 mod kind;
 mod linear;
@@ -38,6 +40,7 @@ pub use binary::{AddConfig, Binary, DivConfig, MulConfig, SubConfig};
 pub use concat::{Concat, ConcatConfig};
 pub use constant::{Constant, ConstantConfig};
 pub use conv::{Conv2d, Conv2dConfig};
+pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use hardswish::{HardSwish, HardSwishConfig};
 pub use kind::{
     Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
@@ -63,6 +66,7 @@ use crate::error::{Error, Result};
 /// Every layer kind a model file may name (messages list their type names in this order).
 pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<Conv2dConfig>(),
+    KindEntry::of::<ConvTranspose2dConfig>(),
     KindEntry::of::<LinearConfig>(),
     KindEntry::of::<BatchNormConfig>(),
     KindEntry::of::<ReluConfig>(),
