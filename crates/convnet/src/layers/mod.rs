@@ -26,8 +26,10 @@ mod hardswish;
 mod kind;
 mod linear;
 mod norm;
+mod pad;
 mod piecewise;
 mod pool;
+mod resize;
 mod shape;
 mod softmax;
 pub(crate) mod values;
@@ -48,11 +50,13 @@ pub use kind::{
 };
 pub use linear::{Linear, LinearConfig};
 pub use norm::{BatchNorm, BatchNormConfig};
+pub use pad::{Pad, PadConfig};
 pub use piecewise::{ClipConfig, HardSigmoidConfig, Piecewise, PiecewiseFn};
 pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
 };
+pub use resize::{Interpolation, Resize, ResizeConfig};
 pub use shape::{Dropout, DropoutConfig, Flatten, FlattenConfig};
 pub use softmax::{Softmax, SoftmaxConfig};
 
@@ -91,6 +95,8 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<ConcatConfig>(),
     KindEntry::of::<ConstantConfig>(),
     KindEntry::of::<SoftmaxConfig>(),
+    KindEntry::of::<PadConfig>(),
+    KindEntry::of::<ResizeConfig>(),
 ];
 
 /// How a forward pass runs.
