@@ -43,6 +43,7 @@ pub use ops::batch_norm::{
     BatchNormGrads, BatchNormTrainOutput, batch_norm_backward, batch_norm_eval,
     batch_norm_eval_backward, batch_norm_train,
 };
+pub use ops::broadcast::{BinaryOp, binary, binary_backward, broadcast_dims, sum_to};
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding,
     PaddingMode, Tap, conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
@@ -51,10 +52,13 @@ pub use ops::conv2d::{
 pub use ops::elementwise::add_in_place;
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};
+pub use ops::pad::{pad2d, pad2d_backward, padded_dims};
 pub use ops::pool::{
     MaxPool2dOutput, Pool2dParams, Pool2dParamsBuilder, adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward,
     global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
     max_pool2d_backward,
 };
+pub use ops::resize::{Resize2dParams, ResizeMode, resize2d, resize2d_backward};
+pub use ops::softmax::{softmax_axis, softmax_axis_backward};
 pub use tensor::{Shape, Tensor};

@@ -16,20 +16,33 @@
 //! `zero_grad` are the training loop's.
 
 mod activation;
+mod binary;
+mod bounded;
+mod concat;
+mod constant;
 mod conv;
+mod conv_transpose;
 mod hardswish;
 mod kind;
 mod linear;
 mod norm;
+mod pad;
+mod piecewise;
 mod pool;
+mod resize;
 mod shape;
+mod softmax;
 pub(crate) mod values;
 
 pub use activation::{
     ActivationLayer, EluConfig, LeakyReluConfig, PRelu, PReluConfig, PReluSlopes, ReluConfig,
     SigmoidConfig, TanhConfig,
 };
+pub use binary::{AddConfig, Binary, DivConfig, MulConfig, SubConfig};
+pub use concat::{Concat, ConcatConfig};
+pub use constant::{Constant, ConstantConfig};
 pub use conv::{Conv2d, Conv2dConfig};
+pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use hardswish::{HardSwish, HardSwishConfig};
 pub use kind::{
     Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
@@ -37,11 +50,15 @@ pub use kind::{
 };
 pub use linear::{Linear, LinearConfig};
 pub use norm::{BatchNorm, BatchNormConfig};
+pub use pad::{Pad, PadConfig};
+pub use piecewise::{ClipConfig, HardSigmoidConfig, Piecewise, PiecewiseFn};
 pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
 };
-pub use shape::{Add, AddConfig, Dropout, DropoutConfig, Flatten, FlattenConfig};
+pub use resize::{Interpolation, Resize, ResizeConfig};
+pub use shape::{Dropout, DropoutConfig, Flatten, FlattenConfig};
+pub use softmax::{Softmax, SoftmaxConfig};
 
 use std::any::Any;
 use std::fmt;
@@ -53,6 +70,7 @@ use crate::error::{Error, Result};
 /// Every layer kind a model file may name (messages list their type names in this order).
 pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<Conv2dConfig>(),
+    KindEntry::of::<ConvTranspose2dConfig>(),
     KindEntry::of::<LinearConfig>(),
     KindEntry::of::<BatchNormConfig>(),
     KindEntry::of::<ReluConfig>(),
@@ -62,6 +80,8 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<SigmoidConfig>(),
     KindEntry::of::<PReluConfig>(),
     KindEntry::of::<HardSwishConfig>(),
+    KindEntry::of::<ClipConfig>(),
+    KindEntry::of::<HardSigmoidConfig>(),
     KindEntry::of::<MaxPool2dConfig>(),
     KindEntry::of::<AvgPool2dConfig>(),
     KindEntry::of::<AdaptiveAvgPool2dConfig>(),
@@ -69,6 +89,14 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<FlattenConfig>(),
     KindEntry::of::<DropoutConfig>(),
     KindEntry::of::<AddConfig>(),
+    KindEntry::of::<SubConfig>(),
+    KindEntry::of::<MulConfig>(),
+    KindEntry::of::<DivConfig>(),
+    KindEntry::of::<ConcatConfig>(),
+    KindEntry::of::<ConstantConfig>(),
+    KindEntry::of::<SoftmaxConfig>(),
+    KindEntry::of::<PadConfig>(),
+    KindEntry::of::<ResizeConfig>(),
 ];
 
 /// How a forward pass runs.
