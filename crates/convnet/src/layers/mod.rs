@@ -21,6 +21,7 @@ mod hardswish;
 mod kind;
 mod linear;
 mod norm;
+mod piecewise;
 mod pool;
 mod shape;
 pub(crate) mod values;
@@ -37,6 +38,7 @@ pub use kind::{
 };
 pub use linear::{Linear, LinearConfig};
 pub use norm::{BatchNorm, BatchNormConfig};
+pub use piecewise::{ClipConfig, HardSigmoidConfig, Piecewise, PiecewiseFn};
 pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
@@ -62,6 +64,8 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<SigmoidConfig>(),
     KindEntry::of::<PReluConfig>(),
     KindEntry::of::<HardSwishConfig>(),
+    KindEntry::of::<ClipConfig>(),
+    KindEntry::of::<HardSigmoidConfig>(),
     KindEntry::of::<MaxPool2dConfig>(),
     KindEntry::of::<AvgPool2dConfig>(),
     KindEntry::of::<AdaptiveAvgPool2dConfig>(),
