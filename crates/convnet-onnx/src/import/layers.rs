@@ -3,9 +3,9 @@
 
 use convnet::core::Padding;
 use convnet::layers::{
-    AddConfig, AvgPool2dConfig, BatchNormConfig, Conv2dConfig, EluConfig, FlattenConfig,
-    GlobalPoolConfig, HardSwishConfig, LeakyReluConfig, LinearConfig, MaxPool2dConfig, PReluConfig,
-    PoolKind, ReluConfig, SigmoidConfig, TanhConfig,
+    AddConfig, AvgPool2dConfig, BatchNormConfig, ClipConfig, Conv2dConfig, EluConfig,
+    FlattenConfig, GlobalPoolConfig, HardSigmoidConfig, HardSwishConfig, LeakyReluConfig,
+    LinearConfig, MaxPool2dConfig, PReluConfig, PoolKind, ReluConfig, SigmoidConfig, TanhConfig,
 };
 
 use super::fold::{self, ints};
@@ -37,6 +37,12 @@ pub(crate) fn convert(c: &mut Converter, node: &Node) -> Result<()> {
             simple(c, node, EluConfig::new().with_alpha(alpha))
         }
         "PRelu" => prelu(c, node),
+        "Clip" => clip(c, node),
+        "HardSigmoid" => {
+            let alpha = node.float_or("alpha", 0.2)?;
+            let beta = node.float_or("beta", 0.5)?;
+            simple(c, node, HardSigmoidConfig::new(alpha, beta))
+        }
         "Gemm" => gemm(c, node),
         "MatMul" => matmul(c, node),
         "Flatten" => flatten(c, node),
@@ -265,6 +271,29 @@ fn prelu(c: &mut Converter, node: &Node) -> Result<()> {
     let prefix = weight_prefix(&node.inputs[1]).map(str::to_string);
     let (name, _) = c.layer(node, prefix.as_deref(), &[&x], PReluConfig::new(count))?;
     c.weight(node, &name, "weight", &[count], slope.into_f32())
+}
+
+/// `Clip`: bounds from inputs 1 and 2 (opset 11 on) or the `min`/`max` attributes (before);
+/// a bound not given is none.
+fn clip(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let mut bound = |i: usize, attr: &str, none: f32| -> Result<f32> {
+        if let Some(v) = node.get_float(attr)? {
+            return Ok(v);
+        }
+        match c.constant(node, i)? {
+            None => Ok(none),
+            Some(k) if k.len() == 1 => Ok(k.to_f32()[0]),
+            Some(k) => Err(unsupported(
+                node,
+                format!("bound {attr} has dims {:?}; Clip takes one value", k.dims),
+            )),
+        }
+    };
+    let min = bound(1, "min", f32::NEG_INFINITY)?;
+    let max = bound(2, "max", f32::INFINITY)?;
+    c.layer(node, None, &[&x], ClipConfig::new(min, max))?;
+    Ok(())
 }
 
 /// The input of a fully connected layer: `[N, F]`.
