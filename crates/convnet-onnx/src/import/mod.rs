@@ -375,19 +375,29 @@ impl Converter {
             }));
         }
         // A node whose inputs are all constants is computed now, when it can be.
-        if fold::foldable(&node.op_type) && self.all_constant(node) {
+        let constant = if node.op_type == "CastLike" {
+            self.is_constant(node.inputs.first().map_or("", String::as_str))
+        } else {
+            self.all_constant(node)
+        };
+        if fold::foldable(&node.op_type) && constant {
             return fold::fold(self, node);
         }
         layers::convert(self, node)
     }
 
     fn all_constant(&self, node: &Node) -> bool {
-        node.inputs.iter().filter(|n| !n.is_empty()).all(|n| {
-            matches!(
-                self.values.get(n).or_else(|| self.pending.get(n)),
-                Some(Value::Const(_))
-            )
-        })
+        node.inputs
+            .iter()
+            .filter(|n| !n.is_empty())
+            .all(|n| self.is_constant(n))
+    }
+
+    fn is_constant(&self, value: &str) -> bool {
+        matches!(
+            self.values.get(value).or_else(|| self.pending.get(value)),
+            Some(Value::Const(_))
+        )
     }
 
     /// The spec, with the graph's outputs as the model's outputs.
@@ -437,6 +447,7 @@ pub const SUPPORTED: &[&str] = &[
     "AveragePool",
     "BatchNormalization",
     "Cast",
+    "CastLike",
     "Clip",
     "Concat (of constants)",
     "Constant",
@@ -444,6 +455,7 @@ pub const SUPPORTED: &[&str] = &[
     "Div (of constants)",
     "Dropout",
     "Elu",
+    "Expand (of constants)",
     "Flatten",
     "Gather (of constants)",
     "Gemm",

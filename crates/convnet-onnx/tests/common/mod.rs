@@ -55,3 +55,4 @@ pub fn with_big_initializer(len: usize) -> ModelProto {
     });
     model
 }
+pub mod nets;
