@@ -43,6 +43,7 @@ pub use ops::batch_norm::{
     BatchNormGrads, BatchNormTrainOutput, batch_norm_backward, batch_norm_eval,
     batch_norm_eval_backward, batch_norm_train,
 };
+pub use ops::broadcast::{BinaryOp, binary, binary_backward, broadcast_dims, sum_to};
 pub use ops::conv2d::{
     Conv2dAlgo, Conv2dGeometry, Conv2dGrads, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding,
     PaddingMode, Tap, conv2d, conv2d_backward, conv2d_grad_bias, conv2d_grad_input,
@@ -57,4 +58,5 @@ pub use ops::pool::{
     global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
     max_pool2d_backward,
 };
+pub use ops::softmax::{softmax_axis, softmax_axis_backward};
 pub use tensor::{Shape, Tensor};

@@ -204,7 +204,7 @@ fn shape_mismatches_between_layers_are_explained() {
         "[[layer]]\nname = \"a\"\ntype = \"conv2d\"\nout_channels = 4\nkernel = 3\n[[layer]]\ntype = \"add\"\ninputs = [\"a\", \"input\"]\n",
     ));
     assert!(
-        err.contains("add needs two inputs of the same shape"),
+        err.contains("shapes [4, 6, 6] and [1, 8, 8] do not broadcast"),
         "{err}"
     );
     let err = error_of(&with_layers(

@@ -200,7 +200,7 @@ fn finite_differences(table: &str, inputs: &[Tensor]) {
     }
     for (name, grad) in &analytic {
         for (i, &ana) in grad.iter().enumerate() {
-            let mut bump = |layer: &mut Layer, delta: f32| {
+            let bump = |layer: &mut Layer, delta: f32| {
                 let mut params = layer.params_mut();
                 let (_, p) = params.iter_mut().find(|(n, _)| n == name).unwrap();
                 p.value.data_mut()[i] += delta;
@@ -322,4 +322,208 @@ fn clip_with_min_above_max_is_refused_naming_both() {
         "type = \"hardsigmoid\"\nalpha = inf\n",
     ));
     assert_contains(&err, "alpha: expected a finite number, got inf");
+}
+
+// ---- concat ----------------------------------------------------------------------------------
+
+#[test]
+fn concat_equals_torch_cat_along_channels_features_and_width() {
+    equals_pytorch("concat_");
+}
+
+#[test]
+fn concat_gradients_agree_with_finite_differences() {
+    let inputs = [tensor(&[2, 2, 3, 2], 1), tensor(&[2, 1, 3, 2], 2)];
+    finite_differences("type = \"concat\"\n", &inputs);
+    let inputs = [tensor(&[2, 2, 3, 1], 3), tensor(&[2, 2, 3, 2], 4)];
+    finite_differences("type = \"concat\"\ndim = 3\n", &inputs);
+}
+
+/// A model on `[3, 4, 4]` images with a second input `other` of per-sample shape `other`,
+/// and the layer `table` reading both.
+fn two_input_model(other: &str, table: &str) -> String {
+    format!(
+        "[model]\ninput = [3, 4, 4]\nextra_inputs = [{{ name = \"other\", shape = {other} }}]\n\n\
+         [[layer]]\nname = \"layer\"\ninputs = [\"input\", \"other\"]\n{table}"
+    )
+}
+
+#[test]
+fn concat_reads_back_equal_and_plans_its_joined_shape() {
+    let text = two_input_model("[5, 4, 4]", "type = \"concat\"\n");
+    assert_eq!(round_trip(&text), [8, 4, 4]);
+    let text = two_input_model("[3, 4, 1]", "type = \"concat\"\ndim = 3\n");
+    assert_eq!(round_trip(&text), [3, 4, 5]);
+}
+
+#[test]
+fn concat_of_inputs_with_different_heights_is_refused_naming_both_shapes() {
+    let err = model_error(&two_input_model("[2, 5, 4]", "type = \"concat\"\n"));
+    assert_contains(
+        &err,
+        "concat along dim 1 needs inputs that agree on every other axis, but input 0 has \
+         per-sample shape [3, 4, 4] and input 1 has [2, 5, 4]",
+    );
+    let err = model_error(&two_input_model(
+        "[3, 4, 4]",
+        "type = \"concat\"\ndim = 0\n",
+    ));
+    assert_contains(&err, "concat cannot join along the batch axis 0");
+    let err = model_error(&two_input_model(
+        "[3, 4, 4]",
+        "type = \"concat\"\ndim = 4\n",
+    ));
+    assert_contains(
+        &err,
+        "concat along dim 4 needs inputs [N, ...] of more than 4 axes",
+    );
+}
+
+// ---- add, sub, mul, div with broadcasting ------------------------------------------------------
+
+#[test]
+fn binary_ops_equal_pytorch_with_every_broadcast_pattern() {
+    for op in ["add_", "sub_", "mul_", "div_"] {
+        equals_pytorch(op);
+    }
+}
+
+#[test]
+fn binary_op_gradients_agree_with_finite_differences_over_broadcast_axes() {
+    let shapes: [(&[usize], &[usize]); 4] = [
+        (&[2, 2, 3], &[2, 2, 3]),
+        (&[2, 2, 3], &[1, 2, 1]),
+        (&[2, 1, 3], &[1, 2, 1]),
+        (&[2, 2, 3], &[2, 3]),
+    ];
+    for op in ["add", "sub", "mul", "div"] {
+        for (k, (a, b)) in shapes.iter().enumerate() {
+            let a = tensor(a, 10 + k as u64);
+            let b = away_from(b, 20 + k as u64, 0.5, 1.5, &[]);
+            finite_differences(&format!("type = \"{op}\"\n"), &[a, b]);
+        }
+    }
+}
+
+#[test]
+fn binary_ops_read_back_equal_and_plan_the_broadcast_shape() {
+    for op in ["add", "sub", "mul", "div"] {
+        let table = format!("type = \"{op}\"\n");
+        assert_eq!(round_trip(&two_input_model("[3, 1, 1]", &table)), [3, 4, 4]);
+        assert_eq!(round_trip(&two_input_model("[4]", &table)), [3, 4, 4]);
+    }
+}
+
+#[test]
+fn binary_op_of_shapes_that_do_not_broadcast_is_refused_naming_both_shapes() {
+    let err = model_error(&two_input_model("[2, 4, 4]", "type = \"mul\"\n"));
+    assert_contains(
+        &err,
+        "layer 0 ('layer', mul): broadcast: shapes [3, 4, 4] and [2, 4, 4] do not broadcast",
+    );
+    let err = model_error(&two_input_model("[3]", "type = \"add\"\n"));
+    assert_contains(&err, "shapes [3, 4, 4] and [3] do not broadcast");
+}
+
+// ---- constant ----------------------------------------------------------------------------------
+
+/// `x * scale + shift`, `scale` and `shift` constants of per-sample shapes `[3, 1, 1]` and
+/// `[4]`.
+const AFFINE: &str = "[model]\ninput = [3, 2, 4]\n\n\
+    [[layer]]\nname = \"scale\"\ntype = \"constant\"\nshape = [3, 1, 1]\ninputs = []\n\n\
+    [[layer]]\nname = \"scaled\"\ntype = \"mul\"\ninputs = [\"input\", \"scale\"]\n\n\
+    [[layer]]\nname = \"shift\"\ntype = \"constant\"\nshape = [4]\ninputs = []\n\n\
+    [[layer]]\nname = \"out\"\ntype = \"add\"\ninputs = [\"scaled\", \"shift\"]\n";
+
+#[test]
+fn constant_operands_broadcast_over_the_batch_and_round_trip_through_the_weights_file() {
+    assert_eq!(round_trip(AFFINE), [3, 2, 4]);
+    let spec = ModelSpec::from_toml(AFFINE).unwrap();
+    let mut model = Model::from_spec(&spec, 0).unwrap();
+    let names: Vec<String> = model.buffers().into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, ["scale.value", "shift.value"]);
+    assert_eq!(model.param_count(), 0, "constants are not trained");
+    let dir = std::env::temp_dir().join(format!("onnx_layers_constant_{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("weights.safetensors");
+    // Values written by another model of the same file, read into this one.
+    let mut source = Model::from_spec(&spec, 0).unwrap();
+    for (name, buffer) in source.buffers_mut() {
+        let convnet::layers::BufferMut::Tensor(t) = buffer else {
+            panic!("{name}")
+        };
+        let base = if name == "scale.value" { 1.0 } else { 10.0 };
+        for (i, v) in t.data_mut().iter_mut().enumerate() {
+            *v = base * (i + 1) as f32;
+        }
+    }
+    std::fs::write(&file, weights_bytes(&source).unwrap()).unwrap();
+    load_weights(&mut model, &file).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let x = tensor(&[2, 3, 2, 4], 7);
+    let y = model.forward(&x, ForwardCtx::eval(true)).unwrap();
+    assert_eq!(y.dims(), [2, 3, 2, 4]);
+    for (i, (&y, &x)) in y.data().iter().zip(x.data()).enumerate() {
+        let (c, w) = ((i / 8) % 3, i % 4);
+        let want = x * (c + 1) as f32 + 10.0 * (w + 1) as f32;
+        assert!(
+            (y - want).abs() <= 1e-6 * want.abs().max(1.0),
+            "{i}: {y} vs {want}"
+        );
+    }
+    // The gradient reaches the input through the constant's operation.
+    let g = Tensor::full(y.dims().to_vec(), 1.0).unwrap();
+    let request = convnet::model::BackwardRequest {
+        input: true,
+        ..Default::default()
+    };
+    let gx = model.backward_with(&g, &request).unwrap().input.unwrap();
+    assert_eq!(
+        &gx.data()[..9],
+        &[1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0, 2.0]
+    );
+}
+
+#[test]
+fn constant_settings_that_cannot_be_built_are_refused_with_named_errors() {
+    let with = |table: &str| model_text("[1, 2, 2]", table);
+    let err = model_error(&with("type = \"constant\"\nshape = [3]\n"));
+    assert_contains(&err, "takes 0 input(s), 1 given");
+    let err = model_error(&with("type = \"constant\"\nshape = [3, 0]\ninputs = []\n"));
+    assert_contains(&err, "a constant's sizes must be at least 1, got [3, 0]");
+    let err = model_error(&with(
+        "type = \"constant\"\nshape = [65536, 65536, 2]\ninputs = []\n",
+    ));
+    assert_contains(
+        &err,
+        "its per-sample output [65536, 65536, 2] would hold more than",
+    );
+}
+
+// ---- softmax ---------------------------------------------------------------------------------
+
+#[test]
+fn softmax_equals_pytorch_along_channels_features_and_the_last_axis() {
+    equals_pytorch("softmax_");
+}
+
+#[test]
+fn softmax_gradients_agree_with_finite_differences() {
+    finite_differences("type = \"softmax\"\n", &[tensor(&[2, 3, 2, 2], 1)]);
+    finite_differences("type = \"softmax\"\ndim = 2\n", &[tensor(&[2, 2, 4], 2)]);
+}
+
+#[test]
+fn softmax_reads_back_equal_and_bad_axes_are_refused() {
+    assert_eq!(
+        round_trip(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 3\n")),
+        [3, 2, 2]
+    );
+    let err = model_error(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 0\n"));
+    assert_contains(&err, "softmax across the batch axis 0 mixes samples");
+    let err = model_error(&model_text("[3, 2, 2]", "type = \"softmax\"\ndim = 4\n"));
+    assert_contains(
+        &err,
+        "softmax along dim 4 needs inputs [N, ...] of more than 4 axes",
+    );
 }

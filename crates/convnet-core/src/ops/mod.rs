@@ -11,11 +11,13 @@
 
 pub mod activation;
 pub mod batch_norm;
+pub mod broadcast;
 pub mod conv2d;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
 pub mod pool;
+pub mod softmax;
 
 /// Which gradients a backward pass computes (of an op with a weight and a bias: conv2d,
 /// linear).

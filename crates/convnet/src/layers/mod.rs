@@ -16,6 +16,9 @@
 //! `zero_grad` are the training loop's.
 
 mod activation;
+mod binary;
+mod concat;
+mod constant;
 mod conv;
 mod hardswish;
 mod kind;
@@ -24,12 +27,16 @@ mod norm;
 mod piecewise;
 mod pool;
 mod shape;
+mod softmax;
 pub(crate) mod values;
 
 pub use activation::{
     ActivationLayer, EluConfig, LeakyReluConfig, PRelu, PReluConfig, PReluSlopes, ReluConfig,
     SigmoidConfig, TanhConfig,
 };
+pub use binary::{AddConfig, Binary, DivConfig, MulConfig, SubConfig};
+pub use concat::{Concat, ConcatConfig};
+pub use constant::{Constant, ConstantConfig};
 pub use conv::{Conv2d, Conv2dConfig};
 pub use hardswish::{HardSwish, HardSwishConfig};
 pub use kind::{
@@ -43,7 +50,8 @@ pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
 };
-pub use shape::{Add, AddConfig, Dropout, DropoutConfig, Flatten, FlattenConfig};
+pub use shape::{Dropout, DropoutConfig, Flatten, FlattenConfig};
+pub use softmax::{Softmax, SoftmaxConfig};
 
 use std::any::Any;
 use std::fmt;
@@ -73,6 +81,12 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<FlattenConfig>(),
     KindEntry::of::<DropoutConfig>(),
     KindEntry::of::<AddConfig>(),
+    KindEntry::of::<SubConfig>(),
+    KindEntry::of::<MulConfig>(),
+    KindEntry::of::<DivConfig>(),
+    KindEntry::of::<ConcatConfig>(),
+    KindEntry::of::<ConstantConfig>(),
+    KindEntry::of::<SoftmaxConfig>(),
 ];
 
 /// How a forward pass runs.

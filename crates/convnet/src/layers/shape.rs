@@ -1,9 +1,9 @@
-//! Layers without parameters that move or mix values: `flatten`, `dropout`, residual `add`.
+//! Layers without parameters that move values: `flatten`, `dropout`.
 
-use convnet_core::{Tensor, add_in_place};
+use convnet_core::Tensor;
 use serde::{Deserialize, Serialize};
 
-use super::kind::{Arity, Kind, Output, Reach, by_type_name};
+use super::kind::{Kind, Output, Reach, by_type_name};
 use super::values;
 use super::{ForwardCtx, Layer, Module, recorded, same_shape, single, single_shape};
 use crate::error::{Error, Result};
@@ -204,60 +204,5 @@ impl Module for Dropout {
     }
     fn clear(&mut self) {
         self.mask = None;
-    }
-}
-
-/// Settings of an [`Add`] (none): the `add` table of a model file, whose `inputs` name the
-/// two layers to add.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct AddConfig {}
-
-impl Kind for AddConfig {
-    const NAMES: &'static [&'static str] = &["add"];
-
-    fn arity(&self) -> Arity {
-        Arity::Exactly(2)
-    }
-
-    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
-        match inputs {
-            [a, b] if a == b => Ok(Output::new(a.to_vec()).with_reach(Reach::Join)),
-            [a, b] => Err(Error::model(format!(
-                "add needs two inputs of the same shape, got {a:?} and {b:?}"
-            ))),
-            _ => Err(Error::model(format!(
-                "add takes two inputs, got {}",
-                inputs.len()
-            ))),
-        }
-    }
-
-    fn build(&self, _rng: &mut Rng) -> Result<Layer> {
-        Ok(Box::new(Add))
-    }
-}
-
-/// The sum of two inputs of the same shape: the join of a residual block.
-#[derive(Debug, Clone, Default)]
-pub struct Add;
-
-impl Module for Add {
-    fn forward(&mut self, inputs: Vec<Tensor>, _ctx: &ForwardCtx) -> Result<Tensor> {
-        let count = inputs.len();
-        let Ok([mut a, b]) = <[Tensor; 2]>::try_from(inputs) else {
-            return Err(Error::model(format!("add takes two inputs, got {count}")));
-        };
-        add_in_place(&mut a, &b)?;
-        Ok(a)
-    }
-    fn backward(
-        &mut self,
-        grad_output: Tensor,
-        need_input_grad: bool,
-    ) -> Result<Vec<Option<Tensor>>> {
-        // Both inputs get the gradient; the two share storage until one is written.
-        let g = need_input_grad.then_some(grad_output);
-        Ok(vec![g.clone(), g])
     }
 }
