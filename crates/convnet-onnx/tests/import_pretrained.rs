@@ -8,6 +8,7 @@ mod common;
 use std::path::PathBuf;
 
 use common::nets::{check, inputs, nets};
+use convnet_onnx::ImportOptions;
 
 fn model() -> Option<PathBuf> {
     let model = PathBuf::from(concat!(
@@ -29,5 +30,6 @@ fn model() -> Option<PathBuf> {
 fn pretrained_mobilenet_v2_matches_onnx_runtime() {
     let Some(model) = model() else { return };
     let x = inputs(&[2, 3, 224, 224], 7, [-2.0, 2.0]);
-    check(&model, &x, &nets().join("mobilenet_v2_real_ort.npy"));
+    let expected = nets().join("mobilenet_v2_real_ort.npy");
+    check(&model, &x, &expected, &ImportOptions::default());
 }

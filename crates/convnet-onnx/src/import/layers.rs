@@ -3,9 +3,10 @@
 
 use convnet::core::Padding;
 use convnet::layers::{
-    AddConfig, AvgPool2dConfig, BatchNormConfig, ClipConfig, Conv2dConfig, EluConfig,
-    FlattenConfig, GlobalPoolConfig, HardSigmoidConfig, HardSwishConfig, LeakyReluConfig,
-    LinearConfig, MaxPool2dConfig, PReluConfig, PoolKind, ReluConfig, SigmoidConfig, TanhConfig,
+    AddConfig, AvgPool2dConfig, BatchNormConfig, ClipConfig, ConcatConfig, Conv2dConfig, DivConfig,
+    EluConfig, FlattenConfig, GlobalPoolConfig, HardSigmoidConfig, HardSwishConfig,
+    LeakyReluConfig, LinearConfig, MaxPool2dConfig, MulConfig, PReluConfig, PoolKind, ReluConfig,
+    SigmoidConfig, SoftmaxConfig, SubConfig, TanhConfig,
 };
 
 use super::fold::{self, ints};
@@ -56,7 +57,9 @@ pub(crate) fn convert(c: &mut Converter, node: &Node) -> Result<()> {
             c.output(node, Value::Flow(x))
         }
         "Transpose" => transpose(c, node),
-        "Add" => add(c, node),
+        "Add" | "Sub" | "Mul" | "Div" => binary(c, node),
+        "Concat" => concat(c, node),
+        "Softmax" => softmax(c, node),
         "Shape" => shape(c, node),
         op => Err(node.error(ErrorKind::UnsupportedOp {
             op: op.to_string(),
@@ -512,12 +515,12 @@ fn reduce_mean(c: &mut Converter, node: &Node) -> Result<()> {
             ),
         ));
     }
-    c.layer(node, None, &[&x], GlobalPoolConfig::new(PoolKind::Avg))?;
+    let pool = GlobalPoolConfig::new(PoolKind::Avg);
     if node.int_or("keepdims", 1)? == 0 {
-        let Some(Value::Flow(pooled)) = c.values.get(&node.outputs[0]).cloned() else {
-            return Ok(());
-        };
+        let (pooled, _) = c.add_layer(node, None, &[&x], pool.into())?;
         c.layer(node, None, &[&pooled], FlattenConfig::default())?;
+    } else {
+        c.layer(node, None, &[&x], pool)?;
     }
     Ok(())
 }
@@ -550,38 +553,112 @@ fn transpose(c: &mut Converter, node: &Node) -> Result<()> {
     }
 }
 
-fn add(c: &mut Converter, node: &Node) -> Result<()> {
+/// `Add`, `Sub`, `Mul`, `Div` with ONNX's (numpy's) broadcasting; a constant operand
+/// becomes a `constant` layer, except a per-channel constant added right after a layer with
+/// a bias, which joins that bias.
+fn binary(c: &mut Converter, node: &Node) -> Result<()> {
     let a = c.required(node, 0)?;
     let b = c.required(node, 1)?;
-    match (a, b) {
-        (Value::Flow(a), Value::Flow(b)) => {
-            c.layer(node, None, &[&a, &b], AddConfig::default())?;
-            Ok(())
+    let (a, b) = match (a, b) {
+        (Value::Flow(x), Value::Const(k))
+            if node.op_type == "Add" && c.bias_fits(node, 0, &x, &k) =>
+        {
+            return add_to_bias(c, node, 0, x, &k);
         }
-        (Value::Flow(x), Value::Const(k)) => add_to_bias(c, node, 0, x, k),
-        (Value::Const(k), Value::Flow(x)) => add_to_bias(c, node, 1, x, k),
-        (Value::Const(_), Value::Const(_)) => Err(unsupported(node, "adds two constants".into())),
+        (Value::Const(k), Value::Flow(x))
+            if node.op_type == "Add" && c.bias_fits(node, 1, &x, &k) =>
+        {
+            return add_to_bias(c, node, 1, x, &k);
+        }
+        (Value::Flow(a), Value::Flow(b)) => (a, b),
+        (Value::Flow(a), Value::Const(k)) => {
+            let b = c.constant_layer(node, &node.inputs[1], k, a.shape.len())?;
+            (a, b)
+        }
+        (Value::Const(k), Value::Flow(b)) => {
+            let a = c.constant_layer(node, &node.inputs[0], k, b.shape.len())?;
+            (a, b)
+        }
+        (Value::Const(_), Value::Const(_)) => {
+            return Err(unsupported(
+                node,
+                "computes two constants it could not fold".into(),
+            ));
+        }
+    };
+    let kind: convnet::LayerKind = match node.op_type.as_str() {
+        "Add" => AddConfig::default().into(),
+        "Sub" => SubConfig::default().into(),
+        "Mul" => MulConfig::default().into(),
+        _ => DivConfig::default().into(),
+    };
+    c.layer(node, None, &[&a, &b], kind)?;
+    Ok(())
+}
+
+/// The axis of the batched tensor `[N, ...]` of per-sample rank `rank` that attribute
+/// `axis` (negative: from the end) names; never the batch axis.
+fn batched_axis(node: &Node, axis: i64, rank: usize) -> Result<usize> {
+    match fold::axis(node, axis, rank + 1)? {
+        0 => Err(unsupported(
+            node,
+            "works along the batch axis 0; convnet keeps samples apart".into(),
+        )),
+        a => Ok(a),
     }
+}
+
+fn concat(c: &mut Converter, node: &Node) -> Result<()> {
+    let values = (0..node.inputs.len())
+        .map(|i| c.required(node, i))
+        .collect::<Result<Vec<_>>>()?;
+    let rank = values
+        .iter()
+        .find_map(|v| match v {
+            Value::Flow(f) => Some(f.shape.len()),
+            Value::Const(_) => None,
+        })
+        .unwrap_or(0);
+    let mut flows = Vec::with_capacity(values.len());
+    for (i, v) in values.into_iter().enumerate() {
+        flows.push(match v {
+            Value::Flow(f) => f,
+            Value::Const(k) => c.constant_layer(node, &node.inputs[i], k, rank)?,
+        });
+    }
+    let dim = batched_axis(node, node.int("axis")?, rank)?;
+    let refs: Vec<&Flow> = flows.iter().collect();
+    c.layer(node, None, &refs, ConcatConfig::new(dim))?;
+    Ok(())
+}
+
+/// `Softmax` along `axis` (opset 13 on: that axis, default the last; before: the values
+/// flattened from `axis` on, default 1, the same when `axis` is the last one).
+fn softmax(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let rank = x.shape.len();
+    let default = if c.opset >= 13 { -1 } else { 1 };
+    let dim = batched_axis(node, node.int_or("axis", default)?, rank)?;
+    if c.opset < 13 && dim != rank {
+        return Err(unsupported(
+            node,
+            format!(
+                "before opset 13, Softmax along axis {dim} of [N, {x:?}] spans several axes;                  convnet takes one",
+                x = x.shape
+            ),
+        ));
+    }
+    c.layer(node, None, &[&x], SoftmaxConfig::new(dim))?;
+    Ok(())
 }
 
 /// `x + k` where `x` is the output of a layer with a bias that nothing else reads and `k`
 /// gives one value per channel (or one for all): `k` joins the bias.
-fn add_to_bias(c: &mut Converter, node: &Node, i: usize, x: Flow, k: Const) -> Result<()> {
-    let fits = k.len() == 1 || k.is_per_channel(&x.shape);
-    match c.bias_open.remove(&node.inputs[i]) {
-        Some(index) if fits => {
-            c.add_bias(node, index, x.shape[0], &k.to_f32())?;
-            c.output(node, Value::Flow(x))
-        }
-        _ => Err(unsupported(
-            node,
-            format!(
-                "adds a constant of dims {:?} to a value of per-sample shape {:?}; convnet \
-                 adds constants only as the bias of the Conv, Gemm or MatMul before",
-                k.dims, x.shape
-            ),
-        )),
-    }
+/// ([`Converter::bias_fits`] said so; `i` is `x`'s input.)
+fn add_to_bias(c: &mut Converter, node: &Node, i: usize, x: Flow, k: &Const) -> Result<()> {
+    let index = c.bias_open.remove(&node.inputs[i]).unwrap_or_default();
+    c.add_bias(node, index, x.shape[0], &k.to_f32())?;
+    c.output(node, Value::Flow(x))
 }
 
 fn shape(c: &mut Converter, node: &Node) -> Result<()> {

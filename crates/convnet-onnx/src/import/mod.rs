@@ -27,7 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use convnet::core::Tensor as Weights;
-use convnet::layers::{BufferMut, Conv2dConfig, LayerKind, LinearConfig};
+use convnet::layers::{BufferMut, ConstantConfig, Conv2dConfig, LayerKind, LinearConfig};
 use convnet::spec::INPUT;
 use convnet::{LayerSpec, Model, ModelSpec};
 
@@ -94,9 +94,10 @@ impl Imported {
 
 /// Converts `model` (consumed: its weights move into the result).
 pub fn import(model: OnnxModel, options: &ImportOptions) -> Result<Imported> {
+    let opset = model.default_opset();
     let OnnxModel { path, graph, .. } = model;
     let input = image_input(&graph, &path, options)?;
-    let mut converter = Converter::new(&path, input);
+    let mut converter = Converter::new(&path, input, opset);
     let mut uses: HashMap<String, usize> = HashMap::new();
     for name in graph.nodes.iter().flat_map(|n| &n.inputs) {
         *uses.entry(name.clone()).or_default() += 1;
@@ -160,7 +161,8 @@ fn image_input(graph: &crate::Graph, path: &Path, options: &ImportOptions) -> Re
 /// The state of a conversion.
 struct Converter {
     file: PathBuf,
-    /// The batch size shapes are folded with (`Shape` of a value): 1.
+    /// The version of the standard operator set (some defaults depend on it).
+    opset: i64,
     values: HashMap<String, Value>,
     /// Initializers not yet read by a node.
     pending: HashMap<String, Value>,
@@ -176,9 +178,10 @@ struct Converter {
 }
 
 impl Converter {
-    fn new(file: &Path, input: [usize; 3]) -> Converter {
+    fn new(file: &Path, input: [usize; 3], opset: i64) -> Converter {
         Converter {
             file: file.to_path_buf(),
+            opset,
             values: HashMap::new(),
             pending: HashMap::new(),
             uses: HashMap::new(),
@@ -285,7 +288,21 @@ impl Converter {
         inputs: &[&Flow],
         kind: impl Into<LayerKind>,
     ) -> Result<(String, Vec<(&'static str, Vec<usize>)>)> {
-        let kind = kind.into();
+        let (flow, params) = self.add_layer(node, name, inputs, kind.into())?;
+        let name = flow.source.clone();
+        self.output(node, Value::Flow(flow))?;
+        Ok((name, params))
+    }
+
+    /// Appends layer `kind` reading `inputs` (a step of `node`, not yet its output); returns
+    /// what it outputs and the planned shapes of its parameters.
+    fn add_layer(
+        &mut self,
+        node: &Node,
+        name: Option<&str>,
+        inputs: &[&Flow],
+        kind: LayerKind,
+    ) -> Result<(Flow, Vec<(&'static str, Vec<usize>)>)> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|f| f.shape.as_slice()).collect();
         let plan = kind
             .plan(&shapes)
@@ -301,11 +318,33 @@ impl Converter {
             output: node.outputs.first().cloned().unwrap_or_default(),
         });
         let flow = Flow {
-            source: name.clone(),
+            source: name,
             shape: plan.output.shape.clone(),
         };
-        self.output(node, Value::Flow(flow))?;
-        Ok((name, plan.params))
+        Ok((flow, plan.params))
+    }
+
+    /// A `constant` layer holding `k` (named after `value`, the ONNX value it is), as an
+    /// operand of `node` whose other operands have per-sample rank `rank`: its per-sample
+    /// shape is `k`'s dims without a leading batch axis of 1 (ONNX aligns dims at the right,
+    /// as convnet's broadcasting does).
+    fn constant_layer(&mut self, node: &Node, value: &str, k: Const, rank: usize) -> Result<Flow> {
+        let shape = match k.dims.as_slice() {
+            [] => vec![1],
+            [1, rest @ ..] if k.dims.len() > rank && !rest.is_empty() => rest.to_vec(),
+            dims if dims.len() <= rank => dims.to_vec(),
+            dims => {
+                return Err(unsupported(
+                    node,
+                    format!("a constant of dims {dims:?} has more axes than the values it meets"),
+                ));
+            }
+        };
+        let kind = ConstantConfig::new(shape.clone());
+        let (flow, _) = self.add_layer(node, Some(value), &[], kind.into())?;
+        let layer = flow.source.clone();
+        self.weight(node, &layer, "value", &shape, k.into_f32())?;
+        Ok(flow)
     }
 
     /// Stores `values` as the layer's tensor `local` of `shape`.
@@ -331,6 +370,13 @@ impl Converter {
         if self.uses.get(output) == Some(&1) {
             self.bias_open.insert(output.clone(), index);
         }
+    }
+
+    /// Whether constant `k` added to `x` (input `i` of `node`) can join the bias of the
+    /// layer that outputs `x`: that layer takes one, nothing else reads `x`, and `k` gives
+    /// one value, or one per channel.
+    fn bias_fits(&self, node: &Node, i: usize, x: &Flow, k: &Const) -> bool {
+        self.bias_open.contains_key(&node.inputs[i]) && (k.len() == 1 || k.is_per_channel(&x.shape))
     }
 
     /// Adds `values` (one, or one per channel) to the bias of layer `index` (a `conv2d` or
@@ -449,10 +495,10 @@ pub const SUPPORTED: &[&str] = &[
     "Cast",
     "CastLike",
     "Clip",
-    "Concat (of constants)",
+    "Concat",
     "Constant",
     "Conv",
-    "Div (of constants)",
+    "Div",
     "Dropout",
     "Elu",
     "Expand (of constants)",
@@ -467,7 +513,7 @@ pub const SUPPORTED: &[&str] = &[
     "LeakyRelu",
     "MatMul",
     "MaxPool",
-    "Mul (of constants)",
+    "Mul",
     "PRelu",
     "ReduceMean (over H, W)",
     "Relu",
@@ -475,8 +521,9 @@ pub const SUPPORTED: &[&str] = &[
     "Shape",
     "Sigmoid",
     "Slice (of constants)",
+    "Softmax",
     "Squeeze (of constants)",
-    "Sub (of constants)",
+    "Sub",
     "Tanh",
     "Transpose (moving axes of size 1)",
     "Unsqueeze (of constants)",

@@ -67,8 +67,8 @@ pub fn inputs(shape: &[usize], seed: u64, [lo, hi]: [f32; 2]) -> Tensor {
 }
 
 /// The model at `path` run on `x`, against ONNX Runtime's outputs in `expected`.
-pub fn check(path: &Path, x: &Tensor, expected: &Path) {
-    let imported = convnet_onnx::import_file(path, &ImportOptions::default()).unwrap();
+pub fn check(path: &Path, x: &Tensor, expected: &Path, options: &ImportOptions) {
+    let imported = convnet_onnx::import_file(path, options).unwrap();
     let mut model = imported.into_model().unwrap();
     let y = model.forward(x, ForwardCtx::eval(false)).unwrap();
     let want = convnet::npy::read(expected).unwrap();
@@ -104,6 +104,11 @@ pub fn check_net(stem: &str) {
         manifest["input_seed"].as_u64().unwrap(),
         [number(&range[0]), number(&range[1])],
     );
-    check(&model, &x, &nets().join(format!("{stem}_ort.npy")));
+    check(
+        &model,
+        &x,
+        &nets().join(format!("{stem}_ort.npy")),
+        &ImportOptions::default(),
+    );
     let _ = std::fs::remove_dir_all(model.parent().unwrap());
 }
