@@ -13,6 +13,9 @@ use crate::tensor::{DataType, Tensor};
 /// graph that would compute more at import is refused.
 pub(crate) const MAX_FOLDED: usize = 1 << 26;
 
+/// The most axes a folded constant may have (as [`crate::Limits::max_rank`]'s default).
+const MAX_FOLDED_RANK: usize = 32;
+
 /// The operators computed at import when their inputs are constants.
 pub(crate) fn foldable(op: &str) -> bool {
     matches!(
@@ -117,6 +120,7 @@ fn axes_of(node: &Node, inputs: &mut [Option<Const>]) -> Result<Option<Vec<i64>>
 }
 
 fn check_size(node: &Node, dims: &[usize]) -> Result<()> {
+    check_rank(node, dims.len())?;
     let total = dims.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
     match total {
         Some(n) if n <= MAX_FOLDED => Ok(()),
@@ -128,6 +132,18 @@ fn check_size(node: &Node, dims: &[usize]) -> Result<()> {
             ),
         )),
     }
+}
+
+fn check_rank(node: &Node, rank: usize) -> Result<()> {
+    if rank > MAX_FOLDED_RANK {
+        return Err(unsupported(
+            node,
+            format!(
+                "would make a constant of {rank} axes, over the {MAX_FOLDED_RANK} import takes"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// The values of an integer constant (shapes, axes, indices).
@@ -198,6 +214,7 @@ fn expand(node: &Node, data: Const, shape: &[i64]) -> Result<Const> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(|_| unsupported(node, format!("shape {shape:?} has a negative size")))?;
     let rank = shape.len().max(data.dims.len());
+    check_rank(node, rank)?;
     let pad = |d: &[usize]| {
         let mut v = vec![1; rank - d.len()];
         v.extend(d);
@@ -305,6 +322,7 @@ fn gather(node: &Node, data: Const, indices: &Const) -> Result<Const> {
 
 fn unsqueeze(node: &Node, data: Const, axes: &[i64]) -> Result<Const> {
     let rank = data.dims.len() + axes.len();
+    check_rank(node, rank)?;
     let mut at = axes
         .iter()
         .map(|&a| axis(node, a, rank))
@@ -434,10 +452,14 @@ fn slice(node: &Node, mut inputs: Vec<Option<Const>>) -> Result<Const> {
         } else {
             (clampi(starts[k], 0, n - 1), clampi(ends[k], -1, n - 1))
         };
-        let count = if step > 0 {
-            (end - start + step - 1).max(0) / step
+        // Counted in i128: a step may be as large as i64 allows.
+        let (from, to, by) = (i128::from(start), i128::from(end), i128::from(step));
+        let count = if by > 0 && to > from {
+            (to - from - 1) / by + 1
+        } else if by < 0 && from > to {
+            (from - to - 1) / -by + 1
         } else {
-            (start - end - step - 1).max(0) / -step
+            0
         };
         ranges[a] = (start, step, count as usize);
     }

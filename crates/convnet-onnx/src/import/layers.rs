@@ -129,8 +129,11 @@ fn padding(
             let mut out = [0; 4];
             for a in 0..2 {
                 let s = stride[a].max(1);
-                let span = dilation[a] * kernel[a].saturating_sub(1) + 1;
-                let total = ((input[a].div_ceil(s) - 1) * s + span).saturating_sub(input[a]);
+                let span = dilation[a]
+                    .saturating_mul(kernel[a].saturating_sub(1))
+                    .saturating_add(1);
+                let strided = (input[a].div_ceil(s).saturating_sub(1)) * s;
+                let total = strided.saturating_add(span).saturating_sub(input[a]);
                 let small = total / 2;
                 let (before, after) = if auto == "SAME_UPPER" {
                     (small, total - small)
@@ -657,7 +660,8 @@ fn softmax(c: &mut Converter, node: &Node) -> Result<()> {
 /// ([`Converter::bias_fits`] said so; `i` is `x`'s input.)
 fn add_to_bias(c: &mut Converter, node: &Node, i: usize, x: Flow, k: &Const) -> Result<()> {
     let index = c.bias_open.remove(&node.inputs[i]).unwrap_or_default();
-    c.add_bias(node, index, x.shape[0], &k.to_f32())?;
+    let channels = x.shape.first().copied().unwrap_or(1);
+    c.add_bias(node, index, channels, &k.to_f32())?;
     c.output(node, Value::Flow(x))
 }
 

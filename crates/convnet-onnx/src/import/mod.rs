@@ -27,6 +27,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use convnet::core::Tensor as Weights;
+use convnet::core::tensor::MAX_TENSOR_ELEMENTS;
 use convnet::layers::{BufferMut, ConstantConfig, Conv2dConfig, LayerKind, LinearConfig};
 use convnet::spec::INPUT;
 use convnet::{LayerSpec, Model, ModelSpec};
@@ -127,7 +128,7 @@ pub fn import(model: OnnxModel, options: &ImportOptions) -> Result<Imported> {
 }
 
 /// The per-sample shape of the graph's one input: `[C, H, W]` from its declared
-/// `[N, C, H, W]`, or `options.input_shape`.
+/// `[N, C, H, W]`, or `options.input_shape`; at most [`MAX_TENSOR_ELEMENTS`] values.
 fn image_input(graph: &crate::Graph, path: &Path, options: &ImportOptions) -> Result<[usize; 3]> {
     let error = |reason: String| Error::new(path, ErrorKind::InputShape(reason));
     let [input] = graph.inputs.as_slice() else {
@@ -136,9 +137,6 @@ fn image_input(graph: &crate::Graph, path: &Path, options: &ImportOptions) -> Re
             graph.inputs.len()
         )));
     };
-    if let Some(shape) = options.input_shape {
-        return Ok(shape);
-    }
     let dims = input.shape.as_deref().unwrap_or(&[]);
     let fixed: Vec<Option<usize>> = dims
         .iter()
@@ -147,13 +145,24 @@ fn image_input(graph: &crate::Graph, path: &Path, options: &ImportOptions) -> Re
             Dim::Symbolic(_) | Dim::Unknown => None,
         })
         .collect();
-    match fixed.as_slice() {
-        [_, Some(c), Some(h), Some(w)] => Ok([*c, *h, *w]),
+    let [c, h, w] = match (options.input_shape, fixed.as_slice()) {
+        (Some(shape), _) => shape,
+        (None, [_, Some(c), Some(h), Some(w)]) => [*c, *h, *w],
+        (None, _) => {
+            return Err(error(format!(
+                "input \"{}\" has shape {}; an image input [N, C, H, W] with fixed C, H, W is \
+                 needed (convnet import takes --input-shape HxWxC)",
+                input.name,
+                crate::graph::shape_text(dims)
+            )));
+        }
+    };
+    match c.checked_mul(h).and_then(|n| n.checked_mul(w)) {
+        Some(n) if n > 0 && n <= MAX_TENSOR_ELEMENTS => Ok([c, h, w]),
         _ => Err(error(format!(
-            "input \"{}\" has shape {}; an image input [N, C, H, W] with fixed C, H, W is \
-             needed (convnet import takes --input-shape HxWxC)",
-            input.name,
-            crate::graph::shape_text(dims)
+            "input \"{}\" of {c}x{h}x{w} (C x H x W) values per image: give 1 to \
+             {MAX_TENSOR_ELEMENTS} values",
+            input.name
         ))),
     }
 }
@@ -366,7 +375,9 @@ impl Converter {
     /// Lets a later constant `Add` join the bias of layer `index` (made from `node`), when
     /// nothing else reads its output.
     fn open_bias(&mut self, node: &Node, index: usize) {
-        let output = &node.outputs[0];
+        let Some(output) = node.outputs.first() else {
+            return;
+        };
         if self.uses.get(output) == Some(&1) {
             self.bias_open.insert(output.clone(), index);
         }
