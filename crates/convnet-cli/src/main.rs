@@ -2,6 +2,7 @@
 //! lives here.
 
 mod bench;
+mod bench_model;
 mod conv;
 mod eval;
 mod filter;

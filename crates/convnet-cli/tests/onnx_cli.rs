@@ -248,3 +248,42 @@ fn pretrained_mobilenet_v2_classifies_chelsea_as_a_cat_and_coffee_as_espresso() 
         assert_eq!(top["class"], class, "{photo}: {got}");
     }
 }
+
+#[test]
+fn bench_times_an_onnx_model_at_each_batch_size() {
+    let dir = temp_dir("onnx-bench");
+    let report = dir.join("bench.json");
+    ok(convnet()
+        .args(["bench", "--batch", "1,3", "--model"])
+        .arg(tiny())
+        .arg("--json")
+        .arg(&report)
+        .output()
+        .unwrap());
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    let batches: Vec<u64> = json["timings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["batch"].as_u64().unwrap())
+        .collect();
+    assert_eq!(batches, [1, 3]);
+    assert!(json["timings"][0]["ms"].as_f64().unwrap() > 0.0);
+}
+
+#[test]
+fn bench_refuses_a_batch_size_beyond_its_bound() {
+    let err = error(
+        convnet()
+            .args(["bench", "--batch", "1,100000", "--model"])
+            .arg(tiny())
+            .output()
+            .unwrap(),
+    );
+    assert_says(
+        "batch",
+        said_once(&err),
+        &["--batch '1,100000'", "1 to 1024"],
+    );
+}
