@@ -28,6 +28,13 @@ models/mobilenet_v2.onnx.data (not committed; tools/fetch_pretrained.py writes i
 .pth, at the offsets listed in models/mobilenet_v2.pretrained.json); and
 nets/mobilenet_v2_real_ort.npy, ONNX Runtime's logits for seeded inputs 2x3x224x224.
 
+--pnet: nets/mtcnn_pnet.onnx, MTCNN's PNet (per-channel PReLU, ceil-mode max pooling, two
+outputs: box offsets and face probabilities) with its weights (data/pnet.pt of the PyPI
+package facenet-pytorch 2.6.0, MIT; 27 KB, so committed inline), exported by the
+TorchScript exporter for a 3x128x128 input; and nets/mtcnn_pnet_astronaut.npy, PyTorch's
+face-probability map [59, 59] for data/astronaut.png (256x256) averaged over 2x2 blocks to
+128x128 and scaled as facenet-pytorch does, (x - 127.5) / 128.
+
 The generator: element i of a tensor of seed s is lo + (hi - lo) * u, in float32, where u is
 the top 24 bits of splitmix64(s * 2^32 + i) over 2^24 (exact in float32).
 """
@@ -202,7 +209,66 @@ def real_mobilenet():
           f"ORT vs torch max {np.abs(y - net(torch.from_numpy(x)).detach().numpy()).max():.2e}")
 
 
+class PNet(torch.nn.Module):
+    """facenet-pytorch's MTCNN PNet (its module names, so its state_dict loads)."""
+
+    def __init__(self):
+        super().__init__()
+        nn = torch.nn
+        self.conv1 = nn.Conv2d(3, 10, kernel_size=3)
+        self.prelu1 = nn.PReLU(10)
+        self.pool1 = nn.MaxPool2d(2, 2, ceil_mode=True)
+        self.conv2 = nn.Conv2d(10, 16, kernel_size=3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, kernel_size=3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, kernel_size=1)
+        self.softmax4_1 = nn.Softmax(dim=1)
+        self.conv4_2 = nn.Conv2d(32, 4, kernel_size=1)
+
+    def forward(self, x):
+        x = self.pool1(self.prelu1(self.conv1(x)))
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return self.conv4_2(x), self.softmax4_1(self.conv4_1(x))
+
+
+def astronaut_128():
+    """data/astronaut.png (256x256), each 2x2 block averaged (in float32: (a + b + c + d) / 4,
+    in this order), scaled as facenet-pytorch does: [1, 3, 128, 128]."""
+    from PIL import Image
+
+    x = np.asarray(Image.open(ROOT / "data" / "astronaut.png").convert("RGB"), dtype=np.float32)
+    x = x.transpose(2, 0, 1)
+    a, b, c, d = x[:, 0::2, 0::2], x[:, 0::2, 1::2], x[:, 1::2, 0::2], x[:, 1::2, 1::2]
+    x = (((a + b) + c) + d) / np.float32(4)
+    return ((x - np.float32(127.5)) / np.float32(128))[None]
+
+
+def pnet():
+    import fetch_pretrained
+
+    pt = fetch_pretrained.extract(fetch_pretrained.wheel("facenet-pytorch", "2.6.0"),
+                                  "facenet_pytorch/data/pnet.pt")
+    net = PNet()
+    net.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
+    net.eval()
+    x = astronaut_128()
+    path = OUT / "mtcnn_pnet.onnx"
+    torch.onnx.export(net, (torch.from_numpy(x),), str(path), dynamo=False, opset_version=17,
+                      input_names=["input"], output_names=["boxes", "probabilities"])
+    with torch.no_grad():
+        probabilities = net(torch.from_numpy(x))[1][0, 1].numpy()
+    np.save(OUT / "mtcnn_pnet_astronaut.npy", probabilities)
+    y, x_ = np.unravel_index(np.argmax(probabilities), probabilities.shape)
+    print(f"{path.name}: {path.stat().st_size:,} B; face map {probabilities.shape}, peak "
+          f"{probabilities.max():.3f} at cell ({x_}, {y}), centre ~({4 * x_ + 12}, {4 * y + 12}) "
+          "in the 256x256 photo")
+
+
 def main():
+    if "--pnet" in sys.argv:
+        pnet()
+        return
     if "--real" in sys.argv:
         real_mobilenet()
         return
