@@ -7,7 +7,7 @@ mod common;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use common::{proto, write_model};
+use common::{node_mut, proto, write_model};
 use convnet::core::Padding;
 use convnet::layers::Conv2dConfig;
 use convnet_onnx::proto::onnx::{
@@ -20,11 +20,6 @@ use convnet_onnx::{ImportOptions, Imported, OnnxModel, import};
 /// 2, pads [0, 1, 1, 0]) -> gap -> flatten -> fc (Gemm, transB) -> softmax; input 3x8x8.
 fn conv() -> ModelProto {
     proto("helper_conv.onnx")
-}
-
-fn node_mut<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut NodeProto {
-    let g = m.graph.as_mut().unwrap();
-    g.node.iter_mut().find(|n| n.name() == name).unwrap()
 }
 
 fn ints_attribute(name: &str, values: &[i64]) -> AttributeProto {

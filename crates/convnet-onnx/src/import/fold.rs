@@ -573,7 +573,7 @@ pub(crate) fn reshaped(
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .ok_or_else(bad)?;
     if let Some(i) = free {
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return Err(bad());
         }
         out[i] = total / known;

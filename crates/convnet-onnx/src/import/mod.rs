@@ -167,6 +167,9 @@ fn image_input(graph: &crate::Graph, path: &Path, options: &ImportOptions) -> Re
     }
 }
 
+/// A planned layer's parameters: their local names and shapes.
+type ParamShapes = Vec<(&'static str, Vec<usize>)>;
+
 /// The state of a conversion.
 struct Converter {
     file: PathBuf,
@@ -296,7 +299,7 @@ impl Converter {
         name: Option<&str>,
         inputs: &[&Flow],
         kind: impl Into<LayerKind>,
-    ) -> Result<(String, Vec<(&'static str, Vec<usize>)>)> {
+    ) -> Result<(String, ParamShapes)> {
         let (flow, params) = self.add_layer(node, name, inputs, kind.into())?;
         let name = flow.source.clone();
         self.output(node, Value::Flow(flow))?;
@@ -311,7 +314,7 @@ impl Converter {
         name: Option<&str>,
         inputs: &[&Flow],
         kind: LayerKind,
-    ) -> Result<(Flow, Vec<(&'static str, Vec<usize>)>)> {
+    ) -> Result<(Flow, ParamShapes)> {
         let shapes: Vec<&[usize]> = inputs.iter().map(|f| f.shape.as_slice()).collect();
         let plan = kind
             .plan(&shapes)
@@ -406,7 +409,7 @@ impl Converter {
             layer.kind = if let Some(conv) = kind.downcast_ref::<Conv2dConfig>() {
                 conv.with_bias(true).into()
             } else if let Some(linear) = kind.downcast_ref::<LinearConfig>() {
-                linear.clone().with_bias(true).into()
+                linear.with_bias(true).into()
             } else {
                 return Err(unsupported(
                     node,
