@@ -39,7 +39,8 @@ const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
   convnet bench --json ours.json --compare torch.json
   convnet bench --repeat 3 --compare torch-1.json --compare torch-2.json
   convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col
-  convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)")]
+  convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)
+  convnet bench --model models/mobilenet_v2.onnx --batch 1,32   (a whole model's inference)")]
 pub struct BenchArgs {
     /// Suite file (JSON, same format as bench/conv-suite.json); default: the built-in suite.
     #[arg(long)]
@@ -70,6 +71,12 @@ pub struct BenchArgs {
     /// `--compare` takes bench/opencv_filter.py's JSON.
     #[arg(long, conflicts_with_all = ["suite", "algo", "parts"])]
     filter: bool,
+    /// Time a whole model's inference instead: an ONNX file or a checkpoint folder.
+    #[arg(long, conflicts_with_all = ["suite", "algo", "parts", "filter", "compare", "layer"])]
+    model: Option<PathBuf>,
+    /// Batch sizes for --model, comma-separated.
+    #[arg(long, requires = "model", default_value = "1,32")]
+    batch: String,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -377,6 +384,10 @@ fn progress(steps: usize) -> ProgressBar {
 
 pub fn run(args: BenchArgs) -> Result<()> {
     check_json_output(&args)?;
+    if let Some(model) = &args.model {
+        let batches = crate::bench_model::parse_batches(&args.batch)?;
+        return crate::bench_model::run(model, &batches, args.json.as_deref());
+    }
     if args.filter {
         return run_filter(&args);
     }

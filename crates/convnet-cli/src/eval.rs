@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use anyhow::{Result, bail};
 use clap::Args;
 use convnet::data::{OpenOptions, open_or_default};
+use convnet::names;
 use convnet::render::{self, check_png, write_png};
 use convnet::train::{EvalReport, LossKind, evaluate};
-use convnet::{checkpoint, names};
 
 #[derive(Args)]
 #[command(after_help = "Examples:
@@ -43,7 +43,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         check_png(path)?;
     }
     // (The library's errors name the file at fault.)
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let resize = args
         .resize
         .or_else(|| ck.meta.data.as_ref().and_then(|d| d.resize));

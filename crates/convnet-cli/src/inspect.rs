@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::checkpoint;
 use convnet::data::{self, Normalization, OpenOptions};
 use convnet::files::{check_output, write_atomic};
 use convnet::image::{self, Fit};
@@ -158,7 +157,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
         .collect();
     let named: Vec<(&str, &Path)> = outputs.iter().map(|p| ("-o", p.as_path())).collect();
     check_distinct(&named, &inputs)?;
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let layers = names
         .iter()
@@ -243,7 +242,7 @@ pub struct KernelsArgs {
 
 pub fn kernels(args: KernelsArgs) -> Result<()> {
     check_png(&args.output)?;
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let model = ck.model;
     let layer = match &args.layer {
         Some(n) => model.node_index(n)?,
@@ -341,7 +340,7 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
             render::MAX_CLASS_MAPS
         );
     }
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let classes = ck.meta.classes.clone();
     let mut model = ck.model;
     let method = match args.method {
@@ -526,7 +525,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
         .into_iter()
         .collect();
     check_distinct(&[("-o", &args.output)], &inputs)?;
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let layer = model.node_index(&args.layer)?;
     let channels = match (&args.channels, args.channel) {

@@ -2,14 +2,17 @@
 //! lives here.
 
 mod bench;
+mod bench_model;
 mod conv;
 mod eval;
 mod filter;
+mod import;
 mod inspect;
 mod io;
 mod predict;
 mod run;
 mod shape;
+mod source;
 mod train;
 
 use anyhow::Result;
@@ -40,6 +43,8 @@ enum Command {
     Eval(eval::EvalArgs),
     /// Top classes of PNG/JPEG images.
     Predict(predict::PredictArgs),
+    /// Convert an ONNX model into a checkpoint folder.
+    Import(import::ImportArgs),
     /// Forward pass on a .npy tensor, written to a .npy file.
     Run(run::RunArgs),
     /// Filter an image with a kernel (edges, blur, sharpen, any kernel).
@@ -118,6 +123,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Train(args) => train::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Predict(args) => predict::run(args),
+        Command::Import(args) => import::run(args),
         Command::Run(args) => run::run(args),
         Command::Filter(args) => filter::run(args),
         Command::Conv(args) => conv::run(args),

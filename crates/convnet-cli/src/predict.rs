@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use convnet::checkpoint;
 use convnet::image::{self, Fit};
 use convnet::layers::ForwardCtx;
 use convnet_core::softmax;
@@ -32,7 +31,7 @@ pub struct PredictArgs {
 
 pub fn run(args: PredictArgs) -> Result<()> {
     // (The library's errors name the file at fault.)
-    let ck = checkpoint::load(&args.checkpoint)?;
+    let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     let mut model = ck.model;
     let dims = model.input_shape();
     let mut results = Vec::new();

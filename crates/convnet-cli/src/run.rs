@@ -7,23 +7,24 @@ use anyhow::{Result, bail};
 use clap::Args;
 use convnet::files::write_atomic;
 use convnet::layers::ForwardCtx;
-use convnet::{Model, ModelSpec, checkpoint, npy};
+use convnet::{Model, checkpoint, npy};
 use convnet_core::Tensor;
 
 #[derive(Args)]
 #[command(after_help = "Examples:
   convnet run --model models/fashion_cnn.toml --weights runs/train/best/weights.safetensors \\
       --input images.npy --output logits.npy
+  convnet run --model resnet18.onnx --input images.npy --output logits.npy
 
 The input is a float32 (or float64) .npy array [N, C, H, W], already normalized as the model
 expects; the output is float32 [N, ...].")]
 pub struct RunArgs {
-    /// Model file (TOML).
+    /// Model file (TOML), or an ONNX model (which holds its weights).
     #[arg(long)]
     model: PathBuf,
-    /// Weights with PyTorch state_dict names (.safetensors).
+    /// Weights with PyTorch state_dict names (.safetensors), for a model file.
     #[arg(long)]
-    weights: PathBuf,
+    weights: Option<PathBuf>,
     #[arg(long)]
     input: PathBuf,
     #[arg(long)]
@@ -33,9 +34,21 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RunArgs) -> Result<()> {
-    let spec = ModelSpec::load(&args.model)?;
-    let mut model = Model::from_spec(&spec, 0)?;
-    checkpoint::load_weights(&mut model, &args.weights)?;
+    let mut model = match &args.weights {
+        Some(weights) => {
+            let spec = crate::source::load_spec(&args.model)?;
+            let mut model = Model::from_spec(&spec, 0)?;
+            checkpoint::load_weights(&mut model, weights)?;
+            model
+        }
+        None if convnet_onnx::is_onnx(&args.model) => {
+            crate::source::load_checkpoint(&args.model)?.model
+        }
+        None => bail!(
+            "--weights is needed with a model file ({}); an ONNX model holds its own",
+            args.model.display()
+        ),
+    };
     let x = npy::read(&args.input)?;
     let want = model.input_shape();
     let [n, c, h, w] = match *x.dims() {

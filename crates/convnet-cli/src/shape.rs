@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::Args;
 use convnet::names::shorten;
-use convnet::spec::{ModelSpec, parse_hwc, shorthand_model};
+use convnet::spec::{parse_hwc, shorthand_model};
 use convnet::summary::{self, Summary};
 
 #[derive(Args)]
@@ -170,7 +170,7 @@ pub fn shape(args: ShapeArgs) -> Result<()> {
 }
 
 pub fn summary(args: SummaryArgs) -> Result<()> {
-    let mut spec = ModelSpec::load(&args.model)?;
+    let mut spec = crate::source::load_spec(&args.model)?;
     if let Some(input) = &args.input {
         spec.input = parse_hwc(input)?;
     }

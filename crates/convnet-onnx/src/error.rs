@@ -136,6 +136,14 @@ pub enum ErrorKind {
     UnnamedInitializer { index: usize },
     #[error("sparse initializer \"{name}\": sparse tensors are not supported")]
     SparseInitializer { name: String },
+    #[error("operator {op} is not supported; supported: {supported}")]
+    UnsupportedOp { op: String, supported: String },
+    #[error("{0}")]
+    Unsupported(String),
+    #[error("{0}")]
+    InputShape(String),
+    #[error("{0}")]
+    Layer(String),
 }
 
 /// What is wrong with one tensor (an initializer or a tensor attribute).

@@ -34,10 +34,12 @@
 mod error;
 mod external;
 mod graph;
+mod import;
 mod limits;
 mod model;
 mod names;
 mod node;
+mod open;
 pub mod proto;
 mod structure;
 mod tensor;
@@ -45,7 +47,12 @@ mod wire;
 
 pub use error::{Error, ErrorKind, NodeRef, Result, TensorProblem};
 pub use graph::{Dim, Graph, Producer, ValueInfo, shape_text};
+pub use import::{ImportOptions, Imported, NameMap, SUPPORTED, import};
 pub use limits::Limits;
 pub use model::{OnnxModel, Opset};
 pub use node::{Attribute, AttributeValue, Node};
+pub use open::{
+    IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, default_meta, import_file, is_onnx,
+    open_checkpoint,
+};
 pub use tensor::{DataType, Tensor, TensorData};

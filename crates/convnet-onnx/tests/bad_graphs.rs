@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{fixture, proto, temp_dir, write_model};
+use common::{fixture, node_mut, proto, temp_dir, write_model};
 use convnet_onnx::proto::onnx::{
     AttributeProto, ModelProto, SparseTensorProto, StringStringEntryProto, TensorProto,
     ValueInfoProto, tensor_proto::DataType as P,
@@ -22,11 +22,6 @@ fn load_error(name: &str, model: &ModelProto) -> (PathBuf, String) {
 
 fn conv() -> ModelProto {
     proto("helper_conv.onnx")
-}
-
-fn node_mut<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut convnet_onnx::proto::onnx::NodeProto {
-    let g = m.graph.as_mut().unwrap();
-    g.node.iter_mut().find(|n| n.name() == name).unwrap()
 }
 
 fn initializer_mut<'a>(m: &'a mut ModelProto, name: &str) -> &'a mut TensorProto {

@@ -21,6 +21,15 @@ pub fn proto(name: &str) -> ModelProto {
     ModelProto::decode(bytes.as_slice()).unwrap()
 }
 
+/// The node called `name` of `m`, to break it.
+pub fn node_mut<'a>(
+    m: &'a mut ModelProto,
+    name: &str,
+) -> &'a mut convnet_onnx::proto::onnx::NodeProto {
+    let g = m.graph.as_mut().unwrap();
+    g.node.iter_mut().find(|n| n.name() == name).unwrap()
+}
+
 /// A fresh empty folder under the target's temporary folder.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR"))
@@ -55,3 +64,4 @@ pub fn with_big_initializer(len: usize) -> ModelProto {
     });
     model
 }
+pub mod nets;
