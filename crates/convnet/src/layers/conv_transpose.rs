@@ -110,7 +110,11 @@ impl ConvTranspose2dConfig {
             )
         })?;
         let g = self.groups;
-        if c_in == 0 || self.out_channels == 0 || c_in % g != 0 || self.out_channels % g != 0 {
+        if c_in == 0
+            || self.out_channels == 0
+            || !c_in.is_multiple_of(g)
+            || !self.out_channels.is_multiple_of(g)
+        {
             return Err(Error::config(
                 "channels",
                 format!(
