@@ -39,7 +39,9 @@ const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
   convnet bench --json ours.json --compare torch.json
   convnet bench --repeat 3 --compare torch-1.json --compare torch-2.json
   convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col
-  convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)")]
+  convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)
+  convnet bench --train models/fashion_cnn.toml --batch 128 --steps 20 --repeat 3 \
+      --compare-torch ~/.venv-torch/bin/python")]
 pub struct BenchArgs {
     /// Suite file (JSON, same format as bench/conv-suite.json); default: the built-in suite.
     #[arg(long)]
@@ -70,7 +72,29 @@ pub struct BenchArgs {
     /// `--compare` takes bench/opencv_filter.py's JSON.
     #[arg(long, conflicts_with_all = ["suite", "algo", "parts"])]
     filter: bool,
+    /// Time whole training steps of this model file instead (forward, cross-entropy,
+    /// backward, AdamW step on the reference recipe's schedule) on random images, in
+    /// images/s, and the process's peak RSS.
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["suite", "algo", "parts", "filter", "compare", "layer", "json"])]
+    train: Option<PathBuf>,
+    /// Images per training step (with --train).
+    #[arg(long, default_value_t = 128, requires = "train",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TRAIN_BATCH))]
+    batch: u64,
+    /// Timed training steps per run (with --train), after two warm-up steps.
+    #[arg(long, default_value_t = 20, requires = "train",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TRAIN_STEPS))]
+    steps: u64,
+    /// With --train: also run tools/fashion_reference.py's same recipe (the reference model)
+    /// under this Python, which needs PyTorch, interleaved with ours run by run.
+    #[arg(long, value_name = "PYTHON", requires = "train")]
+    compare_torch: Option<PathBuf>,
 }
+
+/// The largest --batch of a training bench.
+const MAX_TRAIN_BATCH: u64 = 1 << 16;
+/// The most timed steps of a training bench.
+const MAX_TRAIN_STEPS: u64 = 100_000;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum AlgoArg {
@@ -379,6 +403,15 @@ pub fn run(args: BenchArgs) -> Result<()> {
     check_json_output(&args)?;
     if args.filter {
         return run_filter(&args);
+    }
+    if let Some(model) = &args.train {
+        return crate::bench_train::run(crate::bench_train::TrainBench {
+            model,
+            batch: args.batch as usize,
+            steps: args.steps as usize,
+            repeat: args.repeat as usize,
+            torch_python: args.compare_torch.as_deref(),
+        });
     }
     let (suite, source) = read_suite(args.suite.as_deref())?;
     let layers: Vec<&SuiteLayer> = suite

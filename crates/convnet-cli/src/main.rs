@@ -2,6 +2,7 @@
 //! lives here.
 
 mod bench;
+mod bench_train;
 mod conv;
 mod eval;
 mod filter;
