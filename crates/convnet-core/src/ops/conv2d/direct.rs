@@ -20,7 +20,7 @@ use super::microkernel::{
 use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
 use crate::cpu::linalg::Mat;
-use crate::cpu::parallel::SharedOut;
+use crate::cpu::parallel::{SharedOut, task_range};
 use crate::cpu::scratch::Scratch;
 use crate::cpu::simd::{Simd, multiversion};
 
@@ -264,66 +264,78 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
         .collect();
     let position_block = position_block(p);
     let acc_len = g.groups * crs_pad * kg_pad;
-    let tasks = g.batch * g.groups;
-    let parts = rayon::current_num_threads().min(tasks).max(1);
-    let mut partials = Scratch::zeroed(parts * acc_len);
-    partials
-        .par_chunks_mut(acc_len.max(1))
-        .enumerate()
-        .for_each(|(part, acc)| {
-            s.vectorize(
-                #[inline(always)]
-                || {
-                    let mut layout = Scratch::take(plan.len());
-                    let mut dyt = Scratch::take(p * kg_pad);
-                    for task in crate::cpu::parallel::task_range(tasks, parts, part) {
-                        let (n, grp) = (task / g.groups, task % g.groups);
-                        let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                        plan.fill(x_g, &mut layout);
-                        let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
-                        for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
-                            for (k, v) in row.iter_mut().enumerate() {
-                                *v = if k < kg { dy[k * p + pos] } else { 0.0 };
-                            }
+    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let mut layout = Scratch::take(plan.len());
+                let mut dyt = Scratch::take(p * kg_pad);
+                for task in tasks.clone() {
+                    let (n, grp) = (task / g.groups, task % g.groups);
+                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    plan.fill(x_g, &mut layout);
+                    let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                    for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
+                        for (k, v) in row.iter_mut().enumerate() {
+                            *v = if k < kg { dy[k * p + pos] } else { 0.0 };
                         }
-                        let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
-                        for first in (0..p).step_by(position_block) {
-                            let block = first..(first + position_block).min(p);
-                            let dy_block = &dyt[first * kg_pad..];
-                            for tb in 0..crs_pad / mr {
-                                for kb in 0..kg_pad / nr {
-                                    outer(
-                                        s,
-                                        shape,
-                                        &bases[block.clone()],
-                                        &taps[tb * mr..][..mr],
-                                        &layout,
-                                        &dy_block[kb * nr..],
-                                        kg_pad,
-                                        &mut acc_g[tb * mr * kg_pad + kb * nr..],
-                                        kg_pad,
-                                    );
-                                }
+                    }
+                    let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
+                    for first in (0..p).step_by(position_block) {
+                        let block = first..(first + position_block).min(p);
+                        let dy_block = &dyt[first * kg_pad..];
+                        for tb in 0..crs_pad / mr {
+                            for kb in 0..kg_pad / nr {
+                                outer(
+                                    s,
+                                    shape,
+                                    &bases[block.clone()],
+                                    &taps[tb * mr..][..mr],
+                                    &layout,
+                                    &dy_block[kb * nr..],
+                                    kg_pad,
+                                    &mut acc_g[tb * mr * kg_pad + kb * nr..],
+                                    kg_pad,
+                                );
                             }
                         }
                     }
-                },
-            )
-        });
-    let (first, rest) = partials.split_at_mut(acc_len);
-    for part in rest.chunks_exact(acc_len.max(1)) {
-        for (a, b) in first.iter_mut().zip(part) {
-            *a += *b;
-        }
-    }
+                }
+            },
+        )
+    });
     for grp in 0..g.groups {
-        let acc_g = &first[grp * crs_pad * kg_pad..];
+        let acc_g = &sum[grp * crs_pad * kg_pad..];
         for k in 0..kg {
             for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
                 *v = acc_g[t * kg_pad + k];
             }
         }
     }
+}
+
+/// The sum over `tasks` (images x groups) of what `add(range, acc)` adds for a contiguous
+/// range of them into a zeroed accumulator of `acc_len` values: one range and one
+/// accumulator per thread, added in order afterwards (deterministic for a thread count).
+/// The sum is the returned buffer's first `acc_len` values.
+fn sum_per_thread(
+    tasks: usize,
+    acc_len: usize,
+    add: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync + Send,
+) -> Scratch {
+    let parts = rayon::current_num_threads().min(tasks).max(1);
+    let mut partials = Scratch::zeroed(parts * acc_len);
+    partials
+        .par_chunks_mut(acc_len.max(1))
+        .enumerate()
+        .for_each(|(part, acc)| add(task_range(tasks, parts, part), acc));
+    let (first, rest) = partials.split_at_mut(acc_len);
+    for part in rest.chunks_exact(acc_len.max(1)) {
+        for (a, b) in first.iter_mut().zip(part) {
+            *a += *b;
+        }
+    }
+    partials
 }
 
 /// Depths (taps `C_g kh kw`) up to which the weight gradient sums per lane over output
@@ -371,54 +383,42 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
         .collect();
     let group_len = kg_pad * crs_pad * lanes;
     let acc_len = g.groups * group_len;
-    let tasks = g.batch * g.groups;
-    let parts = rayon::current_num_threads().min(tasks).max(1);
-    let mut partials = Scratch::zeroed(parts * acc_len);
-    partials
-        .par_chunks_mut(acc_len.max(1))
-        .enumerate()
-        .for_each(|(part, acc)| {
-            s.vectorize(
-                #[inline(always)]
-                || {
-                    let mut layout = Scratch::take(plan.len());
-                    for task in crate::cpu::parallel::task_range(tasks, parts, part) {
-                        let (n, grp) = (task / g.groups, task % g.groups);
-                        let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                        plan.fill(x_g, &mut layout);
-                        let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
-                        let acc_g = &mut acc[grp * group_len..][..group_len];
-                        for kt in 0..kg_pad / mr {
-                            // Rows past the last channel repeat it; their sums are dropped.
-                            let mut rows = [0usize; 8];
-                            for (r, row) in rows[..mr].iter_mut().enumerate() {
-                                *row = (kt * mr + r).min(kg - 1) * p;
-                            }
-                            for tt in 0..crs_pad / nt {
-                                dot(
-                                    s,
-                                    &rows[..mr],
-                                    &taps[tt * nt..][..nt],
-                                    &vectors,
-                                    dy,
-                                    &layout,
-                                    &mut acc_g[(kt * mr * crs_pad + tt * nt) * lanes..],
-                                    crs_pad,
-                                );
-                            }
+    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let mut layout = Scratch::take(plan.len());
+                for task in tasks.clone() {
+                    let (n, grp) = (task / g.groups, task % g.groups);
+                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    plan.fill(x_g, &mut layout);
+                    let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                    let acc_g = &mut acc[grp * group_len..][..group_len];
+                    for kt in 0..kg_pad / mr {
+                        // Rows past the last channel repeat it; their sums are dropped.
+                        let mut rows = [0usize; 8];
+                        for (r, row) in rows[..mr].iter_mut().enumerate() {
+                            *row = (kt * mr + r).min(kg - 1) * p;
+                        }
+                        for tt in 0..crs_pad / nt {
+                            dot(
+                                s,
+                                &rows[..mr],
+                                &taps[tt * nt..][..nt],
+                                &vectors,
+                                dy,
+                                &layout,
+                                &mut acc_g[(kt * mr * crs_pad + tt * nt) * lanes..],
+                                crs_pad,
+                            );
                         }
                     }
-                },
-            )
-        });
-    let (first, rest) = partials.split_at_mut(acc_len);
-    for part in rest.chunks_exact(acc_len.max(1)) {
-        for (a, b) in first.iter_mut().zip(part) {
-            *a += *b;
-        }
-    }
+                }
+            },
+        )
+    });
     for grp in 0..g.groups {
-        let acc_g = &first[grp * group_len..];
+        let acc_g = &sum[grp * group_len..];
         for k in 0..kg {
             for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
                 let lanes_of = &acc_g[(k * crs_pad + t) * lanes..][..lanes];
