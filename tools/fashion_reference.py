@@ -17,6 +17,10 @@ Needs torch, numpy and safetensors (e.g. ~/.venv-torch/bin/python). Commands:
             inputs normalized by the training set's mean and std, random horizontal flips,
             batch 128, AdamW (weight decay 5e-4), one-cycle schedule peaking at 3e-3.
               python tools/fashion_reference.py train --epochs 10 --threads 2
+  bench     Time whole training steps of the recipe (forward, cross-entropy, backward, AdamW
+            step, schedule step) on one batch of random images, as `convnet bench --train`
+            does, and print one JSON line: images/s and the process's peak RSS (VmHWM):
+              python tools/fashion_reference.py bench --batch 128 --steps 20 --threads 2
 
 Data: the full Fashion-MNIST from /usr/share/datasets/fashion-mnist when present, else the
 embedded sample in data/fashion-mnist-sample (IDX gz files, read with numpy).
@@ -198,6 +202,54 @@ def cmd_train(args):
         print(f"saved {args.save}")
 
 
+def peak_rss_mb():
+    """The process's peak resident set size (VmHWM) in MB, or None off Linux."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
+    return None
+
+
+def cmd_bench(args):
+    import json
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(args.seed)
+    model = FashionCNN()
+    model.train()
+    xb = torch.randn(args.batch, 1, 28, 28)
+    yb = torch.randint(0, 10, (args.batch,))
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=5e-4)
+    warmup = 2
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=3e-3, total_steps=args.steps + warmup)
+
+    def step():
+        loss = F.cross_entropy(model(xb), yb)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+
+    for _ in range(warmup):
+        step()
+    start = time.perf_counter()
+    for _ in range(args.steps):
+        step()
+    seconds = time.perf_counter() - start
+    print(json.dumps({
+        "engine": f"torch {torch.__version__}",
+        "threads": args.threads,
+        "batch": args.batch,
+        "steps": args.steps,
+        "seconds": seconds,
+        "images_per_second": args.batch * args.steps / seconds,
+        "peak_rss_mb": peak_rss_mb(),
+    }), flush=True)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -213,8 +265,13 @@ def main():
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--data")
     p.add_argument("--save", help="write the trained state_dict here (.safetensors)")
+    p = sub.add_parser("bench")
+    p.add_argument("--batch", type=int, default=128)
+    p.add_argument("--steps", type=int, default=20)
+    p.add_argument("--threads", type=int, default=os.cpu_count())
+    p.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
-    {"fixture": cmd_fixture, "load": cmd_load, "train": cmd_train}[args.cmd](args)
+    {"fixture": cmd_fixture, "load": cmd_load, "train": cmd_train, "bench": cmd_bench}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use convnet_core::{
     Conv2dAlgo, Conv2dParams, GradRequest, Padding, Tensor,
@@ -40,7 +40,9 @@ const DEFAULT_SUITE: &str = include_str!("../../../bench/conv-suite.json");
   convnet bench --repeat 3 --compare torch-1.json --compare torch-2.json
   convnet bench --suite my-layers.json --layer res-128 --parts --algo im2col
   convnet bench --filter --compare opencv.json   (from bench/opencv_filter.py --json)
-  convnet bench --model models/mobilenet_v2.onnx --batch 1,32   (a whole model's inference)")]
+  convnet bench --model models/mobilenet_v2.onnx --batch 1,32   (a whole model's inference)
+  convnet bench --train models/fashion_cnn.toml --batch 128 --steps 20 --repeat 3 \
+      --compare-torch ~/.venv-torch/bin/python")]
 pub struct BenchArgs {
     /// Suite file (JSON, same format as bench/conv-suite.json); default: the built-in suite.
     #[arg(long)]
@@ -72,12 +74,42 @@ pub struct BenchArgs {
     #[arg(long, conflicts_with_all = ["suite", "algo", "parts"])]
     filter: bool,
     /// Time a whole model's inference instead: an ONNX file or a checkpoint folder.
-    #[arg(long, conflicts_with_all = ["suite", "algo", "parts", "filter", "compare", "layer"])]
+    #[arg(long, conflicts_with_all = ["suite", "algo", "parts", "filter", "compare", "layer", "train"])]
     model: Option<PathBuf>,
-    /// Batch sizes for --model, comma-separated.
-    #[arg(long, requires = "model", default_value = "1,32")]
-    batch: String,
+    /// Time whole training steps of this model file instead (forward, cross-entropy,
+    /// backward, AdamW step on the reference recipe's schedule) on random images, in
+    /// images/s, and the process's peak RSS.
+    #[arg(long, value_name = "MODEL", conflicts_with_all = ["suite", "algo", "parts", "filter", "compare", "layer", "json"])]
+    train: Option<PathBuf>,
+    /// Batch sizes: with --model, comma-separated (default 1,32); with --train, one size
+    /// (default 128).
+    #[arg(long)]
+    batch: Option<String>,
+    /// Timed training steps per run (with --train), after two warm-up steps.
+    #[arg(long, default_value_t = 20, requires = "train",
+          value_parser = clap::value_parser!(u64).range(1..=MAX_TRAIN_STEPS))]
+    steps: u64,
+    /// With --train: also run tools/fashion_reference.py's same recipe (the reference model)
+    /// under this Python, which needs PyTorch, interleaved with ours run by run.
+    #[arg(long, value_name = "PYTHON", requires = "train")]
+    compare_torch: Option<PathBuf>,
 }
+
+/// The largest --batch of a training bench.
+const MAX_TRAIN_BATCH: usize = 1 << 16;
+
+/// The batch size of `bench --train`: one size from 1 to [`MAX_TRAIN_BATCH`], 128 if not given.
+fn train_batch(text: Option<&str>) -> Result<usize> {
+    let Some(text) = text else { return Ok(128) };
+    match text.trim().parse::<usize>() {
+        Ok(b) if (1..=MAX_TRAIN_BATCH).contains(&b) => Ok(b),
+        _ => {
+            bail!("--batch '{text}': with --train, give one batch size from 1 to {MAX_TRAIN_BATCH}")
+        }
+    }
+}
+/// The most timed steps of a training bench.
+const MAX_TRAIN_STEPS: u64 = 100_000;
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 enum AlgoArg {
@@ -385,11 +417,23 @@ fn progress(steps: usize) -> ProgressBar {
 pub fn run(args: BenchArgs) -> Result<()> {
     check_json_output(&args)?;
     if let Some(model) = &args.model {
-        let batches = crate::bench_model::parse_batches(&args.batch)?;
+        let batches = crate::bench_model::parse_batches(args.batch.as_deref().unwrap_or("1,32"))?;
         return crate::bench_model::run(model, &batches, args.json.as_deref());
+    }
+    if args.batch.is_some() && args.train.is_none() {
+        bail!("--batch sizes the batches of --model or --train: give one of them");
     }
     if args.filter {
         return run_filter(&args);
+    }
+    if let Some(model) = &args.train {
+        return crate::bench_train::run(crate::bench_train::TrainBench {
+            model,
+            batch: train_batch(args.batch.as_deref())?,
+            steps: args.steps as usize,
+            repeat: args.repeat as usize,
+            torch_python: args.compare_torch.as_deref(),
+        });
     }
     let (suite, source) = read_suite(args.suite.as_deref())?;
     let layers: Vec<&SuiteLayer> = suite

@@ -3,6 +3,7 @@
 
 mod bench;
 mod bench_model;
+mod bench_train;
 mod conv;
 mod eval;
 mod filter;

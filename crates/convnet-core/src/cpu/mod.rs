@@ -6,7 +6,8 @@
 //! - `parallel.rs`: how work splits over rayon's threads, and reductions whose partial sums
 //!   are added in a fixed order (results independent of scheduling).
 //! - `scratch.rs`: per-thread buffers reused across calls (no allocation per training step).
-//! - `alloc.rs`: large zeroed outputs advised onto transparent huge pages.
+//! - `alloc.rs`: large zeroed outputs advised onto transparent huge pages;
+//!   [`keep_freed_memory`] for training loops (freed blocks reused, not faulted in again).
 //! - `reduce.rs`: vectorised sums (plain, centred squares, centred dot products).
 //! - `linalg.rs`: checked strided matrix views and the one call into the `gemm` crate.
 //!
@@ -22,6 +23,7 @@
 //! (`tensor.rs`, `error.rs`), sizes and receptive fields (`geometry.rs`).
 
 pub(crate) mod alloc;
+pub use alloc::keep_freed_memory;
 pub(crate) mod linalg;
 pub(crate) mod parallel;
 pub(crate) mod reduce;

@@ -497,6 +497,8 @@ impl Trainer {
         check_position(&state, &config, steps_per_epoch)?;
         let mut optimizer = Optimizer::new(config.optimizer)?;
         optimizer.load_state(&model, optimizer_state, state.global_step)?;
+        // Every step allocates what the last one freed: keep it rather than fault it in again.
+        convnet_core::cpu::keep_freed_memory();
         Ok(Trainer {
             model,
             optimizer,

@@ -13,40 +13,53 @@
 //! reads (sized to stay in L2, [`BAND_BYTES`]) and passes every weight panel over them, one
 //! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
 
-use super::microkernel::{OuterShape, Tile, outer, pack_a, packed_a_len};
+use super::microkernel::{
+    DirectShape, DotVector, OuterShape, direct, direct_run, dot, dot_dims, outer, pack_a,
+    packed_a_len,
+};
 use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
 use crate::cpu::linalg::Mat;
-use crate::cpu::parallel::SharedOut;
+use crate::cpu::parallel::{SharedOut, task_range};
 use crate::cpu::scratch::Scratch;
-use crate::cpu::simd::multiversion;
+use crate::cpu::simd::{Simd, multiversion};
 
 use rayon::prelude::*;
 
 /// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` must be canonical (zero padding,
 /// cross-correlation).
 pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    forward_simd(g, x, w, b, y)
+    forward_simd(g, x, w, b, y, usize::MAX)
 }
 
-multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) => forward_impl);
+/// The stride-1 input gradient: the forward pass of [`transposed_problem`] (`gy` as its input,
+/// [`transposed_weights`] as its weights), its depth summed in blocked runs.
+pub(crate) fn input_grad_transposed(t: &Conv2dGeometry, gy: &[f32], wt: &[f32], gx: &mut [f32]) {
+    let depth = t.in_per_group() * t.kernel[0] * t.kernel[1];
+    forward_simd(t, gy, wt, None, gx, direct_run(depth))
+}
+
+multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], run: usize) => forward_impl);
 
 /// Target size of one band's input layout in bytes: it stays in L2 while every weight panel
 /// passes over it.
 const BAND_BYTES: usize = 160 * 1024;
 
 #[inline(always)]
-fn forward_impl<S: Tile>(
+fn forward_impl<S: Simd>(
     s: S,
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
     y: &mut [f32],
+    run: usize,
 ) {
-    let (mr, nr, lanes) = (S::MR, S::NR, S::LANES);
-    let nv = nr / lanes;
+    let lanes = S::LANES;
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
+    let shape = DirectShape::for_channels(kg, lanes);
+    let (mr, nv) = shape.dims(lanes);
+    let nr = nv * lanes;
     let crs = cg * g.kernel[0] * g.kernel[1];
     let [h, wd] = g.in_hw;
     let [ho, wo] = g.out_hw;
@@ -118,7 +131,10 @@ fn forward_impl<S: Tile>(
                             positions[t] = vectors.next_or_last();
                             bases[t] = plan.read_base(positions[t].0, positions[t].1);
                         }
-                        s.direct(
+                        direct(
+                            s,
+                            shape,
+                            run,
                             a,
                             &plan.tap_offsets,
                             &layout,
@@ -216,12 +232,20 @@ pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f
 
 multiversion!(fn weight_grad_simd(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) => weight_grad_impl);
 
-/// Output positions per block of the weight gradient: the block's rows of transposed
-/// `grad_output` (positions x tile width) stay in L1 while every tap tile passes over them.
-const POSITION_BLOCK: usize = 128;
+/// Output positions per block of the weight gradient, for `p` positions per image: each
+/// block sums into fresh registers and is added to the gradient once (blocked summation), and
+/// its rows of transposed `grad_output` (positions x tile width) stay in L1 while every tap
+/// tile passes over them. Small planes get shorter blocks (at least 32 positions, about a
+/// quarter of the plane), large ones 128.
+fn position_block(p: usize) -> usize {
+    (p / 4).clamp(32, 128)
+}
 
 #[inline(always)]
-fn weight_grad_impl<S: Tile>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+    if uses_dot(g, S::LANES) {
+        return weight_grad_dot_impl(s, g, gy, x, gw);
+    }
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
     let shape = OuterShape::for_channels(kg, S::LANES);
     let (mr, nv) = shape.dims(S::LANES);
@@ -238,64 +262,167 @@ fn weight_grad_impl<S: Tile>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
     let bases: Vec<usize> = (0..p)
         .map(|pos| plan.read_base(pos / wo, pos % wo))
         .collect();
+    let position_block = position_block(p);
     let acc_len = g.groups * crs_pad * kg_pad;
-    let tasks = g.batch * g.groups;
+    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let mut layout = Scratch::take(plan.len());
+                let mut dyt = Scratch::take(p * kg_pad);
+                for task in tasks.clone() {
+                    let (n, grp) = (task / g.groups, task % g.groups);
+                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    plan.fill(x_g, &mut layout);
+                    let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                    for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
+                        for (k, v) in row.iter_mut().enumerate() {
+                            *v = if k < kg { dy[k * p + pos] } else { 0.0 };
+                        }
+                    }
+                    let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
+                    for first in (0..p).step_by(position_block) {
+                        let block = first..(first + position_block).min(p);
+                        let dy_block = &dyt[first * kg_pad..];
+                        for tb in 0..crs_pad / mr {
+                            for kb in 0..kg_pad / nr {
+                                outer(
+                                    s,
+                                    shape,
+                                    &bases[block.clone()],
+                                    &taps[tb * mr..][..mr],
+                                    &layout,
+                                    &dy_block[kb * nr..],
+                                    kg_pad,
+                                    &mut acc_g[tb * mr * kg_pad + kb * nr..],
+                                    kg_pad,
+                                );
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+    for grp in 0..g.groups {
+        let acc_g = &sum[grp * crs_pad * kg_pad..];
+        for k in 0..kg {
+            for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
+                *v = acc_g[t * kg_pad + k];
+            }
+        }
+    }
+}
+
+/// The sum over `tasks` (images x groups) of what `add(range, acc)` adds for a contiguous
+/// range of them into a zeroed accumulator of `acc_len` values: one range and one
+/// accumulator per thread, added in order afterwards (deterministic for a thread count).
+/// The sum is the returned buffer's first `acc_len` values.
+fn sum_per_thread(
+    tasks: usize,
+    acc_len: usize,
+    add: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync + Send,
+) -> Scratch {
     let parts = rayon::current_num_threads().min(tasks).max(1);
     let mut partials = Scratch::zeroed(parts * acc_len);
     partials
         .par_chunks_mut(acc_len.max(1))
         .enumerate()
-        .for_each(|(part, acc)| {
-            s.vectorize(
-                #[inline(always)]
-                || {
-                    let mut layout = Scratch::take(plan.len());
-                    let mut dyt = Scratch::take(p * kg_pad);
-                    for task in crate::cpu::parallel::task_range(tasks, parts, part) {
-                        let (n, grp) = (task / g.groups, task % g.groups);
-                        let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                        plan.fill(x_g, &mut layout);
-                        let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
-                        for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
-                            for (k, v) in row.iter_mut().enumerate() {
-                                *v = if k < kg { dy[k * p + pos] } else { 0.0 };
-                            }
-                        }
-                        let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
-                        for first in (0..p).step_by(POSITION_BLOCK) {
-                            let block = first..(first + POSITION_BLOCK).min(p);
-                            let dy_block = &dyt[first * kg_pad..];
-                            for tb in 0..crs_pad / mr {
-                                for kb in 0..kg_pad / nr {
-                                    outer(
-                                        s,
-                                        shape,
-                                        &bases[block.clone()],
-                                        &taps[tb * mr..][..mr],
-                                        &layout,
-                                        &dy_block[kb * nr..],
-                                        kg_pad,
-                                        &mut acc_g[tb * mr * kg_pad + kb * nr..],
-                                        kg_pad,
-                                    );
-                                }
-                            }
-                        }
-                    }
-                },
-            )
-        });
+        .for_each(|(part, acc)| add(task_range(tasks, parts, part), acc));
     let (first, rest) = partials.split_at_mut(acc_len);
     for part in rest.chunks_exact(acc_len.max(1)) {
         for (a, b) in first.iter_mut().zip(part) {
             *a += *b;
         }
     }
+    partials
+}
+
+/// Depths (taps `C_g kh kw`) up to which the weight gradient sums per lane over output
+/// positions ([`dot`]) rather than over transposed `grad_output` ([`outer`]): with so few
+/// taps, transposing `grad_output` would cost more than the products.
+const DOT_MAX_DEPTH: usize = 32;
+
+/// Largest per-thread accumulator of the dot weight gradient, in values (one vector per
+/// output channel and tap).
+const DOT_MAX_ACC: usize = 1 << 18;
+
+/// Whether the weight gradient of `g` takes the dot path.
+fn uses_dot(g: &Conv2dGeometry, lanes: usize) -> bool {
+    let (mr, nt) = dot_dims(lanes);
+    let crs = g.in_per_group() * g.kernel[0] * g.kernel[1];
+    let acc = g.groups * g.out_per_group().div_ceil(mr) * mr * crs.div_ceil(nt) * nt * lanes;
+    crs <= DOT_MAX_DEPTH && acc <= DOT_MAX_ACC
+}
+
+/// The weight gradient for small depths: per (image, group), tiles of MR output channels by NT
+/// taps keep one vector of sums each, over the output rows' vectors (the last of a row
+/// partial, its other lanes adding nothing); each thread's vectors are summed over its images,
+/// partials are added in order, and lanes are added (in f64) at the end.
+#[inline(always)]
+fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+    let lanes = S::LANES;
+    let (mr, nt) = dot_dims(lanes);
+    let (cg, kg) = (g.in_per_group(), g.out_per_group());
+    let crs = cg * g.kernel[0] * g.kernel[1];
+    let (kg_pad, crs_pad) = (kg.div_ceil(mr) * mr, crs.div_ceil(nt) * nt);
+    let [h, wd] = g.in_hw;
+    let [ho, wo] = g.out_hw;
+    let p = ho * wo;
+    let plan = PhasePlan::new(g, cg);
+    // Taps past the last (padding of the tile) read offset 0 and are dropped.
+    let mut taps = plan.tap_offsets.clone();
+    taps.resize(crs_pad, 0);
+    let vectors: Vec<DotVector> = (0..ho)
+        .flat_map(|i| (0..wo).step_by(lanes).map(move |j| (i, j)))
+        .map(|(i, j)| DotVector {
+            dy: i * wo + j,
+            base: plan.read_base(i, j),
+            valid: lanes.min(wo - j),
+        })
+        .collect();
+    let group_len = kg_pad * crs_pad * lanes;
+    let acc_len = g.groups * group_len;
+    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let mut layout = Scratch::take(plan.len());
+                for task in tasks.clone() {
+                    let (n, grp) = (task / g.groups, task % g.groups);
+                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    plan.fill(x_g, &mut layout);
+                    let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                    let acc_g = &mut acc[grp * group_len..][..group_len];
+                    for kt in 0..kg_pad / mr {
+                        // Rows past the last channel repeat it; their sums are dropped.
+                        let mut rows = [0usize; 8];
+                        for (r, row) in rows[..mr].iter_mut().enumerate() {
+                            *row = (kt * mr + r).min(kg - 1) * p;
+                        }
+                        for tt in 0..crs_pad / nt {
+                            dot(
+                                s,
+                                &rows[..mr],
+                                &taps[tt * nt..][..nt],
+                                &vectors,
+                                dy,
+                                &layout,
+                                &mut acc_g[(kt * mr * crs_pad + tt * nt) * lanes..],
+                                crs_pad,
+                            );
+                        }
+                    }
+                }
+            },
+        )
+    });
     for grp in 0..g.groups {
-        let acc_g = &first[grp * crs_pad * kg_pad..];
+        let acc_g = &sum[grp * group_len..];
         for k in 0..kg {
             for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
-                *v = acc_g[t * kg_pad + k];
+                let lanes_of = &acc_g[(k * crs_pad + t) * lanes..][..lanes];
+                *v = lanes_of.iter().map(|&l| f64::from(l)).sum::<f64>() as f32;
             }
         }
     }

@@ -1,47 +1,99 @@
 //! The register-blocked micro-kernels of the direct conv paths.
 //!
-//! Both keep an `MR x NV`-vector block of accumulators in registers for a whole reduction,
-//! loading one operand as vectors and broadcasting the other:
+//! Each keeps a block of vector accumulators in registers for a reduction, loading one
+//! operand as vectors and broadcasting the other (or, for [`dot`], loading both):
 //!
-//! - [`Tile::direct`] (forward, and the stride-1 input gradient): MR output channels by NV
-//!   output vectors. A: weights packed once per call ([`pack_a`]: `[panels][depth][MR]`); B: the
+//! - [`direct`] (forward, and the stride-1 input gradient): MR output channels by NV output
+//!   vectors. A: weights packed once per call ([`pack_a`]: `[panels][depth][MR]`); B: the
 //!   im2col matrix, never written, read in place from the phase layout (`ops/conv2d/phases.rs`)
-//!   at one offset per tap.
+//!   at one offset per tap. A [`DirectShape::Row`] tile (one channel, 8 vectors) serves
+//!   problems with too few channels per group for a block.
 //! - [`outer`] (weight gradient): MR taps by NV vectors of output channels, summed over output
 //!   positions: the inputs are broadcasts read in place, `grad_output` transposed to
 //!   `[position, channel]` gives the vectors.
+//! - [`dot`] (weight gradient of small depths): MR output channels by NT taps, each a vector of
+//!   per-lane sums over output vectors, `grad_output` and the input both loaded in place.
 //!
-//! Tile sizes per instruction set keep 24 (AVX-512, of 32 registers) or 12 (AVX2, of 16)
-//! accumulators: direct 8 x 48 / 4 x 24; outer 6 x 64, 8 x 48 or 12 x 32 / 3 x 32, 4 x 24 or
-//! 6 x 16, chosen per layer to pad the fewest channels. Each kernel checks the furthest read
-//! once, up front, and then loads without bounds checks.
+//! Tile sizes per instruction set keep 20 to 24 (AVX-512, of 32 registers) or 12 (AVX2, of
+//! 16) accumulators: direct 8 x 48 / 4 x 24; outer 6 x 64, 8 x 48 or 10 x 32 / 3 x 32,
+//! 4 x 24 or 6 x 16, chosen per layer to pad the fewest channels; dot 8 x 3 / 4 x 3.
+//!
+//! Sums are blocked: a kernel sums a run of its reduction in fresh registers and adds the run
+//! to its output once, so no product is added to a large running total (gradients over many
+//! positions or channels stay as precise as float32 allows). Each kernel checks the furthest
+//! read once, up front, and then loads without bounds checks.
 
 use crate::cpu::linalg::Mat;
-use crate::cpu::simd::{Portable, Simd};
+use crate::cpu::simd::Simd;
 
-/// The direct micro-tile's shape and kernel, per instruction set.
-pub(crate) trait Tile: Simd {
-    /// Output channels (rows of packed A) per tile.
-    const MR: usize;
-    /// Output positions per tile: a whole number of vectors.
-    const NR: usize;
-
-    /// `out[r * NR + v * LANES + l] = init[r] + sum_t a[t * MR + r] * src[bases[v] + offsets[t] + l]`
-    /// for `t < offsets.len()`, `r < MR`, `v < NR / LANES` (`bases` has one entry per vector).
-    fn direct(
-        self,
-        a: &[f32],
-        offsets: &[usize],
-        src: &[f32],
-        bases: &[usize],
-        init: &[f32],
-        out: &mut [f32],
-    );
+/// Shapes of the direct tile: MR output channels by NV output vectors.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum DirectShape {
+    /// Several output channels share each input load (AVX-512: 8 x 3 vectors).
+    Block,
+    /// One output channel, more vectors (8): for problems with fewer output channels per
+    /// group than half a block, whose other rows would be padding.
+    Row,
 }
 
+impl DirectShape {
+    /// (MR, vectors) of this shape for an instruction set of `lanes` lanes.
+    pub(crate) fn dims(self, lanes: usize) -> (usize, usize) {
+        match (lanes >= 16, self) {
+            (true, DirectShape::Block) => (8, 3),
+            (false, DirectShape::Block) => (4, 3),
+            (_, DirectShape::Row) => (1, 8),
+        }
+    }
+
+    /// The shape for `k` output channels per group.
+    pub(crate) fn for_channels(k: usize, lanes: usize) -> Self {
+        if 2 * k < DirectShape::Block.dims(lanes).0 {
+            DirectShape::Row
+        } else {
+            DirectShape::Block
+        }
+    }
+}
+
+/// The direct tile, MR x NV per `shape`:
+/// `out[r * NR + v * LANES + l] = init[r] + sum_t a[t * MR + r] * src[bases[v] + offsets[t] + l]`
+/// for `t < offsets.len()`, `r < MR`, `v < NV` (`bases` has one entry per vector,
+/// `NR = NV * LANES`), summed in runs of `run` taps (see [`direct_run`]).
 #[inline(always)]
-fn direct_impl<S: Simd, const MR: usize, const NV: usize>(
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn direct<S: Simd>(
     s: S,
+    shape: DirectShape,
+    run: usize,
+    a: &[f32],
+    offsets: &[usize],
+    src: &[f32],
+    bases: &[usize],
+    init: &[f32],
+    out: &mut [f32],
+) {
+    match (S::LANES >= 16, shape) {
+        (true, DirectShape::Block) => {
+            direct_blocked::<S, 8, 3>(s, run, a, offsets, src, bases, init, out)
+        }
+        (false, DirectShape::Block) => {
+            direct_blocked::<S, 4, 3>(s, run, a, offsets, src, bases, init, out)
+        }
+        (_, DirectShape::Row) => {
+            direct_blocked::<S, 1, 8>(s, run, a, offsets, src, bases, init, out)
+        }
+    }
+}
+
+/// Blocked summation over the depth: each run of `run` taps sums into fresh registers and is
+/// then added to `out` (which starts as `init`), so a deep sum (a gradient over many
+/// channels) never adds products to a large running total.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn direct_blocked<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
+    run: usize,
     a: &[f32],
     offsets: &[usize],
     src: &[f32],
@@ -59,16 +111,19 @@ fn direct_impl<S: Simd, const MR: usize, const NV: usize>(
             "direct tile reads past its input"
         );
     }
+    let nr = NV * S::LANES;
+    let out = &mut out[..MR * nr];
+    for (row, &v) in out.chunks_exact_mut(nr).zip(&init[..MR]) {
+        row.fill(v);
+    }
     let src = src.as_ptr();
-    // Blocked summation over the depth: each run of DIRECT_RUN taps sums into fresh
-    // registers, and runs add up in `total` (spilled to L1), so a deep sum (a gradient over
-    // many channels) never adds products to a large running total.
-    let mut total: [[S::V; NV]; MR] = std::array::from_fn(|r| [s.splat(init[r]); NV]);
+    let zero = s.splat(0.0);
+    let mut acc: [[S::V; NV]; MR] = [[zero; NV]; MR];
+    let run = run.max(1);
     for (ak, offs) in a[..offsets.len() * MR]
-        .chunks(DIRECT_RUN * MR)
-        .zip(offsets.chunks(DIRECT_RUN))
+        .chunks(run.saturating_mul(MR))
+        .zip(offsets.chunks(run))
     {
-        let mut acc = [[s.splat(0.0); NV]; MR];
         for (ak, &off) in ak.chunks_exact(MR).zip(offs) {
             // SAFETY: base[v] + off + LANES <= src.len() for every v (asserted above).
             let bv: [S::V; NV] =
@@ -80,74 +135,21 @@ fn direct_impl<S: Simd, const MR: usize, const NV: usize>(
                 }
             }
         }
-        for (sum, row) in total.iter_mut().zip(&acc) {
-            for (sum, &value) in sum.iter_mut().zip(row) {
-                *sum = s.add(*sum, value);
+        for (row, out) in acc.iter_mut().zip(out.chunks_exact_mut(nr)) {
+            for (acc, out) in row.iter_mut().zip(out.chunks_exact_mut(S::LANES)) {
+                s.store(out, s.add(s.load(out), *acc));
+                *acc = zero;
             }
         }
     }
-    let nr = NV * S::LANES;
-    for (r, row) in total.iter().enumerate() {
-        for (v, &value) in row.iter().enumerate() {
-            s.store(&mut out[r * nr + v * S::LANES..], value);
-        }
-    }
 }
 
-/// Taps a [`Tile::direct`] tile sums in registers before adding them to its total.
-const DIRECT_RUN: usize = 16;
-
-impl Tile for Portable {
-    const MR: usize = 4;
-    const NR: usize = 16;
-    #[inline(always)]
-    fn direct(
-        self,
-        a: &[f32],
-        offsets: &[usize],
-        src: &[f32],
-        bases: &[usize],
-        init: &[f32],
-        out: &mut [f32],
-    ) {
-        direct_impl::<Self, 4, 2>(self, a, offsets, src, bases, init, out)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Tile for crate::cpu::simd::Avx512 {
-    const MR: usize = 8;
-    const NR: usize = 48;
-    #[inline(always)]
-    fn direct(
-        self,
-        a: &[f32],
-        offsets: &[usize],
-        src: &[f32],
-        bases: &[usize],
-        init: &[f32],
-        out: &mut [f32],
-    ) {
-        direct_impl::<Self, 8, 3>(self, a, offsets, src, bases, init, out)
-    }
-}
-
-#[cfg(target_arch = "x86_64")]
-impl Tile for crate::cpu::simd::Avx2 {
-    const MR: usize = 4;
-    const NR: usize = 24;
-    #[inline(always)]
-    fn direct(
-        self,
-        a: &[f32],
-        offsets: &[usize],
-        src: &[f32],
-        bases: &[usize],
-        init: &[f32],
-        out: &mut [f32],
-    ) {
-        direct_impl::<Self, 4, 3>(self, a, offsets, src, bases, init, out)
-    }
+/// The run length for a gradient summed over `depth` taps by [`direct`]: runs of at least
+/// 16 taps, and at most about 8 runs, so short sums are blocked finely and long ones add only
+/// a few runs' overhead. (A forward pass, which no precision test compares with float64,
+/// takes the whole depth as one run.)
+pub(crate) fn direct_run(depth: usize) -> usize {
+    depth.div_ceil(8).max(16)
 }
 
 /// Shapes of the outer-product tile: MR taps by `NV` vectors of output channels, all with the
@@ -158,7 +160,8 @@ pub(crate) enum OuterShape {
     Wide,
     /// 3 vectors wide (AVX-512: 8 x 48).
     Mid,
-    /// 2 vectors wide (AVX-512: 12 x 32).
+    /// 2 vectors wide (AVX-512: 10 x 32, so that its 20 accumulators, 10 broadcasts and 2
+    /// loads fit the 32 registers however the compiler schedules them).
     Narrow,
 }
 
@@ -168,7 +171,7 @@ impl OuterShape {
         match (lanes >= 16, self) {
             (true, OuterShape::Wide) => (6, 4),
             (true, OuterShape::Mid) => (8, 3),
-            (true, OuterShape::Narrow) => (12, 2),
+            (true, OuterShape::Narrow) => (10, 2),
             (false, OuterShape::Wide) => (3, 4),
             (false, OuterShape::Mid) => (4, 3),
             (false, OuterShape::Narrow) => (6, 2),
@@ -190,7 +193,8 @@ impl OuterShape {
 
 /// The weight-gradient tile, an outer product over positions:
 /// `c[r][j] += sum_t src[bases[t] + taps[r]] * b[t * ldb + j]` for `t < bases.len()`, `r < MR`,
-/// `j < NR`; `c` holds MR rows of NR values with row stride `ldc`. MR and NR per `shape`.
+/// `j < NR`; `c` holds MR rows of NR values with row stride `ldc`. MR and NR per `shape`. The
+/// sum starts from zero in registers and is added to `c` once.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn outer<S: Simd>(
@@ -207,15 +211,12 @@ pub(crate) fn outer<S: Simd>(
     match (S::LANES >= 16, shape) {
         (true, OuterShape::Wide) => outer_impl::<S, 6, 4>(s, bases, taps, src, b, ldb, c, ldc),
         (true, OuterShape::Mid) => outer_impl::<S, 8, 3>(s, bases, taps, src, b, ldb, c, ldc),
-        (true, OuterShape::Narrow) => outer_impl::<S, 12, 2>(s, bases, taps, src, b, ldb, c, ldc),
+        (true, OuterShape::Narrow) => outer_impl::<S, 10, 2>(s, bases, taps, src, b, ldb, c, ldc),
         (false, OuterShape::Wide) => outer_impl::<S, 3, 4>(s, bases, taps, src, b, ldb, c, ldc),
         (false, OuterShape::Mid) => outer_impl::<S, 4, 3>(s, bases, taps, src, b, ldb, c, ldc),
         (false, OuterShape::Narrow) => outer_impl::<S, 6, 2>(s, bases, taps, src, b, ldb, c, ldc),
     }
 }
-
-/// Positions an [`outer`] tile sums in registers before adding them to its block's total.
-const OUTER_RUN: usize = 8;
 
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
@@ -239,39 +240,148 @@ fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
         assert!((depth - 1) * ldb + nr <= b.len(), "outer tile reads past B");
     }
     let (src, bp) = (src.as_ptr(), b.as_ptr());
-    // Blocked summation: each run of OUTER_RUN positions sums into fresh registers, runs add
-    // up in `block` (spilled to L1), and the block is added to `c` once. No product is ever
-    // added to a large running total, which keeps weight gradients as precise as a pairwise
-    // sum at the speed of a register-blocked one.
-    let zero = [[s.splat(0.0); NV]; MR];
-    let mut block = zero;
-    for (run, run_bases) in bases.chunks(OUTER_RUN).enumerate() {
-        let mut acc = zero;
-        for (i, &base) in run_bases.iter().enumerate() {
-            let t = run * OUTER_RUN + i;
-            // SAFETY: t * ldb + nr <= b.len() and base + tap[r] < src.len() (asserted above).
-            let bv: [S::V; NV] =
-                std::array::from_fn(|v| unsafe { s.load_ptr(bp.add(t * ldb + v * S::LANES)) });
-            for (row, &off) in acc.iter_mut().zip(&tap) {
-                let av = s.splat(unsafe { *src.add(base + off) });
-                for (acc, &bv) in row.iter_mut().zip(&bv) {
-                    *acc = s.mul_add(av, bv, *acc);
-                }
-            }
-        }
-        for (sum, row) in block.iter_mut().zip(&acc) {
-            for (sum, &value) in sum.iter_mut().zip(row) {
-                *sum = s.add(*sum, value);
+    // A fresh tile for this block of positions, added to `c` once at the end: the caller
+    // blocks the sum over positions, so no product is added to a large running total.
+    let mut acc: [[S::V; NV]; MR] = [[s.splat(0.0); NV]; MR];
+    for (t, &base) in bases.iter().enumerate() {
+        // SAFETY: t * ldb + nr <= b.len() and base + tap[r] < src.len() (asserted above).
+        let bv: [S::V; NV] =
+            std::array::from_fn(|v| unsafe { s.load_ptr(bp.add(t * ldb + v * S::LANES)) });
+        for (row, &off) in acc.iter_mut().zip(&tap) {
+            let av = s.splat(unsafe { *src.add(base + off) });
+            for (acc, &bv) in row.iter_mut().zip(&bv) {
+                *acc = s.mul_add(av, bv, *acc);
             }
         }
     }
-    for (r, row) in block.iter().enumerate() {
+    for (r, row) in acc.iter().enumerate() {
         for (v, &value) in row.iter().enumerate() {
             let at = &mut c[r * ldc + v * S::LANES..];
             s.store(at, s.add(s.load(at), value));
         }
     }
 }
+
+/// One output vector of a [`dot`] tile: where it reads `grad_output` (offset within each
+/// channel's plane) and the input (read base in the phase layout), and how many of its lanes
+/// are output positions (the others add nothing).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct DotVector {
+    pub dy: usize,
+    pub base: usize,
+    pub valid: usize,
+}
+
+/// (MR output channels, NT taps) of the [`dot`] tile for `lanes` lanes.
+pub(crate) fn dot_dims(lanes: usize) -> (usize, usize) {
+    if lanes >= 16 { (8, 3) } else { (4, 3) }
+}
+
+/// The weight-gradient tile for small depths, a dot product over output positions kept per
+/// lane (no transposed `grad_output`, no lanes past a row's end):
+/// `out[(r * ldo + t) * LANES + l] += sum_v dy[rows[r] + vectors[v].dy + l] *
+/// src[vectors[v].base + taps[t] + l]` over lanes `l < vectors[v].valid`, for `r < MR`,
+/// `t < NT` (per [`dot_dims`]). `out` holds vectors: the caller reduces lanes at the end.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn dot<S: Simd>(
+    s: S,
+    rows: &[usize],
+    taps: &[usize],
+    vectors: &[DotVector],
+    dy: &[f32],
+    src: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    if S::LANES >= 16 {
+        dot_impl::<S, 8, 3>(s, rows, taps, vectors, dy, src, out, ldo)
+    } else {
+        dot_impl::<S, 4, 3>(s, rows, taps, vectors, dy, src, out, ldo)
+    }
+}
+
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn dot_impl<S: Simd, const MR: usize, const NT: usize>(
+    s: S,
+    rows: &[usize],
+    taps: &[usize],
+    vectors: &[DotVector],
+    dy: &[f32],
+    src: &[f32],
+    out: &mut [f32],
+    ldo: usize,
+) {
+    let lanes = S::LANES;
+    let mut row = [0usize; MR];
+    row.copy_from_slice(&rows[..MR]);
+    let mut tap = [0usize; NT];
+    tap.copy_from_slice(&taps[..NT]);
+    // Whole vectors load without bounds checks: check their furthest reads once, here.
+    let (far_row, far_tap) = (
+        row.iter().copied().max().unwrap_or(0),
+        tap.iter().copied().max().unwrap_or(0),
+    );
+    for v in vectors.iter().filter(|v| v.valid == lanes) {
+        assert!(
+            v.dy + far_row + lanes <= dy.len(),
+            "dot tile reads past grad_output"
+        );
+        assert!(
+            v.base + far_tap + lanes <= src.len(),
+            "dot tile reads past its input"
+        );
+    }
+    let (dyp, srcp) = (dy.as_ptr(), src.as_ptr());
+    // Blocked summation, as in `outer`: runs of DOT_RUN vectors in fresh registers.
+    let zero = s.splat(0.0);
+    let mut block = [[zero; NT]; MR];
+    for run in vectors.chunks(DOT_RUN) {
+        let mut acc = [[zero; NT]; MR];
+        for v in run {
+            let (mut dv, mut xv) = ([zero; MR], [zero; NT]);
+            if v.valid == lanes {
+                for (d, &r) in dv.iter_mut().zip(&row) {
+                    // SAFETY: v.dy + r + LANES <= dy.len() (asserted above).
+                    *d = unsafe { s.load_ptr(dyp.add(v.dy + r)) };
+                }
+                for (x, &t) in xv.iter_mut().zip(&tap) {
+                    // SAFETY: v.base + t + LANES <= src.len() (asserted above).
+                    *x = unsafe { s.load_ptr(srcp.add(v.base + t)) };
+                }
+            } else {
+                // The row's last, partial vector: lanes past it read nothing (the input
+                // there may hold anything) and add nothing.
+                for (d, &r) in dv.iter_mut().zip(&row) {
+                    *d = s.load_partial(&dy[v.dy + r..], v.valid);
+                }
+                for (x, &t) in xv.iter_mut().zip(&tap) {
+                    *x = s.load_partial(&src[v.base + t..], v.valid);
+                }
+            }
+            for (acc, &d) in acc.iter_mut().zip(&dv) {
+                for (acc, &x) in acc.iter_mut().zip(&xv) {
+                    *acc = s.mul_add(d, x, *acc);
+                }
+            }
+        }
+        for (sum, acc) in block.iter_mut().zip(&acc) {
+            for (sum, &value) in sum.iter_mut().zip(acc) {
+                *sum = s.add(*sum, value);
+            }
+        }
+    }
+    for (r, sums) in block.iter().enumerate() {
+        for (t, &value) in sums.iter().enumerate() {
+            let at = &mut out[(r * ldo + t) * lanes..];
+            s.store(at, s.add(s.load(at), value));
+        }
+    }
+}
+
+/// Vectors a [`dot`] tile sums in registers before adding them to its block's total.
+const DOT_RUN: usize = 8;
 
 /// Length of `rows x depth` packed as A panels of `mr` rows.
 pub(crate) fn packed_a_len(rows: usize, depth: usize, mr: usize) -> usize {
@@ -303,25 +413,33 @@ mod tests {
             .collect()
     }
 
-    fn check_direct<S: Tile>(s: S) {
-        let (mr, nr, lanes) = (S::MR, S::NR, S::LANES);
-        let nv = nr / lanes;
-        let depth = 13;
-        let src = ints(500, 1);
-        let offsets: Vec<usize> = (0..depth).map(|t| (t * 17) % 150).collect();
-        let bases: Vec<usize> = (0..nv).map(|v| 200 + v * 37).collect();
-        let a = ints(depth * mr, 2);
-        let init = ints(mr, 3);
-        let mut out = vec![f32::NAN; mr * nr];
-        s.vectorize(|| s.direct(&a, &offsets, &src, &bases, &init, &mut out));
-        for r in 0..mr {
-            for v in 0..nv {
-                for l in 0..lanes {
-                    let want = init[r]
-                        + (0..depth)
-                            .map(|t| a[t * mr + r] * src[bases[v] + offsets[t] + l])
-                            .sum::<f32>();
-                    assert_eq!(out[r * nr + v * lanes + l], want, "({r}, {v}, {l})");
+    fn check_direct<S: Simd>(s: S) {
+        for shape in [DirectShape::Block, DirectShape::Row] {
+            let (mr, nv) = shape.dims(S::LANES);
+            let (lanes, nr) = (S::LANES, nv * S::LANES);
+            // Deeper than a run, so runs are added up.
+            let depth = 2 * direct_run(0) + 5;
+            let src = ints(800, 1);
+            let offsets: Vec<usize> = (0..depth).map(|t| (t * 17) % 150).collect();
+            let bases: Vec<usize> = (0..nv).map(|v| 200 + v * 37).collect();
+            let a = ints(depth * mr, 2);
+            let init = ints(mr, 3);
+            let mut out = vec![f32::NAN; mr * nr];
+            let run = direct_run(depth);
+            s.vectorize(|| direct(s, shape, run, &a, &offsets, &src, &bases, &init, &mut out));
+            for r in 0..mr {
+                for v in 0..nv {
+                    for l in 0..lanes {
+                        let want = init[r]
+                            + (0..depth)
+                                .map(|t| a[t * mr + r] * src[bases[v] + offsets[t] + l])
+                                .sum::<f32>();
+                        assert_eq!(
+                            out[r * nr + v * lanes + l],
+                            want,
+                            "{shape:?} ({r}, {v}, {l})"
+                        );
+                    }
                 }
             }
         }
@@ -357,8 +475,8 @@ mod tests {
 
     #[test]
     fn kernels_match_naive_sums_on_every_instruction_set() {
-        check_direct(Portable);
-        check_outer(Portable);
+        check_direct(crate::cpu::simd::Portable);
+        check_outer(crate::cpu::simd::Portable);
         #[cfg(target_arch = "x86_64")]
         {
             if let Some(s) = crate::cpu::simd::Avx512::detect() {

@@ -14,8 +14,9 @@
 //!    The depthwise forward pass skips this: it flips the kernel itself and reads any padding
 //!    mode's border straight from the input while laying out each band of rows.
 //! 3. **Pick a path**, first match wins (or the one named by [`Conv2dAlgo`]):
-//!    1. [`is_depthwise`]: every filter sees one input channel (depthwise convolution, or
-//!       a single-channel input) → `depthwise.rs`, direct loops vectorised over the row;
+//!    1. [`prefers_depthwise`]: every filter sees one input channel (depthwise convolution,
+//!       or a single-channel input), with fewer than [`DEPTHWISE_MAX_FILTERS`] filters per
+//!       channel → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
 //!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
@@ -87,6 +88,17 @@ pub fn is_depthwise(g: &Conv2dGeometry) -> bool {
     g.in_per_group() == 1
 }
 
+/// Depthwise problems with fewer filters per input channel than this go to the depthwise
+/// path; with more (e.g. a single-channel input and many filters), the direct path's
+/// register tiles share each input load among several filters and are faster.
+pub const DEPTHWISE_MAX_FILTERS: usize = 8;
+
+/// What `Auto` runs on the depthwise path: [`is_depthwise`], with fewer than
+/// [`DEPTHWISE_MAX_FILTERS`] filters per input channel.
+pub fn prefers_depthwise(g: &Conv2dGeometry) -> bool {
+    is_depthwise(g) && g.out_per_group() < DEPTHWISE_MAX_FILTERS
+}
+
 /// A 1x1 kernel with stride 1 and no padding: the convolution is a matrix product.
 pub fn is_pointwise(g: &Conv2dGeometry) -> bool {
     g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4]
@@ -117,7 +129,7 @@ impl Conv2dAlgo {
         let (path, fits) = match self {
             Conv2dAlgo::Reference => return Ok(Route::Reference),
             Conv2dAlgo::Auto => {
-                let path = if is_depthwise(g) {
+                let path = if prefers_depthwise(g) {
                     FastPath::Depthwise
                 } else if is_pointwise(g) {
                     FastPath::Pointwise
@@ -491,7 +503,7 @@ pub fn grad_input_into(
             Some(t) => {
                 let mut wt = Scratch::take(c.w.len());
                 direct::transposed_weights(&c.geom, &c.w, &mut wt);
-                direct::forward(&t, gy, &wt, None, gx);
+                direct::input_grad_transposed(&t, gy, &wt, gx);
             }
             None => im2col::input_grad(&c.geom, gy, &c.w, gx),
         },
