@@ -7,6 +7,10 @@ mod eval;
 mod filter;
 mod inspect;
 mod io;
+#[cfg(not(feature = "mpi"))]
+mod mpi_off;
+#[cfg(feature = "mpi")]
+mod mpi_workers;
 mod predict;
 mod run;
 mod shape;
@@ -67,7 +71,13 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
-        eprintln!("error: {err:#}");
+        #[cfg(not(feature = "mpi"))]
+        let quiet = mpi_off::is_quiet(&err);
+        #[cfg(feature = "mpi")]
+        let quiet = mpi_workers::is_quiet(&err);
+        if !quiet {
+            eprintln!("error: {err:#}");
+        }
         std::process::exit(1);
     }
 }
