@@ -76,7 +76,9 @@ fn main() {
         #[cfg(feature = "mpi")]
         let quiet = mpi_workers::is_quiet(&err);
         if !quiet {
-            eprintln!("error: {err:#}");
+            // One write, so that mpirun passes the line on whole.
+            let line = format!("error: {err:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
         }
         std::process::exit(1);
     }

@@ -9,6 +9,7 @@
 //! error handler aborts the whole job on a communication error, and `mpirun` ends every rank
 //! when one dies, so no rank waits forever for a dead one.
 
+use std::io::Write;
 use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -153,10 +154,11 @@ impl Ranks {
             drop(universe);
             return Err(if together { e } else { Quiet.into() });
         }
-        match self.rank {
-            0 => eprintln!("error: {e:#}"),
-            r => eprintln!("error (rank {r} of {}): {e:#}", self.size),
-        }
+        let line = match self.rank {
+            0 => format!("error: {e:#}\n"),
+            r => format!("error (rank {r} of {}): {e:#}\n", self.size),
+        };
+        let _ = std::io::stderr().write_all(line.as_bytes());
         universe.world().abort(1)
     }
 }
