@@ -14,7 +14,7 @@ use std::ops::Range;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::thread::ThreadId;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
@@ -108,7 +108,30 @@ impl Ranks {
             layout: Mutex::new(None),
             buffers: Mutex::new((Vec::new(), Vec::new())),
         };
-        Ok(trainer.with_workers(std::sync::Arc::new(workers), train_len)?)
+        let trainer = trainer.with_workers(std::sync::Arc::new(workers), train_len)?;
+        if self.is_writer() {
+            let batch = trainer.config().batch_size;
+            let (least, most) = (batch / self.size, batch.div_ceil(self.size));
+            eprintln!(
+                "data-parallel on {} ranks: global batches of {batch} ({} images per rank), \
+                 batch norm over {}, gradients summed {}",
+                self.size,
+                match least == most {
+                    true => least.to_string(),
+                    false => format!("{least} to {most}"),
+                },
+                if self.args.sync_bn {
+                    "the global batch (--sync-bn)"
+                } else {
+                    "each rank's images"
+                },
+                match self.args.allreduce {
+                    AllReduce::Overlap => "during backward",
+                    AllReduce::Blocking => "after backward",
+                }
+            );
+        }
+        Ok(trainer)
     }
 
     /// Whether every rank succeeded at a step all of them take (`result` is this rank's). On
@@ -142,7 +165,8 @@ impl Ranks {
             return result;
         };
         let Err(e) = result else {
-            if let (true, Some(summary)) = (self.is_writer(), exchange_summary()) {
+            let summary = exchange_summary(self.args.allreduce);
+            if let (true, Some(summary)) = (self.is_writer(), summary) {
                 eprintln!("{summary}");
             }
             drop(universe);
@@ -151,19 +175,28 @@ impl Ranks {
         let together = e.is::<Agreed>() || e.is::<Quiet>();
         let diverged = matches!(e.downcast_ref(), Some(convnet::Error::Diverged(_)));
         if together || (diverged && !self.is_writer()) {
+            // Said before MPI ends (which waits for every rank): a rank that exits first
+            // makes mpirun stop the others, maybe before they could say it.
+            if e.is::<Agreed>() {
+                say(&format!("error: {e:#}\n"));
+            }
             drop(universe);
-            return Err(if together { e } else { Quiet.into() });
+            return Err(Quiet.into());
         }
-        let line = match self.rank {
+        say(&match self.rank {
             0 => format!("error: {e:#}\n"),
             r => format!("error (rank {r} of {}): {e:#}\n", self.size),
-        };
-        let _ = std::io::stderr().write_all(line.as_bytes());
+        });
         universe.world().abort(1)
     }
 }
 
-/// An error every rank agreed on, said by this one.
+/// `line` on stderr in one write, so that mpirun passes it on whole.
+fn say(line: &str) {
+    let _ = std::io::stderr().write_all(line.as_bytes());
+}
+
+/// An error every rank agreed on, to be said by this one.
 #[derive(Debug)]
 pub struct Agreed(anyhow::Error);
 
@@ -195,6 +228,7 @@ pub fn is_quiet(error: &anyhow::Error) -> bool {
 /// Time and bytes spent summing gradients, over the run of this process.
 static STATS: Stats = Stats {
     steps: AtomicU64::new(0),
+    skew_ns: AtomicU64::new(0),
     wait_ns: AtomicU64::new(0),
     bytes: AtomicU64::new(0),
 };
@@ -203,7 +237,11 @@ static STATS: Stats = Stats {
 #[derive(Debug)]
 struct Stats {
     steps: AtomicU64,
-    /// Nanoseconds training waited for gradient sums (after backward, for `overlap`).
+    /// Nanoseconds waited at a barrier for the slowest rank to end backward (`blocking`,
+    /// which measures it apart so that `wait_ns` is the all-reduce alone).
+    skew_ns: AtomicU64,
+    /// Nanoseconds training waited for gradient sums (after backward, for `overlap`, which
+    /// includes waiting for the slowest rank).
     wait_ns: AtomicU64,
     /// Bytes of gradients each rank contributed.
     bytes: AtomicU64,
@@ -236,12 +274,15 @@ impl MpiWorkers {
         Ok(SimpleCommunicator::world())
     }
 
-    /// Count a step's gradient exchange of `values` that made training wait `since`.
-    fn record(&self, values: usize, since: Instant) {
+    /// Count a step's gradient exchange of `values` that made training wait `skew` for the
+    /// slowest rank and `wait` for the sums.
+    fn record(&self, values: usize, skew: Duration, wait: Duration) {
         let s = &STATS;
         s.steps.fetch_add(1, Ordering::Relaxed);
+        s.skew_ns
+            .fetch_add(skew.as_nanos() as u64, Ordering::Relaxed);
         s.wait_ns
-            .fetch_add(since.elapsed().as_nanos() as u64, Ordering::Relaxed);
+            .fetch_add(wait.as_nanos() as u64, Ordering::Relaxed);
         s.bytes.fetch_add(
             (values * std::mem::size_of::<f32>()) as u64,
             Ordering::Relaxed,
@@ -259,8 +300,10 @@ impl MpiWorkers {
         sum.resize(layout.len(), 0.0);
         layout.gather(model, send);
         let start = Instant::now();
+        world.barrier();
+        let skew = start.elapsed();
         world.all_reduce_into(&send[..], &mut sum[..], SystemOperation::sum());
-        self.record(layout.len(), start);
+        self.record(layout.len(), skew, start.elapsed() - skew);
         layout.scatter(sum, model);
         Ok(())
     }
@@ -303,7 +346,7 @@ impl MpiWorkers {
             exchange.wait();
             backward
         })?;
-        self.record(layout.len(), waited);
+        self.record(layout.len(), Duration::ZERO, waited.elapsed());
         layout.scatter(sum, model);
         Ok(())
     }
@@ -396,16 +439,25 @@ impl Workers for MpiWorkers {
 
 /// What the gradient exchange cost so far, per step, in words (rank 0 says it at the end of
 /// a data-parallel run).
-pub fn exchange_summary() -> Option<String> {
+fn exchange_summary(allreduce: AllReduce) -> Option<String> {
     let steps = STATS.steps.load(Ordering::Relaxed);
     if steps == 0 {
         return None;
     }
-    let ms = STATS.wait_ns.load(Ordering::Relaxed) as f64 / 1e6 / steps as f64;
-    let bytes = STATS.bytes.load(Ordering::Relaxed) as f64 / steps as f64;
-    Some(format!(
-        "gradient all-reduce: {:.2} MB per rank per step, {ms:.2} ms per step not hidden by \
-         backward",
-        bytes / 1e6
-    ))
+    let per_step = |total: &AtomicU64| total.load(Ordering::Relaxed) as f64 / steps as f64;
+    let (skew, wait) = (
+        per_step(&STATS.skew_ns) / 1e6,
+        per_step(&STATS.wait_ns) / 1e6,
+    );
+    let bytes = per_step(&STATS.bytes) / 1e6;
+    Some(match allreduce {
+        AllReduce::Blocking => format!(
+            "gradient all-reduce: {bytes:.2} MB per rank per step, {wait:.2} ms per step \
+             (after {skew:.2} ms waiting for the slowest rank's backward)"
+        ),
+        AllReduce::Overlap => format!(
+            "gradient all-reduce: {bytes:.2} MB per rank per step, {wait:.2} ms per step \
+             waited for after backward (the slowest rank's backward included)"
+        ),
+    })
 }

@@ -90,30 +90,38 @@ fn weights(ck: &Path) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn sync_bn_on_two_ranks_gives_the_single_process_weights() {
     let (dir, model) = setup("mpi-sync-bn");
-    let (alone, two) = (dir.join("alone"), dir.join("two"));
+    let alone = dir.join("alone");
     let args = |out: &Path, extra: &[&str]| train_args(Some(&model), out, extra);
     ok(run_within(
         convnet().args(args(&alone, &["--epochs", "1"])),
         LIMIT,
     ));
-    let two_args = args(&two, &["--epochs", "1", "--sync-bn"]);
-    let stdout = ok(run_within(&mut mpirun(2, &two_args), LIMIT));
-    // Rank 0 alone prints (and writes).
-    assert_eq!(stdout.matches("epoch  1/1").count(), 1, "{stdout}");
-    let parallel = &meta(&two.join("last"))["training"]["parallel"];
-    assert_eq!(parallel["workers"], 2, "{parallel}");
-    assert_eq!(parallel["sync_batch_norm"], true, "{parallel}");
-    let (a, b) = (weights(&alone.join("last")), weights(&two.join("last")));
-    assert_eq!(a.len(), b.len());
-    for ((name, x), (_, y)) in a.iter().zip(&b) {
-        let worst = x
-            .iter()
-            .zip(y)
-            .map(|(p, q)| (p - q).abs())
-            .fold(0.0, f32::max);
-        // Equal up to the order of float additions (measured: below 1e-6).
-        assert!(worst <= 1e-5, "{name} differs by {worst}");
+    // Gradients summed during backward on 2 ranks, after it on 3 (uneven shards).
+    for (ranks, allreduce) in [(2, "overlap"), (3, "blocking")] {
+        let out = dir.join(format!("ranks-{ranks}"));
+        let extra = ["--epochs", "1", "--sync-bn", "--allreduce", allreduce];
+        let stdout = ok(run_within(&mut mpirun(ranks, &args(&out, &extra)), LIMIT));
+        // Rank 0 alone prints (and writes).
+        assert_eq!(stdout.matches("epoch  1/1").count(), 1, "{stdout}");
+        let parallel = &meta(&out.join("last"))["training"]["parallel"];
+        assert_eq!(parallel["workers"], ranks, "{parallel}");
+        assert_eq!(parallel["sync_batch_norm"], true, "{parallel}");
+        let (a, b) = (weights(&alone.join("last")), weights(&out.join("last")));
+        assert_eq!(a.len(), b.len());
+        for ((name, x), (_, y)) in a.iter().zip(&b) {
+            // Equal up to the order of float additions (measured: below 1e-6).
+            let worst = max_abs_diff(x, y);
+            assert!(worst <= 1e-5, "{ranks} ranks: {name} differs by {worst}");
+        }
     }
+}
+
+/// The largest difference between `a` and `b`, element by element.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(p, q)| (p - q).abs())
+        .fold(0.0, f32::max)
 }
 
 #[test]

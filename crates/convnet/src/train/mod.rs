@@ -577,7 +577,9 @@ impl Trainer {
             return Err(Error::config(
                 "batch_size",
                 format!(
-                    "{count} workers need at least {count} images in every batch, but {}:                      give a --batch-size of at least {count} whose last batch of the {train_len}                      training images is not smaller than that",
+                    "{count} workers need at least {count} images in every batch, but {}: \
+                     give a --batch-size of at least {count} whose last batch of the \
+                     {train_len} training images is not smaller than that",
                     if batch < count {
                         format!("the batch size is {batch}")
                     } else {
