@@ -4,9 +4,6 @@
 
 use std::sync::{Arc, Barrier, Mutex};
 
-use convnet::layers::{
-    BatchNormConfig, Conv2dConfig, FlattenConfig, LinearConfig, MaxPool2dConfig, ReluConfig,
-};
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{GradientLayout, NoHooks, TrainConfig, Trainer, Workers, shard};
 use convnet::{Model, ModelSpec};
@@ -79,13 +76,9 @@ impl Workers for ThreadWorker {
 
 /// The tiny model without dropout (whose masks are drawn per worker).
 fn spec() -> ModelSpec {
-    ModelSpec::new([1, 8, 8])
-        .layer("conv", Conv2dConfig::lazy(4, [3, 3]))
-        .layer("bn", BatchNormConfig::lazy_2d())
-        .layer("act", ReluConfig {})
-        .layer("pool", MaxPool2dConfig::new([2, 2]))
-        .layer("flat", FlattenConfig {})
-        .layer("fc", LinearConfig::lazy(4))
+    let mut spec = tiny::spec();
+    spec.layers.retain(|layer| layer.name != "drop");
+    spec
 }
 
 /// Two epochs of SGD with momentum on global batches of 16, random crops.

@@ -358,9 +358,7 @@ pub fn evaluate(
     batch_size: usize,
     loss: LossKind,
 ) -> Result<EvalReport> {
-    check_split(model, data, norm, "evaluate on")?;
-    let (loss_sum, confusion) = evaluate_part(model, data, norm, batch_size, loss, (0, 1))?;
-    Ok(report(data, loss_sum, confusion))
+    evaluate_on(None, model, data, norm, batch_size, loss)
 }
 
 /// The summed loss and the confusion counts of the evaluation batches `b` with
@@ -415,10 +413,10 @@ fn report(data: &Dataset, loss_sum: f64, confusion: Vec<Vec<usize>>) -> EvalRepo
     }
 }
 
-/// [`evaluate`] shared between `workers`, each evaluating a share of the batches; every
-/// worker gets the whole report. The model must be the same on every worker.
+/// [`evaluate`], shared between `workers` when there are any: each evaluates a share of the
+/// batches, and every one gets the whole report. The model must be the same on every worker.
 fn evaluate_on(
-    workers: &dyn Workers,
+    workers: Option<&dyn Workers>,
     model: &mut Model,
     data: &Dataset,
     norm: &Normalization,
@@ -426,8 +424,11 @@ fn evaluate_on(
     loss: LossKind,
 ) -> Result<EvalReport> {
     check_split(model, data, norm, "evaluate on")?;
-    let part = (workers.rank(), workers.count());
+    let part = workers.map_or((0, 1), |w| (w.rank(), w.count()));
     let (loss_sum, confusion) = evaluate_part(model, data, norm, batch_size, loss, part)?;
+    let Some(workers) = workers else {
+        return Ok(report(data, loss_sum, confusion));
+    };
     let mut sums: Vec<f64> = confusion.iter().flatten().map(|&c| c as f64).collect();
     sums.push(loss_sum);
     workers.sum_f64(&mut sums)?;
@@ -696,25 +697,14 @@ impl Trainer {
 
     /// Evaluate on `data` (shared between the workers when there are any).
     fn evaluate(&mut self, data: &Dataset, batch_size: usize) -> Result<EvalReport> {
-        let (norm, loss) = (&self.normalization, self.config.loss);
-        match &self.workers {
-            None => evaluate(&mut self.model, data, norm, batch_size, loss),
-            Some(workers) => {
-                if !workers.sync_batch_norm() {
-                    // Each worker's running statistics are of its own shards: worker 0's
-                    // are the model's, as PyTorch's DistributedDataParallel broadcasts them.
-                    broadcast_buffers(workers.as_ref(), &mut self.model)?;
-                }
-                evaluate_on(
-                    workers.as_ref(),
-                    &mut self.model,
-                    data,
-                    norm,
-                    batch_size,
-                    loss,
-                )
-            }
+        let workers = self.workers.as_deref();
+        if let Some(workers) = workers.filter(|w| !w.sync_batch_norm()) {
+            // Each worker's running statistics are of its own shards: worker 0's are the
+            // model's, as PyTorch's DistributedDataParallel broadcasts them.
+            broadcast_buffers(workers, &mut self.model)?;
         }
+        let (norm, loss) = (&self.normalization, self.config.loss);
+        evaluate_on(workers, &mut self.model, data, norm, batch_size, loss)
     }
 
     /// Train until `config.epochs` epochs are done (continuing from `state`), evaluating on
