@@ -5,7 +5,9 @@
 use std::sync::{Arc, Barrier, Mutex};
 
 use convnet::optim::{OptimizerConfig, ScheduleConfig};
-use convnet::train::{GradientLayout, NoHooks, TrainConfig, Trainer, Workers, shard};
+use convnet::train::{
+    GradientLayout, NoHooks, Parallel, TrainConfig, TrainState, Trainer, Workers, shard,
+};
 use convnet::{Model, ModelSpec};
 
 mod common;
@@ -258,4 +260,19 @@ fn gradient_buckets_end_at_layer_ends_and_round_trip() {
     model.zero_grad();
     layout.scatter(&flat, &mut model);
     assert_eq!(grads(&model), before);
+}
+
+#[test]
+fn a_training_state_claiming_fewer_than_two_workers_is_refused() {
+    for workers in [0, 1] {
+        let state = TrainState {
+            parallel: Some(Parallel {
+                workers,
+                sync_batch_norm: false,
+            }),
+            ..TrainState::default()
+        };
+        let err = state.check(&config()).unwrap_err();
+        assert!(err.contains(&format!("on {workers} workers")), "{err}");
+    }
 }

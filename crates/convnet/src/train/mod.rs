@@ -225,6 +225,13 @@ impl TrainState {
                 self.history.len()
             ));
         }
+        if let Some(p) = self.parallel.filter(|p| p.workers < 2) {
+            return Err(format!(
+                "the training state says the run trains on {} workers; a run on several has \
+                 at least 2 (a single process records none)",
+                p.workers
+            ));
+        }
         if let Some((i, r)) = self
             .history
             .iter()
