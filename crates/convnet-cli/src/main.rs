@@ -10,6 +10,10 @@ mod filter;
 mod import;
 mod inspect;
 mod io;
+#[cfg(not(feature = "mpi"))]
+mod mpi_off;
+#[cfg(feature = "mpi")]
+mod mpi_workers;
 mod predict;
 mod run;
 mod shape;
@@ -73,7 +77,15 @@ enum Command {
 fn main() {
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
-        eprintln!("error: {err:#}");
+        #[cfg(not(feature = "mpi"))]
+        let quiet = mpi_off::is_quiet(&err);
+        #[cfg(feature = "mpi")]
+        let quiet = mpi_workers::is_quiet(&err);
+        if !quiet {
+            // One write, so that mpirun passes the line on whole.
+            let line = format!("error: {err:#}\n");
+            let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
+        }
         std::process::exit(1);
     }
 }

@@ -14,6 +14,11 @@ use convnet::train::{
 use convnet::{Error, Model, ModelSpec};
 use indicatif::{ProgressBar, ProgressStyle};
 
+#[cfg(not(feature = "mpi"))]
+use crate::mpi_off::Ranks;
+#[cfg(feature = "mpi")]
+use crate::mpi_workers::Ranks;
+
 /// The reference model, built in.
 pub const FASHION_CNN: &str = include_str!("../../../models/fashion_cnn.toml");
 
@@ -120,6 +125,9 @@ pub struct TrainArgs {
     /// Also save <out>/last every this many steps (0: only after each epoch).
     #[arg(long, default_value_t = 100)]
     save_every: usize,
+    #[cfg(feature = "mpi")]
+    #[command(flatten)]
+    parallel: crate::mpi_workers::MpiArgs,
 }
 
 /// SGD's momentum when `--optimizer sgd` replaces another optimizer without `--momentum`.
@@ -138,6 +146,14 @@ fn set<T>(slot: &mut T, value: Option<T>) {
 }
 
 impl TrainArgs {
+    /// The processes of this run: every rank `mpirun` started (built with MPI), else this one.
+    fn ranks(&self) -> Result<Ranks> {
+        #[cfg(feature = "mpi")]
+        return Ranks::start(self.parallel);
+        #[cfg(not(feature = "mpi"))]
+        Ok(Ranks)
+    }
+
     /// The config these options describe over `base` (the reference recipe for a new run, the
     /// run's own for `--resume`): each option given replaces what it sets, the rest is
     /// `base`'s.
@@ -269,19 +285,37 @@ pub fn run(args: TrainArgs) -> Result<()> {
         "--save-every {} is too large (at most {MAX_SAVE_EVERY}; 0 saves only after each epoch)",
         args.save_every
     );
-    if args.resume {
-        return resume(&args);
-    }
+    let ranks = args.ranks()?;
+    let result = match args.resume {
+        true => resume(&args, &ranks),
+        false => start(&args, &ranks),
+    };
+    ranks.finish(result)
+}
+
+/// A new run. Under mpirun every rank prepares the same trainer, and rank 0 alone makes
+/// and writes the run folder.
+fn start(args: &TrainArgs, ranks: &Ranks) -> Result<()> {
     // The settings are checked before any data is read, and the run folder is made only
     // once everything else is ready (an error leaves nothing behind).
-    let config = args.config_over(&TrainConfig::reference());
-    let spec = load_spec(args.model.as_deref())?;
-    config.check_for_images(spec.input)?;
-    let (data, origin) = DataOrigin::open(args.data.as_deref(), args.resize)?;
-    let model = Model::from_spec(&spec, config.seed)?;
-    let mut trainer = Trainer::new(model, config, &data)?;
-    let run = new_run(args.out.as_deref(), TRAIN_OUT, "train")?;
-    train(&mut trainer, &data, &origin, &run, args.save_every)
+    let prepare = || -> Result<_> {
+        let config = args.config_over(&TrainConfig::reference());
+        let spec = load_spec(args.model.as_deref())?;
+        config.check_for_images(spec.input)?;
+        let (data, origin) = DataOrigin::open(args.data.as_deref(), args.resize)?;
+        let model = Model::from_spec(&spec, config.seed)?;
+        let trainer = ranks.attach(Trainer::new(model, config, &data)?, data.train.len())?;
+        Ok((trainer, data, origin))
+    };
+    let (mut trainer, data, origin) = ranks.agree(prepare())?;
+    let run = ranks.agree(match ranks.is_writer() {
+        true => new_run(args.out.as_deref(), TRAIN_OUT, "train").map(Some),
+        false => Ok(None),
+    })?;
+    match run {
+        Some(run) => train(&mut trainer, &data, &origin, &run, args.save_every),
+        None => follow(&mut trainer, &data),
+    }
 }
 
 /// The run folder of a new run: `out`, which must not hold a run, or else the first of
@@ -317,10 +351,9 @@ fn new_run(out: Option<&Path>, default: &str, verb: &str) -> Result<RunFolder> {
     }
 }
 
-fn resume(args: &TrainArgs) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(TRAIN_OUT));
-    let last = out.join("last");
-    let run = RunFolder::open(&out)?;
+/// Open the run in `out` and repair it (rank 0 only under mpirun).
+fn open_run(out: &Path) -> Result<RunFolder> {
+    let run = RunFolder::open(out)?;
     let repair = run.repair()?;
     if repair.best || repair.metrics {
         eprintln!(
@@ -333,42 +366,90 @@ fn resume(args: &TrainArgs) -> Result<()> {
             }
         );
     }
+    Ok(run)
+}
+
+fn resume(args: &TrainArgs, ranks: &Ranks) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| PathBuf::from(TRAIN_OUT));
+    let last = out.join("last");
+    let run = ranks.agree(match ranks.is_writer() {
+        true => open_run(&out).map(Some),
+        false => Ok(None),
+    })?;
     // (The library's errors name the file at fault.)
-    let saved = run.load_last()?;
+    let saved = ranks.agree(match &run {
+        Some(run) => run.load_last().map_err(Into::into),
+        None => RunFolder::read_last(&out).map_err(Into::into),
+    })?;
     let changes = resume_changes(args, &saved.config, saved.data.resize);
-    if !changes.is_empty() {
-        bail!(
+    ranks.agree(match changes.is_empty() {
+        true => Ok(()),
+        false => Err(anyhow::anyhow!(
             "--resume continues the run with the settings it was started with (in {}); the \
              options given would change {}: drop them, or start a new run with another --out",
             last.join("checkpoint.json").display(),
             changes.join(", ")
-        );
-    }
+        )),
+    })?;
     if saved.is_finished() {
-        eprintln!(
-            "the run in {} is finished ({} of {} epochs): nothing to resume",
-            out.display(),
-            saved.state.epoch,
-            saved.config.epochs
-        );
+        if ranks.is_writer() {
+            eprintln!(
+                "the run in {} is finished ({} of {} epochs): nothing to resume",
+                out.display(),
+                saved.state.epoch,
+                saved.config.epochs
+            );
+        }
         return Ok(());
     }
-    // The run's own data unless --data names other data; either way it must be the same.
-    let (data, origin) = saved
-        .data
-        .reopen(args.data.as_deref())
-        .with_context(|| format!("cannot resume {}", out.display()))?;
-    eprintln!(
-        "resuming {} at epoch {}, step {} (of {} epochs)",
-        last.display(),
-        saved.state.epoch + 1,
-        saved.state.step_in_epoch,
-        saved.config.epochs
-    );
-    let mut trainer = saved
-        .into_trainer(&data)
-        .with_context(|| format!("cannot resume from {}", last.display()))?;
-    train(&mut trainer, &data, &origin, &run, args.save_every)
+    let position = (saved.state.epoch + 1, saved.state.step_in_epoch);
+    let epochs = saved.config.epochs;
+    let prepare = || -> Result<_> {
+        // The run's own data unless --data names other data; either way it must be the same.
+        let (data, origin) = saved
+            .data
+            .reopen(args.data.as_deref())
+            .with_context(|| format!("cannot resume {}", out.display()))?;
+        let trainer = saved
+            .into_trainer(&data)
+            .with_context(|| format!("cannot resume from {}", last.display()))?;
+        Ok((ranks.attach(trainer, data.train.len())?, data, origin))
+    };
+    let (mut trainer, data, origin) = ranks.agree(prepare())?;
+    match run {
+        Some(run) => {
+            eprintln!(
+                "resuming {} at epoch {}, step {} (of {epochs} epochs)",
+                last.display(),
+                position.0,
+                position.1,
+            );
+            train(&mut trainer, &data, &origin, &run, args.save_every)
+        }
+        None => follow(&mut trainer, &data),
+    }
+}
+
+/// Run `trainer` to the end as a rank that writes nothing (rank 0 does): the same steps,
+/// stopped by the same signals.
+fn follow(trainer: &mut Trainer, data: &DataSplit) -> Result<()> {
+    /// Stops at a signal, says nothing.
+    struct Silent;
+    impl TrainHooks for Silent {
+        fn on_step(&mut self, _: &Trainer, _: &StepProgress) -> convnet::Result<Control> {
+            Ok(match signals::received() {
+                Some(_) => Control::Stop,
+                None => Control::Continue,
+            })
+        }
+    }
+    signals::install();
+    match trainer.run(data, &mut Silent) {
+        Err(Error::Interrupted) => {
+            std::process::exit(128 + signals::received().unwrap_or(libc::SIGINT))
+        }
+        result => Ok(result?),
+    }
 }
 
 /// What the options given would change in a run of `config` whose images were resized to

@@ -48,6 +48,10 @@ pub struct BackwardOutput {
     pub captured: Vec<Option<Tensor>>,
 }
 
+/// What [`Model::backward_observed`] calls with each node (and its index) whose backward is
+/// done.
+pub type NodeDone<'a> = dyn FnMut(usize, &Node) -> Result<()> + 'a;
+
 /// A built model with its parameters.
 #[derive(Debug, Clone)]
 pub struct Model {
@@ -257,6 +261,26 @@ impl Model {
         self.backward_with(grad_output, &request).map(|_| ())
     }
 
+    /// [`Model::backward`], calling `done(index, node)` as soon as the backward of each node
+    /// with parameters is done (its gradients are then final for this pass), so data-parallel
+    /// training can start summing them across workers while earlier layers still compute.
+    pub fn backward_observed(
+        &mut self,
+        grad_output: &Tensor,
+        done: &mut NodeDone<'_>,
+    ) -> Result<()> {
+        let request = BackwardRequest {
+            params: true,
+            ..BackwardRequest::default()
+        };
+        match self.outputs[0] {
+            Source::Node(j) => self
+                .backward_inner(j, grad_output, &request, Some(done))
+                .map(|_| ()),
+            Source::Input(_) => Ok(()),
+        }
+    }
+
     /// Backward from the gradient w.r.t. the (first) output, computing what `request` asks
     /// for.
     pub fn backward_with(
@@ -282,6 +306,17 @@ impl Model {
         start: usize,
         grad: &Tensor,
         request: &BackwardRequest<'_>,
+    ) -> Result<BackwardOutput> {
+        self.backward_inner(start, grad, request, None)
+    }
+
+    /// [`Model::backward_from`], calling `done` after each node with parameters.
+    fn backward_inner(
+        &mut self,
+        start: usize,
+        grad: &Tensor,
+        request: &BackwardRequest<'_>,
+        mut done: Option<&mut NodeDone<'_>>,
     ) -> Result<BackwardOutput> {
         let n = self.nodes.len();
         if start >= n {
@@ -340,6 +375,11 @@ impl Model {
             }
             let input_grads =
                 (node.layer.backward(g, need_input_grad)).map_err(|e| layer_error(node, e))?;
+            if let Some(done) = done.as_deref_mut()
+                && wants_params
+            {
+                done(i, node)?;
+            }
             for (s, gi) in node.inputs.clone().into_iter().zip(input_grads) {
                 let Some(gi) = gi else { continue };
                 let slot = match s {

@@ -264,7 +264,14 @@ impl RunFolder {
     /// where its data came from, and its optimizer state (a resume without them would not
     /// continue the run as it was, so their absence is refused, naming the file).
     pub fn load_last(&self) -> Result<Resumable> {
-        let ck = super::load(&self.dir.join(LAST))?;
+        Self::read_last(&self.dir)
+    }
+
+    /// [`RunFolder::load_last`] of the run in `dir`, without locking it: for the other
+    /// processes of a data-parallel run, whose first process holds the lock (and has
+    /// repaired the run).
+    pub fn read_last(dir: &Path) -> Result<Resumable> {
+        let ck = super::load(&dir.join(LAST))?;
         let meta_path = ck.dir.join(META_FILE);
         let (Some(state), Some(config)) = (ck.meta.training.clone(), ck.meta.config.clone()) else {
             return Err(Error::file(

@@ -202,6 +202,41 @@ impl EpochPlan {
     /// # Panics
     /// As [`batch`](Self::batch).
     pub fn batch_into(&self, data: &Dataset, norm: &Normalization, b: usize, out: &mut Batch) {
+        self.positions_into(data, norm, self.positions(b), out);
+    }
+
+    /// The part of batch `b` that worker `rank` of `count` trains on in data-parallel
+    /// training ([`crate::train::shard`]): augmented as in the whole batch.
+    ///
+    /// # Panics
+    /// As [`batch`](Self::batch).
+    pub fn shard(
+        &self,
+        data: &Dataset,
+        norm: &Normalization,
+        b: usize,
+        (rank, count): (usize, usize),
+    ) -> Batch {
+        let all = self.positions(b);
+        let part = crate::train::shard(all.len(), rank, count);
+        let mut out = Batch::default();
+        self.positions_into(
+            data,
+            norm,
+            all.start + part.start..all.start + part.end,
+            &mut out,
+        );
+        out
+    }
+
+    /// The images at epoch `positions` into `out`.
+    fn positions_into(
+        &self,
+        data: &Dataset,
+        norm: &Normalization,
+        positions: std::ops::Range<usize>,
+        out: &mut Batch,
+    ) {
         assert_eq!(
             data.len(),
             self.order.len(),
@@ -215,7 +250,6 @@ impl EpochPlan {
             norm.mean.len(),
             data.channels
         );
-        let positions = self.positions(b);
         let start = positions.start;
         let n = positions.len();
         let [c, h, w] = data.image_dims();

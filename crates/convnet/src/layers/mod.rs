@@ -62,10 +62,12 @@ pub use softmax::{Softmax, SoftmaxConfig};
 
 use std::any::Any;
 use std::fmt;
+use std::sync::Arc;
 
 use convnet_core::{GradRequest, Tensor, add_in_place};
 
 use crate::error::{Error, Result};
+use crate::train::Workers;
 
 /// Every layer kind a model file may name (messages list their type names in this order).
 pub const KINDS: &[KindEntry] = &[
@@ -100,8 +102,8 @@ pub const KINDS: &[KindEntry] = &[
 ];
 
 /// How a forward pass runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ForwardCtx {
+#[derive(Debug, Clone, Copy)]
+pub struct ForwardCtx<'a> {
     /// Training behaviour (dropout active, batch norm on batch statistics) or evaluation.
     pub training: bool,
     /// Keep what the backward pass needs (inputs, masks, indices). Training always does;
@@ -113,9 +115,12 @@ pub struct ForwardCtx {
     pub step: u64,
     /// Index of the layer in its model (set by the model).
     pub node: u64,
+    /// The workers whose shards batch norm takes its statistics over, in data-parallel
+    /// training with synchronized batch norm (`None`: this process's batch alone).
+    pub sync_batch_norm: Option<&'a Arc<dyn Workers>>,
 }
 
-impl ForwardCtx {
+impl<'a> ForwardCtx<'a> {
     /// Training step `step` of a run seeded with `seed`.
     pub fn train(seed: u64, step: u64) -> Self {
         ForwardCtx {
@@ -124,6 +129,7 @@ impl ForwardCtx {
             seed,
             step,
             node: 0,
+            sync_batch_norm: None,
         }
     }
 
@@ -135,6 +141,15 @@ impl ForwardCtx {
             seed: 0,
             step: 0,
             node: 0,
+            sync_batch_norm: None,
+        }
+    }
+
+    /// Batch norm statistics over every worker's shard of the batch.
+    pub fn with_sync_batch_norm(self, workers: Option<&'a Arc<dyn Workers>>) -> Self {
+        ForwardCtx {
+            sync_batch_norm: workers,
+            ..self
         }
     }
 }

@@ -4,6 +4,8 @@ use convnet_core::{
     Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward, batch_norm_train,
 };
 
+use std::sync::Arc;
+
 use serde::{Deserialize, Serialize};
 
 use super::kind::{Kind, Output, by_type_name};
@@ -14,6 +16,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::rng::Rng;
+use crate::train::{Workers, sync_bn};
 
 fn default_eps() -> f32 {
     1e-5
@@ -230,11 +233,13 @@ impl Kind for BatchNormConfig {
 /// What backward needs: the input and how it was normalised.
 #[derive(Debug, Clone)]
 enum Cache {
-    /// Batch statistics (training, or no running statistics).
+    /// Batch statistics (training, or no running statistics), over these workers' shards
+    /// when `workers` is given.
     Batch {
         input: Tensor,
         mean: Tensor,
         invstd: Tensor,
+        workers: Option<Arc<dyn Workers>>,
     },
     /// Running statistics (evaluation).
     Running { input: Tensor },
@@ -291,7 +296,11 @@ impl Module for BatchNorm {
         let bias = self.bias.as_ref().map(|p| &p.value);
         let use_batch = ctx.training || !self.config.track_running_stats;
         if use_batch {
-            let out = batch_norm_train(&x, weight, bias, self.config.eps)?;
+            let eps = self.config.eps;
+            let out = match ctx.sync_batch_norm {
+                Some(workers) => sync_bn::forward(&x, weight, bias, eps, workers.as_ref())?,
+                None => batch_norm_train(&x, weight, bias, eps)?,
+            };
             if ctx.training && self.config.track_running_stats {
                 self.update_running(out.mean.data(), out.var_unbiased.data());
             }
@@ -299,6 +308,7 @@ impl Module for BatchNorm {
                 input: x,
                 mean: out.mean,
                 invstd: out.invstd,
+                workers: ctx.sync_batch_norm.cloned(),
             });
             Ok(out.output)
         } else {
@@ -326,7 +336,14 @@ impl Module for BatchNorm {
                 input,
                 mean,
                 invstd,
+                workers: None,
             } => batch_norm_backward(&grad_output, input, mean, invstd, weight)?,
+            Cache::Batch {
+                input,
+                mean,
+                invstd,
+                workers: Some(workers),
+            } => sync_bn::backward(&grad_output, input, mean, invstd, weight, workers.as_ref())?,
             Cache::Running { input } => batch_norm_eval_backward(
                 &grad_output,
                 input,

@@ -6,6 +6,7 @@
 //! resumed from a checkpoint (which holds the weights, batch-norm statistics, optimizer state
 //! and position) continues exactly as the uninterrupted run would have.
 
+use std::sync::Arc;
 use std::time::Instant;
 
 use convnet_core::{Tensor, cross_entropy, mse_loss};
@@ -13,13 +14,17 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Augment, Batch, BatchSpec, DataSplit, Dataset, EpochPlan, Normalization};
 use crate::error::{Error, Result};
-use crate::layers::ForwardCtx;
+use crate::layers::{BatchNorm, BufferMut, ForwardCtx};
 use crate::model::Model;
 use crate::optim::{Optimizer, Schedule};
+use crate::rng::Rng;
 
 mod config;
+pub(crate) mod sync_bn;
+mod workers;
 
 pub use config::{LossKind, MAX_BATCH_SIZE, MAX_EPOCHS, SettingChange, TrainConfig};
+pub use workers::{GradientLayout, Parallel, Place, Workers, shard};
 
 /// `Err` saying why `norm` cannot normalize `channels`-channel images: another channel count,
 /// a mean or std that is not finite, a std that is not positive.
@@ -186,6 +191,9 @@ pub struct TrainState {
     pub epoch_seconds: f64,
     pub best_accuracy: Option<f64>,
     pub history: Vec<EpochRecord>,
+    /// How the run trains in parallel (absent: a single process).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parallel: Option<Parallel>,
 }
 
 impl TrainState {
@@ -215,6 +223,13 @@ impl TrainState {
                 "the training state has finished {} epochs but holds {} records",
                 self.epoch,
                 self.history.len()
+            ));
+        }
+        if let Some(p) = self.parallel.filter(|p| p.workers < 2) {
+            return Err(format!(
+                "the training state says the run trains on {} workers; a run on several has \
+                 at least 2 (a single process records none)",
+                p.workers
             ));
         }
         if let Some((i, r)) = self
@@ -350,7 +365,19 @@ pub fn evaluate(
     batch_size: usize,
     loss: LossKind,
 ) -> Result<EvalReport> {
-    check_split(model, data, norm, "evaluate on")?;
+    evaluate_on(None, model, data, norm, batch_size, loss)
+}
+
+/// The summed loss and the confusion counts of the evaluation batches `b` with
+/// `b % count == rank`: worker `rank`'s share of an evaluation over `count` workers.
+fn evaluate_part(
+    model: &mut Model,
+    data: &Dataset,
+    norm: &Normalization,
+    batch_size: usize,
+    loss: LossKind,
+    (rank, count): (usize, usize),
+) -> Result<(f64, Vec<Vec<usize>>)> {
     let classes = data.classes.len();
     let mut confusion = vec![vec![0usize; classes]; classes];
     let mut loss_sum = 0.0;
@@ -362,7 +389,7 @@ pub fn evaluate(
     };
     let plan = EpochPlan::new(data.len(), &spec, 0);
     let mut batch: Option<Batch> = None;
-    for b in 0..plan.batches() {
+    for b in (rank..plan.batches()).step_by(count.max(1)) {
         let batch = match &mut batch {
             Some(existing) => {
                 plan.batch_into(data, norm, b, existing);
@@ -378,14 +405,46 @@ pub fn evaluate(
             confusion[label][pred] += 1;
         }
     }
+    Ok((loss_sum, confusion))
+}
+
+/// The report of an evaluation of `data` from its summed loss and confusion counts.
+fn report(data: &Dataset, loss_sum: f64, confusion: Vec<Vec<usize>>) -> EvalReport {
     let n = data.len().max(1) as f64;
-    let correct: usize = (0..classes).map(|i| confusion[i][i]).sum();
-    Ok(EvalReport {
+    let correct: usize = (0..confusion.len()).map(|i| confusion[i][i]).sum();
+    EvalReport {
         loss: loss_sum / n,
         accuracy: correct as f64 / n,
         confusion,
         classes: data.classes.clone(),
-    })
+    }
+}
+
+/// [`evaluate`], shared between `workers` when there are any: each evaluates a share of the
+/// batches, and every one gets the whole report. The model must be the same on every worker.
+fn evaluate_on(
+    workers: Option<&dyn Workers>,
+    model: &mut Model,
+    data: &Dataset,
+    norm: &Normalization,
+    batch_size: usize,
+    loss: LossKind,
+) -> Result<EvalReport> {
+    check_split(model, data, norm, "evaluate on")?;
+    let part = workers.map_or((0, 1), |w| (w.rank(), w.count()));
+    let (loss_sum, confusion) = evaluate_part(model, data, norm, batch_size, loss, part)?;
+    let Some(workers) = workers else {
+        return Ok(report(data, loss_sum, confusion));
+    };
+    let mut sums: Vec<f64> = confusion.iter().flatten().map(|&c| c as f64).collect();
+    sums.push(loss_sum);
+    workers.sum_f64(&mut sums)?;
+    let loss_sum = sums.pop().unwrap_or(0.0);
+    let k = confusion.len();
+    let confusion = (sums.chunks(k.max(1)))
+        .map(|row| row.iter().map(|&c| c as usize).collect())
+        .collect();
+    Ok(report(data, loss_sum, confusion))
 }
 
 /// Whether `model` can run on `data` normalized by `norm`: images there, of the model's
@@ -451,6 +510,8 @@ pub struct Trainer {
     pub normalization: Normalization,
     pub classes: Vec<String>,
     steps_per_epoch: usize,
+    /// The processes this one trains with (`None`: it trains alone).
+    workers: Option<Arc<dyn Workers>>,
 }
 
 impl Trainer {
@@ -508,7 +569,49 @@ impl Trainer {
             normalization,
             classes,
             steps_per_epoch,
+            workers: None,
         })
+    }
+
+    /// Train data-parallel with `workers`: this process takes its share of every global
+    /// batch of `config.batch_size` images. Refused when the last batch of an epoch would
+    /// leave a worker without images.
+    pub fn with_workers(mut self, workers: Arc<dyn Workers>, train_len: usize) -> Result<Self> {
+        let count = workers.count();
+        let batch = self.config.batch_size;
+        let last = match train_len % batch {
+            0 => batch,
+            rest => rest,
+        };
+        if last < count {
+            return Err(Error::config(
+                "batch_size",
+                format!(
+                    "{count} workers need at least {count} images in every batch, but {}: \
+                     give a --batch-size of at least {count} whose last batch of the \
+                     {train_len} training images is not smaller than that",
+                    if batch < count {
+                        format!("the batch size is {batch}")
+                    } else {
+                        format!("the last batch of each epoch holds {last}")
+                    }
+                ),
+            ));
+        }
+        self.workers = Some(workers);
+        self.check_parallel()?;
+        Ok(self)
+    }
+
+    /// The processes this one trains with, if it trains data-parallel.
+    pub fn workers(&self) -> Option<&dyn Workers> {
+        self.workers.as_deref()
+    }
+
+    /// Whether this process writes checkpoints and metrics: worker 0, or a process that
+    /// trains alone.
+    pub fn is_writer(&self) -> bool {
+        self.workers().is_none_or(|w| w.rank() == 0)
     }
 
     pub fn config(&self) -> &TrainConfig {
@@ -527,12 +630,26 @@ impl Trainer {
     }
 
     /// One optimizer step on a batch; returns the batch loss and how many were right.
+    ///
+    /// Training data-parallel, `batch` is this worker's shard of the global batch, and the
+    /// loss and count returned are the global batch's (the same on every worker).
     pub fn step(&mut self, batch: &Batch) -> Result<(f64, usize)> {
         self.model.zero_grad();
-        let ctx = ForwardCtx::train(self.config.seed, self.state.global_step as u64);
+        let sync = (self.workers.as_ref()).filter(|w| w.sync_batch_norm());
+        let ctx = ForwardCtx::train(self.dropout_seed(), self.state.global_step as u64)
+            .with_sync_batch_norm(sync);
         let logits = self.model.forward(&batch.images, ctx)?;
         check_classes(&logits, self.classes.len())?;
-        let (loss, grad) = loss_and_grad(self.config.loss, &logits, &batch.labels)?;
+        let (loss, mut grad) = loss_and_grad(self.config.loss, &logits, &batch.labels)?;
+        let correct = argmax_rows(&logits)
+            .iter()
+            .zip(&batch.labels)
+            .filter(|(p, l)| p == l)
+            .count();
+        let (loss, correct) = match self.workers() {
+            Some(workers) => global_loss(workers, loss, correct, &mut grad)?,
+            None => (loss, correct),
+        };
         if !loss.is_finite() {
             return Err(Error::Diverged(format!(
                 "the loss became {loss} at epoch {}, step {} (try a lower learning rate)",
@@ -540,12 +657,10 @@ impl Trainer {
                 self.state.step_in_epoch + 1
             )));
         }
-        let correct = argmax_rows(&logits)
-            .iter()
-            .zip(&batch.labels)
-            .filter(|(p, l)| p == l)
-            .count();
-        self.model.backward(&grad)?;
+        match &self.workers {
+            Some(workers) => workers.backward_summed(&mut self.model, &grad)?,
+            None => self.model.backward(&grad)?,
+        }
         let (lr, momentum) = self.schedule.at(self.state.global_step);
         self.optimizer.step(&mut self.model, lr, momentum);
         self.model.clear();
@@ -560,11 +675,54 @@ impl Trainer {
         Ok((loss, correct))
     }
 
+    /// The seed of dropout masks: the run's, and one of its own for each worker but the
+    /// first (else every worker would draw the same masks for its shard).
+    fn dropout_seed(&self) -> u64 {
+        match self.workers().map_or(0, |w| w.rank()) {
+            0 => self.config.seed,
+            rank => Rng::stream(self.config.seed, &[WORKER_DROPOUT, rank as u64]).next_u64(),
+        }
+    }
+
+    /// Check that the run may continue as it trains now ([`Parallel`]), and record that
+    /// (nothing to check before its first step).
+    fn check_parallel(&mut self) -> Result<()> {
+        let now = Parallel::of(self.workers());
+        if self.state.global_step == 0 {
+            self.state.parallel = now;
+            return Ok(());
+        }
+        let has_batch_norm =
+            (self.model.nodes().iter()).any(|n| n.layer.downcast_ref::<BatchNorm>().is_some());
+        workers::check_resume(
+            self.state.parallel,
+            now,
+            has_batch_norm,
+            self.config.batch_size,
+        )?;
+        self.state.parallel = now;
+        Ok(())
+    }
+
+    /// Evaluate on `data` (shared between the workers when there are any).
+    fn evaluate(&mut self, data: &Dataset, batch_size: usize) -> Result<EvalReport> {
+        let workers = self.workers.as_deref();
+        if let Some(workers) = workers.filter(|w| !w.sync_batch_norm()) {
+            // Each worker's running statistics are of its own shards: worker 0's are the
+            // model's, as PyTorch's DistributedDataParallel broadcasts them.
+            broadcast_buffers(workers, &mut self.model)?;
+        }
+        let (norm, loss) = (&self.normalization, self.config.loss);
+        evaluate_on(workers, &mut self.model, data, norm, batch_size, loss)
+    }
+
     /// Train until `config.epochs` epochs are done (continuing from `state`), evaluating on
     /// the test set after each epoch.
     pub fn run(&mut self, data: &DataSplit, hooks: &mut dyn TrainHooks) -> Result<()> {
+        self.check_parallel()?;
         let spec = self.config.batch_spec();
         let eval_batch = self.config.batch_size.max(256);
+        let part = self.workers().map_or((0, 1), |w| (w.rank(), w.count()));
         while self.state.epoch < self.config.epochs {
             let epoch = self.state.epoch;
             let plan = EpochPlan::new(data.train.len(), &spec, epoch as u64);
@@ -575,13 +733,13 @@ impl Trainer {
             let norm = self.normalization.clone();
             // The next batch is prepared on another thread while this one trains.
             let mut next: Option<Batch> = (self.state.step_in_epoch < steps)
-                .then(|| plan.batch(&data.train, &norm, self.state.step_in_epoch));
+                .then(|| prepare(&plan, &data.train, &norm, self.state.step_in_epoch, part));
             while self.state.step_in_epoch < steps {
                 let b = self.state.step_in_epoch;
                 let batch = next.take().expect("prepared");
                 let (result, prepared) = std::thread::scope(|scope| {
                     let ahead = (b + 1 < steps)
-                        .then(|| scope.spawn(|| plan.batch(&data.train, &norm, b + 1)));
+                        .then(|| scope.spawn(|| prepare(&plan, &data.train, &norm, b + 1, part)));
                     let result = self.step(&batch);
                     (
                         result,
@@ -590,7 +748,7 @@ impl Trainer {
                 });
                 next = prepared;
                 let (loss, correct) = result?;
-                let n = batch.labels.len();
+                let n = plan.positions(b).len();
                 self.state.epoch_loss_sum += loss * n as f64;
                 self.state.epoch_correct += correct;
                 self.state.epoch_seen += n;
@@ -614,13 +772,7 @@ impl Trainer {
                 }
             }
             let seconds = self.state.epoch_seconds;
-            let test = evaluate(
-                &mut self.model,
-                &data.test,
-                &self.normalization,
-                eval_batch,
-                self.config.loss,
-            )?;
+            let test = self.evaluate(&data.test, eval_batch)?;
             let seen = self.state.epoch_seen.max(1) as f64;
             let record = EpochRecord {
                 epoch: epoch + 1,
@@ -650,4 +802,50 @@ impl Trainer {
         }
         Ok(())
     }
+}
+
+/// Stream tag of the dropout seeds of workers other than the first.
+const WORKER_DROPOUT: u64 = 0x574f_524b;
+
+/// Batch `b` of `plan`, or worker `rank`'s shard of it when `count` workers train.
+fn prepare(
+    plan: &EpochPlan,
+    data: &Dataset,
+    norm: &Normalization,
+    b: usize,
+    (rank, count): (usize, usize),
+) -> Batch {
+    match count {
+        1 => plan.batch(data, norm, b),
+        _ => plan.shard(data, norm, b, (rank, count)),
+    }
+}
+
+/// The loss and the count of right answers of the global batch, from this worker's (mean
+/// `loss` and `correct` of its shard); `grad`, the gradient of its shard's mean loss, is
+/// scaled by the shard's share of the batch, so that the sum of the workers' parameter
+/// gradients is the gradient of the global batch's mean loss.
+fn global_loss(
+    workers: &dyn Workers,
+    loss: f64,
+    correct: usize,
+    grad: &mut Tensor,
+) -> Result<(f64, usize)> {
+    let n = grad.dims().first().copied().unwrap_or(0) as f64;
+    let mut sums = [loss * n, correct as f64, n];
+    workers.sum_f64(&mut sums)?;
+    let [loss_sum, correct, total] = sums;
+    let share = (n / total) as f32;
+    grad.data_mut().iter_mut().for_each(|g| *g *= share);
+    Ok((loss_sum / total, correct as usize))
+}
+
+/// Worker 0's buffers (batch-norm running statistics) on every worker.
+fn broadcast_buffers(workers: &dyn Workers, model: &mut Model) -> Result<()> {
+    for (_, buffer) in model.buffers_mut() {
+        if let BufferMut::Tensor(t) = buffer {
+            workers.broadcast(t.data_mut())?;
+        }
+    }
+    Ok(())
 }
