@@ -488,7 +488,11 @@ fn constant_operands_broadcast_over_the_batch_and_round_trip_through_the_weights
 fn constant_settings_that_cannot_be_built_are_refused_with_named_errors() {
     let with = |table: &str| model_text("[1, 2, 2]", table);
     let err = model_error(&with("type = \"constant\"\nshape = [3]\n"));
-    assert_contains(&err, "takes 0 input(s), 1 given");
+    assert_contains(
+        &err,
+        "layer 0 ('layer', constant): a constant reads no input, but it is given 1 (a layer \
+         reads the one before it unless told otherwise): give it inputs = []",
+    );
     let err = model_error(&with("type = \"constant\"\nshape = [3, 0]\ninputs = []\n"));
     assert_contains(&err, "a constant's sizes must be at least 1, got [3, 0]");
     let err = model_error(&with(

@@ -27,8 +27,9 @@ impl ConstantConfig {
 impl Kind for ConstantConfig {
     const NAMES: &'static [&'static str] = &["constant"];
 
+    /// Any count passes here so that [`Kind::output`] can say how to give none.
     fn arity(&self) -> Arity {
-        Arity::Exactly(0)
+        Arity::AtLeast(0)
     }
 
     fn check(&self) -> Result<()> {
@@ -45,7 +46,14 @@ impl Kind for ConstantConfig {
     }
 
     /// The plan bounds this shape (the per-sample output) before anything is allocated.
-    fn output(&self, _inputs: &[&[usize]]) -> Result<Output> {
+    fn output(&self, inputs: &[&[usize]]) -> Result<Output> {
+        if !inputs.is_empty() {
+            return Err(Error::model(format!(
+                "a constant reads no input, but it is given {} (a layer reads the one \
+                 before it unless told otherwise): give it inputs = []",
+                inputs.len()
+            )));
+        }
         Ok(Output::new(self.shape.clone()))
     }
 

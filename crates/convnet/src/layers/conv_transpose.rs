@@ -110,11 +110,8 @@ impl ConvTranspose2dConfig {
             )
         })?;
         let g = self.groups;
-        if c_in == 0
-            || self.out_channels == 0
-            || !c_in.is_multiple_of(g)
-            || !self.out_channels.is_multiple_of(g)
-        {
+        let divides = |c: usize| c.is_multiple_of(g);
+        if c_in == 0 || self.out_channels == 0 || !divides(c_in) || !divides(self.out_channels) {
             return Err(Error::config(
                 "channels",
                 format!(
