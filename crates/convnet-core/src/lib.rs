@@ -52,11 +52,13 @@ pub use ops::conv2d::{
 pub use ops::elementwise::add_in_place;
 pub use ops::linear::{LinearGrads, linear, linear_backward};
 pub use ops::loss::{LossOutput, cross_entropy, log_softmax, mse_loss, softmax};
+pub use ops::pad::{pad2d, pad2d_backward, padded_dims};
 pub use ops::pool::{
     MaxPool2dOutput, Pool2dParams, Pool2dParamsBuilder, adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward,
     global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
     max_pool2d_backward,
 };
+pub use ops::resize::{Resize2dParams, ResizeMode, resize2d, resize2d_backward};
 pub use ops::softmax::{softmax_axis, softmax_axis_backward};
 pub use tensor::{Shape, Tensor};

@@ -527,3 +527,192 @@ fn softmax_reads_back_equal_and_bad_axes_are_refused() {
         "softmax along dim 4 needs inputs [N, ...] of more than 4 axes",
     );
 }
+
+// ---- conv_transpose2d --------------------------------------------------------------------------
+
+#[test]
+fn conv_transpose2d_equals_pytorch_with_stride_padding_output_padding_groups_and_dilation() {
+    equals_pytorch("conv_transpose_");
+}
+
+#[test]
+fn conv_transpose2d_gradients_agree_with_finite_differences() {
+    let table = "type = \"conv_transpose2d\"\nout_channels = 4\nkernel = [2, 3]\nstride = 2\n\
+                 padding = [1, 0, 0, 1]\noutput_padding = [1, 0]\ngroups = 2\n";
+    finite_differences(table, &[tensor(&[2, 2, 3, 2], 1)]);
+    let table = "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 2\ndilation = 2\n\
+                 bias = false\n";
+    finite_differences(table, &[tensor(&[1, 3, 2, 3], 2)]);
+}
+
+#[test]
+fn conv_transpose2d_reads_back_equal_and_plans_its_output_size() {
+    let table = "type = \"conv_transpose2d\"\nout_channels = 6\nkernel = 3\nstride = 2\n\
+                 padding = 1\noutput_padding = 1\n";
+    let text = model_text("[4, 5, 7]", table);
+    assert_eq!(round_trip(&text), [6, 10, 14]);
+    let spec = ModelSpec::from_toml(&text).unwrap();
+    let summary = summarize_spec(&spec).unwrap();
+    assert_eq!(summary.layers[0].params, 4 * 6 * 9 + 6);
+}
+
+#[test]
+fn conv_transpose2d_settings_that_cannot_work_are_refused_with_named_errors() {
+    let with = |table: &str| model_text("[4, 5, 5]", table);
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\nstride = 2\noutput_padding = 2\n",
+    ));
+    assert_contains(
+        &err,
+        "output_padding: must be smaller than the stride [2, 2] on each axis",
+    );
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\npadding = \"same\"\n",
+    ));
+    assert_contains(&err, "conv_transpose2d takes amounts");
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 3\nkernel = 3\ngroups = 2\n",
+    ));
+    assert_contains(&err, "that groups = 2 divides, got 4 -> 3");
+    let err = model_error(&with(
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 1\npadding = 3\n",
+    ));
+    assert_contains(&err, "leaves no output");
+}
+
+#[test]
+fn conv_transpose2d_with_a_huge_stride_is_refused_before_allocating() {
+    let err = model_error(&model_text(
+        "[4, 5, 5]",
+        "type = \"conv_transpose2d\"\nout_channels = 2\nkernel = 3\nstride = 1000000000\n",
+    ));
+    assert_contains(
+        &err,
+        "layer 0 ('layer', conv_transpose2d): conv_transpose2d: stride too large: the output \
+         [2, 4000000003, 4000000003] would hold 32000000048000000018 values, more than the \
+         2147483648 one tensor may hold",
+    );
+}
+
+// ---- pad ---------------------------------------------------------------------------------------
+
+#[test]
+fn pad_equals_f_pad_in_every_mode() {
+    equals_pytorch("pad_");
+}
+
+#[test]
+fn pad_gradients_agree_with_finite_differences() {
+    for mode in ["constant", "reflect", "replicate", "circular"] {
+        let table = format!("type = \"pad\"\npads = [2, 1, 0, 2]\nmode = \"{mode}\"\n");
+        finite_differences(&table, &[tensor(&[1, 2, 3, 3], 1)]);
+    }
+}
+
+#[test]
+fn pad_reads_back_equal_and_refuses_amounts_its_mode_cannot_take() {
+    let table = "type = \"pad\"\npads = [1, 2, 3, 4]\nmode = \"replicate\"\n";
+    assert_eq!(round_trip(&model_text("[2, 3, 3]", table)), [2, 7, 9]);
+    let table = "type = \"pad\"\npads = [1, 0, 1, 0]\nvalue = -1.5\n";
+    assert_eq!(round_trip(&model_text("[2, 3, 3]", table)), [2, 5, 3]);
+    let err = model_error(&model_text(
+        "[2, 3, 3]",
+        "type = \"pad\"\npads = [3, 0, 0, 0]\nmode = \"reflect\"\n",
+    ));
+    assert_contains(
+        &err,
+        "pad: invalid pads: Reflect padding of [top 3, bottom 0, left 0, right 0] does not fit a 3x3 plane",
+    );
+    let err = model_error(&model_text(
+        "[2, 3, 3]",
+        "type = \"pad\"\npads = [1, 1, 1, 1]\nmode = \"reflect\"\nvalue = 2\n",
+    ));
+    assert_contains(&err, "a border value is for mode = \"constant\" only");
+    let err = model_error(&model_text(
+        "[2, 3, 3]",
+        "type = \"pad\"\npads = [1, 1, 1, 1]\nmode = \"mirror\"\n",
+    ));
+    assert_contains(
+        &err,
+        "mode = \"mirror\" is not one of: constant, reflect, replicate, circular",
+    );
+}
+
+#[test]
+fn pad_beyond_the_tensor_bound_is_refused_before_allocating() {
+    let err = model_error(&model_text(
+        "[2, 3, 3]",
+        "type = \"pad\"\npads = [100000, 100000, 100000, 100000]\n",
+    ));
+    assert_contains(
+        &err,
+        "pad: pads too large: the padded output [1, 2, 200003, 200003] would hold",
+    );
+}
+
+// ---- resize ------------------------------------------------------------------------------------
+
+#[test]
+fn resize_equals_f_interpolate_nearest_and_bilinear_by_scale_and_size() {
+    equals_pytorch("resize_");
+}
+
+#[test]
+fn resize_gradients_agree_with_finite_differences() {
+    for table in [
+        "type = \"resize\"\nscale = [2.0, 3.0]\n",
+        "type = \"resize\"\nsize = [5, 2]\n",
+        "type = \"resize\"\nsize = [5, 7]\nmode = \"bilinear\"\n",
+        "type = \"resize\"\nsize = [2, 5]\nmode = \"bilinear\"\nalign_corners = true\n",
+        "type = \"resize\"\nscale = [1.5, 0.5]\nmode = \"bilinear\"\n",
+    ] {
+        finite_differences(table, &[tensor(&[1, 2, 3, 4], 1)]);
+    }
+}
+
+#[test]
+fn resize_reads_back_equal_and_plans_its_output_size() {
+    let with = |table: &str| round_trip(&model_text("[3, 4, 5]", table));
+    assert_eq!(with("type = \"resize\"\nscale = [2, 1.5]\n"), [3, 8, 7]);
+    assert_eq!(
+        with("type = \"resize\"\nsize = [3, 9]\nmode = \"bilinear\"\n"),
+        [3, 3, 9]
+    );
+    assert_eq!(
+        with("type = \"resize\"\nsize = [3, 9]\nmode = \"bilinear\"\nalign_corners = true\n"),
+        [3, 3, 9]
+    );
+}
+
+#[test]
+fn resize_with_a_zero_scale_or_a_size_beyond_the_bound_is_refused_naming_the_setting() {
+    let with = |table: &str| model_error(&model_text("[3, 4, 5]", table));
+    assert_contains(
+        &with("type = \"resize\"\nscale = [0, 2]\n"),
+        "resize: invalid scale: must be finite and above 0, got [0.0, 2.0]",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nscale = [0.1, 2]\n"),
+        "each side must be at least 1",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nsize = [0, 2]\n"),
+        "resize: invalid size: must be at least 1x1, got 0x2",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nsize = [100000, 100000]\n"),
+        "resize: size too large: the output [3, 100000, 100000] would hold 30000000000 values",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nscale = [1e12, 1e12]\n"),
+        "resize: scale too large",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nscale = [2, 2]\nsize = [8, 8]\n"),
+        "resize needs exactly one of scale = [h, w] and size = [h, w]",
+    );
+    assert_contains(
+        &with("type = \"resize\"\nsize = [8, 8]\nalign_corners = true\n"),
+        "align_corners: is for mode = \"bilinear\" only",
+    );
+}

@@ -16,7 +16,9 @@ pub mod conv2d;
 pub mod elementwise;
 pub mod linear;
 pub mod loss;
+pub mod pad;
 pub mod pool;
+pub mod resize;
 pub mod softmax;
 
 /// Which gradients a backward pass computes (of an op with a weight and a bias: conv2d,

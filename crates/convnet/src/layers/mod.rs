@@ -17,15 +17,19 @@
 
 mod activation;
 mod binary;
+mod bounded;
 mod concat;
 mod constant;
 mod conv;
+mod conv_transpose;
 mod hardswish;
 mod kind;
 mod linear;
 mod norm;
+mod pad;
 mod piecewise;
 mod pool;
+mod resize;
 mod shape;
 mod softmax;
 pub(crate) mod values;
@@ -38,6 +42,7 @@ pub use binary::{AddConfig, Binary, DivConfig, MulConfig, SubConfig};
 pub use concat::{Concat, ConcatConfig};
 pub use constant::{Constant, ConstantConfig};
 pub use conv::{Conv2d, Conv2dConfig};
+pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dConfig};
 pub use hardswish::{HardSwish, HardSwishConfig};
 pub use kind::{
     Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
@@ -45,11 +50,13 @@ pub use kind::{
 };
 pub use linear::{Linear, LinearConfig};
 pub use norm::{BatchNorm, BatchNormConfig};
+pub use pad::{Pad, PadConfig};
 pub use piecewise::{ClipConfig, HardSigmoidConfig, Piecewise, PiecewiseFn};
 pub use pool::{
     AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig, AvgPool2d, AvgPool2dConfig, GlobalPool,
     GlobalPoolConfig, MaxPool2d, MaxPool2dConfig, PoolKind,
 };
+pub use resize::{Interpolation, Resize, ResizeConfig};
 pub use shape::{Dropout, DropoutConfig, Flatten, FlattenConfig};
 pub use softmax::{Softmax, SoftmaxConfig};
 
@@ -63,6 +70,7 @@ use crate::error::{Error, Result};
 /// Every layer kind a model file may name (messages list their type names in this order).
 pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<Conv2dConfig>(),
+    KindEntry::of::<ConvTranspose2dConfig>(),
     KindEntry::of::<LinearConfig>(),
     KindEntry::of::<BatchNormConfig>(),
     KindEntry::of::<ReluConfig>(),
@@ -87,6 +95,8 @@ pub const KINDS: &[KindEntry] = &[
     KindEntry::of::<ConcatConfig>(),
     KindEntry::of::<ConstantConfig>(),
     KindEntry::of::<SoftmaxConfig>(),
+    KindEntry::of::<PadConfig>(),
+    KindEntry::of::<ResizeConfig>(),
 ];
 
 /// How a forward pass runs.

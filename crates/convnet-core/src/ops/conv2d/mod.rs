@@ -44,7 +44,7 @@ mod depthwise;
 mod direct;
 mod im2col;
 mod microkernel;
-mod pad;
+pub(crate) mod pad;
 mod params;
 mod phases;
 mod pointwise;
