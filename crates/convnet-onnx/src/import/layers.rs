@@ -167,11 +167,9 @@ fn image(node: &Node, x: &Flow) -> Result<[usize; 2]> {
     }
 }
 
-fn conv(c: &mut Converter, node: &Node) -> Result<()> {
-    let x = c.flow(node, 0)?;
-    let w = c.required_constant(node, 1)?;
-    let bias = c.constant(node, 2)?;
-    let [out, _, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice()).map_err(|_| {
+/// A (transposed) convolution's 2-D weight dims, checked against `kernel_shape`.
+fn conv_weight(node: &Node, w: &Const) -> Result<[usize; 4]> {
+    let dims = <[usize; 4]>::try_from(w.dims.as_slice()).map_err(|_| {
         unsupported(
             node,
             format!(
@@ -180,16 +178,25 @@ fn conv(c: &mut Converter, node: &Node) -> Result<()> {
             ),
         )
     })?;
-    let kernel = pair(node, "kernel_shape", [kh, kw])?;
-    if kernel != [kh, kw] {
+    let kernel = pair(node, "kernel_shape", [dims[2], dims[3]])?;
+    if kernel != [dims[2], dims[3]] {
         return Err(unsupported(
             node,
             format!(
                 "kernel_shape {kernel:?} differs from the weight's {:?}",
-                [kh, kw]
+                [dims[2], dims[3]]
             ),
         ));
     }
+    Ok(dims)
+}
+
+fn conv(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let w = c.required_constant(node, 1)?;
+    let bias = c.constant(node, 2)?;
+    let [out, _, kernel @ ..] = conv_weight(node, &w)?;
+    let kernel = [kernel[0], kernel[1]];
     let stride = pair(node, "strides", [1, 1])?;
     let dilation = pair(node, "dilations", [1, 1])?;
     let groups = usize::try_from(node.int_or("group", 1)?)
@@ -221,25 +228,8 @@ fn conv_transpose(c: &mut Converter, node: &Node) -> Result<()> {
     let x = c.flow(node, 0)?;
     let w = c.required_constant(node, 1)?;
     let bias = c.constant(node, 2)?;
-    let [cin, per_group, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice()).map_err(|_| {
-        unsupported(
-            node,
-            format!(
-                "weight has dims {:?}; convnet takes 2-D transposed convolutions",
-                w.dims
-            ),
-        )
-    })?;
-    let kernel = pair(node, "kernel_shape", [kh, kw])?;
-    if kernel != [kh, kw] {
-        return Err(unsupported(
-            node,
-            format!(
-                "kernel_shape {kernel:?} differs from the weight's {:?}",
-                [kh, kw]
-            ),
-        ));
-    }
+    let [cin, per_group, kernel @ ..] = conv_weight(node, &w)?;
+    let kernel = [kernel[0], kernel[1]];
     if node.get_ints("output_shape")?.is_some() || node.string_or("auto_pad", "NOTSET")? != "NOTSET"
     {
         return Err(unsupported(
