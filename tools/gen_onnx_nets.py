@@ -35,6 +35,12 @@ TorchScript exporter for a 3x128x128 input; and nets/mtcnn_pnet_astronaut.npy, P
 face-probability map [59, 59] for data/astronaut.png (256x256) averaged over 2x2 blocks to
 128x128 and scaled as facenet-pytorch does, (x - 127.5) / 128.
 
+--ops: nets/helper_upsampling.onnx (onnx.helper, opset 18, weights inline): Pad (reflect),
+ConvTranspose (stride 2, uneven pads, output_padding, groups 2, dilation), Relu, Resize
+nearest (asymmetric, floor) by scales, Resize linear (half_pixel) to sizes, Resize linear
+(align_corners) by scales, Pad (constant 0.5, edge), on a fixed batch of 2 of 4x7x9; and
+nets/helper_upsampling_ort.npy, ONNX Runtime's outputs for seeded inputs.
+
 The generator: element i of a tensor of seed s is lo + (hi - lo) * u, in float32, where u is
 the top 24 bits of splitmix64(s * 2^32 + i) over 2^24 (exact in float32).
 """
@@ -265,7 +271,67 @@ def pnet():
           "in the 256x256 photo")
 
 
+def upsampling():
+    from onnx import TensorProto, helper
+
+    def tensor(name, dims, seed, lo=-0.5, hi=0.5):
+        values = seeded(seed, int(np.prod(dims)), lo, hi).reshape(dims)
+        return numpy_helper.from_array(values, name)
+
+    def ints(name, values):
+        return numpy_helper.from_array(np.array(values, dtype=np.int64), name)
+
+    def floats(name, values):
+        return numpy_helper.from_array(np.array(values, dtype=np.float32), name)
+
+    inits = [
+        ints("pads1", [0, 0, 1, 2, 0, 0, 2, 1]),
+        tensor("up.weight", [4, 3, 3, 3], 1),
+        tensor("up.bias", [6], 2),
+        floats("scales2", [1, 1, 2, 2]),
+        ints("sizes", [2, 6, 25, 31]),
+        floats("scales_half", [1, 1, 0.5, 0.75]),
+        ints("pads2", [0, 0, 0, 1, 0, 0, 2, 0]),
+        floats("half", [0.5]),
+    ]
+    n = helper.make_node
+    nodes = [
+        n("Pad", ["input", "pads1"], ["padded"], name="pad1", mode="reflect"),
+        n("ConvTranspose", ["padded", "up.weight", "up.bias"], ["up_out"], name="up",
+          strides=[2, 2], pads=[1, 0, 0, 2], output_padding=[1, 0], group=2,
+          dilations=[1, 2], kernel_shape=[3, 3]),
+        n("Relu", ["up_out"], ["relu_out"], name="relu"),
+        n("Resize", ["relu_out", "", "scales2"], ["nearest_out"], name="nearest",
+          mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),
+        n("Resize", ["nearest_out", "", "", "sizes"], ["linear_out"], name="linear",
+          mode="linear", coordinate_transformation_mode="half_pixel"),
+        n("Resize", ["linear_out", "", "scales_half"], ["corners_out"], name="corners",
+          mode="linear", coordinate_transformation_mode="align_corners"),
+        n("Pad", ["corners_out", "pads2", "half"], ["constant_out"], name="pad2",
+          mode="constant"),
+        n("Pad", ["constant_out", "pads2"], ["output"], name="pad3", mode="edge"),
+    ]
+    graph = helper.make_graph(
+        nodes, "helper_upsampling",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [2, 4, 7, 9])],
+        [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["n", "c", "h", "w"])],
+        initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)],
+                              producer_name="gen_onnx_nets.py")
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = OUT / "helper_upsampling.onnx"
+    onnx.save(model, str(path))
+    x = seeded(INPUT_SEED, 2 * 4 * 7 * 9, -1.0, 1.0).reshape(2, 4, 7, 9)
+    y = ort_outputs(path, x)
+    np.save(OUT / "helper_upsampling_ort.npy", y)
+    print(f"{path.name}: {path.stat().st_size:,} B, output {y.shape}")
+
+
 def main():
+    if "--ops" in sys.argv:
+        upsampling()
+        return
     if "--pnet" in sys.argv:
         pnet()
         return

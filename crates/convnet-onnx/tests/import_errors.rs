@@ -225,3 +225,24 @@ fn input_size_beyond_a_tensor_is_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn resize_of_a_mode_pytorch_does_not_have_is_refused_naming_its_modes() {
+    let mut m = proto("nets/helper_upsampling.onnx");
+    let nearest = node_mut(&mut m, "nearest");
+    nearest.attribute.retain(|a| a.name() != "mode");
+    nearest.attribute.push(AttributeProto {
+        name: Some("mode".into()),
+        r#type: Some(AttributeType::String as i32),
+        s: Some(b"cubic".to_vec()),
+        ..Default::default()
+    });
+    let (_, err) = import_error("resize_cubic", &m);
+    assert!(
+        err.contains(
+            "node \"nearest\" (Resize): mode \"cubic\" with coordinate_transformation_mode \
+             \"asymmetric\" and nearest_mode \"floor\": convnet resizes as PyTorch does"
+        ),
+        "{err}"
+    );
+}

@@ -59,3 +59,14 @@ fn rapidocr_classifier_matches_onnx_runtime() {
     };
     check(&model, &x, &nets().join("rapidocr_cls_ort.npy"), &options);
 }
+
+/// onnx.helper's graph of the upsampling operators: Pad (reflect, constant, edge),
+/// ConvTranspose (stride 2, uneven pads, output_padding, groups, dilation), Resize (nearest
+/// asymmetric floor by scales, linear half_pixel to sizes, linear align_corners by scales).
+#[test]
+fn pad_conv_transpose_and_resize_match_onnx_runtime() {
+    let model = nets().join("helper_upsampling.onnx");
+    let x = inputs(&[2, 4, 7, 9], 7, [-1.0, 1.0]);
+    let expected = nets().join("helper_upsampling_ort.npy");
+    check(&model, &x, &expected, &ImportOptions::default());
+}

@@ -1,11 +1,12 @@
 //! Nodes that become convnet layers (or no-ops), operator by operator, with ONNX's
 //! semantics.
 
-use convnet::core::Padding;
+use convnet::core::{Padding, PaddingMode};
 use convnet::layers::{
-    AddConfig, AvgPool2dConfig, BatchNormConfig, ClipConfig, ConcatConfig, Conv2dConfig, DivConfig,
-    EluConfig, FlattenConfig, GlobalPoolConfig, HardSigmoidConfig, HardSwishConfig,
-    LeakyReluConfig, LinearConfig, MaxPool2dConfig, MulConfig, PReluConfig, PoolKind, ReluConfig,
+    AddConfig, AvgPool2dConfig, BatchNormConfig, ClipConfig, ConcatConfig, Conv2dConfig,
+    ConvTranspose2dConfig, DivConfig, EluConfig, FlattenConfig, GlobalPoolConfig,
+    HardSigmoidConfig, HardSwishConfig, Interpolation, LeakyReluConfig, LinearConfig,
+    MaxPool2dConfig, MulConfig, PReluConfig, PadConfig, PoolKind, ReluConfig, ResizeConfig,
     SigmoidConfig, SoftmaxConfig, SubConfig, TanhConfig,
 };
 
@@ -20,6 +21,9 @@ use crate::node::Node;
 pub(crate) fn convert(c: &mut Converter, node: &Node) -> Result<()> {
     match node.op_type.as_str() {
         "Conv" => conv(c, node),
+        "ConvTranspose" => conv_transpose(c, node),
+        "Pad" => pad(c, node),
+        "Resize" | "Upsample" => resize(c, node),
         "BatchNormalization" => batch_norm(c, node),
         "Relu" => simple(c, node, ReluConfig::default()),
         "Sigmoid" => simple(c, node, SigmoidConfig::default()),
@@ -163,11 +167,9 @@ fn image(node: &Node, x: &Flow) -> Result<[usize; 2]> {
     }
 }
 
-fn conv(c: &mut Converter, node: &Node) -> Result<()> {
-    let x = c.flow(node, 0)?;
-    let w = c.required_constant(node, 1)?;
-    let bias = c.constant(node, 2)?;
-    let [out, _, kh, kw] = <[usize; 4]>::try_from(w.dims.as_slice()).map_err(|_| {
+/// A (transposed) convolution's 2-D weight dims, checked against `kernel_shape`.
+fn conv_weight(node: &Node, w: &Const) -> Result<[usize; 4]> {
+    let dims = <[usize; 4]>::try_from(w.dims.as_slice()).map_err(|_| {
         unsupported(
             node,
             format!(
@@ -176,16 +178,25 @@ fn conv(c: &mut Converter, node: &Node) -> Result<()> {
             ),
         )
     })?;
-    let kernel = pair(node, "kernel_shape", [kh, kw])?;
-    if kernel != [kh, kw] {
+    let kernel = pair(node, "kernel_shape", [dims[2], dims[3]])?;
+    if kernel != [dims[2], dims[3]] {
         return Err(unsupported(
             node,
             format!(
                 "kernel_shape {kernel:?} differs from the weight's {:?}",
-                [kh, kw]
+                [dims[2], dims[3]]
             ),
         ));
     }
+    Ok(dims)
+}
+
+fn conv(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let w = c.required_constant(node, 1)?;
+    let bias = c.constant(node, 2)?;
+    let [out, _, kernel @ ..] = conv_weight(node, &w)?;
+    let kernel = [kernel[0], kernel[1]];
     let stride = pair(node, "strides", [1, 1])?;
     let dilation = pair(node, "dilations", [1, 1])?;
     let groups = usize::try_from(node.int_or("group", 1)?)
@@ -210,6 +221,196 @@ fn conv(c: &mut Converter, node: &Node) -> Result<()> {
         c.weight(node, &name, "bias", &[out], b.into_f32())?;
     }
     c.open_bias(node, index);
+    Ok(())
+}
+
+fn conv_transpose(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let w = c.required_constant(node, 1)?;
+    let bias = c.constant(node, 2)?;
+    let [cin, per_group, kernel @ ..] = conv_weight(node, &w)?;
+    let kernel = [kernel[0], kernel[1]];
+    if node.get_ints("output_shape")?.is_some() || node.string_or("auto_pad", "NOTSET")? != "NOTSET"
+    {
+        return Err(unsupported(
+            node,
+            "gives output_shape or auto_pad; convnet takes explicit pads (and output_padding)"
+                .into(),
+        ));
+    }
+    let groups = usize::try_from(node.int_or("group", 1)?)
+        .map_err(|_| unsupported(node, "group is negative".into()))?;
+    let [top, left, bottom, right] =
+        <[usize; 4]>::try_from(sizes(node, "pads", &[0; 4])?.as_slice())
+            .map_err(|_| unsupported(node, "attribute \"pads\" needs 4 values for 2-D".into()))?;
+    let out = per_group.saturating_mul(groups);
+    let config = ConvTranspose2dConfig {
+        stride: pair(node, "strides", [1, 1])?,
+        dilation: pair(node, "dilations", [1, 1])?,
+        output_padding: pair(node, "output_padding", [0, 0])?,
+        groups,
+        bias: bias.is_some(),
+        padding: Padding::Explicit {
+            top,
+            bottom,
+            left,
+            right,
+        },
+        ..ConvTranspose2dConfig::new([cin, out], kernel)
+    };
+    let prefix = weight_prefix(&node.inputs[1]).map(str::to_string);
+    let (name, params) = c.layer(node, prefix.as_deref(), &[&x], config)?;
+    c.weight(node, &name, "weight", &params[0].1, w.into_f32())?;
+    if let Some(b) = bias {
+        c.weight(node, &name, "bias", &[out], b.into_f32())?;
+    }
+    Ok(())
+}
+
+/// `Pad` over height and width: pads from input 1 (opset 11 on) or the attribute, the
+/// constant from input 2 or `value`; `axes` (opset 18) naming the axes padded.
+fn pad(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let rank = x.shape.len() + 1;
+    let pads = match node.get_ints("pads")? {
+        Some(p) => p.to_vec(),
+        None => ints(node, &c.required_constant(node, 1)?)?.to_vec(),
+    };
+    let value = match node.get_float("value")? {
+        Some(v) => v,
+        None => c.constant(node, 2)?.map_or(Ok(0.0), |k| {
+            k.to_f32()
+                .first()
+                .copied()
+                .ok_or_else(|| unsupported(node, "its constant value is empty".into()))
+        })?,
+    };
+    let axes: Vec<usize> = match c.constant(node, 3)? {
+        Some(a) => ints(node, &a)?
+            .iter()
+            .map(|&a| fold::axis(node, a, rank))
+            .collect::<Result<_>>()?,
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(unsupported(
+            node,
+            format!("pads {pads:?} do not give a begin and an end per axis"),
+        ));
+    }
+    let mut full = vec![[0i64; 2]; rank];
+    for (k, &a) in axes.iter().enumerate() {
+        full[a] = [pads[k], pads[k + axes.len()]];
+    }
+    let image = rank == 4 && full[..2].iter().all(|p| *p == [0, 0]);
+    let amounts: Option<Vec<usize>> = full[2..]
+        .iter()
+        .flatten()
+        .map(|&p| usize::try_from(p).ok())
+        .collect();
+    let (Some(amounts), true) = (amounts, image) else {
+        return Err(unsupported(
+            node,
+            format!(
+                "pads {pads:?}: convnet pads the height and width of images by non-negative amounts"
+            ),
+        ));
+    };
+    let mode = match node.string_or("mode", "constant")? {
+        "constant" => PaddingMode::Zeros,
+        "reflect" => PaddingMode::Reflect,
+        "edge" => PaddingMode::Replicate,
+        "wrap" => PaddingMode::Circular,
+        other => {
+            return Err(unsupported(
+                node,
+                format!("mode \"{other}\" is not an ONNX Pad mode"),
+            ));
+        }
+    };
+    let [top, bottom, left, right] = [amounts[0], amounts[1], amounts[2], amounts[3]];
+    let config = PadConfig {
+        pads: [top, left, bottom, right],
+        mode,
+        value,
+    };
+    c.layer(node, None, &[&x], config)?;
+    Ok(())
+}
+
+/// `Resize` (and opset 9's `Upsample`) of height and width: nearest with
+/// `asymmetric` + `floor` (PyTorch's nearest), or linear with `half_pixel` /
+/// `pytorch_half_pixel` or `align_corners`; by scales or to sizes.
+fn resize(c: &mut Converter, node: &Node) -> Result<()> {
+    let x = c.flow(node, 0)?;
+    let [ch, _, _] = <[usize; 3]>::try_from(x.shape.as_slice()).map_err(|_| {
+        unsupported(
+            node,
+            format!(
+                "resizes a value of per-sample shape {:?}; convnet resizes images",
+                x.shape
+            ),
+        )
+    })?;
+    let (scales, sizes) = if node.op_type == "Upsample" {
+        let scales = match node.get_floats("scales")? {
+            Some(s) => s.to_vec(),
+            None => c.required_constant(node, 1)?.to_f32(),
+        };
+        (Some(scales), None)
+    } else {
+        let scales = c
+            .constant(node, 2)?
+            .map(|k| k.to_f32())
+            .filter(|s| !s.is_empty());
+        let sizes = match c.constant(node, 3)? {
+            Some(k) => Some(ints(node, &k)?.to_vec()),
+            None => None,
+        };
+        (scales, sizes)
+    };
+    let config = match (scales, sizes) {
+        (Some(s), None)
+            if s.len() == 4 && s[0] == 1.0 && s[1] == 1.0 && s[2] > 0.0 && s[3] > 0.0 =>
+        {
+            ResizeConfig::by_scale([f64::from(s[2]), f64::from(s[3])])
+        }
+        (None, Some(z)) if z.len() == 4 && z[1] == ch as i64 && z[2] > 0 && z[3] > 0 => {
+            ResizeConfig::to_size([z[2] as usize, z[3] as usize])
+        }
+        (scales, sizes) => {
+            return Err(unsupported(
+                node,
+                format!(
+                    "scales {scales:?}, sizes {sizes:?}: convnet resizes height and width, by positive scales or to sizes"
+                ),
+            ));
+        }
+    };
+    let mode = node.string_or("mode", "nearest")?;
+    let transform = node.string_or("coordinate_transformation_mode", "half_pixel")?;
+    let nearest = node.string_or("nearest_mode", "round_prefer_floor")?;
+    let config = match (mode, transform, nearest) {
+        ("nearest", "asymmetric", "floor") => config,
+        ("nearest", _, _) if node.op_type == "Upsample" => config,
+        ("linear" | "bilinear", "half_pixel" | "pytorch_half_pixel", _) => {
+            config.with_mode(Interpolation::Bilinear, false)
+        }
+        ("linear" | "bilinear", "align_corners", _) => {
+            config.with_mode(Interpolation::Bilinear, true)
+        }
+        _ => {
+            return Err(unsupported(
+                node,
+                format!(
+                    "mode \"{mode}\" with coordinate_transformation_mode \"{transform}\" and \
+                     nearest_mode \"{nearest}\": convnet resizes as PyTorch does (nearest: \
+                     asymmetric + floor; linear: half_pixel or align_corners)"
+                ),
+            ));
+        }
+    };
+    c.layer(node, None, &[&x], config)?;
     Ok(())
 }
 
