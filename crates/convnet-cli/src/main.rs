@@ -75,6 +75,7 @@ enum Command {
 }
 
 fn main() {
+    restore_default_sigpipe();
     let cli = Cli::parse();
     if let Err(err) = run(cli) {
         #[cfg(not(feature = "mpi"))]
@@ -148,5 +149,15 @@ fn run(cli: Cli) -> Result<()> {
         Command::Maximize(args) => inspect::maximize(args),
         Command::Plot(args) => inspect::plot(args),
         Command::Bench(args) => bench::run(args),
+    }
+}
+
+/// Output piped into a reader that stops early (`convnet summary --json | head`) ends the
+/// process quietly, as it does for other Unix tools, instead of a panic in `println!` (Rust
+/// ignores SIGPIPE by default, so every write would fail with EPIPE).
+fn restore_default_sigpipe() {
+    // SAFETY: setting a signal's disposition to its default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }

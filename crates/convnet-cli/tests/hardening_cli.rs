@@ -391,3 +391,28 @@ fn picture_options_out_of_range_are_refused_before_work() {
     assert!(!out.exists());
     let _ = std::fs::remove_dir_all(&s.dir);
 }
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly_instead_of_a_panic() {
+    // `convnet summary --json | head` panicked in println! once head had gone.
+    use std::os::fd::{FromRawFd, OwnedFd};
+    use std::os::unix::process::ExitStatusExt;
+    let mut fds = [0; 2];
+    assert_eq!(unsafe { libc::pipe(fds.as_mut_ptr()) }, 0);
+    // SAFETY: both descriptors were just opened by pipe() and are owned here alone.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    drop(reader); // the reader is gone before the first write
+    let out = convnet()
+        .args(["shape", "--input", "28x28x1", "conv:6:5x5", "flatten"])
+        .stdout(std::process::Stdio::from(writer))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_eq!(
+        out.status.signal(),
+        Some(libc::SIGPIPE),
+        "{:?}: {stderr}",
+        out.status
+    );
+}
