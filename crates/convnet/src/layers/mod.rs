@@ -43,7 +43,7 @@ pub use concat::{Concat, ConcatConfig};
 pub use constant::{Constant, ConstantConfig};
 pub use conv::{Conv2d, Conv2dConfig};
 pub use conv_transpose::{ConvTranspose2d, ConvTranspose2dConfig};
-pub use hardswish::{HardSwish, HardSwishConfig};
+pub use hardswish::HardSwishConfig;
 pub use kind::{
     Arity, Kind, KindEntry, LayerKind, LayerPlan, Output, Reach, Window, read_kind, read_shorthand,
     type_names,

@@ -1,8 +1,9 @@
-//! Piecewise-linear activations with settings: `clip` (`torch.clamp`, ReLU6) and
-//! `hardsigmoid` (`torch.nn.Hardsigmoid`, ONNX `HardSigmoid`).
+//! Piecewise activations: `clip` (`torch.clamp`, ReLU6) and `hardsigmoid`
+//! (`torch.nn.Hardsigmoid`, ONNX `HardSigmoid`), with their settings; `hardswish`'s settings
+//! live in hardswish.rs.
 //!
-//! Both are one [`Piecewise`] module: the function and its gradient are chosen by a
-//! [`PiecewiseFn`], so the two kinds share their forward and backward passes.
+//! All three are one [`Piecewise`] module: the function and its gradient are chosen by a
+//! [`PiecewiseFn`], so the kinds share their forward and backward passes.
 
 use convnet_core::Tensor;
 use serde::{Deserialize, Serialize};
@@ -161,6 +162,8 @@ pub enum PiecewiseFn {
     /// `max(0, min(1, alpha * x + beta))`; the gradient is `alpha` where
     /// `0 < alpha * x + beta < 1` (as `torch.nn.Hardsigmoid`'s, 0 at the kinks).
     HardSigmoid { alpha: f32, beta: f32 },
+    /// `x * relu6(x + 3) / 6`, bit for bit as `torch.nn.Hardswish` (see hardswish.rs).
+    HardSwish,
 }
 
 impl PiecewiseFn {
@@ -169,6 +172,7 @@ impl PiecewiseFn {
             // Not f32::clamp, which panics on NaN bounds and orders differently on NaN.
             PiecewiseFn::Clip { min, max } => x.max(min).min(max),
             PiecewiseFn::HardSigmoid { alpha, beta } => (alpha * x + beta).clamp(0.0, 1.0),
+            PiecewiseFn::HardSwish => super::hardswish::hardswish(x),
         }
     }
 
@@ -185,11 +189,12 @@ impl PiecewiseFn {
                 let z = alpha * x + beta;
                 if 0.0 < z && z < 1.0 { g * alpha } else { 0.0 }
             }
+            PiecewiseFn::HardSwish => super::hardswish::hardswish_grad(g, x),
         }
     }
 }
 
-/// An element-wise piecewise-linear activation (`clip`, `hardsigmoid`).
+/// An element-wise piecewise activation (`clip`, `hardsigmoid`, `hardswish`).
 ///
 /// Shapes: any; output as input. Keeps its input for the backward pass.
 #[derive(Debug, Clone)]
