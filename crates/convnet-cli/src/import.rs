@@ -5,8 +5,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
-use convnet::checkpoint;
+use convnet::Model;
+use convnet::checkpoint::{self, CheckpointMeta};
 use convnet::files::write_atomic;
+use convnet::preprocess::{ChannelOrder, Preprocessing, Resize};
 use convnet::spec::parse_hwc;
 use convnet_onnx::{ImportOptions, NameMap};
 
@@ -15,10 +17,14 @@ use convnet_onnx::{ImportOptions, NameMap};
   convnet import resnet18.onnx -o models/resnet18
   convnet predict --checkpoint models/resnet18 cat.png
   convnet predict --checkpoint resnet18.onnx cat.png     (the same, converted on the fly)
+  convnet import caffe_net.onnx -o models/net --bgr --resize 256 --crop 224 \
+      --mean 0.406,0.456,0.485 --std 0.225,0.224,0.229
 
 The folder gets model.toml, weights.safetensors (parameters under the graph's names) and
 checkpoint.json; onnx-names.tsv says which ONNX node each layer came from. A 1000-class RGB
-classifier gets ImageNet's class names and normalization. docs/onnx.md lists the supported
+classifier gets ImageNet's class names, normalization and (at 224x224) torchvision's
+preprocessing: the shorter side resized to 256, a 224x224 center crop. checkpoint.json keeps
+the preprocessing, so predict and gradcam need no flags. docs/onnx.md lists the supported
 operators.")]
 pub struct ImportArgs {
     /// The ONNX model (.onnx; external data files beside it).
@@ -29,6 +35,29 @@ pub struct ImportArgs {
     /// Input size HxWxC, for graphs whose input size is not fixed (or to override it).
     #[arg(long)]
     input_shape: Option<String>,
+    /// How images are resized before the crop: N (the shorter side to N pixels, the longer
+    /// in proportion, as torchvision's Resize(N)) or HxW (exactly). Default: 256 for a
+    /// 224x224 ImageNet classifier, else the input size.
+    #[arg(long, value_name = "N|HxW")]
+    resize: Option<String>,
+    /// Center crop HxW (or N for NxN) after the resize: the model's input size. Default: 224
+    /// for a 224x224 ImageNet classifier; else none, or the input size when --resize is
+    /// given.
+    #[arg(long, value_name = "HxW|N")]
+    crop: Option<String>,
+    /// Per-channel mean subtracted from pixels in [0, 1], in the model's channel order.
+    /// Default: ImageNet's (0.485,0.456,0.406) for an ImageNet classifier, else 0.
+    #[arg(long, value_name = "a,b,c")]
+    mean: Option<String>,
+    /// Per-channel standard deviation pixels are divided by after the mean, in the model's
+    /// channel order. Default: ImageNet's (0.229,0.224,0.225) for an ImageNet classifier,
+    /// else 1.
+    #[arg(long, value_name = "a,b,c")]
+    std: Option<String>,
+    /// The model takes its colour channels as blue, green, red (OpenCV's order); default
+    /// means and stds are then reversed to that order too.
+    #[arg(long)]
+    bgr: bool,
 }
 
 pub fn run(args: ImportArgs) -> Result<()> {
@@ -46,7 +75,7 @@ pub fn run(args: ImportArgs) -> Result<()> {
             args.model.display()
         )
     })?;
-    let meta = convnet_onnx::default_meta(&model);
+    let meta = meta_of(&args, &model)?;
     checkpoint::save(&args.out, &model, &meta, &[])?;
     write_atomic(&args.out.join("onnx-names.tsv"), names.as_bytes())?;
     println!(
@@ -57,7 +86,153 @@ pub fn run(args: ImportArgs) -> Result<()> {
         model.input_shape(),
         model.output_shape()
     );
+    let preprocessing = meta.preprocessing(model.input_shape());
+    println!(
+        "preprocessing: {}; mean {:?}, std {:?}",
+        preprocessing.describe(),
+        meta.normalization.mean,
+        meta.normalization.std
+    );
     Ok(())
+}
+
+/// What the checkpoint stores: `convnet_onnx::default_meta`'s classes, normalization and
+/// preprocessing, with what the flags say instead (each checked, errors naming the flag).
+fn meta_of(args: &ImportArgs, model: &Model) -> Result<CheckpointMeta> {
+    let [channels, h, w] = model.input_shape();
+    let mut meta = convnet_onnx::default_meta(model);
+    let default = meta.preprocessing(model.input_shape());
+    let resize = match &args.resize {
+        Some(text) => match parse_size("--resize", text)? {
+            Side::One(n) => Resize::ShorterSide(n),
+            Side::Two(size) => Resize::Size(size),
+        },
+        None => default.resize,
+    };
+    let crop = match (&args.crop, &args.resize) {
+        (Some(text), _) => Some(match parse_size("--crop", text)? {
+            Side::One(n) => [n, n],
+            Side::Two(size) => size,
+        }),
+        // A resize of other sizes than the input's is cropped to it.
+        (None, Some(_)) => (resize != Resize::Size([h, w])).then_some([h, w]),
+        (None, None) => default.crop,
+    };
+    if let Some([ch, cw]) = crop {
+        if [ch, cw] != [h, w] {
+            bail!(
+                "--crop {ch}x{cw}: the crop is the model's input, which is {h}x{w} (HxW){}",
+                crop_hint(&args.crop)
+            );
+        }
+        let (fits, what) = match resize {
+            Resize::ShorterSide(n) => (ch <= n && cw <= n, format!("a shorter side of {n}")),
+            Resize::Size([rh, rw]) => (ch <= rh && cw <= rw, format!("{rh}x{rw}")),
+        };
+        if !fits {
+            bail!(
+                "--crop {ch}x{cw} is larger than the resized image ({what}){}: resize to at \
+                 least the crop",
+                crop_hint(&args.crop)
+            );
+        }
+    }
+    if args.bgr && channels != 3 {
+        bail!("--bgr: the model takes {channels}-channel images; BGR orders 3 colour channels");
+    }
+    let channel_order = if args.bgr {
+        ChannelOrder::Bgr
+    } else {
+        ChannelOrder::Rgb
+    };
+    let preprocessing = Preprocessing {
+        resize,
+        crop,
+        channel_order,
+    };
+    preprocessing
+        .check(model.input_shape())
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("the preprocessing the flags describe")?;
+    // Defaults are per colour: in BGR order they are reversed.
+    if args.bgr {
+        meta.normalization.mean.reverse();
+        meta.normalization.std.reverse();
+    }
+    if let Some(text) = &args.mean {
+        meta.normalization.mean = parse_values("--mean", text, channels)?;
+    }
+    if let Some(text) = &args.std {
+        let std = parse_values("--std", text, channels)?;
+        if let Some((c, v)) = std.iter().enumerate().find(|(_, v)| **v <= 0.0) {
+            bail!(
+                "--std '{text}': the std of channel {c} is {v}; it divides, so it must be positive"
+            );
+        }
+        meta.normalization.std = std;
+    }
+    meta.preprocessing = Some(preprocessing);
+    Ok(meta)
+}
+
+/// `(the crop's default)` when `--crop` was not given: the crop came from the defaults.
+fn crop_hint(crop: &Option<String>) -> &'static str {
+    if crop.is_none() {
+        " (the default crop: give --crop)"
+    } else {
+        ""
+    }
+}
+
+/// A size flag's value: N or HxW.
+enum Side {
+    One(usize),
+    Two([usize; 2]),
+}
+
+/// `N` or `HxW`, each side 1 to the largest side images are read at.
+fn parse_size(flag: &str, text: &str) -> Result<Side> {
+    let max = convnet::image::MAX_SIDE as usize;
+    let side = |part: &str| -> Result<usize> {
+        let n: usize = part.trim().parse().map_err(|_| {
+            anyhow::anyhow!(
+                "{flag} '{text}': '{part}' is not a size (N or HxW, e.g. 256 or 224x224)"
+            )
+        })?;
+        if !(1..=max).contains(&n) {
+            bail!("{flag} '{text}': a side is 1 to {max} pixels");
+        }
+        Ok(n)
+    };
+    Ok(match text.split_once(['x', 'X']) {
+        Some((a, b)) => Side::Two([side(a)?, side(b)?]),
+        None => Side::One(side(text)?),
+    })
+}
+
+/// `a,b,c`: one finite number per channel.
+fn parse_values(flag: &str, text: &str, channels: usize) -> Result<Vec<f32>> {
+    let values = text
+        .split(',')
+        .map(|part| {
+            let v: f32 = part
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{flag} '{text}': '{part}' is not a number"))?;
+            if !v.is_finite() {
+                bail!("{flag} '{text}': {part} is not a finite number");
+            }
+            Ok(v)
+        })
+        .collect::<Result<Vec<f32>>>()?;
+    if values.len() != channels {
+        bail!(
+            "{flag} '{text}': {} value(s), but the model takes {channels}-channel images (one \
+             value per channel)",
+            values.len()
+        );
+    }
+    Ok(values)
 }
 
 /// Refuses a folder that exists and holds anything (an import never replaces files).

@@ -6,19 +6,23 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
-use convnet::data::{self, Normalization, OpenOptions};
+use convnet::checkpoint::CheckpointMeta;
+use convnet::data::{self, OpenOptions};
 use convnet::files::{check_output, write_atomic};
-use convnet::image::{self, Fit};
+use convnet::image;
 use convnet::inspect::{self, CamMethod, MaximizeConfig, Parameterization};
 use convnet::names;
+use convnet::preprocess::{self, ChannelOrder};
 use convnet::render::{self, KernelScale, check_png, write_png};
 use convnet::train::parse_metrics_csv;
 use convnet_core::Tensor;
 
 use crate::io::check_distinct;
 
-/// One image for a model: its pixels `[C, H, W]` in [0, 1] (for pictures) and the normalized
-/// input `[1, C, H, W]`, with a name and (for dataset images) the true label.
+/// One image for a model: its pixels `[C, H, W]` in [0, 1] as the model sees them (resized
+/// and cropped, in display order: RGB even for a BGR model), for pictures, and the
+/// normalized input `[1, C, H, W]` (in the model's channel order), with a name and (for
+/// dataset images) the true label.
 pub struct InputImage {
     pub name: String,
     pub pixels: Tensor,
@@ -34,12 +38,14 @@ fn image_file(spec: &str) -> Option<&Path> {
 
 /// Read `spec`: a PNG/JPEG path, `sample:N` (test image N of the embedded Fashion-MNIST
 /// sample) or `test:N` (test image N of `--data`, default Fashion-MNIST if installed, else the
-/// sample). Files must match the model's input unless `resize`: checked from the file's header,
-/// before it is decoded.
+/// sample). A file goes through the checkpoint's preprocessing (`meta.preprocessing`:
+/// resize, center crop, channel order), so pictures show the crop the model sees; a
+/// checkpoint that stores none takes files of the model's input size only, unless `resize`
+/// (checked from the file's header, before it is decoded).
 pub fn read_input(
     spec: &str,
     dims: [usize; 3],
-    norm: &Normalization,
+    meta: &CheckpointMeta,
     data_dir: Option<&Path>,
     resize: bool,
 ) -> Result<InputImage> {
@@ -49,6 +55,7 @@ pub fn read_input(
                 .with_context(|| format!("'{spec}': '{n}' is not an image index"))
         })
     };
+    let preprocessing = meta.preprocessing(dims);
     let (name, bytes, label) =
         if let Some(i) = dataset_index("sample:").or_else(|| dataset_index("test:")) {
             let i = i?;
@@ -80,28 +87,43 @@ pub fn read_input(
             )
         } else {
             let path = Path::new(spec);
-            let fit = if resize { Fit::Resize } else { Fit::Exact };
-            let bytes = image::read_planes(path, dims, fit)?;
-            (path.display().to_string(), bytes, None)
+            if meta.preprocessing.is_none() && !resize {
+                image::check_exact(path, dims)?;
+            }
+            let pixels = preprocess::read_pixels(path, dims, &preprocessing)?;
+            (path.display().to_string(), pixels, None)
         };
     let pixels = Tensor::new(
         dims.to_vec(),
         bytes.iter().map(|&b| f32::from(b) / 255.0).collect(),
     )?;
+    let model_order = preprocess::to_model_order(&bytes, dims, preprocessing.channel_order);
     Ok(InputImage {
         name,
         pixels,
-        input: norm.to_input(&bytes, dims)?,
+        input: meta.normalization.to_input(&model_order, dims)?,
         label,
     })
+}
+
+/// `[C, H, W]` pixels in the model's channel order from display order, or back (a swap of
+/// the first and last planes for BGR, its own inverse).
+fn swap_order(pixels: &Tensor, order: ChannelOrder) -> Result<Tensor> {
+    let dims: [usize; 3] = pixels
+        .dims()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("an image is [C, H, W], got {}", pixels.shape()))?;
+    let data = preprocess::to_model_order(pixels.data(), dims, order);
+    Ok(Tensor::new(dims.to_vec(), data)?)
 }
 
 /// The longest class name in a tile's caption (the rest of the caption must stay visible).
 const CAPTION_CHARS: usize = 20;
 
 const IMAGE_HELP: &str =
-    "IMAGE is a PNG/JPEG file of the model's input size, sample:N (test image N of the
-embedded Fashion-MNIST sample) or test:N (test image N of --data).";
+    "IMAGE is a PNG/JPEG file of the model's input size (any size for a checkpoint that stores
+its preprocessing, as imported models do: pictures show the crop the model sees), sample:N
+(test image N of the embedded Fashion-MNIST sample) or test:N (test image N of --data).";
 
 #[derive(Args)]
 #[command(after_help = format!("Examples:
@@ -125,7 +147,8 @@ pub struct FeaturesArgs {
     output: PathBuf,
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Resize and convert an image that does not match the model's input.
+    /// Resize and convert an image that does not match the model's input (a checkpoint that
+    /// stores its preprocessing, as imported models do, always applies it).
     #[arg(long)]
     resize: bool,
 }
@@ -174,7 +197,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
     let img = read_input(
         &args.image,
         model.input_shape(),
-        &ck.meta.normalization,
+        &ck.meta,
         args.data.as_deref(),
         args.resize,
     )?;
@@ -312,6 +335,8 @@ pub struct GradcamArgs {
     output: PathBuf,
     #[arg(long)]
     data: Option<PathBuf>,
+    /// Resize and convert an image that does not match the model's input (a checkpoint that
+    /// stores its preprocessing, as imported models do, always applies it).
     #[arg(long)]
     resize: bool,
 }
@@ -341,6 +366,7 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
         );
     }
     let ck = crate::source::load_checkpoint(&args.checkpoint)?;
+    crate::source::require_classifier(&ck, "gradcam")?;
     let classes = ck.meta.classes.clone();
     let mut model = ck.model;
     let method = match args.method {
@@ -356,7 +382,7 @@ pub fn gradcam(args: GradcamArgs) -> Result<()> {
     let img = read_input(
         &args.image,
         model.input_shape(),
-        &ck.meta.normalization,
+        &ck.meta,
         args.data.as_deref(),
         args.resize,
     )?;
@@ -533,6 +559,8 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
         (None, Some(c)) => vec![c],
         (None, None) => bail!("name the unit with --channel C (or several with --channels 0..16)"),
     };
+    // The ascent works on pixels in the model's channel order; pictures show them as RGB.
+    let order = ck.meta.preprocessing(model.input_shape()).channel_order;
     let init = args
         .start
         .as_deref()
@@ -540,13 +568,13 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
             read_input(
                 s,
                 model.input_shape(),
-                &ck.meta.normalization,
+                &ck.meta,
                 args.data.as_deref(),
                 args.resize,
             )
+            .and_then(|i| swap_order(&i.pixels, order))
         })
-        .transpose()?
-        .map(|i| i.pixels);
+        .transpose()?;
     let config = MaximizeConfig {
         steps: args.steps,
         lr: args.lr,
@@ -585,7 +613,7 @@ pub fn maximize(args: MaximizeArgs) -> Result<()> {
             "{} channel {c}: mean activation {:.4} -> {:.4}",
             args.layer, r.start_activation, r.activation
         );
-        pictures.push((r.image, label));
+        pictures.push((swap_order(&r.image, order)?, label));
     }
     let title = format!("what excites {} ({} steps)", args.layer, args.steps);
     let picture = render::images(

@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::Args;
-use convnet::image::{self, Fit};
 use convnet::layers::ForwardCtx;
+use convnet::preprocess::read_image;
 use convnet_core::softmax;
 
 #[derive(Args)]
@@ -13,8 +13,10 @@ use convnet_core::softmax;
   convnet predict --checkpoint runs/train/best shoe.png
   convnet predict --checkpoint runs/train/best --top 5 --json a.png b.jpg
 
-Images are converted to the model's channels (grayscale or RGB) and resized to its input
-size; Fashion-MNIST models expect a light object on a dark background.")]
+Images are converted to the model's channels (grayscale or RGB) and made its input as the
+checkpoint's preprocessing says (an imported ImageNet classifier: the shorter side resized to
+256, a 224x224 center crop; `convnet import --resize/--crop/--bgr` set it), else resized to
+its input size; Fashion-MNIST models expect a light object on a dark background.")]
 pub struct PredictArgs {
     /// Checkpoint folder, or a run folder (its best checkpoint), as `convnet train` writes.
     #[arg(long)]
@@ -32,12 +34,13 @@ pub struct PredictArgs {
 pub fn run(args: PredictArgs) -> Result<()> {
     // (The library's errors name the file at fault.)
     let ck = crate::source::load_checkpoint(&args.checkpoint)?;
+    crate::source::require_classifier(&ck, "predict")?;
     let mut model = ck.model;
     let dims = model.input_shape();
+    let preprocessing = ck.meta.preprocessing(dims);
     let mut results = Vec::new();
     for path in &args.images {
-        let pixels = image::read_planes(path, dims, Fit::Resize)?;
-        let x = ck.meta.normalization.to_input(&pixels, dims)?;
+        let x = read_image(path, dims, &preprocessing, &ck.meta.normalization)?.input;
         let logits = model.forward(&x, ForwardCtx::eval(false))?;
         let probs = softmax(&logits)?;
         let mut ranked: Vec<(usize, f32)> = probs.data().iter().copied().enumerate().collect();

@@ -4,13 +4,14 @@
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{Result, bail};
 use convnet::ModelSpec;
 use convnet::checkpoint::{self, Checkpoint};
 use convnet_onnx::ImportOptions;
 
-/// The checkpoint `path` names: an ONNX file (imported, with ImageNet's classes and
-/// normalization for a 1000-class RGB classifier), or a checkpoint or run folder.
+/// The checkpoint `path` names: an ONNX file (imported, with `convnet_onnx::default_meta`:
+/// ImageNet's classes, normalization and preprocessing for a 1000-class RGB classifier), or
+/// a checkpoint or run folder.
 pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     if convnet_onnx::is_onnx(path) {
         Ok(convnet_onnx::open_checkpoint(
@@ -29,4 +30,19 @@ pub fn load_spec(path: &Path) -> Result<ModelSpec> {
     } else {
         Ok(ModelSpec::load(path)?)
     }
+}
+
+/// Refuses a model that is not a classifier (one output of class scores) for `verb`, which
+/// ranks classes.
+pub fn require_classifier(ck: &Checkpoint, verb: &str) -> Result<()> {
+    if !checkpoint::CheckpointMeta::is_classifier(&ck.model) {
+        bail!(
+            "{}: {verb} needs a classifier (one output of class scores [K]); this model has {} \
+             output(s), the first {:?} per image (convnet run computes every output)",
+            ck.dir.display(),
+            ck.model.outputs().len(),
+            ck.model.output_shape()
+        );
+    }
+    Ok(())
 }

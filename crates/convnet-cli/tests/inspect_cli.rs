@@ -24,6 +24,7 @@ fn reference_checkpoint(dir: &Path) -> PathBuf {
         training: None,
         config: None,
         data: None,
+        preprocessing: None,
     };
     let ck = dir.join("ck");
     checkpoint::save(&ck, &model, &meta, &[]).unwrap();

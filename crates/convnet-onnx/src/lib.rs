@@ -52,7 +52,7 @@ pub use limits::Limits;
 pub use model::{OnnxModel, Opset};
 pub use node::{Attribute, AttributeValue, Node};
 pub use open::{
-    IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_STD, default_meta, import_file, is_onnx,
-    open_checkpoint,
+    IMAGENET_CLASSES, IMAGENET_MEAN, IMAGENET_RESIZE, IMAGENET_STD, default_meta, import_file,
+    is_onnx, open_checkpoint,
 };
 pub use tensor::{DataType, Tensor, TensorData};

@@ -6,6 +6,7 @@ use std::path::Path;
 use convnet::Model;
 use convnet::checkpoint::{Checkpoint, CheckpointMeta};
 use convnet::data::Normalization;
+use convnet::preprocess::Preprocessing;
 
 use crate::error::{Error, ErrorKind, Result};
 use crate::import::{ImportOptions, Imported, import};
@@ -17,6 +18,9 @@ pub const IMAGENET_CLASSES: &str = include_str!("../../../data/imagenet_classes.
 /// ImageNet's per-channel mean and standard deviation (RGB), as torchvision normalizes.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
+/// The shorter side ImageNet classifiers of 224x224 inputs are evaluated at, before the
+/// center crop (torchvision's weights document `resize_size=256`, `crop_size=224`).
+pub const IMAGENET_RESIZE: usize = 256;
 
 /// Whether `path` names an ONNX file (by its extension).
 pub fn is_onnx(path: &Path) -> bool {
@@ -43,24 +47,37 @@ pub fn open_checkpoint(path: &Path, options: &ImportOptions) -> Result<Checkpoin
     })
 }
 
-/// What an imported model is taken to expect and mean: a classifier of 1000 classes on RGB
-/// images is an ImageNet classifier (ImageNet's class names and normalization); otherwise the
-/// classes are numbered and pixels scaled to `[0, 1]`.
+/// What an imported model is taken to expect and mean. A classifier (one output `[K]`) of
+/// 1000 classes on RGB images is an ImageNet classifier: ImageNet's class names and
+/// normalization, and for a 224x224 input torchvision's evaluation preprocessing (the
+/// shorter side resized to 256, a 224x224 center crop). Other classifiers get numbered
+/// classes; models of several outputs or of other output shapes list no classes. Images are
+/// otherwise resized to the input size, RGB, with pixels scaled to `[0, 1]`.
 pub fn default_meta(model: &Model) -> CheckpointMeta {
-    let channels = model.input_shape()[0];
-    let (classes, normalization) = match model.output_shape() {
-        [1000] if channels == 3 => (
-            IMAGENET_CLASSES.lines().map(str::to_string).collect(),
-            Normalization {
-                mean: IMAGENET_MEAN.to_vec(),
-                std: IMAGENET_STD.to_vec(),
-            },
-        ),
-        [n] => (
-            (0..*n).map(|i| i.to_string()).collect(),
-            Normalization::identity(channels),
-        ),
-        _ => (Vec::new(), Normalization::identity(channels)),
+    let [channels, h, w] = model.input_shape();
+    let classifier = CheckpointMeta::is_classifier(model);
+    let imagenet = classifier && model.output_shape() == [1000] && channels == 3;
+    let classes = if imagenet {
+        IMAGENET_CLASSES.lines().map(str::to_string).collect()
+    } else if classifier {
+        (0..model.output_shape()[0])
+            .map(|i| i.to_string())
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let normalization = if imagenet {
+        Normalization {
+            mean: IMAGENET_MEAN.to_vec(),
+            std: IMAGENET_STD.to_vec(),
+        }
+    } else {
+        Normalization::identity(channels)
+    };
+    let preprocessing = if imagenet && [h, w] == [224, 224] {
+        Preprocessing::resize_and_crop(IMAGENET_RESIZE, 224)
+    } else {
+        Preprocessing::squash([h, w])
     };
     CheckpointMeta {
         format: CheckpointMeta::FORMAT,
@@ -69,5 +86,6 @@ pub fn default_meta(model: &Model) -> CheckpointMeta {
         training: None,
         config: None,
         data: None,
+        preprocessing: Some(preprocessing),
     }
 }

@@ -4,7 +4,8 @@
 //! <dir>/model.toml            the model file
 //! <dir>/weights.safetensors   parameters and buffers under PyTorch state_dict names
 //! <dir>/optimizer.safetensors optimizer state (momentum buffers, Adam moments)
-//! <dir>/checkpoint.json       training state, input normalization, class names
+//! <dir>/checkpoint.json       training state, input normalization and preprocessing,
+//!                             class names
 //! ```
 //!
 //! `weights.safetensors` loads into PyTorch with `safetensors.torch.load_file` +
@@ -34,6 +35,7 @@ use crate::error::{Error, Result};
 use crate::layers::{Buffer, BufferMut};
 use crate::model::Model;
 use crate::names;
+use crate::preprocess::Preprocessing;
 use crate::spec::ModelSpec;
 use crate::train::Trainer;
 
@@ -63,6 +65,11 @@ pub struct CheckpointMeta {
     /// Where the training data came from, so a resumed run trains on the same data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub data: Option<DataOrigin>,
+    /// How an image file becomes the model's input besides `normalization` (resize, center
+    /// crop, channel order; absent: resized to the input size, RGB, as
+    /// [`Preprocessing::squash`]). Imported models store it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub preprocessing: Option<Preprocessing>,
 }
 
 impl CheckpointMeta {
@@ -77,12 +84,28 @@ impl CheckpointMeta {
             training: Some(trainer.state.clone()),
             config: Some(trainer.config().clone()),
             data: Some(data.clone()),
+            preprocessing: None,
         }
     }
 
-    /// Whether this description fits `model`: the format, the classes (one per output, names
-    /// not too long), the normalization (one finite mean and positive std per input channel),
-    /// the settings and the training state.
+    /// How images become the input of a model of `[C, H, W]` = `input`: the stored
+    /// preprocessing, or what a checkpoint without one means (squashed to the input size).
+    pub fn preprocessing(&self, input: [usize; 3]) -> Preprocessing {
+        self.preprocessing
+            .unwrap_or_else(|| Preprocessing::squash([input[1], input[2]]))
+    }
+
+    /// Whether the model is a classifier whose classes this lists: one output, of shape
+    /// `[K]` (with `K` names). Models of several outputs, or of another output shape, list
+    /// none.
+    pub fn is_classifier(model: &Model) -> bool {
+        model.outputs().len() == 1 && model.output_shape().len() == 1
+    }
+
+    /// Whether this description fits `model`: the format, the classes (one per score of a
+    /// classifier's output, none for other models; names not too long), the normalization
+    /// (one finite mean and positive std per input channel), the preprocessing (see
+    /// [`Preprocessing::check`]), the settings and the training state.
     fn check(&self, model: &Model) -> std::result::Result<(), String> {
         if self.format != Self::FORMAT {
             return Err(format!(
@@ -94,14 +117,28 @@ impl CheckpointMeta {
         for (i, class) in self.classes.iter().enumerate() {
             names::check_len(class).map_err(|e| format!("class {i}: {e}"))?;
         }
-        if model.output_shape() != [self.classes.len()] {
+        if Self::is_classifier(model) {
+            if model.output_shape() != [self.classes.len()] {
+                return Err(format!(
+                    "{} classes are listed, but the model outputs {:?} per image",
+                    self.classes.len(),
+                    model.output_shape()
+                ));
+            }
+        } else if !self.classes.is_empty() {
             return Err(format!(
-                "{} classes are listed, but the model outputs {:?} per image",
+                "{} classes are listed, but the model has {} outputs, the first {:?} per \
+                 image: classes name the scores of a single output [K], so a model of \
+                 several outputs or of other shapes lists none",
                 self.classes.len(),
+                model.outputs().len(),
                 model.output_shape()
             ));
         }
         crate::train::check_normalization(&self.normalization, model.input_shape()[0])?;
+        if let Some(p) = &self.preprocessing {
+            p.check(model.input_shape())?;
+        }
         if let Some(config) = &self.config {
             config.check().map_err(|e| e.to_string())?;
             if let Some(state) = &self.training {

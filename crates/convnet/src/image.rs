@@ -11,6 +11,8 @@
 //!   it (Rec. 709 weights), or RGB; alpha is dropped (as PIL's `convert("RGB")`).
 //! - Planes are resized with the `image` crate's triangle (bilinear) filter, plane by plane
 //!   ([`resize_planes`]), so data sets of every layout and single images resize alike.
+//!   A model's input is made through its preprocessing (resize, center crop, channel order,
+//!   normalization): [`crate::preprocess::read_image`].
 //! - Pictures are written atomically ([`crate::files::write_atomic`]) as PNG or JPEG, the
 //!   format named by the file's extension ([`output_format`]).
 
@@ -65,6 +67,21 @@ pub enum ImageError {
         path: PathBuf,
         got: Header,
         want: [usize; 3],
+    },
+    /// The picture would be larger than images are read once resized (a long strip whose
+    /// shorter side a model's preprocessing enlarges).
+    #[error(
+        "{}: a {}x{} image resized to {}x{} (as the model's preprocessing says) would be larger \
+         than images are read (at most {MAX_SIDE} pixels a side and {} megapixels): crop it \
+         first",
+        path.display(), from[1], from[0], to[1], to[0], MAX_PIXELS >> 20
+    )]
+    Resized {
+        path: PathBuf,
+        /// `[height, width]` of the file.
+        from: [usize; 2],
+        /// `[height, width]` it would be resized to.
+        to: [usize; 2],
     },
     /// Planes of a channel count other than 1 (grayscale) and 3 (RGB) were asked for.
     #[error(
@@ -242,21 +259,30 @@ pub fn read_planes(path: &Path, dims: [usize; 3], fit: Fit) -> Result<Vec<u8>, I
     let [c, h, w] = dims;
     let color = Color::from_channels(c).ok_or(ImageError::Channels { channels: c })?;
     if fit == Fit::Exact {
-        let got = read_header(path)?;
-        let size = [got.height as usize, got.width as usize];
-        if size != [h, w] || (color, got.color) == (Color::Rgb, Color::Gray) {
-            return Err(ImageError::WrongSize {
-                path: path.to_path_buf(),
-                got,
-                want: dims,
-            });
-        }
+        check_exact(path, dims)?;
     }
     let img = decode(path)?;
     let src = [c, img.height() as usize, img.width() as usize];
     let mut out = vec![0; c * h * w];
     resize_planes(&to_planes(&img, color), src, [h, w], &mut out);
     Ok(out)
+}
+
+/// Refuses, from its header, an image file that [`Fit::Exact`] does not take as `[C, H, W]`
+/// = `dims` planes: another size, or a grayscale image for RGB planes.
+pub fn check_exact(path: &Path, dims: [usize; 3]) -> Result<(), ImageError> {
+    let [c, h, w] = dims;
+    let color = Color::from_channels(c).ok_or(ImageError::Channels { channels: c })?;
+    let got = read_header(path)?;
+    let size = [got.height as usize, got.width as usize];
+    if size != [h, w] || (color, got.color) == (Color::Rgb, Color::Gray) {
+        return Err(ImageError::WrongSize {
+            path: path.to_path_buf(),
+            got,
+            want: dims,
+        });
+    }
+    Ok(())
 }
 
 /// The planes `img` holds (alpha not counted).

@@ -15,6 +15,7 @@ pub mod model;
 pub mod names;
 pub mod npy;
 pub mod optim;
+pub mod preprocess;
 pub mod render;
 pub mod rng;
 pub mod spec;

@@ -21,6 +21,7 @@ fn meta(trainer: &Trainer) -> CheckpointMeta {
         training: Some(trainer.state.clone()),
         config: Some(trainer.config().clone()),
         data: None,
+        preprocessing: None,
     }
 }
 

@@ -398,6 +398,7 @@ fn meta_of(model: &Model) -> CheckpointMeta {
         training: None,
         config: None,
         data: None,
+        preprocessing: None,
     }
 }
 
