@@ -5,8 +5,10 @@ use std::path::PathBuf;
 
 use anyhow::{Result, bail};
 use clap::Args;
-use convnet::data::{OpenOptions, open_or_default};
+use convnet::checkpoint::Checkpoint;
+use convnet::data::{Dataset, OpenOptions, open_or_default};
 use convnet::names;
+use convnet::preprocess::{self, ChannelOrder, Resize};
 use convnet::render::{self, check_png, write_png};
 use convnet::train::{EvalReport, LossKind, evaluate};
 
@@ -15,7 +17,11 @@ use convnet::train::{EvalReport, LossKind, evaluate};
   convnet eval --checkpoint runs/train/best
   convnet eval --checkpoint runs/train              # a run folder: its best checkpoint
   convnet eval --checkpoint runs/train/best --data /usr/share/datasets/fashion-mnist --json
-  convnet eval --checkpoint runs/train/best --confusion confusion.png")]
+  convnet eval --checkpoint runs/train/best --confusion confusion.png
+  convnet eval --checkpoint classifier.onnx --data photos/      (one sub-folder per class)
+
+An imported model's images are resized (and center-cropped) as its stored preprocessing
+says; one that resizes the shorter side of each image needs --resize HxW instead.")]
 pub struct EvalArgs {
     /// Checkpoint folder, or a run folder (its best checkpoint), as `convnet train` writes.
     #[arg(long)]
@@ -24,8 +30,9 @@ pub struct EvalArgs {
     /// embedded sample.
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Resize every image to HxW (e.g. 32x32) when reading the data; default: the size the
-    /// checkpoint's run resized to, if any.
+    /// Resize every image to HxW (e.g. 32x32) when reading the data; default: as an imported
+    /// model's stored preprocessing says, else the size the checkpoint's run resized to, if
+    /// any.
     #[arg(long, value_name = "HxW", value_parser = OpenOptions::parse_size)]
     resize: Option<[usize; 2]>,
     /// Print JSON instead of tables.
@@ -44,10 +51,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     }
     // (The library's errors name the file at fault.)
     let ck = crate::source::load_checkpoint(&args.checkpoint)?;
-    let resize = args
-        .resize
-        .or_else(|| ck.meta.data.as_ref().and_then(|d| d.resize));
-    let data = open_or_default(args.data.as_deref(), &OpenOptions { resize })?;
+    crate::source::require_classifier(&ck, "eval")?;
+    let (resize, crop, order) = data_preprocessing(&args, &ck)?;
+    let mut data = open_or_default(args.data.as_deref(), &OpenOptions { resize })?;
+    prepare(&mut data.test, crop, order)?;
     if data.test.classes.len() != ck.meta.classes.len() {
         bail!(
             "the checkpoint knows {} classes but {} has {}",
@@ -82,6 +89,70 @@ pub fn run(args: EvalArgs) -> Result<()> {
         write_png(path, &picture)?;
         if !args.json {
             println!("wrote {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+/// How the test set is read for `ck`: the size images are resized to, the center crop after
+/// it and the channel order. `--resize` squashes every image to that size; else a checkpoint
+/// that stores its preprocessing (an imported model) has images resized and cropped as it
+/// says, which a data set (read at one size for every image) can do for a resize to HxW but
+/// not for a resize of the shorter side (each image's own aspect ratio: refused, naming
+/// --resize); else the size the checkpoint's run resized to, if any.
+fn data_preprocessing(
+    args: &EvalArgs,
+    ck: &Checkpoint,
+) -> Result<(Option<[usize; 2]>, Option<[usize; 2]>, ChannelOrder)> {
+    let stored = ck.meta.preprocessing;
+    let order = stored.map_or(ChannelOrder::Rgb, |p| p.channel_order);
+    Ok(match (args.resize, stored) {
+        (Some(size), _) => (Some(size), None, order),
+        (None, None) => (ck.meta.data.as_ref().and_then(|d| d.resize), None, order),
+        (None, Some(p)) => match p.resize {
+            Resize::Size(size) => (Some(size), p.crop, order),
+            Resize::ShorterSide(_) => {
+                let [_, h, w] = ck.model.input_shape();
+                bail!(
+                    "{}: the model's preprocessing ({}) resizes each image by its own aspect \
+                     ratio, which a data set read at one size cannot do; pass --resize {h}x{w} \
+                     to squash every image to the model's input instead (predict applies the \
+                     preprocessing to single images)",
+                    ck.dir.display(),
+                    p.describe()
+                )
+            }
+        },
+    })
+}
+
+/// The test set as the model takes it: every image center-cropped to `crop` (torchvision's
+/// `CenterCrop`, as single images are) and in the model's channel order.
+fn prepare(set: &mut Dataset, crop: Option<[usize; 2]>, order: ChannelOrder) -> Result<()> {
+    let dims = set.image_dims();
+    if let Some(crop) = crop.filter(|&c| c != [dims[1], dims[2]]) {
+        if crop[0] > dims[1] || crop[1] > dims[2] {
+            bail!(
+                "{}: images of {}x{} cannot be cropped to {}x{}",
+                set.source,
+                dims[1],
+                dims[2],
+                crop[0],
+                crop[1]
+            );
+        }
+        let origin = preprocess::center_crop_origin([dims[1], dims[2]], crop);
+        set.pixels = (0..set.len())
+            .flat_map(|i| preprocess::crop_planes(set.image(i), dims, origin, crop))
+            .collect();
+        [set.height, set.width] = crop;
+    }
+    if order == ChannelOrder::Bgr && set.channels == 3 {
+        let dims = set.image_dims();
+        let per = set.image_len();
+        for image in set.pixels.chunks_exact_mut(per) {
+            let swapped = preprocess::to_model_order(image, dims, order);
+            image.copy_from_slice(&swapped);
         }
     }
     Ok(())

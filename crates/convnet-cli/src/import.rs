@@ -9,7 +9,7 @@ use convnet::Model;
 use convnet::checkpoint::{self, CheckpointMeta};
 use convnet::files::write_atomic;
 use convnet::preprocess::{ChannelOrder, Preprocessing, Resize};
-use convnet::spec::parse_hwc;
+use convnet::spec::{Source, parse_hwc};
 use convnet_onnx::{ImportOptions, NameMap};
 
 #[derive(Args)]
@@ -78,13 +78,19 @@ pub fn run(args: ImportArgs) -> Result<()> {
     let meta = meta_of(&args, &model)?;
     checkpoint::save(&args.out, &model, &meta, &[])?;
     write_atomic(&args.out.join("onnx-names.tsv"), names.as_bytes())?;
+    let outputs: Vec<String> = (model.outputs().iter())
+        .map(|s| match *s {
+            Source::Node(j) => format!("{:?}", model.nodes()[j].output_shape),
+            Source::Input(_) => format!("{:?}", model.input_shape()),
+        })
+        .collect();
     println!(
-        "{} -> {}: {layers} layers, {} parameters, input {:?}, output {:?}",
+        "{} -> {}: {layers} layers, {} parameters, input {:?}, output {}",
         args.model.display(),
         args.out.display(),
         model.param_count(),
         model.input_shape(),
-        model.output_shape()
+        outputs.join(", ")
     );
     let preprocessing = meta.preprocessing(model.input_shape());
     println!(

@@ -220,7 +220,7 @@ pub fn features(args: FeaturesArgs) -> Result<()> {
 
 /// `maps.png` + `features.2` -> `maps-features.2.png`. Characters of the suffix other than
 /// letters, digits, `.`, `-` and `_` become `_`, so a layer name never leaves the folder.
-fn suffixed(path: &Path, suffix: &str) -> PathBuf {
+pub(crate) fn suffixed(path: &Path, suffix: &str) -> PathBuf {
     let stem = path
         .file_stem()
         .map_or("out".into(), |s| s.to_string_lossy().into_owned());
