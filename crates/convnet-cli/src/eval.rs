@@ -52,9 +52,10 @@ pub fn run(args: EvalArgs) -> Result<()> {
     // (The library's errors name the file at fault.)
     let ck = crate::source::load_checkpoint(&args.checkpoint)?;
     crate::source::require_classifier(&ck, "eval")?;
-    let (resize, crop, order) = data_preprocessing(&args, &ck)?;
+    let reading = data_reading(&args, &ck)?;
+    let resize = reading.resize;
     let mut data = open_or_default(args.data.as_deref(), &OpenOptions { resize })?;
-    prepare(&mut data.test, crop, order)?;
+    prepare(&mut data.test, reading.crop, reading.order)?;
     if data.test.classes.len() != ck.meta.classes.len() {
         bail!(
             "the checkpoint knows {} classes but {} has {}",
@@ -94,23 +95,19 @@ pub fn run(args: EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// How the test set is read for `ck`: the size images are resized to, the center crop after
-/// it and the channel order. `--resize` squashes every image to that size; else a checkpoint
-/// that stores its preprocessing (an imported model) has images resized and cropped as it
-/// says, which a data set (read at one size for every image) can do for a resize to HxW but
-/// not for a resize of the shorter side (each image's own aspect ratio: refused, naming
-/// --resize); else the size the checkpoint's run resized to, if any.
-fn data_preprocessing(
-    args: &EvalArgs,
-    ck: &Checkpoint,
-) -> Result<(Option<[usize; 2]>, Option<[usize; 2]>, ChannelOrder)> {
+/// How the test set is read for `ck` ([`DataReading`]). `--resize` squashes every image to
+/// that size; else a checkpoint that stores its preprocessing (an imported model) has images
+/// resized and cropped as it says, which a data set (read at one size for every image) can
+/// do for a resize to HxW but not for a resize of the shorter side (each image's own aspect
+/// ratio: refused, naming --resize); else the size the checkpoint's run resized to, if any.
+fn data_reading(args: &EvalArgs, ck: &Checkpoint) -> Result<DataReading> {
     let stored = ck.meta.preprocessing;
     let order = stored.map_or(ChannelOrder::Rgb, |p| p.channel_order);
-    Ok(match (args.resize, stored) {
-        (Some(size), _) => (Some(size), None, order),
-        (None, None) => (ck.meta.data.as_ref().and_then(|d| d.resize), None, order),
+    let (resize, crop) = match (args.resize, stored) {
+        (Some(size), _) => (Some(size), None),
+        (None, None) => (ck.meta.data.as_ref().and_then(|d| d.resize), None),
         (None, Some(p)) => match p.resize {
-            Resize::Size(size) => (Some(size), p.crop, order),
+            Resize::Size(size) => (Some(size), p.crop),
             Resize::ShorterSide(_) => {
                 let [_, h, w] = ck.model.input_shape();
                 bail!(
@@ -123,7 +120,19 @@ fn data_preprocessing(
                 )
             }
         },
+    };
+    Ok(DataReading {
+        resize,
+        crop,
+        order,
     })
+}
+
+/// How `eval` reads its test set: resized to `resize`, center-cropped to `crop`, in `order`.
+struct DataReading {
+    resize: Option<[usize; 2]>,
+    crop: Option<[usize; 2]>,
+    order: ChannelOrder,
 }
 
 /// The test set as the model takes it: every image center-cropped to `crop` (torchvision's

@@ -100,7 +100,11 @@ fn a_multi_output_import_loads_back_and_runs_every_output_as_onnx_runtime() {
         let diff = relative_difference(&dir.join(file), &run_fixture(want));
         assert!(diff <= 1e-4, "{file}: {diff}");
     }
-    assert!(!out.exists(), "a model of two outputs wrote {}", out.display());
+    assert!(
+        !out.exists(),
+        "a model of two outputs wrote {}",
+        out.display()
+    );
 
     // features: an inner layer's maps of a photograph (resized to 24x24, as stored).
     let said = ok(convnet()
@@ -186,7 +190,7 @@ fn eval_report(checkpoint: &Path, data: &Path, flags: &[&str]) -> (serde_json::V
 fn predict_report(checkpoint: &Path, data: &Path) -> (serde_json::Value, f64) {
     let mut confusion = vec![vec![0u64; 4]; 4];
     let mut loss = 0.0;
-    for class in 0..4 {
+    for (class, row) in confusion.iter_mut().enumerate() {
         for k in 0..3 {
             let out = ok(convnet()
                 .args(["predict", "--json", "--top", "4", "--checkpoint"])
@@ -196,11 +200,8 @@ fn predict_report(checkpoint: &Path, data: &Path) -> (serde_json::Value, f64) {
                 .unwrap());
             let json: serde_json::Value = serde_json::from_str(&out).unwrap();
             let top = json[0]["top"].as_array().unwrap();
-            confusion[class][top[0]["index"].as_u64().unwrap() as usize] += 1;
-            let p = top
-                .iter()
-                .find(|t| t["index"] == class)
-                .unwrap()["probability"]
+            row[top[0]["index"].as_u64().unwrap() as usize] += 1;
+            let p = top.iter().find(|t| t["index"] == class).unwrap()["probability"]
                 .as_f64()
                 .unwrap();
             loss -= p.ln() / 12.0;

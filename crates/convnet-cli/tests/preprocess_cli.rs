@@ -43,7 +43,11 @@ fn probabilities(checkpoint: &Path, image: &Path) -> Vec<f64> {
 
 /// An 18x12 (W x H) picture of distinct colours: pixel (x, y) is (10x + 3, 20y + 1, 7x + 9y).
 fn colours(x: u32, y: u32) -> [u8; 3] {
-    [(10 * x + 3) as u8, (20 * y + 1) as u8, (7 * x + 9 * y) as u8]
+    [
+        (10 * x + 3) as u8,
+        (20 * y + 1) as u8,
+        (7 * x + 9 * y) as u8,
+    ]
 }
 
 #[test]
@@ -147,7 +151,10 @@ fn bgr_alone_reverses_the_default_mean_and_std() {
         stored["normalization"]["mean"],
         serde_json::json!([0.1, 0.2, 0.3])
     );
-    assert_eq!(stored["normalization"]["std"], serde_json::json!([1.0, 1.0, 1.0]));
+    assert_eq!(
+        stored["normalization"]["std"],
+        serde_json::json!([1.0, 1.0, 1.0])
+    );
     // Without --crop, a resize to other sizes than the input is cropped to the input.
     let ck = dir.join("resized");
     import(&ck, &["--resize", "11x13"]);
@@ -163,22 +170,46 @@ fn bad_import_flags_are_refused_naming_the_flag_and_nothing_is_written() {
     let out = dir.join("out");
     let cases: &[(&[&str], &[&str])] = &[
         (&["--resize", "0"], &["--resize '0'", "1 to 16384"]),
-        (&["--resize", "abc"], &["--resize 'abc'", "'abc' is not a size"]),
+        (
+            &["--resize", "abc"],
+            &["--resize 'abc'", "'abc' is not a size"],
+        ),
         (&["--resize", "20x"], &["--resize '20x'", "is not a size"]),
-        (&["--crop", "5"], &["--crop 5x5", "model's input, which is 9x9"]),
+        (
+            &["--crop", "5"],
+            &["--crop 5x5", "model's input, which is 9x9"],
+        ),
         (
             &["--resize", "8", "--crop", "9"],
             &["--crop 9x9 is larger than the resized image (a shorter side of 8)"],
         ),
         (
             &["--resize", "8x20"],
-            &["--crop 9x9 is larger than the resized image (8x20)", "give --crop"],
+            &[
+                "--crop 9x9 is larger than the resized image (8x20)",
+                "give --crop",
+            ],
         ),
-        (&["--mean", "0.1,0.2"], &["--mean '0.1,0.2'", "2 value(s)", "3-channel"]),
-        (&["--mean", "0.1,x,0.3"], &["--mean '0.1,x,0.3'", "'x' is not a number"]),
-        (&["--mean", "nan,0,0"], &["--mean 'nan,0,0'", "not a finite number"]),
-        (&["--std", "1,inf,1"], &["--std '1,inf,1'", "not a finite number"]),
-        (&["--std", "1,0,1"], &["--std '1,0,1'", "channel 1 is 0", "positive"]),
+        (
+            &["--mean", "0.1,0.2"],
+            &["--mean '0.1,0.2'", "2 value(s)", "3-channel"],
+        ),
+        (
+            &["--mean", "0.1,x,0.3"],
+            &["--mean '0.1,x,0.3'", "'x' is not a number"],
+        ),
+        (
+            &["--mean", "nan,0,0"],
+            &["--mean 'nan,0,0'", "not a finite number"],
+        ),
+        (
+            &["--std", "1,inf,1"],
+            &["--std '1,inf,1'", "not a finite number"],
+        ),
+        (
+            &["--std", "1,0,1"],
+            &["--std '1,0,1'", "channel 1 is 0", "positive"],
+        ),
         (&["--std", "1,1,-2"], &["--std '1,1,-2'", "channel 2 is -2"]),
     ];
     for (flags, says) in cases {
@@ -218,7 +249,10 @@ fn gradcam_draws_the_crop_the_model_sees() {
     let ck = dir.join("cropped");
     import(&ck, &["--resize", "12", "--crop", "9"]);
     let draw = |checkpoint: &Path, name: &str| {
-        let (png, raw) = (dir.join(format!("{name}.png")), dir.join(format!("{name}.npy")));
+        let (png, raw) = (
+            dir.join(format!("{name}.png")),
+            dir.join(format!("{name}.npy")),
+        );
         ok(convnet()
             .args(["gradcam", "--alpha", "0", "--checkpoint"])
             .arg(checkpoint)
@@ -236,8 +270,15 @@ fn gradcam_draws_the_crop_the_model_sees() {
     // the overlay) shows the crop: teal, and none of the magenta border.
     let (picture, map) = draw(&ck, "cropped");
     assert_eq!(map, [9, 9]);
-    assert_eq!(count(&picture, magenta), 0, "the border outside the crop is drawn");
-    assert!(count(&picture, teal) > 224 * 224 / 2, "the crop is not drawn");
+    assert_eq!(
+        count(&picture, magenta),
+        0,
+        "the border outside the crop is drawn"
+    );
+    assert!(
+        count(&picture, teal) > 224 * 224 / 2,
+        "the crop is not drawn"
+    );
     // The same image opened without a crop (the .onnx: squashed to 9x9) shows the border:
     // the check above can fail.
     let (squashed, _) = draw(&tiny(), "squashed");
