@@ -140,7 +140,7 @@ fn import_flags_are_stored_and_predict_applies_them_with_no_flags() {
 }
 
 #[test]
-fn bgr_alone_reverses_the_default_mean_and_std() {
+fn bgr_keeps_a_given_mean_and_a_resize_alone_is_cropped_to_the_input() {
     let dir = temp_dir("prep-bgr-defaults");
     let ck = dir.join("ck");
     import(&ck, &["--bgr", "--mean", "0.1,0.2,0.3"]);
@@ -343,4 +343,88 @@ fn pretrained_mobilenet_v2_needs_no_flags() {
         .output()
         .unwrap());
     assert_eq!(convnet::npy::read(&raw).unwrap().dims(), [224, 224]);
+    // --bgr alone: ImageNet's mean and std, per colour, so in BGR order.
+    let bgr = dir.join("bgr");
+    ok(convnet()
+        .arg("import")
+        .arg(&model)
+        .args(["--bgr", "-o"])
+        .arg(&bgr)
+        .output()
+        .unwrap());
+    let stored = meta(&bgr);
+    assert_eq!(stored["preprocessing"]["channel_order"], "bgr");
+    assert_eq!(
+        stored["normalization"],
+        serde_json::json!({"mean": [0.406, 0.456, 0.485], "std": [0.225, 0.224, 0.229]})
+    );
+}
+
+/// Activation maximization on a BGR model: the `--start` picture enters in the model's
+/// order (red in the last plane: its start activation is the logit `convnet run` gives for
+/// that input, not for the picture in RGB order) and is drawn back in RGB (a red picture
+/// stays red).
+#[test]
+fn maximize_starts_from_the_picture_in_the_models_order_and_draws_it_in_rgb() {
+    let dir = temp_dir("prep-maximize-bgr");
+    let ck = dir.join("bgr");
+    import(&ck, &["--bgr"]);
+    let red = dir.join("red.png");
+    save_rgb(&red, [9, 9], |_, _| [255, 0, 0]);
+    let picture = dir.join("m.png");
+    let said = ok(convnet()
+        .args([
+            "maximize",
+            "--layer",
+            "fc",
+            "--channel",
+            "0",
+            "--steps",
+            "0",
+        ])
+        .arg("--checkpoint")
+        .arg(&ck)
+        .arg("--start")
+        .arg(&red)
+        .arg("-o")
+        .arg(&picture)
+        .output()
+        .unwrap());
+    // The logit of class 0 on a red picture in BGR order (plane 2 all ones) and in RGB order.
+    let mut planes = vec![0f32; 2 * 3 * 81];
+    planes[2 * 81..3 * 81].fill(1.0);
+    planes[3 * 81..4 * 81].fill(1.0);
+    let input = dir.join("red.npy");
+    let tensor = convnet::core::Tensor::new([2, 3, 9, 9], planes).unwrap();
+    std::fs::write(&input, convnet::npy::to_bytes(&tensor)).unwrap();
+    let logits_file = dir.join("logits.npy");
+    ok(convnet()
+        .args(["run", "--model"])
+        .arg(tiny())
+        .arg("--input")
+        .arg(&input)
+        .arg("--output")
+        .arg(&logits_file)
+        .output()
+        .unwrap());
+    let logits = convnet::npy::read(&logits_file).unwrap();
+    let (bgr, rgb) = (logits.data()[0], logits.data()[4]);
+    assert!((bgr - rgb).abs() > 1e-3, "{bgr} {rgb}");
+    let start: f32 = said
+        .split("mean activation ")
+        .nth(1)
+        .and_then(|s| s.split(' ').next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        (start - bgr).abs() < 1e-4,
+        "{said}: start {start}, BGR logit {bgr}"
+    );
+    let drawn = image::open(&picture).unwrap().to_rgb8();
+    assert!(
+        count(&drawn, [255, 0, 0]) > 1000,
+        "the red start is not drawn red"
+    );
+    assert_eq!(count(&drawn, [0, 0, 255]), 0, "the start is drawn blue");
 }
