@@ -10,9 +10,15 @@ weights, else an export with random weights), times one forward pass at each bat
 same way in each engine: one warm-up pass, then the best of as many passes as fit in two
 seconds (at least three), on the same seeded inputs. Prints a table of ms per batch and
 images per second.
+
+--ort-profile also prints where ONNX Runtime's time goes at the largest batch: its
+profiler's kernel time per operator type (fused ones, e.g. FusedConv, under their names),
+summed over the timed passes and given per pass, to set beside `perf record` of
+`convnet bench --model`.
 """
 
 import argparse
+import collections
 import json
 import subprocess
 import time
@@ -62,6 +68,8 @@ def main():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--batch", default="1,32")
     p.add_argument("--threads", type=int, default=0, help="0: the engines' defaults")
+    p.add_argument("--ort-profile", action="store_true",
+                   help="also ONNX Runtime's kernel time per operator type at the largest batch")
     args = p.parse_args()
     batches = [int(b) for b in args.batch.split(",")]
     OUT.mkdir(parents=True, exist_ok=True)
@@ -99,6 +107,52 @@ def main():
             t_ours = convnet[batch]
             print(f"{name:14} {batch:>5} {t_ours * 1e3:>11.2f} {t_ort * 1e3:>9.2f} "
                   f"{t_torch * 1e3:>9.2f} {t_ort / t_ours:>9.2f} {t_torch / t_ours:>10.2f}")
+        if args.ort_profile:
+            ort_profile(path, options, max(batches))
+
+
+def conv_kinds(path):
+    """Conv node name -> "Conv depthwise" / "Conv 1x1" / "Conv kxk" (ORT keeps node names)."""
+    import onnx
+    kinds = {}
+    for node in onnx.load(str(path), load_external_data=False).graph.node:
+        if node.op_type != "Conv":
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        kernel = list(attrs.get("kernel_shape", []))
+        if attrs.get("group", 1) > 1:
+            kinds[node.name] = "Conv depthwise"
+        elif kernel == [1, 1]:
+            kinds[node.name] = "Conv 1x1"
+        else:
+            kinds[node.name] = "Conv " + "x".join(map(str, kernel))
+    return kinds
+
+
+def ort_profile(path, options, batch, passes=3):
+    """ONNX Runtime's kernel time per operator type, ms per pass, after one warm-up pass."""
+    profiled = ort.SessionOptions()
+    profiled.intra_op_num_threads = options.intra_op_num_threads
+    profiled.enable_profiling = True
+    profiled.profile_file_prefix = str(OUT / f"{path.stem}-ort-profile")
+    session = ort.InferenceSession(str(path), profiled, providers=["CPUExecutionProvider"])
+    x = np.random.default_rng(batch).uniform(-1, 1, (batch, 3, 224, 224)).astype(np.float32)
+    for _ in range(passes + 1):
+        session.run(None, {"input": x})
+    events = json.loads(Path(session.end_profiling()).read_text())
+    runs = [e for e in events if e.get("name") == "model_run"]
+    # Kernel events of the timed passes: those after the warm-up run ended.
+    start = runs[0]["ts"] + runs[0]["dur"]
+    per_op = collections.Counter()
+    kinds = conv_kinds(path)
+    for e in events:
+        if e.get("cat") == "Node" and e["name"].endswith("_kernel_time") and e["ts"] >= start:
+            node = e["name"][: -len("_kernel_time")]
+            per_op[kinds.get(node, e["args"]["op_name"])] += e["dur"] / 1e3 / passes
+    total = sum(per_op.values())
+    print(f"  ONNX Runtime, {path.stem} batch {batch}: {total:.1f} ms of kernels a pass")
+    for op, ms in per_op.most_common():
+        print(f"    {op:24} {ms:9.1f} ms  {100 * ms / total:5.1f}%")
 
 
 if __name__ == "__main__":

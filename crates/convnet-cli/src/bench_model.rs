@@ -38,6 +38,8 @@ pub fn parse_batches(text: &str) -> Result<Vec<usize>> {
 /// Times the forward pass of the model at `path` at each batch size; prints one line each,
 /// or writes them to `json`.
 pub fn run(path: &Path, batches: &[usize], json: Option<&Path>) -> Result<()> {
+    // Each pass frees and allocates the same activations: reused, not faulted in again.
+    convnet_core::cpu::keep_freed_memory();
     let mut model = crate::source::load_checkpoint(path)?.model;
     let [c, h, w] = model.input_shape();
     let mut rows = Vec::new();

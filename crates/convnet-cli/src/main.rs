@@ -132,6 +132,13 @@ fn start_threads(threads: Option<u64>) -> Result<()> {
 
 fn run(cli: Cli) -> Result<()> {
     start_threads(cli.threads)?;
+    if matches!(
+        cli.command,
+        Command::Eval(_) | Command::Predict(_) | Command::Run(_)
+    ) {
+        // Batch after batch, the same activations: freed memory reused, not faulted in.
+        convnet_core::cpu::keep_freed_memory();
+    }
     match cli.command {
         Command::Demo(args) => train::demo(args),
         Command::Train(args) => train::run(args),

@@ -341,6 +341,52 @@ fn long_rows_split_into_bands_in_every_padding_mode() {
 }
 
 #[test]
+fn mobilenet_depthwise_layers_with_many_channels() {
+    // MobileNetV2's depthwise layers: 3x3, padding 1, stride 1 and 2, many channels (each
+    // plane one task, or bands of rows when planes are few), planes from several vectors a
+    // row down to less than one (7 px), odd sizes whose last stride-2 window ends inside the
+    // padding; every padding mode for the border's column table.
+    for (channels, hw, stride) in [
+        (96, [29, 29], 2),
+        (144, [14, 14], 2),
+        (192, [7, 7], 1),
+        (160, [7, 7], 2),
+        (32, [40, 37], 1),
+        (24, [40, 37], 2),
+    ] {
+        for pm in [PaddingMode::Zeros, PaddingMode::Reflect] {
+            let params = Conv2dParams::builder()
+                .with_stride([stride, stride])
+                .with_padding(Padding::Explicit {
+                    top: 1,
+                    bottom: 1,
+                    left: 1,
+                    right: 1,
+                })
+                .with_padding_mode(pm)
+                .with_groups(channels)
+                .build()
+                .unwrap();
+            let p = Problem {
+                n: 2,
+                groups: channels,
+                cg: 1,
+                kg: 1,
+                hw,
+                kernel: [3, 3],
+                params,
+                bias: true,
+                seed: channels as u64,
+            };
+            for algo in [Conv2dAlgo::Auto, Conv2dAlgo::Depthwise] {
+                check(&p, algo)
+                    .unwrap_or_else(|e| panic!("{channels} {hw:?} s{stride} {pm:?}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
 fn every_simd_build_matches_reference() {
     // Other tests in this binary may run meanwhile under the capped level: every level must
     // be exact, so that only changes which build they exercise.

@@ -288,39 +288,81 @@ impl Border {
         (self.plan_for(&band, end - first), first)
     }
 
+    /// Phase columns of phase `ph` (of stride `sw`, `wps` a row) that read input columns,
+    /// and the input column of the first: phase column `t` is padded column `t sw + ph`.
+    fn interior(&self, ph: usize, sw: usize, wps: usize) -> (Range<usize>, usize) {
+        let lo = self.left.saturating_sub(ph).div_ceil(sw);
+        let hi = (self.left + self.w)
+            .saturating_sub(ph)
+            .div_ceil(sw)
+            .min(wps);
+        let lo = lo.min(hi);
+        // (Only read when the range is not empty, where it is an input column.)
+        let first = lo.saturating_mul(sw).saturating_add(ph);
+        (lo..hi, first.saturating_sub(self.left))
+    }
+
     /// Fill `plan` (from [`Border::band_plan`]) with padded rows `first..` of `plane`
-    /// (`[H, W]`); columns past the padded width are zero.
+    /// (`[H, W]`); columns past the padded width are zero. Each row's interior is one
+    /// (strided) copy; only the border columns go through the padding mode.
     fn fill(&self, plan: &Plan, first: usize, plane: &[f32], phases: &mut [f32]) {
-        let wp = self.wp;
-        let interior = self.left..self.left + self.w;
+        let (sw, wps) = (plan.sw, plan.wps);
         for (&ph, dst) in plan
             .phases
             .iter()
             .zip(phases.chunks_exact_mut(plan.phase_len))
         {
-            for (r, dst_row) in dst.chunks_exact_mut(plan.wps).enumerate() {
+            let (interior, first_col) = self.interior(ph, sw, wps);
+            // The border columns that read an input column, and which (the same for every
+            // row; none with zero padding). The other border columns are zero.
+            // (Past the padded width when the product overflows: zero.)
+            let sourced: Vec<(usize, usize)> = (0..interior.start)
+                .chain(interior.end..wps)
+                .filter_map(|t| {
+                    let col = t
+                        .checked_mul(sw)
+                        .map_or(usize::MAX, |c| c.saturating_add(ph));
+                    self.source_col(col).map(|c| (t, c))
+                })
+                .collect();
+            for (r, dst_row) in dst.chunks_exact_mut(wps).enumerate() {
                 let padded_row = (first + r) as isize - self.top as isize;
                 let Some(ir) = source_index(padded_row, self.h, self.mode) else {
                     dst_row.fill(0.0);
                     continue;
                 };
                 let src = &plane[ir * self.w..(ir + 1) * self.w];
-                if plan.sw == 1 {
-                    // Phase column t is padded column t: the interior is one copy.
-                    dst_row[interior.clone()].copy_from_slice(src);
-                    for t in (0..self.left).chain(interior.end..wp) {
-                        dst_row[t] = self.source_col(t).map_or(0.0, |c| src[c]);
-                    }
-                    dst_row[wp.min(plan.wps)..].fill(0.0);
-                } else {
-                    for (t, d) in dst_row.iter_mut().enumerate() {
-                        // (Past the padded width when the product overflows: zero.)
-                        let col = t
-                            .checked_mul(plan.sw)
-                            .map_or(usize::MAX, |c| c.saturating_add(ph));
-                        *d = self.source_col(col).map_or(0.0, |c| src[c]);
-                    }
+                let (before, rest) = dst_row.split_at_mut(interior.start);
+                let (dst_interior, after) = rest.split_at_mut(interior.len());
+                before.fill(0.0);
+                after.fill(0.0);
+                copy_strided(src, first_col, sw, dst_interior);
+                for &(t, c) in &sourced {
+                    dst_row[t] = src[c];
                 }
+            }
+        }
+    }
+}
+
+/// `dst[t] = src[first + t * stride]` for every `t` of `dst` (which those reads fit).
+fn copy_strided(src: &[f32], first: usize, stride: usize, dst: &mut [f32]) {
+    let Some(last) = dst.len().checked_sub(1) else {
+        // (An empty interior's first column may be past the row: not read.)
+        return;
+    };
+    let src = &src[first..=first + last * stride];
+    match stride {
+        1 => dst.copy_from_slice(src),
+        // Pairs: a loop the compiler turns into vector shuffles.
+        2 => {
+            for (d, pair) in dst.iter_mut().zip(src.chunks(2)) {
+                *d = pair[0];
+            }
+        }
+        _ => {
+            for (d, &v) in dst.iter_mut().zip(src.iter().step_by(stride)) {
+                *d = v;
             }
         }
     }
