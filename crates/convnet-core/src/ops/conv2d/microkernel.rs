@@ -14,9 +14,11 @@
 //! - [`dot`] (weight gradient of small depths): MR output channels by NT taps, each a vector of
 //!   per-lane sums over output vectors, `grad_output` and the input both loaded in place.
 //!
-//! Tile sizes per instruction set keep 20 to 24 (AVX-512, of 32 registers) or 12 (AVX2, of
-//! 16) accumulators: direct 8 x 48 / 4 x 24; outer 6 x 64, 8 x 48 or 10 x 32 / 3 x 32,
-//! 4 x 24 or 6 x 16, chosen per layer to pad the fewest channels; dot 8 x 3 / 4 x 3.
+//! Tile sizes per instruction set keep 20 to 24 (AVX-512, of 32 registers) or up to 12 (AVX2,
+//! of 16) accumulators, and leave registers for the loaded operands: on AVX2 a tile needing
+//! all 16 makes the compiler spill an accumulator to the stack on every step, which halves its
+//! speed. Direct 8 x 48 / 6 x 16; outer 6 x 64, 8 x 48 or 10 x 32 / 2 x 32, 3 x 24 or 6 x 16,
+//! chosen per layer to pad the fewest channels; dot 8 x 3 / 3 x 3.
 //!
 //! Sums are blocked: a kernel sums a run of its reduction in fresh registers and adds the run
 //! to its output once, so no product is added to a large running total (gradients over many
@@ -29,7 +31,7 @@ use crate::cpu::simd::Simd;
 /// Shapes of the direct tile: MR output channels by NV output vectors.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum DirectShape {
-    /// Several output channels share each input load (AVX-512: 8 x 3 vectors).
+    /// Several output channels share each input load (AVX-512: 8 x 3 vectors; AVX2: 6 x 2).
     Block,
     /// One output channel, more vectors (8): for problems with fewer output channels per
     /// group than half a block, whose other rows would be padding.
@@ -41,7 +43,7 @@ impl DirectShape {
     pub(crate) fn dims(self, lanes: usize) -> (usize, usize) {
         match (lanes >= 16, self) {
             (true, DirectShape::Block) => (8, 3),
-            (false, DirectShape::Block) => (4, 3),
+            (false, DirectShape::Block) => (6, 2),
             (_, DirectShape::Row) => (1, 8),
         }
     }
@@ -78,7 +80,7 @@ pub(crate) fn direct<S: Simd>(
             direct_blocked::<S, 8, 3>(s, run, a, offsets, src, bases, init, out)
         }
         (false, DirectShape::Block) => {
-            direct_blocked::<S, 4, 3>(s, run, a, offsets, src, bases, init, out)
+            direct_blocked::<S, 6, 2>(s, run, a, offsets, src, bases, init, out)
         }
         (_, DirectShape::Row) => {
             direct_blocked::<S, 1, 8>(s, run, a, offsets, src, bases, init, out)
@@ -152,16 +154,18 @@ pub(crate) fn direct_run(depth: usize) -> usize {
     depth.div_ceil(8).max(16)
 }
 
-/// Shapes of the outer-product tile: MR taps by `NV` vectors of output channels, all with the
-/// same number of accumulators, so a layer can pick the width that wastes fewest channels.
+/// Shapes of the outer-product tile: MR taps by `NV` vectors of output channels, so a layer can
+/// pick the width that wastes fewest channels. On AVX-512 all three keep 20 to 24 accumulators;
+/// AVX2's 16 registers hold accumulators, B vectors and a broadcast only up to 6 x 2 (15), so
+/// its wider shapes have fewer accumulators (a spilled accumulator halves the kernel's speed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum OuterShape {
-    /// 4 vectors wide (AVX-512: 6 x 64).
+    /// 4 vectors wide (AVX-512: 6 x 64; AVX2: 2 x 32).
     Wide,
-    /// 3 vectors wide (AVX-512: 8 x 48).
+    /// 3 vectors wide (AVX-512: 8 x 48; AVX2: 3 x 24).
     Mid,
     /// 2 vectors wide (AVX-512: 10 x 32, so that its 20 accumulators, 10 broadcasts and 2
-    /// loads fit the 32 registers however the compiler schedules them).
+    /// loads fit the 32 registers however the compiler schedules them; AVX2: 6 x 16).
     Narrow,
 }
 
@@ -172,20 +176,21 @@ impl OuterShape {
             (true, OuterShape::Wide) => (6, 4),
             (true, OuterShape::Mid) => (8, 3),
             (true, OuterShape::Narrow) => (10, 2),
-            (false, OuterShape::Wide) => (3, 4),
-            (false, OuterShape::Mid) => (4, 3),
+            (false, OuterShape::Wide) => (2, 4),
+            (false, OuterShape::Mid) => (3, 3),
             (false, OuterShape::Narrow) => (6, 2),
         }
     }
 
     /// The shape whose width, a multiple of which `k` output channels are padded to, wastes
-    /// fewest channels (the widest among equals).
+    /// fewest channels; among equals, the one with most accumulators, then the widest.
     pub(crate) fn for_channels(k: usize, lanes: usize) -> Self {
         [OuterShape::Wide, OuterShape::Mid, OuterShape::Narrow]
             .into_iter()
             .min_by_key(|shape| {
-                let nr = shape.dims(lanes).1 * lanes;
-                k.div_ceil(nr) * nr
+                let (mr, nv) = shape.dims(lanes);
+                let nr = nv * lanes;
+                (k.div_ceil(nr) * nr, std::cmp::Reverse(mr * nv))
             })
             .expect("three shapes")
     }
@@ -212,8 +217,8 @@ pub(crate) fn outer<S: Simd>(
         (true, OuterShape::Wide) => outer_impl::<S, 6, 4>(s, bases, taps, src, b, ldb, c, ldc),
         (true, OuterShape::Mid) => outer_impl::<S, 8, 3>(s, bases, taps, src, b, ldb, c, ldc),
         (true, OuterShape::Narrow) => outer_impl::<S, 10, 2>(s, bases, taps, src, b, ldb, c, ldc),
-        (false, OuterShape::Wide) => outer_impl::<S, 3, 4>(s, bases, taps, src, b, ldb, c, ldc),
-        (false, OuterShape::Mid) => outer_impl::<S, 4, 3>(s, bases, taps, src, b, ldb, c, ldc),
+        (false, OuterShape::Wide) => outer_impl::<S, 2, 4>(s, bases, taps, src, b, ldb, c, ldc),
+        (false, OuterShape::Mid) => outer_impl::<S, 3, 3>(s, bases, taps, src, b, ldb, c, ldc),
         (false, OuterShape::Narrow) => outer_impl::<S, 6, 2>(s, bases, taps, src, b, ldb, c, ldc),
     }
 }
@@ -274,7 +279,7 @@ pub(crate) struct DotVector {
 
 /// (MR output channels, NT taps) of the [`dot`] tile for `lanes` lanes.
 pub(crate) fn dot_dims(lanes: usize) -> (usize, usize) {
-    if lanes >= 16 { (8, 3) } else { (4, 3) }
+    if lanes >= 16 { (8, 3) } else { (3, 3) }
 }
 
 /// The weight-gradient tile for small depths, a dot product over output positions kept per
@@ -297,7 +302,7 @@ pub(crate) fn dot<S: Simd>(
     if S::LANES >= 16 {
         dot_impl::<S, 8, 3>(s, rows, taps, vectors, dy, src, out, ldo)
     } else {
-        dot_impl::<S, 4, 3>(s, rows, taps, vectors, dy, src, out, ldo)
+        dot_impl::<S, 3, 3>(s, rows, taps, vectors, dy, src, out, ldo)
     }
 }
 
@@ -497,6 +502,9 @@ mod tests {
         assert_eq!(OuterShape::for_channels(32, 16), OuterShape::Narrow);
         assert_eq!(OuterShape::for_channels(128, 16), OuterShape::Wide);
         assert_eq!(OuterShape::for_channels(24, 8), OuterShape::Mid);
+        // AVX2: at equal padding, the shape with most accumulators.
+        assert_eq!(OuterShape::for_channels(64, 8), OuterShape::Narrow);
+        assert_eq!(OuterShape::for_channels(32, 8), OuterShape::Narrow);
     }
 
     #[test]
