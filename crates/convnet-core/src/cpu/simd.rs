@@ -97,6 +97,13 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// `a * b + c`, fused where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a - b`.
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// The even and the odd elements of `a` then `b` (the `2 * LANES` values `a[0..]`,
+    /// `b[0..]` in order), each as one vector.
+    fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
+    /// `a[0], b[0], a[1], b[1], ...` as two vectors (the inverse of `deinterleave`).
+    fn interleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
     fn reduce_sum(self, v: Self::V) -> f32;
 }
 
@@ -145,6 +152,29 @@ impl Simd for Portable {
     #[inline(always)]
     fn add(self, a: Self::V, b: Self::V) -> Self::V {
         std::array::from_fn(|l| a[l] + b[l])
+    }
+    #[inline(always)]
+    fn sub(self, a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] - b[l])
+    }
+    #[inline(always)]
+    fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V) {
+        let at = |i: usize| if i < 8 { a[i] } else { b[i - 8] };
+        (
+            std::array::from_fn(|l| at(2 * l)),
+            std::array::from_fn(|l| at(2 * l + 1)),
+        )
+    }
+    #[inline(always)]
+    fn interleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V) {
+        let at = |i: usize| {
+            if i.is_multiple_of(2) {
+                a[i / 2]
+            } else {
+                b[i / 2]
+            }
+        };
+        (std::array::from_fn(at), std::array::from_fn(|l| at(8 + l)))
     }
     #[inline(always)]
     fn reduce_sum(self, v: Self::V) -> f32 {
@@ -230,6 +260,35 @@ mod x86 {
             unsafe { _mm512_add_ps(a, b) }
         }
         #[inline(always)]
+        fn sub(self, a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn deinterleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+            unsafe {
+                let even =
+                    _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30);
+                let odd =
+                    _mm512_setr_epi32(1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31);
+                (
+                    _mm512_permutex2var_ps(a, even, b),
+                    _mm512_permutex2var_ps(a, odd, b),
+                )
+            }
+        }
+        #[inline(always)]
+        fn interleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
+            unsafe {
+                let lo = _mm512_setr_epi32(0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
+                let hi =
+                    _mm512_setr_epi32(8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
+                (
+                    _mm512_permutex2var_ps(a, lo, b),
+                    _mm512_permutex2var_ps(a, hi, b),
+                )
+            }
+        }
+        #[inline(always)]
         fn reduce_sum(self, v: __m512) -> f32 {
             unsafe { _mm512_reduce_add_ps(v) }
         }
@@ -311,6 +370,34 @@ mod x86 {
             unsafe { _mm256_add_ps(a, b) }
         }
         #[inline(always)]
+        fn sub(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_sub_ps(a, b) }
+        }
+        #[inline(always)]
+        fn deinterleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+            unsafe {
+                // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs in the order 0, 2, 1, 3.
+                let even = _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0b10_00_10_00));
+                let odd = _mm256_castps_pd(_mm256_shuffle_ps(a, b, 0b11_01_11_01));
+                (
+                    _mm256_castpd_ps(_mm256_permute4x64_pd(even, 0b11_01_10_00)),
+                    _mm256_castpd_ps(_mm256_permute4x64_pd(odd, 0b11_01_10_00)),
+                )
+            }
+        }
+        #[inline(always)]
+        fn interleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
+            unsafe {
+                // a0 b0 a1 b1 | a4 b4 a5 b5 and a2 b2 a3 b3 | a6 b6 a7 b7, halves rejoined.
+                let lo = _mm256_unpacklo_ps(a, b);
+                let hi = _mm256_unpackhi_ps(a, b);
+                (
+                    _mm256_permute2f128_ps(lo, hi, 0x20),
+                    _mm256_permute2f128_ps(lo, hi, 0x31),
+                )
+            }
+        }
+        #[inline(always)]
         fn reduce_sum(self, v: __m256) -> f32 {
             unsafe {
                 let hi = _mm256_extractf128_ps(v, 1);
@@ -361,9 +448,21 @@ mod tests {
         let b: Vec<f32> = (0..n).map(|i| 2.0 + i as f32).collect();
         let c = s.mul_add(s.load(&a), s.load(&b), s.splat(1.0));
         let mut out = vec![0.0; n];
-        s.store(&mut out, s.add(c, s.splat(0.5)));
+        s.store(&mut out, s.sub(s.add(c, s.splat(1.0)), s.splat(0.5)));
         for (i, v) in out.iter().enumerate() {
             assert_eq!(*v, (i * (i + 2)) as f32 + 1.5);
+        }
+        let (even, odd) = s.deinterleave(s.load(&a), s.load(&b));
+        let (lo, hi) = s.interleave(even, odd);
+        let mut pairs = vec![0.0; 2 * n];
+        s.store(&mut pairs[..n], lo);
+        s.store(&mut pairs[n..], hi);
+        assert_eq!(pairs, [a.clone(), b.clone()].concat());
+        s.store(&mut pairs[..n], even);
+        s.store(&mut pairs[n..], odd);
+        for i in 0..n {
+            let at = |i: usize| if i < n { a[i] } else { b[i - n] };
+            assert_eq!((pairs[i], pairs[n + i]), (at(2 * i), at(2 * i + 1)));
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);
