@@ -118,6 +118,7 @@ enum AlgoArg {
     Im2col,
     Depthwise,
     Pointwise,
+    Winograd,
     Reference,
 }
 
@@ -129,6 +130,7 @@ impl From<AlgoArg> for Conv2dAlgo {
             AlgoArg::Im2col => Conv2dAlgo::Im2col,
             AlgoArg::Depthwise => Conv2dAlgo::Depthwise,
             AlgoArg::Pointwise => Conv2dAlgo::Pointwise,
+            AlgoArg::Winograd => Conv2dAlgo::Winograd,
             AlgoArg::Reference => Conv2dAlgo::Reference,
         }
     }

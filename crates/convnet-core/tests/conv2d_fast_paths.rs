@@ -257,6 +257,100 @@ proptest! {
     }
 }
 
+/// 3x3, stride 1, no dilation, one group (what Winograd computes), any padding and mode;
+/// channel counts on both sides of `Auto`'s threshold, planes of odd and even sizes and rows
+/// of more than one vector of tiles.
+fn winograd_problem() -> impl Strategy<Value = Problem> {
+    (
+        (1usize..=3, 1usize..=20, 1usize..=20),
+        (prop::array::uniform4(0usize..=3), any::<bool>(), modes()),
+        (
+            prop::array::uniform2(1usize..=40),
+            any::<bool>(),
+            any::<u64>(),
+        ),
+    )
+        .prop_map(
+            |((n, cg, kg), (pads, same, (pm, mode)), (hw, bias, seed))| {
+                let padding = if same {
+                    Padding::Same
+                } else {
+                    Padding::Explicit {
+                        top: pads[0],
+                        bottom: pads[1],
+                        left: pads[2],
+                        right: pads[3],
+                    }
+                };
+                let params = Conv2dParams::builder()
+                    .with_padding(padding)
+                    .with_padding_mode(pm)
+                    .with_mode(mode)
+                    .build()
+                    .unwrap();
+                let pad = params.resolve_padding([3, 3]).unwrap();
+                // Large enough for the kernel, and for reflect/circular padding.
+                let size = |axis: usize| {
+                    let (before, after) = (pad[2 * axis], pad[2 * axis + 1]);
+                    hw[axis]
+                        .max(3usize.saturating_sub(before + after))
+                        .max(before.max(after) + 1)
+                };
+                Problem {
+                    n,
+                    groups: 1,
+                    cg,
+                    kg,
+                    hw: [size(0), size(1)],
+                    kernel: [3, 3],
+                    params,
+                    bias,
+                    seed,
+                }
+            },
+        )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(120))]
+
+    #[test]
+    fn winograd_matches_reference(p in winograd_problem()) {
+        check(&p, Conv2dAlgo::Winograd)?;
+        check(&p, Conv2dAlgo::Auto)?;
+    }
+}
+
+#[test]
+fn winograd_refuses_what_it_cannot_compute() {
+    let x = Tensor::zeros([1, 4, 8, 8]).unwrap();
+    for (kernel, params) in [
+        (
+            3,
+            Conv2dParams::builder().with_stride([2, 1]).build().unwrap(),
+        ),
+        (
+            3,
+            Conv2dParams::builder()
+                .with_dilation([1, 2])
+                .build()
+                .unwrap(),
+        ),
+        (3, Conv2dParams::builder().with_groups(2).build().unwrap()),
+        (5, Conv2dParams::default()),
+    ] {
+        let w = Tensor::zeros([4, 4 / params.groups(), kernel, kernel]).unwrap();
+        let g = params
+            .geometry(x.dims4("t", "x").unwrap(), w.dims4("t", "w").unwrap())
+            .unwrap();
+        let mut y = vec![0.0; g.output_dims().iter().product()];
+        let err = forward_into(x.data(), w.data(), None, &mut y, &g, Conv2dAlgo::Winograd)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("Winograd does not apply"), "{err}");
+    }
+}
+
 #[test]
 fn wide_rows_cross_vector_boundaries() {
     // Rows longer than one SIMD vector, with a width that is a multiple of it, stride 2 and
@@ -411,6 +505,9 @@ fn every_simd_build_matches_reference() {
         );
         runner
             .run(&any, |p| check(&p, Conv2dAlgo::Direct))
+            .unwrap_or_else(|e| panic!("{level:?}: {e}"));
+        runner
+            .run(&winograd_problem(), |p| check(&p, Conv2dAlgo::Winograd))
             .unwrap_or_else(|e| panic!("{level:?}: {e}"));
     }
     set_max_simd_level(SimdLevel::Avx512);

@@ -200,6 +200,9 @@ fn every_gradient_is_within_twice_pytorch_float32_error_against_float64() {
         if is_pointwise(g) {
             algos.push(Conv2dAlgo::Pointwise);
         }
+        if g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1] && g.groups == 1 {
+            algos.push(Conv2dAlgo::Winograd);
+        }
         for algo in algos {
             let got = our_grads(p, algo);
             for (i, grad) in GRADS.iter().enumerate() {

@@ -19,7 +19,11 @@
 //!       channel → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
-//!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
+//!    3. [`winograd::preferred`]: 3x3 kernel, stride 1, no dilation, one group, at least
+//!       16 input and output channels → `winograd.rs`, F(2x2, 3x3) (16 products per 2x2
+//!       outputs instead of 36, on `microkernel.rs`'s direct tile), for the forward pass and
+//!       the input gradient; its weight gradient is `direct.rs`'s;
+//!    4. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
 //!       dilation and groups: the micro-kernels of `microkernel.rs` over the input laid out
 //!       by `phases.rs`. Its input gradient is, for stride 1 (and padding no wider than the
 //!       dilated kernel), the forward pass of `grad_output` with the flipped, channel-swapped
@@ -50,6 +54,7 @@ mod params;
 mod phases;
 mod pointwise;
 pub(crate) mod reference;
+mod winograd;
 
 use std::borrow::Cow;
 
@@ -80,6 +85,8 @@ pub enum Conv2dAlgo {
     Pointwise,
     /// Direct loops: one input channel per filter (depthwise, or single-channel input).
     Depthwise,
+    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, no dilation, one group.
+    Winograd,
 }
 
 /// Every filter sees exactly one input channel: depthwise convolution (groups = channels,
@@ -119,6 +126,7 @@ enum FastPath {
     Pointwise,
     Direct,
     Im2col,
+    Winograd,
 }
 
 impl Conv2dAlgo {
@@ -133,6 +141,8 @@ impl Conv2dAlgo {
                     FastPath::Depthwise
                 } else if is_pointwise(g) {
                     FastPath::Pointwise
+                } else if winograd::preferred(g) {
+                    FastPath::Winograd
                 } else {
                     FastPath::Direct
                 };
@@ -142,6 +152,7 @@ impl Conv2dAlgo {
             Conv2dAlgo::Direct => (FastPath::Direct, true),
             Conv2dAlgo::Pointwise => (FastPath::Pointwise, is_pointwise(g)),
             Conv2dAlgo::Depthwise => (FastPath::Depthwise, is_depthwise(g)),
+            Conv2dAlgo::Winograd => (FastPath::Winograd, winograd::applies(g)),
         };
         if fits {
             Ok(Route::Fast(path))
@@ -322,7 +333,8 @@ pub fn conv2d_backward_with(
             | Conv2dAlgo::Im2col
             | Conv2dAlgo::Direct
             | Conv2dAlgo::Pointwise
-            | Conv2dAlgo::Depthwise => conv2d_grad_bias(grad_output)?,
+            | Conv2dAlgo::Depthwise
+            | Conv2dAlgo::Winograd => conv2d_grad_bias(grad_output)?,
         })
     } else {
         None
@@ -469,6 +481,10 @@ pub fn forward_into(
             let c = canonicalize(g, x, w);
             direct::forward(&c.geom, &c.x, &c.w, b, y);
         }
+        FastPath::Winograd => {
+            let c = canonicalize(g, x, w);
+            winograd::forward(&c.geom, &c.x, &c.w, b, y);
+        }
         FastPath::Im2col => {
             let c = canonicalize(g, x, w);
             im2col::forward(&c.geom, &c.x, &c.w, b, y);
@@ -499,11 +515,15 @@ pub fn grad_input_into(
     let run = |gx: &mut [f32]| match path {
         FastPath::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
         FastPath::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
-        FastPath::Direct => match direct::transposed_problem(&c.geom) {
+        FastPath::Direct | FastPath::Winograd => match direct::transposed_problem(&c.geom) {
             Some(t) => {
                 let mut wt = Scratch::take(c.w.len());
                 direct::transposed_weights(&c.geom, &c.w, &mut wt);
-                direct::input_grad_transposed(&t, gy, &wt, gx);
+                if path == FastPath::Winograd {
+                    winograd::input_grad_transposed(&t, gy, &wt, gx);
+                } else {
+                    direct::input_grad_transposed(&t, gy, &wt, gx);
+                }
             }
             None => im2col::input_grad(&c.geom, gy, &c.w, gx),
         },
@@ -543,7 +563,8 @@ pub fn grad_weight_into(
     match path {
         FastPath::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
         FastPath::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
-        FastPath::Direct => direct::weight_grad(&c.geom, gy, &c.x, gw),
+        // Winograd's transforms would round the weight gradient more than its sums do.
+        FastPath::Direct | FastPath::Winograd => direct::weight_grad(&c.geom, gy, &c.x, gw),
         FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }
     if g.mode == ConvMode::Convolution {

@@ -1,0 +1,312 @@
+//! Winograd's minimal filtering F(2x2, 3x3) for 3x3 kernels, stride 1, no dilation, one
+//! group: each 2x2 block of outputs ("tile") takes 16 products per channel pair instead of 36.
+//!
+//! With `d` a tile's 4x4 input window and `g` a 3x3 kernel, the tile is
+//! `A^T [(G g G^T) ⊙ (B^T d B)] A` (Lavin & Gray's matrices: `B` and `A` hold only 0 and ±1,
+//! `G` also ±1/2, so the transforms add and subtract and round little). Per call:
+//!
+//! 1. the kernels are transformed once, `U[ξ][k][c]` (ξ: the 16 points), and packed as A
+//!    panels of `microkernel::direct`;
+//! 2. tasks take chunks of tile rows (over images and rows, sized by [`CHUNK_BYTES`]);
+//!    a chunk's input windows, split into even and odd columns so that eight neighbouring
+//!    tiles' columns are one vector load, become `V[ξ][c][tile]`, eight tiles per vector;
+//! 3. per point, `M[ξ] = U[ξ] V[ξ]` (`K x C` by `C x tiles`) by the direct tile with the
+//!    channels as its taps and the tiles as its vectors (no lane wasted at row ends);
+//! 4. `A^T M A` adds the points back into each tile's four outputs, plus the bias.
+//!
+//! The input gradient of such a layer is a forward pass of the same kind (`direct.rs`'s
+//! transposed problem), so it runs here too, its channel sums blocked as in `direct.rs`.
+
+use super::microkernel::{DirectShape, direct, direct_run, pack_a, packed_a_len};
+use super::params::Conv2dGeometry;
+use crate::cpu::linalg::Mat;
+use crate::cpu::parallel::SharedOut;
+use crate::cpu::scratch::Scratch;
+use crate::cpu::simd::{Simd, multiversion};
+
+use rayon::prelude::*;
+
+/// The problems this path computes: a 3x3 kernel, stride 1, no dilation, one group.
+pub(crate) fn applies(g: &Conv2dGeometry) -> bool {
+    g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1] && g.groups == 1
+}
+
+/// Fewest input and output channels for which `Auto` picks this path: below, the transforms
+/// cost more than the products they save.
+pub(crate) const MIN_CHANNELS: usize = 16;
+
+/// Whether `Auto` runs `g` here.
+pub(crate) fn preferred(g: &Conv2dGeometry) -> bool {
+    applies(g) && g.in_channels >= MIN_CHANNELS && g.out_channels >= MIN_CHANNELS
+}
+
+/// Bytes of a task's transformed input and products (`16 (C + K)` values per tile), about:
+/// near L2's size, so that the products read what the input transform wrote from L2 (twice
+/// as many tiles ran measurably slower on 64 channels), within [`MIN_TILES`] and
+/// [`MAX_TILES`] tiles, so that wide layers still give the products long rows.
+const CHUNK_BYTES: usize = 512 * 1024;
+const MIN_TILES: usize = 48;
+const MAX_TILES: usize = 192;
+
+/// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` must be canonical and [`applies`].
+pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
+    forward_simd(g, x, w, b, y, usize::MAX)
+}
+
+/// The input gradient of a problem that [`applies`], as the forward pass of its
+/// `direct::transposed_problem` `t` (which applies too) with `wt` its weights
+/// (`direct::transposed_weights`), channel sums blocked.
+pub(crate) fn input_grad_transposed(t: &Conv2dGeometry, gy: &[f32], wt: &[f32], gx: &mut [f32]) {
+    forward_simd(t, gy, wt, None, gx, direct_run(t.in_channels))
+}
+
+multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], run: usize) => forward_impl);
+
+/// `U = G g G^T` of every kernel, as `u[ξ][k][c]`.
+fn transform_weights(w: &[f32], k: usize, c: usize, u: &mut [f32]) {
+    for (kc, g) in w.chunks_exact(9).enumerate().take(k * c) {
+        // G g: 4 rows of 3.
+        let mut gg = [[0.0f32; 3]; 4];
+        for col in 0..3 {
+            let (g0, g1, g2) = (g[col], g[3 + col], g[6 + col]);
+            gg[0][col] = g0;
+            gg[1][col] = 0.5 * (g0 + g1 + g2);
+            gg[2][col] = 0.5 * (g0 - g1 + g2);
+            gg[3][col] = g2;
+        }
+        for (row, r) in gg.iter().enumerate() {
+            let (g0, g1, g2) = (r[0], r[1], r[2]);
+            let out = [g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2];
+            for (col, v) in out.into_iter().enumerate() {
+                u[(row * 4 + col) * k * c + kc] = v;
+            }
+        }
+    }
+}
+
+#[inline(always)]
+fn forward_impl<S: Simd>(
+    s: S,
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [f32],
+    run: usize,
+) {
+    let lanes = S::LANES;
+    let (c, k) = (g.in_channels, g.out_channels);
+    let [h, wd] = g.in_hw;
+    let [ho, wo] = g.out_hw;
+    assert!(applies(g));
+    assert_eq!(y.len(), g.batch * k * ho * wo);
+    if y.is_empty() {
+        return;
+    }
+    if c == 0 {
+        // No input channels: every output is its bias.
+        for (plane, v) in y.chunks_exact_mut(ho * wo).zip((0..k).cycle()) {
+            plane.fill(b.map_or(0.0, |b| b[v]));
+        }
+        return;
+    }
+    let (th, tw) = (ho.div_ceil(2), wo.div_ceil(2));
+    let (top, left) = (g.pad[0], g.pad[2]);
+
+    let shape = DirectShape::for_channels(k, lanes);
+    let (mr, nv) = shape.dims(lanes);
+    let nr = nv * lanes;
+    let panels = k.div_ceil(mr);
+    let a_len = packed_a_len(k, c, mr);
+    let mut packed = Scratch::take(16 * a_len);
+    {
+        let mut u = Scratch::take(16 * k * c);
+        transform_weights(w, k, c, &mut u);
+        for (u, dst) in u.chunks_exact(k * c).zip(packed.chunks_exact_mut(a_len)) {
+            pack_a(Mat::row_major(u, k, c), mr, dst);
+        }
+    }
+    let packed = &*packed;
+
+    // Chunks of whole tile rows, `rows` at a time; smaller when there are too few for the
+    // threads.
+    let tile_rows = g.batch * th;
+    let threads = rayon::current_num_threads();
+    let target = (CHUNK_BYTES / (16 * (c + k) * 4)).clamp(MIN_TILES, MAX_TILES);
+    let mut rows = (target / tw).clamp(1, tile_rows);
+    while rows > 1 && tile_rows.div_ceil(rows) < 2 * threads {
+        rows = rows.div_ceil(2);
+    }
+    let chunks = tile_rows.div_ceil(rows);
+    let out = SharedOut::new(y);
+    // Even and odd input columns of a tile row's windows (tile j reads columns 2j..2j+3 of
+    // the padded input): whole vectors, with one to spare for the last vector's extra lanes.
+    let half = (tw + 1).div_ceil(lanes) * lanes + lanes;
+
+    (0..chunks).into_par_iter().for_each(|chunk| {
+        s.vectorize(
+            #[inline(always)]
+            || {
+                let chunk_rows = chunk * rows..((chunk + 1) * rows).min(tile_rows);
+                let tiles = chunk_rows.len() * tw;
+                // Room for whole tiles of products, and for the last vector's extra lanes.
+                let tp = tiles.div_ceil(nr) * nr + lanes;
+                let mut v = Scratch::take(16 * c * tp);
+                // Input rows by row mod 4, each as its even then its odd columns; `line`, one
+                // zero-padded input row.
+                let mut window = Scratch::take(8 * half);
+                let mut line = Scratch::take(2 * half);
+
+                // 2. V = B^T d B, eight tiles of a row per vector.
+                for ch in 0..c {
+                    // (image, first input row not yet in `window`) of the previous tile row.
+                    let mut filled = (usize::MAX, 0);
+                    for (local, tile_row) in chunk_rows.clone().enumerate() {
+                        let (n, i) = (tile_row / th, tile_row % th);
+                        let plane = &x[(n * c + ch) * h * wd..][..h * wd];
+                        let from = if filled.0 == n {
+                            filled.1.max(2 * i)
+                        } else {
+                            2 * i
+                        };
+                        for padded in from..2 * i + 4 {
+                            let slot = &mut window[(padded % 4) * 2 * half..][..2 * half];
+                            match padded.checked_sub(top).filter(|&row| row < h) {
+                                None => slot.fill(0.0),
+                                Some(row) => {
+                                    line.fill(0.0);
+                                    let dst = &mut line[left.min(2 * half)..];
+                                    let len = wd.min(dst.len());
+                                    dst[..len].copy_from_slice(&plane[row * wd..][..len]);
+                                    let (even, odd) = slot.split_at_mut(half);
+                                    for col in (0..half).step_by(lanes) {
+                                        let (e, o) = s.deinterleave(
+                                            s.load(&line[2 * col..]),
+                                            s.load(&line[2 * col + lanes..]),
+                                        );
+                                        s.store(&mut even[col..], e);
+                                        s.store(&mut odd[col..], o);
+                                    }
+                                }
+                            }
+                        }
+                        filled = (n, 2 * i + 4);
+                        for j in (0..tw).step_by(lanes) {
+                            // t[r][q]: (d B) of row r, column q, for `lanes` tiles.
+                            let mut t = [[s.splat(0.0); 4]; 4];
+                            for (r, t) in t.iter_mut().enumerate() {
+                                let slot = &window[((2 * i + r) % 4) * 2 * half..];
+                                let e0 = s.load(&slot[j..]);
+                                let o0 = s.load(&slot[half + j..]);
+                                let e1 = s.load(&slot[j + 1..]);
+                                let o1 = s.load(&slot[half + j + 1..]);
+                                *t = [s.sub(e0, e1), s.add(o0, e1), s.sub(e1, o0), s.sub(o0, o1)];
+                            }
+                            let at = local * tw + j;
+                            for q in 0..4 {
+                                let col = [
+                                    s.sub(t[0][q], t[2][q]),
+                                    s.add(t[1][q], t[2][q]),
+                                    s.sub(t[2][q], t[1][q]),
+                                    s.sub(t[1][q], t[3][q]),
+                                ];
+                                for (p, val) in col.into_iter().enumerate() {
+                                    // Lanes past the row's last tile land on the next row's
+                                    // first tiles, which are written after, or in the slack.
+                                    s.store(&mut v[((p * 4 + q) * c + ch) * tp + at..], val);
+                                }
+                            }
+                        }
+                    }
+                    for xi in 0..16 {
+                        v[(xi * c + ch) * tp + tiles..][..tp - tiles].fill(0.0);
+                    }
+                }
+                drop((window, line));
+
+                // 3. M[ξ] = U[ξ] V[ξ].
+                let mut m = Scratch::take(16 * k * tp);
+                let channel_offsets: Vec<usize> = (0..c).map(|ch| ch * tp).collect();
+                let mut tile = [0.0f32; 8 * 48];
+                let zeros = [0.0f32; 8];
+                let mut bases = [0usize; 8];
+                for xi in 0..16 {
+                    let src = &v[xi * c * tp..][..c * tp];
+                    for ip in 0..panels {
+                        let rows_here = mr.min(k - ip * mr);
+                        let a = &packed[xi * a_len + ip * mr * c..][..mr * c];
+                        for first in (0..tiles).step_by(nr) {
+                            for (vec, base) in bases[..nv].iter_mut().enumerate() {
+                                *base = first + vec * lanes;
+                            }
+                            direct(
+                                s,
+                                shape,
+                                run,
+                                a,
+                                &channel_offsets,
+                                src,
+                                &bases[..nv],
+                                &zeros[..mr],
+                                &mut tile,
+                            );
+                            for r in 0..rows_here {
+                                m[(xi * k + ip * mr + r) * tp + first..][..nr]
+                                    .copy_from_slice(&tile[r * nr..][..nr]);
+                            }
+                        }
+                    }
+                }
+                drop(v);
+
+                // 4. y = A^T M A + bias.
+                for kk in 0..k {
+                    let bias = s.splat(b.map_or(0.0, |b| b[kk]));
+                    for (local, tile_row) in chunk_rows.clone().enumerate() {
+                        let (n, i) = (tile_row / th, tile_row % th);
+                        let plane = (n * k + kk) * ho * wo;
+                        for j in (0..tw).step_by(lanes) {
+                            let at = local * tw + j;
+                            let mv = |xi: usize| s.load(&m[(xi * k + kk) * tp + at..]);
+                            // A^T M: two rows of four columns.
+                            let columns: [_; 4] = std::array::from_fn(|q| {
+                                let (m0, m1, m2, m3) = (mv(q), mv(4 + q), mv(8 + q), mv(12 + q));
+                                (s.add(m0, s.add(m1, m2)), s.sub(s.sub(m1, m2), m3))
+                            });
+                            let rows2 = [columns.map(|c| c.0), columns.map(|c| c.1)];
+                            let valid = lanes.min(tw - j);
+                            for (a, r) in rows2.iter().enumerate() {
+                                let row = 2 * i + a;
+                                if row >= ho {
+                                    break;
+                                }
+                                let mid = s.add(r[1], r[2]);
+                                let y0 = s.add(s.add(r[0], mid), bias);
+                                let y1 = s.add(s.sub(s.sub(r[1], r[2]), r[3]), bias);
+                                let (lo, hi) = s.interleave(y0, y1);
+                                let start = plane + row * wo + 2 * j;
+                                let width = (2 * valid).min(wo - 2 * j);
+                                // SAFETY: this task alone writes the outputs of its tile rows
+                                // (chunks are disjoint ranges of (image, tile row)), and
+                                // `start + width` stays inside output row `row` of `plane`.
+                                let dst =
+                                    unsafe { std::slice::from_raw_parts_mut(out.at(start), width) };
+                                if width == 2 * lanes {
+                                    let (first, second) = dst.split_at_mut(lanes);
+                                    s.store(first, lo);
+                                    s.store(second, hi);
+                                } else if width > lanes {
+                                    let (first, second) = dst.split_at_mut(lanes);
+                                    s.store(first, lo);
+                                    s.store_partial(second, hi, width - lanes);
+                                } else {
+                                    s.store_partial(dst, lo, width);
+                                }
+                            }
+                        }
+                    }
+                }
+            },
+        )
+    });
+}
