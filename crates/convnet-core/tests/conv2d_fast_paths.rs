@@ -257,9 +257,9 @@ proptest! {
     }
 }
 
-/// 3x3, stride 1, no dilation, one group (what Winograd computes), any padding and mode;
-/// channel counts on both sides of `Auto`'s threshold, planes of odd and even sizes and rows
-/// of more than one vector of tiles.
+/// 3x3, stride 1, no dilation, one group (what Winograd computes), any padding and mode; up
+/// to 20 channels each side, planes of odd and even sizes and rows of more than one vector
+/// of tiles.
 fn winograd_problem() -> impl Strategy<Value = Problem> {
     (
         (1usize..=3, 1usize..=20, 1usize..=20),

@@ -19,11 +19,7 @@
 //!       channel → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
-//!    3. [`winograd::preferred`]: 3x3 kernel, stride 1, no dilation, one group, at least
-//!       16 input and output channels → `winograd.rs`, F(2x2, 3x3) (16 products per 2x2
-//!       outputs instead of 36, on `microkernel.rs`'s direct tile), for the forward pass and
-//!       the input gradient; its weight gradient is `direct.rs`'s;
-//!    4. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
+//!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
 //!       dilation and groups: the micro-kernels of `microkernel.rs` over the input laid out
 //!       by `phases.rs`. Its input gradient is, for stride 1 (and padding no wider than the
 //!       dilated kernel), the forward pass of `grad_output` with the flipped, channel-swapped
@@ -31,7 +27,10 @@
 //!
 //! `im2col.rs` (tiled im2col + GEMM) is otherwise chosen only by name
 //! ([`Conv2dAlgo::Im2col`]): a second general path the property tests check the first
-//! against. `reference.rs` is never picked by `Auto`: it is the formula written literally,
+//! against. `winograd.rs` (F(2x2, 3x3): 3x3, stride 1, no dilation, one group; 16
+//! products per 2x2 outputs instead of 36) is chosen only by name too
+//! ([`Conv2dAlgo::Winograd`]): on the machines measured its products run too far below the
+//! direct tile's speed to make up for the transforms (see its module documentation). `reference.rs` is never picked by `Auto`: it is the formula written literally,
 //! the oracle every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
 //!
 //! # Files
@@ -85,7 +84,8 @@ pub enum Conv2dAlgo {
     Pointwise,
     /// Direct loops: one input channel per filter (depthwise, or single-channel input).
     Depthwise,
-    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, no dilation, one group.
+    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, no dilation, one group (by name only:
+    /// not yet faster than `Direct`).
     Winograd,
 }
 
@@ -141,8 +141,6 @@ impl Conv2dAlgo {
                     FastPath::Depthwise
                 } else if is_pointwise(g) {
                     FastPath::Pointwise
-                } else if winograd::preferred(g) {
-                    FastPath::Winograd
                 } else {
                     FastPath::Direct
                 };

@@ -16,6 +16,14 @@
 //!
 //! The input gradient of such a layer is a forward pass of the same kind (`direct.rs`'s
 //! transposed problem), so it runs here too, its channel sums blocked as in `direct.rs`.
+//!
+//! `Auto` does not pick this path. Measured on 2 AVX2 cores (Zen 3) against the direct path,
+//! interleaved: equal or slower on every layer of the suite with 32 to 256 channels, up to
+//! 1.5x slower at 32 (the reference model's batch-128 layers): with a depth of only `C` per
+//! product tile, the tile's fixed cost per call and the round trip of `V` and `M` through L2
+//! keep the products near 40% of peak, against the direct tile's 60-70%. What it would need:
+//! products over longer rows of tiles with `M` kept in registers or L1 until the output
+//! transform, and the input transform fused into the products' packing.
 
 use super::microkernel::{DirectShape, direct, direct_run, pack_a, packed_a_len};
 use super::params::Conv2dGeometry;
@@ -29,15 +37,6 @@ use rayon::prelude::*;
 /// The problems this path computes: a 3x3 kernel, stride 1, no dilation, one group.
 pub(crate) fn applies(g: &Conv2dGeometry) -> bool {
     g.kernel == [3, 3] && g.stride == [1, 1] && g.dilation == [1, 1] && g.groups == 1
-}
-
-/// Fewest input and output channels for which `Auto` picks this path: below, the transforms
-/// cost more than the products they save.
-pub(crate) const MIN_CHANNELS: usize = 16;
-
-/// Whether `Auto` runs `g` here.
-pub(crate) fn preferred(g: &Conv2dGeometry) -> bool {
-    applies(g) && g.in_channels >= MIN_CHANNELS && g.out_channels >= MIN_CHANNELS
 }
 
 /// Bytes of a task's transformed input and products (`16 (C + K)` values per tile), about:
