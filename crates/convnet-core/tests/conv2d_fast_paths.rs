@@ -324,20 +324,17 @@ proptest! {
 #[test]
 fn winograd_refuses_what_it_cannot_compute() {
     let x = Tensor::zeros([1, 4, 8, 8]).unwrap();
-    for (kernel, params) in [
-        (
-            3,
-            Conv2dParams::builder().with_stride([2, 1]).build().unwrap(),
-        ),
-        (
-            3,
-            Conv2dParams::builder()
-                .with_dilation([1, 2])
-                .build()
-                .unwrap(),
-        ),
-        (3, Conv2dParams::builder().with_groups(2).build().unwrap()),
-        (5, Conv2dParams::default()),
+    let stride = Conv2dParams::builder().with_stride([2, 1]).build().unwrap();
+    let dilation = Conv2dParams::builder()
+        .with_dilation([1, 2])
+        .build()
+        .unwrap();
+    let groups = Conv2dParams::builder().with_groups(2).build().unwrap();
+    for (kernel, params, names) in [
+        (3, stride, "stride [2, 1]"),
+        (3, dilation, "dilation [1, 2]"),
+        (3, groups, "2 group(s)"),
+        (5, Conv2dParams::default(), "kernel 5x5"),
     ] {
         let w = Tensor::zeros([4, 4 / params.groups(), kernel, kernel]).unwrap();
         let g = params
@@ -348,6 +345,7 @@ fn winograd_refuses_what_it_cannot_compute() {
             .unwrap_err()
             .to_string();
         assert!(err.contains("Winograd does not apply"), "{err}");
+        assert!(err.contains(names), "{err} should name {names}");
     }
 }
 

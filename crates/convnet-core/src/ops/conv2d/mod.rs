@@ -30,8 +30,9 @@
 //! against. `winograd.rs` (F(2x2, 3x3): 3x3, stride 1, no dilation, one group; 16
 //! products per 2x2 outputs instead of 36) is chosen only by name too
 //! ([`Conv2dAlgo::Winograd`]): on the machines measured its products run too far below the
-//! direct tile's speed to make up for the transforms (see its module documentation). `reference.rs` is never picked by `Auto`: it is the formula written literally,
-//! the oracle every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
+//! direct tile's speed to make up for the transforms (see its module documentation).
+//! `reference.rs` is never picked by `Auto`: it is the formula written literally, the oracle
+//! every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
 //!
 //! # Files
 //! This file holds the public functions, their checks, the canonical form and the dispatch;
@@ -159,12 +160,14 @@ impl Conv2dAlgo {
                 OP,
                 "algorithm",
                 format!(
-                    "{self:?} does not apply to kernel {}x{}, stride {:?}, padding {:?}, \
-                     {} input channel(s) per group",
+                    "{self:?} does not apply to kernel {}x{}, stride {:?}, dilation {:?}, \
+                     padding {:?}, {} group(s), {} input channel(s) per group",
                     g.kernel[0],
                     g.kernel[1],
                     g.stride,
+                    g.dilation,
                     g.pad,
+                    g.groups,
                     g.in_per_group()
                 ),
             ))
@@ -561,7 +564,8 @@ pub fn grad_weight_into(
     match path {
         FastPath::Depthwise => depthwise::weight_grad(&c.geom, gy, &c.x, gw),
         FastPath::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
-        // Winograd's transforms would round the weight gradient more than its sums do.
+        // Winograd computes the forward pass and the input gradient; its weight gradient is
+        // the direct path's.
         FastPath::Direct | FastPath::Winograd => direct::weight_grad(&c.geom, gy, &c.x, gw),
         FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }

@@ -40,8 +40,8 @@ pub(crate) fn applies(g: &Conv2dGeometry) -> bool {
 }
 
 /// Bytes of a task's transformed input and products (`16 (C + K)` values per tile), about:
-/// near L2's size, so that the products read what the input transform wrote from L2 (twice
-/// as many tiles ran measurably slower on 64 channels), within [`MIN_TILES`] and
+/// near L2's size, so that the products read what the input transform wrote from L2 (on 64
+/// channels, 400-tile chunks ran slower than 64 to 192), within [`MIN_TILES`] and
 /// [`MAX_TILES`] tiles, so that wide layers still give the products long rows.
 const CHUNK_BYTES: usize = 512 * 1024;
 const MIN_TILES: usize = 48;
