@@ -14,8 +14,8 @@
 //! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
 
 use super::microkernel::{
-    DirectShape, DotVector, OuterShape, direct, direct_run, dot, dot_dims, outer, pack_a,
-    packed_a_len,
+    DirectShape, DotVector, OuterShape, Taps, TileDst, direct, direct_run, dot, dot_dims, outer,
+    pack_a, packed_a_len,
 };
 use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
@@ -59,7 +59,6 @@ fn forward_impl<S: Simd>(
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
     let shape = DirectShape::for_channels(kg, lanes);
     let (mr, nv) = shape.dims(lanes);
-    let nr = nv * lanes;
     let crs = cg * g.kernel[0] * g.kernel[1];
     let [h, wd] = g.in_hw;
     let [ho, wo] = g.out_hw;
@@ -110,58 +109,60 @@ fn forward_impl<S: Simd>(
                 plan.fill_strided(x_g, h * wd, &mut layout);
                 let all_vectors = VectorCursor::new(rows.len(), wo, lanes, false);
                 let total = all_vectors.total();
-                let mut tile = [0.0f32; 8 * 48];
-                let mut init = [0.0f32; 8];
+                let taps = Taps::new(&plan.tap_offsets);
                 let mut bases = [0usize; 8];
-                let mut positions = [(0usize, 0usize); 8];
                 let y_pair = (n * g.out_channels + grp * kg) * p + rows.start * wo;
-                for ip in 0..panels {
-                    let rows_here = mr.min(kg - ip * mr);
-                    for (r, v) in init[..mr].iter_mut().enumerate() {
-                        *v = match b {
-                            Some(b) if r < rows_here => b[grp * kg + ip * mr + r],
-                            _ => 0.0,
+                let mut vectors = all_vectors;
+                // Every panel passes over one group of output vectors before the next group:
+                // the input rows that group reads stay in L1 across the panels.
+                for first in (0..total).step_by(nv) {
+                    let mut cols = [0; 8];
+                    let mut valid = [0; 8];
+                    // The last group repeats its final vector where it runs out, and does
+                    // not store it again.
+                    for t in 0..nv {
+                        let (i, j) = vectors.next_or_last();
+                        bases[t] = plan.read_base(i, j);
+                        cols[t] = i * wo + j;
+                        valid[t] = if first + t < total {
+                            lanes.min(wo - j)
+                        } else {
+                            0
                         };
                     }
-                    let a = &packed[grp * a_len + ip * mr * crs..][..mr * crs];
-                    let mut vectors = all_vectors;
-                    for first in (0..total).step_by(nv) {
-                        // The last group repeats its final vector where it runs out.
-                        for t in 0..nv {
-                            positions[t] = vectors.next_or_last();
-                            bases[t] = plan.read_base(positions[t].0, positions[t].1);
-                        }
-                        direct(
-                            s,
-                            shape,
-                            run,
-                            a,
-                            &plan.tap_offsets,
-                            &layout,
-                            &bases[..nv],
-                            &init[..mr],
-                            &mut tile,
-                        );
-                        for r in 0..rows_here {
-                            let channel = y_pair + (ip * mr + r) * p;
-                            for (t, &(i, j)) in
-                                positions[..nv.min(total - first)].iter().enumerate()
-                            {
-                                let valid = lanes.min(wo - j);
-                                // SAFETY: this task alone writes output rows `rows` of the
-                                // channels of (image, group) `pair`: tasks are distinct
-                                // (pair, band) pairs, bands are disjoint row ranges, and
-                                // `channel + i * wo + j + valid` stays inside that channel's
-                                // plane, inside `y`.
-                                let dst = unsafe {
-                                    std::slice::from_raw_parts_mut(
-                                        out.at(channel + i * wo + j),
-                                        valid,
-                                    )
-                                };
-                                dst.copy_from_slice(&tile[r * nr + t * lanes..][..valid]);
-                            }
-                        }
+                    for ip in 0..panels {
+                        let rows_here = mr.min(kg - ip * mr);
+                        let init: [f32; 8] = std::array::from_fn(|r| match b {
+                            Some(b) if r < rows_here => b[grp * kg + ip * mr + r],
+                            _ => 0.0,
+                        });
+                        let a = &packed[grp * a_len + ip * mr * crs..][..mr * crs];
+                        let dst = TileDst {
+                            // SAFETY: channel `ip * mr` of this group exists, inside `y`.
+                            ptr: unsafe { out.at(y_pair + ip * mr * p) },
+                            row_stride: p,
+                            rows: rows_here,
+                            cols,
+                            valid,
+                        };
+                        // SAFETY: this task alone writes output rows `rows` of the channels
+                        // of (image, group) `pair` (tasks are distinct (pair, band) pairs,
+                        // bands are disjoint row ranges); `dst` names, in channels
+                        // `ip * mr + r` for `r < rows_here`, positions `i * wo + j` to
+                        // `+ valid` of rows `i` in the band, inside that channel's plane.
+                        unsafe {
+                            direct(
+                                s,
+                                shape,
+                                run,
+                                a,
+                                &taps,
+                                &layout,
+                                &bases[..nv],
+                                &init[..mr],
+                                &dst,
+                            )
+                        };
                     }
                 }
             },

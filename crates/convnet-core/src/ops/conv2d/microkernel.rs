@@ -58,70 +58,103 @@ impl DirectShape {
     }
 }
 
+/// The taps of a [`direct`] tile: one offset per step of its depth, and their maximum
+/// (computed once per call site, not once per tile: the tile checks its furthest read
+/// against it).
+pub(crate) struct Taps<'a> {
+    offsets: &'a [usize],
+    max: usize,
+}
+
+impl<'a> Taps<'a> {
+    pub(crate) fn new(offsets: &'a [usize]) -> Self {
+        let max = offsets.iter().copied().max().unwrap_or(0);
+        Taps { offsets, max }
+    }
+}
+
+/// Where a [`direct`] tile's results go: vector `v` of row `r` (`r < rows`) is the
+/// `valid[v]` values from `ptr + r * row_stride + cols[v]`; vectors with `valid[v] == 0`
+/// and rows from `rows` on (a panel's padding) are not written.
+pub(crate) struct TileDst {
+    pub(crate) ptr: *mut f32,
+    pub(crate) row_stride: usize,
+    pub(crate) rows: usize,
+    pub(crate) cols: [usize; 8],
+    pub(crate) valid: [usize; 8],
+}
+
 /// The direct tile, MR x NV per `shape`:
-/// `out[r * NR + v * LANES + l] = init[r] + sum_t a[t * MR + r] * src[bases[v] + offsets[t] + l]`
-/// for `t < offsets.len()`, `r < MR`, `v < NV` (`bases` has one entry per vector,
-/// `NR = NV * LANES`), summed in runs of `run` taps (see [`direct_run`]).
+/// `out[r][v][l] = init[r] + sum_t a[t * MR + r] * src[bases[v] + offsets[t] + l]`
+/// for `t < offsets.len()`, `r < MR`, `v < NV` (`bases` has one entry per vector), summed in
+/// runs of `run` taps (see [`direct_run`]), written straight to `dst` (partial vectors with
+/// masked stores: no round trip through a buffer).
+///
+/// # Safety
+/// Every value `dst` names (see [`TileDst`]) must be valid for reads and writes, and no
+/// other thread may access it during the call.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn direct<S: Simd>(
+pub(crate) unsafe fn direct<S: Simd>(
     s: S,
     shape: DirectShape,
     run: usize,
     a: &[f32],
-    offsets: &[usize],
+    taps: &Taps<'_>,
     src: &[f32],
     bases: &[usize],
     init: &[f32],
-    out: &mut [f32],
+    dst: &TileDst,
 ) {
-    match (S::LANES >= 16, shape) {
-        (true, DirectShape::Block) => {
-            direct_blocked::<S, 8, 3>(s, run, a, offsets, src, bases, init, out)
-        }
-        (false, DirectShape::Block) => {
-            direct_blocked::<S, 6, 2>(s, run, a, offsets, src, bases, init, out)
-        }
-        (_, DirectShape::Row) => {
-            direct_blocked::<S, 1, 8>(s, run, a, offsets, src, bases, init, out)
+    // SAFETY: the caller's contract, passed on.
+    unsafe {
+        match (S::LANES >= 16, shape) {
+            (true, DirectShape::Block) => {
+                direct_blocked::<S, 8, 3>(s, run, a, taps, src, bases, init, dst)
+            }
+            (false, DirectShape::Block) => {
+                direct_blocked::<S, 6, 2>(s, run, a, taps, src, bases, init, dst)
+            }
+            (_, DirectShape::Row) => {
+                direct_blocked::<S, 1, 8>(s, run, a, taps, src, bases, init, dst)
+            }
         }
     }
 }
 
 /// Blocked summation over the depth: each run of `run` taps sums into fresh registers and is
-/// then added to `out` (which starts as `init`), so a deep sum (a gradient over many
+/// then added to the output (the first run to `init`), so a deep sum (a gradient over many
 /// channels) never adds products to a large running total.
+///
+/// # Safety
+/// As [`direct`].
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn direct_blocked<S: Simd, const MR: usize, const NV: usize>(
+unsafe fn direct_blocked<S: Simd, const MR: usize, const NV: usize>(
     s: S,
     run: usize,
     a: &[f32],
-    offsets: &[usize],
+    taps: &Taps<'_>,
     src: &[f32],
     bases: &[usize],
     init: &[f32],
-    out: &mut [f32],
+    dst: &TileDst,
 ) {
     let base: [usize; NV] = std::array::from_fn(|v| bases[v]);
     // Every read is `src[base[v] + off .. + LANES]`: check the furthest once, here, so the
     // loop below has no bounds checks.
-    let max_off = offsets.iter().copied().max().unwrap_or(0);
     for &b in &base {
         assert!(
-            b + max_off + S::LANES <= src.len(),
+            b + taps.max + S::LANES <= src.len(),
             "direct tile reads past its input"
         );
     }
-    let nr = NV * S::LANES;
-    let out = &mut out[..MR * nr];
-    for (row, &v) in out.chunks_exact_mut(nr).zip(&init[..MR]) {
-        row.fill(v);
-    }
+    let offsets = taps.offsets;
     let src = src.as_ptr();
     let zero = s.splat(0.0);
     let mut acc: [[S::V; NV]; MR] = [[zero; NV]; MR];
     let run = run.max(1);
+    let mut first = true;
     for (ak, offs) in a[..offsets.len() * MR]
         .chunks(run.saturating_mul(MR))
         .zip(offsets.chunks(run))
@@ -137,10 +170,49 @@ fn direct_blocked<S: Simd, const MR: usize, const NV: usize>(
                 }
             }
         }
-        for (row, out) in acc.iter_mut().zip(out.chunks_exact_mut(nr)) {
-            for (acc, out) in row.iter_mut().zip(out.chunks_exact_mut(S::LANES)) {
-                s.store(out, s.add(s.load(out), *acc));
-                *acc = zero;
+        // A copy, stored from memory: the stores' branches and masks must not keep `acc`
+        // itself out of registers.
+        let sums = acc;
+        acc = [[zero; NV]; MR];
+        // SAFETY: the caller's contract, passed on.
+        unsafe { store_tile(s, &sums, first.then_some(init), dst) };
+        first = false;
+    }
+    if first {
+        // No taps: every output is its `init`.
+        // SAFETY: as above.
+        unsafe { store_tile(s, &acc, Some(init), dst) };
+    }
+}
+
+/// Adds `sums` to what `dst` names, or to `init` (one value per row) where given.
+///
+/// # Safety
+/// As [`direct`].
+#[inline(always)]
+unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
+    s: S,
+    sums: &[[S::V; NV]; MR],
+    init: Option<&[f32]>,
+    dst: &TileDst,
+) {
+    for (r, row) in sums.iter().enumerate().take(dst.rows) {
+        let start = init.map(|init| s.splat(init[r]));
+        for (v, &sum) in row.iter().enumerate() {
+            let n = dst.valid[v].min(S::LANES);
+            if n == 0 {
+                continue;
+            }
+            // SAFETY: `dst` names these `n` values, ours alone (caller's contract).
+            let out = unsafe {
+                std::slice::from_raw_parts_mut(dst.ptr.add(r * dst.row_stride + dst.cols[v]), n)
+            };
+            if n == S::LANES {
+                let old = start.unwrap_or_else(|| s.load(out));
+                s.store(out, s.add(old, sum));
+            } else {
+                let old = start.unwrap_or_else(|| s.load_partial(out, n));
+                s.store_partial(out, s.add(old, sum), n);
             }
         }
     }
@@ -429,21 +501,42 @@ mod tests {
             let bases: Vec<usize> = (0..nv).map(|v| 200 + v * 37).collect();
             let a = ints(depth * mr, 2);
             let init = ints(mr, 3);
-            let mut out = vec![f32::NAN; mr * nr];
             let run = direct_run(depth);
-            s.vectorize(|| direct(s, shape, run, &a, &offsets, &src, &bases, &init, &mut out));
-            for r in 0..mr {
-                for v in 0..nv {
-                    for l in 0..lanes {
-                        let want = init[r]
-                            + (0..depth)
-                                .map(|t| a[t * mr + r] * src[bases[v] + offsets[t] + l])
-                                .sum::<f32>();
-                        assert_eq!(
-                            out[r * nr + v * lanes + l],
-                            want,
-                            "{shape:?} ({r}, {v}, {l})"
-                        );
+            // Whole tiles, then a panel's padding rows and a partial last vector, which
+            // leave what they do not name untouched.
+            let partial = (mr.saturating_sub(1).max(1), lanes - 3);
+            for (rows, last) in [(mr, lanes), partial] {
+                let stride = nr + 5;
+                let mut out = vec![f32::NAN; mr * stride];
+                let mut valid = [0; 8];
+                valid[..nv].fill(lanes);
+                valid[nv - 1] = last;
+                let dst = TileDst {
+                    ptr: out.as_mut_ptr(),
+                    row_stride: stride,
+                    rows,
+                    cols: std::array::from_fn(|v| v * lanes),
+                    valid,
+                };
+                let taps = Taps::new(&offsets);
+                // SAFETY: `dst` names values inside `out`, which nothing else touches.
+                s.vectorize(|| unsafe {
+                    direct(s, shape, run, &a, &taps, &src, &bases, &init, &dst)
+                });
+                for r in 0..mr {
+                    for v in 0..nv {
+                        for l in 0..lanes {
+                            let got = out[r * stride + v * lanes + l];
+                            if r >= rows || l >= valid[v] {
+                                assert!(got.is_nan(), "{shape:?} wrote ({r}, {v}, {l})");
+                                continue;
+                            }
+                            let want = init[r]
+                                + (0..depth)
+                                    .map(|t| a[t * mr + r] * src[bases[v] + offsets[t] + l])
+                                    .sum::<f32>();
+                            assert_eq!(got, want, "{shape:?} ({r}, {v}, {l})");
+                        }
                     }
                 }
             }

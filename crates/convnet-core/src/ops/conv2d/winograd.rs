@@ -25,7 +25,7 @@
 //! products over longer rows of tiles with `M` kept in registers or L1 until the output
 //! transform, and the input transform fused into the products' packing.
 
-use super::microkernel::{DirectShape, direct, direct_run, pack_a, packed_a_len};
+use super::microkernel::{DirectShape, Taps, TileDst, direct, direct_run, pack_a, packed_a_len};
 use super::params::Conv2dGeometry;
 use crate::cpu::linalg::Mat;
 use crate::cpu::parallel::SharedOut;
@@ -226,7 +226,7 @@ fn forward_impl<S: Simd>(
                 // 3. M[ξ] = U[ξ] V[ξ].
                 let mut m = Scratch::take(16 * k * tp);
                 let channel_offsets: Vec<usize> = (0..c).map(|ch| ch * tp).collect();
-                let mut tile = [0.0f32; 8 * 48];
+                let taps = Taps::new(&channel_offsets);
                 let zeros = [0.0f32; 8];
                 let mut bases = [0usize; 8];
                 for xi in 0..16 {
@@ -234,25 +234,34 @@ fn forward_impl<S: Simd>(
                     for ip in 0..panels {
                         let rows_here = mr.min(k - ip * mr);
                         let a = &packed[xi * a_len + ip * mr * c..][..mr * c];
+                        let m_panel = &mut m[(xi * k + ip * mr) * tp..][..rows_here * tp];
                         for first in (0..tiles).step_by(nr) {
                             for (vec, base) in bases[..nv].iter_mut().enumerate() {
                                 *base = first + vec * lanes;
                             }
-                            direct(
-                                s,
-                                shape,
-                                run,
-                                a,
-                                &channel_offsets,
-                                src,
-                                &bases[..nv],
-                                &zeros[..mr],
-                                &mut tile,
-                            );
-                            for r in 0..rows_here {
-                                m[(xi * k + ip * mr + r) * tp + first..][..nr]
-                                    .copy_from_slice(&tile[r * nr..][..nr]);
-                            }
+                            let dst = TileDst {
+                                ptr: m_panel.as_mut_ptr(),
+                                row_stride: tp,
+                                rows: rows_here,
+                                cols: std::array::from_fn(|vec| first + vec * lanes),
+                                valid: std::array::from_fn(|vec| if vec < nv { lanes } else { 0 }),
+                            };
+                            // SAFETY: rows `..rows_here` of `m_panel` (stride `tp`) hold
+                            // columns `first .. first + nr <= tp`: `dst` names values of
+                            // `m_panel`, borrowed here alone.
+                            unsafe {
+                                direct(
+                                    s,
+                                    shape,
+                                    run,
+                                    a,
+                                    &taps,
+                                    src,
+                                    &bases[..nv],
+                                    &zeros[..mr],
+                                    &dst,
+                                )
+                            };
                         }
                     }
                 }
