@@ -46,15 +46,16 @@ pub(super) fn max_pool_2x2<T: Float>(
         for (j, (y, idx)) in y_row.iter_mut().zip(idx_row.iter_mut()).enumerate() {
             let c = 2 * j;
             let (mut best, mut at) = (a[c], top + c);
+            // Selects, not branches: on real activations which tap wins is a coin toss, and
+            // a mispredicted branch per tap cost more than the comparisons.
             for (v, pos) in [
                 (a[c + 1], top + c + 1),
                 (b[c], top + width + c),
                 (b[c + 1], top + width + c + 1),
             ] {
-                if v > best || v.is_nan() {
-                    best = v;
-                    at = pos;
-                }
+                let take = v > best || v.is_nan();
+                best = if take { v } else { best };
+                at = if take { pos } else { at };
             }
             *y = best;
             *idx = at;
