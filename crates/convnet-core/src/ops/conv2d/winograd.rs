@@ -45,6 +45,8 @@ pub(crate) fn applies(g: &Conv2dGeometry) -> bool {
 /// [`MAX_TILES`] tiles, so that wide layers still give the products long rows.
 const CHUNK_BYTES: usize = 512 * 1024;
 const MIN_TILES: usize = 48;
+/// Floats between the end of one point's plane of `V` or `M` and the next (one cache line).
+const PLANE_SKEW: usize = 16;
 const MAX_TILES: usize = 192;
 
 /// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` must be canonical and [`applies`].
@@ -150,7 +152,11 @@ fn forward_impl<S: Simd>(
                 let tiles = chunk_rows.len() * tw;
                 // Room for whole tiles of products, and for the last vector's extra lanes.
                 let tp = tiles.div_ceil(nr) * nr + lanes;
-                let mut v = Scratch::take(16 * c * tp);
+                // One point's `V` (or `M`) per plane, planes one cache line more apart than
+                // their size: at `C * tp` floats (a multiple of 1024 when `C` is a multiple
+                // of 16) the sixteen points' stores and loads fell in one L1 set.
+                let (v_plane, m_plane) = (c * tp + PLANE_SKEW, k * tp + PLANE_SKEW);
+                let mut v = Scratch::take(16 * v_plane);
                 // Input rows by row mod 4, each as its even then its odd columns; `line`, one
                 // zero-padded input row.
                 let mut window = Scratch::take(8 * half);
@@ -212,43 +218,46 @@ fn forward_impl<S: Simd>(
                                 for (p, val) in col.into_iter().enumerate() {
                                     // Lanes past the row's last tile land on the next row's
                                     // first tiles, which are written after, or in the slack.
-                                    s.store(&mut v[((p * 4 + q) * c + ch) * tp + at..], val);
+                                    s.store(&mut v[(p * 4 + q) * v_plane + ch * tp + at..], val);
                                 }
                             }
                         }
                     }
                     for xi in 0..16 {
-                        v[(xi * c + ch) * tp + tiles..][..tp - tiles].fill(0.0);
+                        v[xi * v_plane + ch * tp + tiles..][..tp - tiles].fill(0.0);
                     }
                 }
                 drop((window, line));
 
                 // 3. M[ξ] = U[ξ] V[ξ].
-                let mut m = Scratch::take(16 * k * tp);
+                let mut m = Scratch::take(16 * m_plane);
                 let channel_offsets: Vec<usize> = (0..c).map(|ch| ch * tp).collect();
                 let taps = Taps::new(&channel_offsets);
                 let zeros = [0.0f32; 8];
                 let mut bases = [0usize; 8];
+                let valid: [usize; 8] = std::array::from_fn(|vec| if vec < nv { lanes } else { 0 });
                 for xi in 0..16 {
-                    let src = &v[xi * c * tp..][..c * tp];
-                    for ip in 0..panels {
-                        let rows_here = mr.min(k - ip * mr);
-                        let a = &packed[xi * a_len + ip * mr * c..][..mr * c];
-                        let m_panel = &mut m[(xi * k + ip * mr) * tp..][..rows_here * tp];
-                        for first in (0..tiles).step_by(nr) {
-                            for (vec, base) in bases[..nv].iter_mut().enumerate() {
-                                *base = first + vec * lanes;
-                            }
+                    let src = &v[xi * v_plane..][..c * tp];
+                    let m_point = &mut m[xi * m_plane..][..k * tp];
+                    // Every panel passes over one group of tile columns before the next: the
+                    // columns (`C` rows of `nr` values) stay in L1 across the panels.
+                    for first in (0..tiles).step_by(nr) {
+                        for (vec, base) in bases[..nv].iter_mut().enumerate() {
+                            *base = first + vec * lanes;
+                        }
+                        let cols: [usize; 8] = std::array::from_fn(|vec| first + vec * lanes);
+                        for ip in 0..panels {
+                            let a = &packed[xi * a_len + ip * mr * c..][..mr * c];
                             let dst = TileDst {
-                                ptr: m_panel.as_mut_ptr(),
+                                ptr: m_point[ip * mr * tp..].as_mut_ptr(),
                                 row_stride: tp,
-                                rows: rows_here,
-                                cols: std::array::from_fn(|vec| first + vec * lanes),
-                                valid: std::array::from_fn(|vec| if vec < nv { lanes } else { 0 }),
+                                rows: mr.min(k - ip * mr),
+                                cols,
+                                valid,
                             };
-                            // SAFETY: rows `..rows_here` of `m_panel` (stride `tp`) hold
-                            // columns `first .. first + nr <= tp`: `dst` names values of
-                            // `m_panel`, borrowed here alone.
+                            // SAFETY: rows `ip * mr ..` (at most `k`) of `m_point` (stride
+                            // `tp`) hold columns `first .. first + nr <= tp`: `dst` names
+                            // values of `m_point`, borrowed here alone.
                             unsafe {
                                 direct(
                                     s,
@@ -275,13 +284,20 @@ fn forward_impl<S: Simd>(
                         let plane = (n * k + kk) * ho * wo;
                         for j in (0..tw).step_by(lanes) {
                             let at = local * tw + j;
-                            let mv = |xi: usize| s.load(&m[(xi * k + kk) * tp + at..]);
+                            // No closures here: a closure is compiled without the
+                            // kernel's instruction set, and its vector operations become
+                            // calls (this loop ran 3x slower so).
+                            let mut mq = [s.splat(0.0); 16];
+                            for (xi, mq) in mq.iter_mut().enumerate() {
+                                *mq = s.load(&m[xi * m_plane + kk * tp + at..]);
+                            }
                             // A^T M: two rows of four columns.
-                            let columns: [_; 4] = std::array::from_fn(|q| {
-                                let (m0, m1, m2, m3) = (mv(q), mv(4 + q), mv(8 + q), mv(12 + q));
-                                (s.add(m0, s.add(m1, m2)), s.sub(s.sub(m1, m2), m3))
-                            });
-                            let rows2 = [columns.map(|c| c.0), columns.map(|c| c.1)];
+                            let mut rows2 = [[s.splat(0.0); 4]; 2];
+                            for q in 0..4 {
+                                let (m0, m1, m2, m3) = (mq[q], mq[4 + q], mq[8 + q], mq[12 + q]);
+                                rows2[0][q] = s.add(m0, s.add(m1, m2));
+                                rows2[1][q] = s.sub(s.sub(m1, m2), m3);
+                            }
                             let valid = lanes.min(tw - j);
                             for (a, r) in rows2.iter().enumerate() {
                                 let row = 2 * i + a;
