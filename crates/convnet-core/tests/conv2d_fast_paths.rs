@@ -510,3 +510,43 @@ fn every_simd_build_matches_reference() {
     }
     set_max_simd_level(SimdLevel::Avx512);
 }
+
+/// `Auto` takes Winograd on wide 3x3 layers where the CPU runs AVX-512, and the direct path
+/// elsewhere; either way it matches the reference.
+#[test]
+fn auto_takes_winograd_on_wide_3x3_layers_and_matches_the_reference() {
+    use convnet_core::ops::conv2d::{WINOGRAD_MIN_CHANNELS, prefers_winograd};
+    let wide = WINOGRAD_MIN_CHANNELS;
+    let geometry = |c: usize, k: usize, params: &Conv2dParams| {
+        params.geometry([1, c, 9, 7], [k, c, 3, 3]).unwrap()
+    };
+    let same = Conv2dParams::builder()
+        .with_padding(Padding::Same)
+        .build()
+        .unwrap();
+    // (`every_simd_build_matches_reference` may cap the level meanwhile: only "never
+    // without AVX-512" holds whatever the timing.)
+    if prefers_winograd(&geometry(wide, wide, &same)) {
+        #[cfg(target_arch = "x86_64")]
+        assert!(std::is_x86_feature_detected!("avx512f"));
+        #[cfg(not(target_arch = "x86_64"))]
+        panic!("Winograd preferred without AVX-512");
+    }
+    assert!(!prefers_winograd(&geometry(wide / 2, wide, &same)));
+    assert!(!prefers_winograd(&geometry(wide, wide / 2, &same)));
+    let strided = Conv2dParams::builder().with_stride([2, 2]).build().unwrap();
+    assert!(!prefers_winograd(&geometry(wide, wide, &strided)));
+
+    let p = Problem {
+        n: 2,
+        groups: 1,
+        cg: wide,
+        kg: wide + 3,
+        hw: [9, 7],
+        kernel: [3, 3],
+        params: same,
+        bias: true,
+        seed: 7,
+    };
+    check(&p, Conv2dAlgo::Auto).unwrap();
+}

@@ -19,7 +19,9 @@
 //!       channel → `depthwise.rs`, direct loops vectorised over the row;
 //!    2. [`is_pointwise`]: 1x1 kernel, stride 1, no padding → `pointwise.rs`, one GEMM per
 //!       image and group with no im2col;
-//!    3. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
+//!    3. [`prefers_winograd`]: 3x3, stride 1, one group, 128+ channels each side, on AVX-512
+//!       → `winograd.rs` (forward and input gradient; the weight gradient stays direct);
+//!    4. otherwise → `direct.rs`, register-blocked direct convolution for any stride,
 //!       dilation and groups: the micro-kernels of `microkernel.rs` over the input laid out
 //!       by `phases.rs`. Its input gradient is, for stride 1 (and padding no wider than the
 //!       dilated kernel), the forward pass of `grad_output` with the flipped, channel-swapped
@@ -28,9 +30,9 @@
 //! `im2col.rs` (tiled im2col + GEMM) is otherwise chosen only by name
 //! ([`Conv2dAlgo::Im2col`]): a second general path the property tests check the first
 //! against. `winograd.rs` (F(2x2, 3x3): 3x3, stride 1, no dilation, one group; 16
-//! products per 2x2 outputs instead of 36) is chosen only by name too
-//! ([`Conv2dAlgo::Winograd`]): on the machines measured its products run too far below the
-//! direct tile's speed to make up for the transforms (see its module documentation).
+//! products per 2x2 outputs instead of 36) runs under `Auto` only where it measured faster
+//! than the direct path, [`prefers_winograd`] (AVX-512, 128+ channels each side), and
+//! otherwise by name ([`Conv2dAlgo::Winograd`]; see its module documentation).
 //! `reference.rs` is never picked by `Auto`: it is the formula written literally, the oracle
 //! every path is tested against ([`Conv2dAlgo::Reference`] runs it on demand).
 //!
@@ -107,6 +109,23 @@ pub fn prefers_depthwise(g: &Conv2dGeometry) -> bool {
     is_depthwise(g) && g.out_per_group() < DEPTHWISE_MAX_FILTERS
 }
 
+/// Channels, in and out, from which `Auto` runs a layer that Winograd computes on that path
+/// (with AVX-512 only, see [`prefers_winograd`]).
+pub const WINOGRAD_MIN_CHANNELS: usize = 128;
+
+/// What `Auto` runs on the Winograd path: a problem it computes (3x3, stride 1, no dilation,
+/// one group) with at least [`WINOGRAD_MIN_CHANNELS`] input and output channels, on a CPU
+/// whose kernels run AVX-512. Measured interleaved on 2 AVX-512 cores: 1.11x to 1.66x the
+/// direct path's forward speed at 128 and 256 channels, but 0.7x to 1.1x at 32 and 64
+/// (products of depth `C` too short for their transforms), and slower at every width on
+/// AVX2 (16 registers).
+pub fn prefers_winograd(g: &Conv2dGeometry) -> bool {
+    winograd::applies(g)
+        && g.in_channels >= WINOGRAD_MIN_CHANNELS
+        && g.out_channels >= WINOGRAD_MIN_CHANNELS
+        && crate::cpu::simd::simd_level() == crate::cpu::simd::SimdLevel::Avx512
+}
+
 /// A 1x1 kernel with stride 1 and no padding: the convolution is a matrix product.
 pub fn is_pointwise(g: &Conv2dGeometry) -> bool {
     g.kernel == [1, 1] && g.stride == [1, 1] && g.pad == [0; 4]
@@ -142,6 +161,8 @@ impl Conv2dAlgo {
                     FastPath::Depthwise
                 } else if is_pointwise(g) {
                     FastPath::Pointwise
+                } else if prefers_winograd(g) {
+                    FastPath::Winograd
                 } else {
                     FastPath::Direct
                 };

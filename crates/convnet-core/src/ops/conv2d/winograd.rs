@@ -17,13 +17,18 @@
 //! The input gradient of such a layer is a forward pass of the same kind (`direct.rs`'s
 //! transposed problem), so it runs here too, its channel sums blocked as in `direct.rs`.
 //!
-//! `Auto` does not pick this path. Measured on 2 AVX2 cores (Zen 3) against the direct path,
-//! interleaved: equal or slower on every layer of the suite with 32 to 256 channels, up to
-//! 1.5x slower at 32 (the reference model's batch-128 layers): with a depth of only `C` per
-//! product tile, the tile's fixed cost per call and the round trip of `V` and `M` through L2
-//! keep the products near 40% of peak, against the direct tile's 60-70%. What it would need:
-//! products over longer rows of tiles with `M` kept in registers or L1 until the output
-//! transform, and the input transform fused into the products' packing.
+//! `Auto` picks this path only for 128+ channels each side on AVX-512
+//! (`super::prefers_winograd`). Measured interleaved on 2 cores against the direct path,
+//! forward: on AVX-512, 1.11x to 1.66x faster at 128 and 256 channels, 0.7x to 1.1x at 32
+//! and 64; on AVX2 (Zen 3), equal or slower at every width. At few channels the products
+//! (depth `C`) run near 40% of peak and the transforms, whose vectors hold the tiles of one
+//! tile row (7 of 16 lanes used on a 14-wide plane), cost as much again. What it would need
+//! there: transforms over several tile rows per vector, and longer products (F(4x4, 3x3),
+//! or the channels of several points per product).
+//!
+//! Vector code here is written in loops, never in closures (`array::from_fn`, `map`): a
+//! closure is compiled without the kernel's instruction set, and its vector operations
+//! become calls (the output transform once ran 5x slower so).
 
 use super::microkernel::{DirectShape, Taps, TileDst, direct, direct_run, pack_a, packed_a_len};
 use super::params::Conv2dGeometry;
