@@ -220,6 +220,56 @@ pub(crate) fn transposed_weights(g: &Conv2dGeometry, w: &[f32], out: &mut [f32])
     }
 }
 
+/// `dst[j * ld + i] = src[i * cols + j]` for `i < rows`, and zero for `rows <= i < ld`
+/// (`j < cols`; `ld` a multiple of `LANES`, at least `rows`): `LANES x LANES` blocks are
+/// transposed in registers (log2(LANES) rounds of interleaves), the last `cols % LANES`
+/// columns one value at a time.
+#[inline(always)]
+pub(crate) fn transpose_padded<S: Simd>(
+    s: S,
+    src: &[f32],
+    rows: usize,
+    cols: usize,
+    dst: &mut [f32],
+    ld: usize,
+) {
+    let lanes = S::LANES;
+    assert!(ld.is_multiple_of(lanes) && ld >= rows && src.len() >= rows * cols);
+    let dst = &mut dst[..cols * ld];
+    let whole = cols - cols % lanes;
+    let zero = s.splat(0.0);
+    for j0 in (0..whole).step_by(lanes) {
+        for i0 in (0..ld).step_by(lanes) {
+            let mut r = [zero; 16];
+            for (i, r) in r.iter_mut().enumerate().take(lanes) {
+                if i0 + i < rows {
+                    *r = s.load(&src[(i0 + i) * cols + j0..]);
+                }
+            }
+            let mut step = 1;
+            while step < lanes {
+                let mut next = [zero; 16];
+                for i in 0..lanes / 2 {
+                    let (a, b) = s.interleave(r[i], r[i + lanes / 2]);
+                    next[2 * i] = a;
+                    next[2 * i + 1] = b;
+                }
+                r = next;
+                step *= 2;
+            }
+            for (j, r) in r.iter().enumerate().take(lanes) {
+                s.store(&mut dst[(j0 + j) * ld + i0..], *r);
+            }
+        }
+    }
+    for j in whole..cols {
+        let row = &mut dst[j * ld..][..ld];
+        for (i, v) in row.iter_mut().enumerate() {
+            *v = if i < rows { src[i * cols + j] } else { 0.0 };
+        }
+    }
+}
+
 /// Weight gradient: `gw` (`[K, C_g, kh, kw]`) is overwritten. `g` must be canonical.
 ///
 /// `dW^T[tap, k] = sum over images and output positions of x~[position + tap] * dy[k, position]`:
@@ -276,11 +326,7 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
                     let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
                     plan.fill(x_g, &mut layout);
                     let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
-                    for (pos, row) in dyt.chunks_exact_mut(kg_pad).enumerate() {
-                        for (k, v) in row.iter_mut().enumerate() {
-                            *v = if k < kg { dy[k * p + pos] } else { 0.0 };
-                        }
-                    }
+                    transpose_padded(s, dy, kg, p, &mut dyt, kg_pad);
                     let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
                     for first in (0..p).step_by(position_block) {
                         let block = first..(first + position_block).min(p);
@@ -424,6 +470,46 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
             for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
                 let lanes_of = &acc_g[(k * crs_pad + t) * lanes..][..lanes];
                 *v = lanes_of.iter().map(|&l| f64::from(l)).sum::<f64>() as f32;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn check_transpose<S: Simd>(s: S) {
+        let lanes = S::LANES;
+        for (rows, cols) in [
+            (1, 1),
+            (5, 37),
+            (lanes, 2 * lanes),
+            (2 * lanes + 3, 3 * lanes + 5),
+        ] {
+            let ld = rows.div_ceil(lanes) * lanes + lanes;
+            let src: Vec<f32> = (0..rows * cols).map(|v| v as f32).collect();
+            let mut dst = vec![f32::NAN; cols * ld];
+            s.vectorize(|| transpose_padded(s, &src, rows, cols, &mut dst, ld));
+            for j in 0..cols {
+                for i in 0..ld {
+                    let want = if i < rows { src[i * cols + j] } else { 0.0 };
+                    assert_eq!(dst[j * ld + i], want, "{rows}x{cols} ({i}, {j})");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn transpose_padded_matches_the_definition_on_every_instruction_set() {
+        check_transpose(crate::cpu::simd::Portable);
+        #[cfg(target_arch = "x86_64")]
+        {
+            if let Some(s) = crate::cpu::simd::Avx512::detect() {
+                check_transpose(s);
+            }
+            if let Some(s) = crate::cpu::simd::Avx2::detect() {
+                check_transpose(s);
             }
         }
     }
