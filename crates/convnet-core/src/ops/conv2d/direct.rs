@@ -6,12 +6,13 @@
 //! offset. A micro-tile of MR output channels by NV output vectors (MR * NV accumulators in
 //! registers) then runs over the whole depth `C_g * kh * kw`: per tap, NV vector loads from the
 //! layout and MR broadcasts of weights packed once per call (`microkernel::pack_a`). Outputs
-//! are written once, with the bias as the accumulators' start. Output vectors run along output
-//! rows; a row's last vector may be partial, and its extra lanes are dropped.
+//! are written once, straight from the registers, bias added. Output vectors run along output
+//! rows; a row's last vector may be partial, and is stored masked.
 //!
 //! Tasks are (image, group, band of output rows): each lays out only the input rows its band
-//! reads (sized to stay in L2, [`BAND_BYTES`]) and passes every weight panel over them, one
-//! panel (in L1) at a time. Thinner bands make more tasks when the batch is small.
+//! reads (sized to stay in L2, [`BAND_BYTES`]), then takes its output vectors a tile's worth
+//! at a time and passes every weight panel over each group, so the input rows a group reads
+//! stay in L1 across the panels. Thinner bands make more tasks when the batch is small.
 
 use super::microkernel::{
     DirectShape, DotVector, OuterShape, Taps, TileDst, direct, direct_run, dot, dot_dims, outer,

@@ -196,8 +196,10 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
     init: Option<&[f32]>,
     dst: &TileDst,
 ) {
+    // No closures (`Option::map`, `unwrap_or_else`) around vector operations: see
+    // ARCHITECTURE.md, "Speed techniques".
     for (r, row) in sums.iter().enumerate().take(dst.rows) {
-        let start = init.map(|init| s.splat(init[r]));
+        let start = init.map(|init| init[r]);
         for (v, &sum) in row.iter().enumerate() {
             let n = dst.valid[v].min(S::LANES);
             if n == 0 {
@@ -208,10 +210,16 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
                 std::slice::from_raw_parts_mut(dst.ptr.add(r * dst.row_stride + dst.cols[v]), n)
             };
             if n == S::LANES {
-                let old = start.unwrap_or_else(|| s.load(out));
+                let old = match start {
+                    Some(v) => s.splat(v),
+                    None => s.load(out),
+                };
                 s.store(out, s.add(old, sum));
             } else {
-                let old = start.unwrap_or_else(|| s.load_partial(out, n));
+                let old = match start {
+                    Some(v) => s.splat(v),
+                    None => s.load_partial(out, n),
+                };
                 s.store_partial(out, s.add(old, sum), n);
             }
         }

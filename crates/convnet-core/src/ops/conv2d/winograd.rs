@@ -8,8 +8,9 @@
 //! 1. the kernels are transformed once, `U[ξ][k][c]` (ξ: the 16 points), and packed as A
 //!    panels of `microkernel::direct`;
 //! 2. tasks take chunks of tile rows (over images and rows, sized by [`CHUNK_BYTES`]);
-//!    a chunk's input windows, split into even and odd columns so that eight neighbouring
-//!    tiles' columns are one vector load, become `V[ξ][c][tile]`, eight tiles per vector;
+//!    a chunk's input windows, split into even and odd columns so that a vector's worth of
+//!    neighbouring tiles' columns are one load, become `V[ξ][c][tile]`, one tile per lane
+//!    (planes of `V` and `M` one cache line further apart than their size);
 //! 3. per point, `M[ξ] = U[ξ] V[ξ]` (`K x C` by `C x tiles`) by the direct tile with the
 //!    channels as its taps and the tiles as its vectors (no lane wasted at row ends);
 //! 4. `A^T M A` adds the points back into each tile's four outputs, plus the bias.
@@ -167,7 +168,7 @@ fn forward_impl<S: Simd>(
                 let mut window = Scratch::take(8 * half);
                 let mut line = Scratch::take(2 * half);
 
-                // 2. V = B^T d B, eight tiles of a row per vector.
+                // 2. V = B^T d B, a vector's worth of a tile row's tiles at a time.
                 for ch in 0..c {
                     // (image, first input row not yet in `window`) of the previous tile row.
                     let mut filled = (usize::MAX, 0);
@@ -291,7 +292,7 @@ fn forward_impl<S: Simd>(
                             let at = local * tw + j;
                             // No closures here: a closure is compiled without the
                             // kernel's instruction set, and its vector operations become
-                            // calls (this loop ran 3x slower so).
+                            // calls (this transform ran 5x slower so).
                             let mut mq = [s.splat(0.0); 16];
                             for (xi, mq) in mq.iter_mut().enumerate() {
                                 *mq = s.load(&m[xi * m_plane + kk * tp + at..]);
