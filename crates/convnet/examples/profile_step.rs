@@ -11,6 +11,8 @@ use convnet_core::{Tensor, cross_entropy};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch: usize = std::env::args().nth(1).map_or(Ok(128), |s| s.parse())?;
+    // As training does: freed blocks stay in the process, so steps do not fault pages in.
+    convnet_core::cpu::keep_freed_memory();
     let spec = ModelSpec::from_toml(include_str!("../../../models/fashion_cnn.toml"))?;
     let mut model = Model::from_spec(&spec, 0)?;
     let x = Tensor::from_fn([batch, 1, 28, 28], |i| {

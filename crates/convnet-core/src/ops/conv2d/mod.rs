@@ -66,6 +66,7 @@ pub use params::{
 
 use super::GradRequest;
 use crate::cpu::scratch::Scratch;
+use crate::cpu::simd::{Simd, multiversion};
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, fmt_dims};
 
@@ -612,8 +613,13 @@ pub fn grad_bias_into(gy: &[f32], gb: &mut [f32], [n, k, ho, wo]: [usize; 4]) {
     });
 }
 
-/// The sum of `v` in f64, in eight independent lanes (which the compiler vectorises).
-fn sum_f64(v: &[f32]) -> f64 {
+// Compiled per instruction set: the baseline build widens two floats at a time.
+multiversion!(fn sum_f64(v: &[f32]) -> f64 => sum_f64_impl);
+
+/// The sum of `v` in f64, in eight independent lanes (which the compiler vectorises; the
+/// order of the additions, and so the result, is the same on every instruction set).
+#[inline(always)]
+fn sum_f64_impl<S: Simd>(_: S, v: &[f32]) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let mut chunks = v.chunks_exact(LANES);
