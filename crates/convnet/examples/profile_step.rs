@@ -1,7 +1,7 @@
 //! Time each layer of the reference model in a training step (forward and backward), to see
 //! where a step's time goes.
 //!
-//!     cargo run --release -p convnet --example profile_step [-- BATCH_SIZE]
+//!     cargo run --release -p convnet --example profile_step [-- BATCH_SIZE [STEPS]]
 
 use std::time::Instant;
 
@@ -21,7 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let labels: Vec<usize> = (0..batch).map(|i| i % 10).collect();
     let n = model.nodes().len();
     let (mut fwd, mut bwd) = (vec![0.0f64; n], vec![0.0f64; n]);
-    let reps = 5;
+    let reps: usize = std::env::args().nth(2).map_or(Ok(5), |s| s.parse())?;
     let mut total = 0.0;
     for rep in 0..reps + 1 {
         let start = Instant::now();

@@ -105,6 +105,15 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// `a[0], b[0], a[1], b[1], ...` as two vectors (the inverse of `deinterleave`).
     fn interleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
     fn reduce_sum(self, v: Self::V) -> f32;
+    /// One step of PyTorch's max-pool scan, lane by lane and without branches: `(v, tap)`
+    /// where `v > best || v.is_nan()`, else `(best, best_tap)`.
+    fn take_max(
+        self,
+        best: Self::V,
+        best_tap: Self::V,
+        v: Self::V,
+        tap: Self::V,
+    ) -> (Self::V, Self::V);
 }
 
 /// The portable fallback: eight lanes as an array, left to the compiler.
@@ -179,6 +188,20 @@ impl Simd for Portable {
     #[inline(always)]
     fn reduce_sum(self, v: Self::V) -> f32 {
         v.iter().sum()
+    }
+    #[inline(always)]
+    fn take_max(
+        self,
+        best: Self::V,
+        best_tap: Self::V,
+        v: Self::V,
+        tap: Self::V,
+    ) -> (Self::V, Self::V) {
+        let take: [bool; 8] = std::array::from_fn(|l| v[l] > best[l] || v[l].is_nan());
+        (
+            std::array::from_fn(|l| if take[l] { v[l] } else { best[l] }),
+            std::array::from_fn(|l| if take[l] { tap[l] } else { best_tap[l] }),
+        )
     }
 }
 
@@ -291,6 +314,23 @@ mod x86 {
         #[inline(always)]
         fn reduce_sum(self, v: __m512) -> f32 {
             unsafe { _mm512_reduce_add_ps(v) }
+        }
+        #[inline(always)]
+        fn take_max(
+            self,
+            best: __m512,
+            best_tap: __m512,
+            v: __m512,
+            tap: __m512,
+        ) -> (__m512, __m512) {
+            unsafe {
+                let take = _mm512_cmp_ps_mask::<_CMP_GT_OQ>(v, best)
+                    | _mm512_cmp_ps_mask::<_CMP_UNORD_Q>(v, v);
+                (
+                    _mm512_mask_blend_ps(take, best, v),
+                    _mm512_mask_blend_ps(take, best_tap, tap),
+                )
+            }
         }
     }
 
@@ -407,6 +447,25 @@ mod x86 {
                 _mm_cvtss_f32(s)
             }
         }
+        #[inline(always)]
+        fn take_max(
+            self,
+            best: __m256,
+            best_tap: __m256,
+            v: __m256,
+            tap: __m256,
+        ) -> (__m256, __m256) {
+            unsafe {
+                let take = _mm256_or_ps(
+                    _mm256_cmp_ps::<_CMP_GT_OQ>(v, best),
+                    _mm256_cmp_ps::<_CMP_UNORD_Q>(v, v),
+                );
+                (
+                    _mm256_blendv_ps(best, v, take),
+                    _mm256_blendv_ps(best_tap, tap, take),
+                )
+            }
+        }
     }
 }
 
@@ -463,6 +522,22 @@ mod tests {
         for i in 0..n {
             let at = |i: usize| if i < n { a[i] } else { b[i - n] };
             assert_eq!((pairs[i], pairs[n + i]), (at(2 * i), at(2 * i + 1)));
+        }
+        // take_max: greater wins, ties keep the first, NaN always wins (so the last NaN).
+        let lane = |v: [f32; 4]| -> Vec<f32> { (0..n).map(|l| v[l % 4]).collect() };
+        let best = s.load(&lane([1.0, 2.0, f32::NAN, 1.0]));
+        let v = s.load(&lane([2.0, 2.0, 1.0, f32::NAN]));
+        let (m, t) = s.take_max(best, s.splat(0.0), v, s.splat(1.0));
+        let (mut got, mut taps) = (vec![0.0; n], vec![0.0; n]);
+        s.store(&mut got, m);
+        s.store(&mut taps, t);
+        for l in 0..n {
+            let (want, tap) = [(2.0, 1.0), (2.0, 0.0), (f32::NAN, 0.0), (f32::NAN, 1.0)][l % 4];
+            assert!(
+                got[l] == want || (got[l].is_nan() && want.is_nan()),
+                "lane {l}"
+            );
+            assert_eq!(taps[l], tap, "lane {l}");
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);

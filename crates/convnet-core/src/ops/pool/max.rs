@@ -5,6 +5,7 @@
 use num_traits::Float;
 use rayon::prelude::*;
 
+use super::max2x2;
 use super::plan::{Plan, adaptive_range, planes_per_task};
 
 /// The maximum over the taps `rows x cols` (each `(first, end, step)`) of a plane of `width`
@@ -73,10 +74,7 @@ pub(super) fn max_pool_forward<T: Float + Send + Sync>(
     debug_assert_eq!(x.len() / in_plane, y.len() / out_plane);
     let [ah, aw] = plan.axes;
     let ow = plan.out_hw[1];
-    // (With ceil_mode a last window may hang off the input: only whole windows qualify.)
-    let two_by_two = [(ah, plan.out_hw[0]), (aw, ow)].iter().all(|(a, o)| {
-        a.kernel == 2 && a.stride == 2 && a.pad == 0 && a.dilation == 1 && 2 * o <= a.input
-    });
+    let two_by_two = plan.is_2x2_stride_2();
     y.par_chunks_mut(out_plane)
         .zip(indices.par_chunks_mut(out_plane))
         .zip(x.par_chunks(in_plane))
@@ -95,6 +93,50 @@ pub(super) fn max_pool_forward<T: Float + Send + Sync>(
                 }
             }
         });
+}
+
+/// [`max_pool_forward`] on `f32`, the 2x2 stride-2 windows vectorised ([`max2x2`]).
+pub(super) fn max_pool_forward_f32(plan: &Plan, x: &[f32], y: &mut [f32], indices: &mut [usize]) {
+    let (in_plane, out_plane) = (plan.in_plane(), plan.out_plane());
+    if !plan.is_2x2_stride_2() || out_plane == 0 || in_plane > max2x2::MAX_PLANE {
+        return max_pool_forward(plan, x, y, indices);
+    }
+    let (width, ow) = (plan.axes[1].input, plan.out_hw[1]);
+    y.par_chunks_mut(out_plane)
+        .zip(indices.par_chunks_mut(out_plane))
+        .zip(x.par_chunks(in_plane))
+        .with_min_len(planes_per_task(plan.work_per_plane()))
+        .for_each(|((y, indices), x)| max2x2::forward_plane(x, width, y, indices, ow));
+}
+
+/// The gradient of a max pooling whose every index lies in its own output's 2x2 block
+/// (rows `2i, 2i + 1`, columns `2j, 2j + 1` of an `[h, w]` plane), as a 2x2 stride-2
+/// pooling's do: each input value written once ([`max2x2`]). `None` for any other indices.
+pub(super) fn max_pool_backward_blocks(
+    [h, w]: [usize; 2],
+    [ho, wo]: [usize; 2],
+    gy: &[f32],
+    indices: &[usize],
+) -> Option<Vec<f32>> {
+    let (in_plane, out_plane) = (h * w, ho * wo);
+    if out_plane == 0 || 2 * ho > h || 2 * wo > w || indices.len() != gy.len() {
+        return None;
+    }
+    let numel = gy.len() / out_plane * in_plane;
+    let mut gx = Vec::with_capacity(numel);
+    let written = gx.spare_capacity_mut()[..numel]
+        .par_chunks_mut(in_plane)
+        .zip(gy.par_chunks(out_plane))
+        .zip(indices.par_chunks(out_plane))
+        .with_min_len(planes_per_task(in_plane + out_plane))
+        .all(|((gx, gy), indices)| max2x2::backward_plane(gy, indices, [h, w], wo, gx));
+    if !written {
+        return None;
+    }
+    // SAFETY: every plane's `backward_plane` returned true, which it does only after
+    // writing every value of its plane, and the planes cover `gx[..numel]`.
+    unsafe { gx.set_len(numel) };
+    Some(gx)
 }
 
 /// `gx[plane][indices[i]] += gy[i]`; `gx` must be zeroed and every index below `in_plane`.

@@ -6,7 +6,8 @@
 //!
 //! This file holds the public functions and their checks; `params.rs` the hyper-parameters
 //! ([`Pool2dParams`], checked once) and the output size; `plan.rs` the windows of one problem;
-//! `max.rs` and `avg.rs` the kernels (windowed, adaptive and global, forward and backward);
+//! `max.rs` and `avg.rs` the kernels (windowed, adaptive and global, forward and backward),
+//! `max2x2.rs` the vectorised 2x2 stride-2 max pooling and its one-write backward;
 //! `tests.rs` the finite-difference checks, hand-checked cases and errors.
 //!
 //! # Windows
@@ -51,6 +52,7 @@
 
 mod avg;
 mod max;
+mod max2x2;
 mod params;
 mod plan;
 #[cfg(test)]
@@ -62,7 +64,9 @@ use avg::{
     adaptive_avg_backward, adaptive_avg_forward, avg_pool_backward, avg_pool_forward,
     global_avg_backward, global_avg_forward,
 };
-use max::{adaptive_max_forward, max_pool_backward, max_pool_forward};
+use max::{
+    adaptive_max_forward, max_pool_backward, max_pool_backward_blocks, max_pool_forward_f32,
+};
 use plan::Plan;
 
 use crate::error::{Error, Result};
@@ -100,7 +104,7 @@ pub fn max_pool2d(input: &Tensor, params: &Pool2dParams) -> Result<MaxPool2dOutp
     let len = out_dims.iter().product();
     let mut y = vec![0.0; len];
     let mut indices = vec![0; len];
-    max_pool_forward(&plan, input.data(), &mut y, &mut indices);
+    max_pool_forward_f32(&plan, input.data(), &mut y, &mut indices);
     Ok(MaxPool2dOutput {
         output: Tensor::from_parts(out_dims.to_vec(), y),
         indices,
@@ -147,6 +151,9 @@ pub fn max_pool2d_backward(
                 grad_output.numel()
             ),
         ));
+    }
+    if let Some(gx) = max_pool_backward_blocks([h, w], [ho, wo], grad_output.data(), indices) {
+        return Ok(Tensor::from_parts(input_dims.to_vec(), gx));
     }
     let in_plane = h * w;
     if let Some(at) = indices.iter().position(|&i| i >= in_plane) {

@@ -73,6 +73,14 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// A 2x2 window with stride 2, no padding and no dilation on both axes, every window
+    /// whole (with `ceil_mode` a last window may hang off the input; then this is false).
+    pub(super) fn is_2x2_stride_2(&self) -> bool {
+        self.axes.iter().zip(self.out_hw).all(|(a, o)| {
+            a.kernel == 2 && a.stride == 2 && a.pad == 0 && a.dilation == 1 && 2 * o <= a.input
+        })
+    }
+
     pub(super) fn new(
         op: &'static str,
         params: &Pool2dParams,

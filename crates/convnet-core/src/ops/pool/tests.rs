@@ -1,6 +1,7 @@
 //! Unit tests of pooling: finite-difference gradient checks of every kernel in f64, hand-checked
 //! cases, and every error.
 
+use super::max::max_pool_forward;
 use super::plan::adaptive_range;
 use super::*;
 
