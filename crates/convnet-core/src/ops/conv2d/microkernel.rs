@@ -227,11 +227,14 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
 }
 
 /// The run length for a gradient summed over `depth` taps by [`direct`]: runs of at least
-/// 16 taps, and at most about 8 runs, so short sums are blocked finely and long ones add only
-/// a few runs' overhead. (A forward pass, which no precision test compares with float64,
-/// takes the whole depth as one run.)
+/// 16 taps, and at most 3 runs. Each run ends with its tile added into the output, which
+/// costs: with 8 runs the input gradients of the reference model's 3x3 layers took 30% longer
+/// than in one run (AMD Zen 5), with 3 runs 5-8%. One run was not precise enough
+/// (`tests/conv2d_precision.rs`: 2.02x PyTorch float32's error on one problem, where the
+/// limit is 2x); 3 runs give the same worst case there as 8 (1.28x). (A forward pass, which
+/// no precision test compares with float64, takes the whole depth as one run.)
 pub(crate) fn direct_run(depth: usize) -> usize {
-    depth.div_ceil(8).max(16)
+    depth.div_ceil(3).max(16)
 }
 
 /// Shapes of the outer-product tile: MR taps by `NV` vectors of output channels, so a layer can
