@@ -27,8 +27,17 @@ pub(crate) fn zeroed(n: usize) -> Vec<f32> {
     v
 }
 
+/// An empty vector with room for `n` values, advised as [`zeroed`] is: for kernels that write
+/// every value into `spare_capacity_mut()` (no zeroing pass, which in a training step, where
+/// freed blocks are reused, is a `memset` of every output).
+pub(crate) fn uninit(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n);
+    advise_huge_pages(&v.spare_capacity_mut()[..n]);
+    v
+}
+
 #[cfg(target_os = "linux")]
-fn advise_huge_pages(v: &[f32]) {
+fn advise_huge_pages<T>(v: &[T]) {
     let bytes = std::mem::size_of_val(v);
     if bytes < HUGE_PAGE_THRESHOLD {
         return;
@@ -47,7 +56,7 @@ fn advise_huge_pages(v: &[f32]) {
 }
 
 #[cfg(not(target_os = "linux"))]
-fn advise_huge_pages(_: &[f32]) {}
+fn advise_huge_pages<T>(_: &[T]) {}
 
 /// Keep freed memory in the process for reuse instead of returning it to the system: every
 /// block, whatever its size, comes from the heap (none is mapped on its own, so none is

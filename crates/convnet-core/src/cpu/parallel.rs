@@ -121,6 +121,11 @@ impl SharedOut {
         SharedOut(out.as_mut_ptr())
     }
 
+    /// Over uninitialised memory, for kernels that write every element without reading it.
+    pub(crate) fn from_uninit(out: &mut [std::mem::MaybeUninit<f32>]) -> Self {
+        SharedOut(out.as_mut_ptr().cast())
+    }
+
     /// Pointer to element `offset`.
     ///
     /// # Safety

@@ -94,6 +94,17 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// Write the first `n` lanes of `v` to `s` (`n <= LANES`, `n <= s.len()`); nothing past
     /// `s[n - 1]` is written.
     fn store_partial(self, s: &mut [f32], v: Self::V, n: usize);
+    /// Write `v` to `ptr .. ptr + LANES`, which may be uninitialised.
+    ///
+    /// # Safety
+    /// `ptr .. ptr + LANES` must be writable.
+    unsafe fn store_ptr(self, ptr: *mut f32, v: Self::V);
+    /// Write the first `n` lanes of `v` (`n <= LANES`) to `ptr .. ptr + n`, which may be
+    /// uninitialised; nothing past them is written.
+    ///
+    /// # Safety
+    /// `ptr .. ptr + n` must be writable.
+    unsafe fn store_partial_ptr(self, ptr: *mut f32, v: Self::V, n: usize);
     /// `a * b + c`, fused where the instruction set has FMA.
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V;
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
@@ -153,6 +164,16 @@ impl Simd for Portable {
     #[inline(always)]
     fn store_partial(self, s: &mut [f32], v: Self::V, n: usize) {
         s[..n].copy_from_slice(&v[..n]);
+    }
+    #[inline(always)]
+    unsafe fn store_ptr(self, ptr: *mut f32, v: Self::V) {
+        // SAFETY: 8 writable values (caller's contract).
+        unsafe { std::ptr::write_unaligned(ptr as *mut [f32; 8], v) }
+    }
+    #[inline(always)]
+    unsafe fn store_partial_ptr(self, ptr: *mut f32, v: Self::V, n: usize) {
+        // SAFETY: `n` writable values (caller's contract), `n <= 8` readable in `v`.
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, n.min(8)) }
     }
     #[inline(always)]
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {
@@ -273,6 +294,18 @@ mod x86 {
             assert!(n <= 16 && n <= s.len());
             let mask = ((1u32 << n) - 1) as u16;
             unsafe { _mm512_mask_storeu_ps(s.as_mut_ptr(), mask, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_ptr(self, ptr: *mut f32, v: __m512) {
+            // SAFETY: 16 writable values (caller's contract), AVX-512F present.
+            unsafe { _mm512_storeu_ps(ptr, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_partial_ptr(self, ptr: *mut f32, v: __m512, n: usize) {
+            assert!(n <= 16);
+            let mask = ((1u32 << n) - 1) as u16;
+            // SAFETY: `n` writable values (caller's contract); masked-off lanes are not written.
+            unsafe { _mm512_mask_storeu_ps(ptr, mask, v) }
         }
         #[inline(always)]
         fn mul_add(self, a: __m512, b: __m512, c: __m512) -> __m512 {
@@ -400,6 +433,17 @@ mod x86 {
         fn store_partial(self, s: &mut [f32], v: __m256, n: usize) {
             assert!(n <= 8 && n <= s.len());
             unsafe { _mm256_maskstore_ps(s.as_mut_ptr(), lane_mask(n), v) }
+        }
+        #[inline(always)]
+        unsafe fn store_ptr(self, ptr: *mut f32, v: __m256) {
+            // SAFETY: 8 writable values (caller's contract), AVX present.
+            unsafe { _mm256_storeu_ps(ptr, v) }
+        }
+        #[inline(always)]
+        unsafe fn store_partial_ptr(self, ptr: *mut f32, v: __m256, n: usize) {
+            assert!(n <= 8);
+            // SAFETY: `n` writable values (caller's contract); masked-off lanes are not written.
+            unsafe { _mm256_maskstore_ps(ptr, lane_mask(n), v) }
         }
         #[inline(always)]
         fn mul_add(self, a: __m256, b: __m256, c: __m256) -> __m256 {
@@ -541,6 +585,19 @@ mod tests {
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);
+        for k in 0..=n {
+            let mut dst = vec![-1.0; n + 1];
+            // SAFETY: `dst` holds n + 1 values.
+            unsafe { s.store_partial_ptr(dst.as_mut_ptr(), s.load(&a), k) };
+            for (i, v) in dst.iter().enumerate() {
+                assert_eq!(*v, if i < k { a[i] } else { -1.0 }, "k = {k}");
+            }
+        }
+        let mut dst = vec![-1.0; n + 1];
+        // SAFETY: as above.
+        unsafe { s.store_ptr(dst.as_mut_ptr(), s.load(&a)) };
+        assert_eq!(&dst[..n], &a[..]);
+        assert_eq!(dst[n], -1.0);
         for k in 0..=n {
             // Exactly k values readable and writable: nothing past them is touched.
             let mut dst = vec![-1.0; n + 1];

@@ -14,6 +14,8 @@
 //! at a time and passes every weight panel over each group, so the input rows a group reads
 //! stay in L1 across the panels. Thinner bands make more tasks when the batch is small.
 
+use std::mem::MaybeUninit;
+
 use super::microkernel::{
     DirectShape, DotVector, OuterShape, Taps, TileDst, direct, direct_run, dot, dot_dims, outer,
     pack_a, packed_a_len,
@@ -30,30 +32,68 @@ use rayon::prelude::*;
 /// Forward: `y` (`[N, K, Ho, Wo]`) is overwritten. `g` must be canonical (zero padding,
 /// cross-correlation).
 pub(crate) fn forward(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32]) {
-    forward_simd(g, x, w, b, y, usize::MAX)
+    let len = y.len();
+    forward_simd(g, x, w, b, SharedOut::new(y), len, usize::MAX)
+}
+
+/// [`forward`] into uninitialised memory: every value of `y` is written.
+pub(crate) fn forward_uninit(
+    g: &Conv2dGeometry,
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+) {
+    let len = y.len();
+    forward_simd(g, x, w, b, SharedOut::from_uninit(y), len, usize::MAX)
 }
 
 /// The stride-1 input gradient: the forward pass of [`transposed_problem`] (`gy` as its input,
 /// [`transposed_weights`] as its weights), its depth summed in blocked runs.
 pub(crate) fn input_grad_transposed(t: &Conv2dGeometry, gy: &[f32], wt: &[f32], gx: &mut [f32]) {
     let depth = t.in_per_group() * t.kernel[0] * t.kernel[1];
-    forward_simd(t, gy, wt, None, gx, direct_run(depth))
+    let len = gx.len();
+    forward_simd(t, gy, wt, None, SharedOut::new(gx), len, direct_run(depth))
 }
 
-multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, y: &mut [f32], run: usize) => forward_impl);
+/// [`input_grad_transposed`] into uninitialised memory: every value of `gx` is written.
+pub(crate) fn input_grad_transposed_uninit(
+    t: &Conv2dGeometry,
+    gy: &[f32],
+    wt: &[f32],
+    gx: &mut [MaybeUninit<f32>],
+) {
+    let depth = t.in_per_group() * t.kernel[0] * t.kernel[1];
+    let len = gx.len();
+    forward_simd(
+        t,
+        gy,
+        wt,
+        None,
+        SharedOut::from_uninit(gx),
+        len,
+        direct_run(depth),
+    )
+}
+
+multiversion!(fn forward_simd(g: &Conv2dGeometry, x: &[f32], w: &[f32], b: Option<&[f32]>, out: SharedOut, len: usize, run: usize) => forward_impl);
 
 /// Target size of one band's input layout in bytes: it stays in L2 while every weight panel
 /// passes over it.
 const BAND_BYTES: usize = 160 * 1024;
 
+/// Writes every value of the output (`len` values at `out`, which may be uninitialised:
+/// each tile's first run writes without reading).
 #[inline(always)]
+#[allow(clippy::too_many_arguments)]
 fn forward_impl<S: Simd>(
     s: S,
     g: &Conv2dGeometry,
     x: &[f32],
     w: &[f32],
     b: Option<&[f32]>,
-    y: &mut [f32],
+    out: SharedOut,
+    len: usize,
     run: usize,
 ) {
     let lanes = S::LANES;
@@ -64,7 +104,7 @@ fn forward_impl<S: Simd>(
     let [h, wd] = g.in_hw;
     let [ho, wo] = g.out_hw;
     let p = ho * wo;
-    assert_eq!(y.len(), g.batch * g.out_channels * p);
+    assert_eq!(len, g.batch * g.out_channels * p);
     if p == 0 || g.batch == 0 {
         return;
     }
@@ -95,7 +135,6 @@ fn forward_impl<S: Simd>(
         band_rows = band_rows.div_ceil(2);
     }
     let bands = ho.div_ceil(band_rows);
-    let out = SharedOut::new(y);
 
     (0..pairs * bands).into_par_iter().for_each(|task| {
         s.vectorize(

@@ -91,8 +91,9 @@ pub(crate) struct TileDst {
 /// masked stores: no round trip through a buffer).
 ///
 /// # Safety
-/// Every value `dst` names (see [`TileDst`]) must be valid for reads and writes, and no
-/// other thread may access it during the call.
+/// Every value `dst` names (see [`TileDst`]) must be valid for writes, and no other thread
+/// may access it during the call. The values may be uninitialised: the first run writes them
+/// without reading them (later runs read what it wrote).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn direct<S: Simd>(
@@ -206,21 +207,28 @@ unsafe fn store_tile<S: Simd, const MR: usize, const NV: usize>(
                 continue;
             }
             // SAFETY: `dst` names these `n` values, ours alone (caller's contract).
-            let out = unsafe {
-                std::slice::from_raw_parts_mut(dst.ptr.add(r * dst.row_stride + dst.cols[v]), n)
+            let at = unsafe { dst.ptr.add(r * dst.row_stride + dst.cols[v]) };
+            let value = match start {
+                // The first run: the values may be uninitialised, and are not read.
+                Some(v) => s.add(s.splat(v), sum),
+                None => {
+                    // SAFETY: as above; the first run wrote them.
+                    let out = unsafe { std::slice::from_raw_parts(at, n) };
+                    let old = if n == S::LANES {
+                        s.load(out)
+                    } else {
+                        s.load_partial(out, n)
+                    };
+                    s.add(old, sum)
+                }
             };
-            if n == S::LANES {
-                let old = match start {
-                    Some(v) => s.splat(v),
-                    None => s.load(out),
-                };
-                s.store(out, s.add(old, sum));
-            } else {
-                let old = match start {
-                    Some(v) => s.splat(v),
-                    None => s.load_partial(out, n),
-                };
-                s.store_partial(out, s.add(old, sum), n);
+            // SAFETY: as above.
+            unsafe {
+                if n == S::LANES {
+                    s.store_ptr(at, value);
+                } else {
+                    s.store_partial_ptr(at, value, n);
+                }
             }
         }
     }

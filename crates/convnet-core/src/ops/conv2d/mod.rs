@@ -59,6 +59,7 @@ pub(crate) mod reference;
 mod winograd;
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 pub use params::{
     Conv2dGeometry, Conv2dParams, Conv2dParamsBuilder, ConvMode, Padding, PaddingMode, Tap,
@@ -240,15 +241,18 @@ pub fn conv2d_with(
     if let Some(b) = bias {
         check_bias(&g, b.dims())?;
     }
-    let mut y = crate::cpu::alloc::zeroed(g.output_dims().iter().product());
-    forward_into(
+    let n = g.output_dims().iter().product();
+    let mut y = crate::cpu::alloc::uninit(n);
+    forward_uninit(
         input.data(),
         weight.data(),
         bias.map(Tensor::data),
-        &mut y,
+        &mut y.spare_capacity_mut()[..n],
         &g,
         algo,
     )?;
+    // SAFETY: `forward_uninit` returned Ok, so it wrote all `n` values.
+    unsafe { y.set_len(n) };
     Ok(Tensor::from_parts(g.output_dims().to_vec(), y))
 }
 
@@ -331,8 +335,17 @@ pub fn conv2d_backward_with(
     check_grad_output(&g, grad_output)?;
     let gy = grad_output.data();
     let grad_input = if request.input {
-        let mut gx = crate::cpu::alloc::zeroed(input.numel());
-        grad_input_into(gy, weight.data(), &mut gx, &g, algo)?;
+        let n = input.numel();
+        let mut gx = crate::cpu::alloc::uninit(n);
+        grad_input_uninit(
+            gy,
+            weight.data(),
+            &mut gx.spare_capacity_mut()[..n],
+            &g,
+            algo,
+        )?;
+        // SAFETY: `grad_input_uninit` returned Ok, so it wrote all `n` values.
+        unsafe { gx.set_len(n) };
         Some(Tensor::from_parts(input.dims().to_vec(), gx))
     } else {
         None
@@ -470,6 +483,45 @@ fn flip_kernels(w: &[f32], [kh, kw]: [usize; 2]) -> Vec<f32> {
     out
 }
 
+/// [`forward_into`] into uninitialised memory; on success every value of `y` was written.
+/// The direct path writes straight into it; the others take it zeroed.
+fn forward_uninit(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y: &mut [MaybeUninit<f32>],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
+) -> Result<()> {
+    if forward_checks(x, w, b, y.len(), g, algo)? == Route::Fast(FastPath::Direct) {
+        let c = canonicalize(g, x, w);
+        direct::forward_uninit(&c.geom, &c.x, &c.w, b, y);
+        return Ok(());
+    }
+    y.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was initialised just above; `MaybeUninit<f32>` has `f32`'s layout.
+    let y = unsafe { &mut *(y as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    forward_into(x, w, b, y, g, algo)
+}
+
+/// The checks of [`forward_into`] (with an output of `y_len` values), and its route.
+fn forward_checks(
+    x: &[f32],
+    w: &[f32],
+    b: Option<&[f32]>,
+    y_len: usize,
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
+) -> Result<Route> {
+    check_len("input", x.len(), g.input_dims())?;
+    check_len("weight", w.len(), g.weight_dims())?;
+    check_len("output", y_len, g.output_dims())?;
+    if let Some(b) = b {
+        check_bias(g, &[b.len()])?;
+    }
+    algo.route(&canonical_geometry(g))
+}
+
 /// Forward pass on raw NCHW slices described by `g`; `y` is overwritten. For callers that
 /// keep their own buffers (layers in a training loop).
 pub fn forward_into(
@@ -480,13 +532,7 @@ pub fn forward_into(
     g: &Conv2dGeometry,
     algo: Conv2dAlgo,
 ) -> Result<()> {
-    check_len("input", x.len(), g.input_dims())?;
-    check_len("weight", w.len(), g.weight_dims())?;
-    check_len("output", y.len(), g.output_dims())?;
-    if let Some(b) = b {
-        check_bias(g, &[b.len()])?;
-    }
-    let path = match algo.route(&canonical_geometry(g))? {
+    let path = match forward_checks(x, w, b, y.len(), g, algo)? {
         Route::Reference => {
             reference::forward(g, x, w, b, y);
             return Ok(());
@@ -524,10 +570,7 @@ pub fn grad_input_into(
     g: &Conv2dGeometry,
     algo: Conv2dAlgo,
 ) -> Result<()> {
-    check_len("grad_output", gy.len(), g.output_dims())?;
-    check_len("weight", w.len(), g.weight_dims())?;
-    check_len("grad_input", gx.len(), g.input_dims())?;
-    let path = match algo.route(&canonical_geometry(g))? {
+    let path = match grad_input_checks(gy, w, gx.len(), g, algo)? {
         Route::Reference => {
             reference::input_grad(g, gy, w, gx);
             return Ok(());
@@ -562,6 +605,46 @@ pub fn grad_input_into(
         run(gx);
     }
     Ok(())
+}
+
+/// The checks of [`grad_input_into`] (with a result of `gx_len` values), and its route.
+fn grad_input_checks(
+    gy: &[f32],
+    w: &[f32],
+    gx_len: usize,
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
+) -> Result<Route> {
+    check_len("grad_output", gy.len(), g.output_dims())?;
+    check_len("weight", w.len(), g.weight_dims())?;
+    check_len("grad_input", gx_len, g.input_dims())?;
+    algo.route(&canonical_geometry(g))
+}
+
+/// [`grad_input_into`] into uninitialised memory; on success every value of `gx` was
+/// written. The direct path of a stride-1 problem with zero padding writes straight into it;
+/// the others take it zeroed.
+fn grad_input_uninit(
+    gy: &[f32],
+    w: &[f32],
+    gx: &mut [MaybeUninit<f32>],
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
+) -> Result<()> {
+    let route = grad_input_checks(gy, w, gx.len(), g, algo)?;
+    if route == Route::Fast(FastPath::Direct) && !needs_materialized_padding(g) {
+        let c = canonicalize(g, &[], w);
+        if let Some(t) = direct::transposed_problem(&c.geom) {
+            let mut wt = Scratch::take(c.w.len());
+            direct::transposed_weights(&c.geom, &c.w, &mut wt);
+            direct::input_grad_transposed_uninit(&t, gy, &wt, gx);
+            return Ok(());
+        }
+    }
+    gx.fill(MaybeUninit::new(0.0));
+    // SAFETY: every value was initialised just above; `MaybeUninit<f32>` has `f32`'s layout.
+    let gx = unsafe { &mut *(gx as *mut [MaybeUninit<f32>] as *mut [f32]) };
+    grad_input_into(gy, w, gx, g, algo)
 }
 
 /// `grad_weight` on raw slices; `gw` is overwritten.
@@ -630,4 +713,117 @@ fn sum_f64_impl<S: Simd>(_: S, v: &[f32]) -> f64 {
     }
     let rest: f64 = chunks.remainder().iter().map(|&x| f64::from(x)).sum();
     acc.iter().sum::<f64>() + rest
+}
+
+#[cfg(test)]
+mod tests {
+    use std::mem::MaybeUninit;
+
+    use super::*;
+    use crate::testing::Rng;
+
+    /// Input, weight, stride, padding, dilation, groups, padding mode.
+    type Case = (
+        [usize; 4],
+        [usize; 4],
+        usize,
+        usize,
+        usize,
+        usize,
+        PaddingMode,
+    );
+
+    /// The paths into uninitialised memory must write every value. Buffers start as NaN, so
+    /// a value left unwritten shows.
+    #[test]
+    fn outputs_written_into_uninitialised_memory_are_whole() {
+        let cases: [Case; 7] = [
+            ([2, 3, 9, 14], [5, 3, 3, 3], 1, 1, 1, 1, PaddingMode::Zeros),
+            (
+                [1, 4, 7, 33],
+                [8, 2, 3, 3],
+                2,
+                1,
+                1,
+                2,
+                PaddingMode::Reflect,
+            ),
+            (
+                [2, 2, 28, 28],
+                [17, 2, 5, 5],
+                1,
+                2,
+                1,
+                1,
+                PaddingMode::Zeros,
+            ),
+            (
+                [1, 6, 11, 5],
+                [9, 2, 3, 3],
+                1,
+                2,
+                2,
+                3,
+                PaddingMode::Replicate,
+            ),
+            ([3, 1, 6, 6], [4, 1, 1, 1], 1, 0, 1, 1, PaddingMode::Zeros),
+            (
+                [1, 8, 16, 20],
+                [16, 8, 3, 3],
+                1,
+                1,
+                1,
+                1,
+                PaddingMode::Circular,
+            ),
+            (
+                [2, 32, 14, 14],
+                [64, 32, 3, 3],
+                1,
+                1,
+                1,
+                1,
+                PaddingMode::Zeros,
+            ),
+        ];
+        let mut rng = Rng(3);
+        let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform() as f32).collect() };
+        let nan = |n: usize| vec![MaybeUninit::new(f32::NAN); n];
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        for (input, weight, stride, pad, dilation, groups, mode) in cases {
+            let params = Conv2dParams::builder()
+                .with_stride([stride; 2])
+                .with_padding(Padding::symmetric([pad; 2]))
+                .with_dilation([dilation; 2])
+                .with_groups(groups)
+                .with_padding_mode(mode)
+                .build()
+                .unwrap();
+            let g = params.geometry(input, weight).unwrap();
+            let (x, w) = (
+                values(g.input_dims().iter().product()),
+                values(weight.iter().product()),
+            );
+            let b = values(weight[0]);
+            let gy = values(g.output_dims().iter().product());
+            for algo in [Conv2dAlgo::Auto, Conv2dAlgo::Direct, Conv2dAlgo::Im2col] {
+                let what = format!("{input:?} {weight:?} {algo:?}");
+                let mut want = vec![0.0; gy.len()];
+                forward_into(&x, &w, Some(&b), &mut want, &g, algo).unwrap();
+                let mut got = nan(gy.len());
+                forward_uninit(&x, &w, Some(&b), &mut got, &g, algo).unwrap();
+                // SAFETY: initialised (NaN) above, and written over.
+                let got: Vec<f32> = got.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(bits(&got), bits(&want), "forward {what}");
+
+                let mut want = vec![0.0; x.len()];
+                grad_input_into(&gy, &w, &mut want, &g, algo).unwrap();
+                let mut got = nan(x.len());
+                grad_input_uninit(&gy, &w, &mut got, &g, algo).unwrap();
+                // SAFETY: as above.
+                let got: Vec<f32> = got.iter().map(|v| unsafe { v.assume_init() }).collect();
+                assert_eq!(bits(&got), bits(&want), "grad_input {what}");
+            }
+        }
+    }
 }
