@@ -737,54 +737,15 @@ mod tests {
     /// a value left unwritten shows.
     #[test]
     fn outputs_written_into_uninitialised_memory_are_whole() {
+        use PaddingMode::{Circular, Reflect, Replicate, Zeros};
         let cases: [Case; 7] = [
-            ([2, 3, 9, 14], [5, 3, 3, 3], 1, 1, 1, 1, PaddingMode::Zeros),
-            (
-                [1, 4, 7, 33],
-                [8, 2, 3, 3],
-                2,
-                1,
-                1,
-                2,
-                PaddingMode::Reflect,
-            ),
-            (
-                [2, 2, 28, 28],
-                [17, 2, 5, 5],
-                1,
-                2,
-                1,
-                1,
-                PaddingMode::Zeros,
-            ),
-            (
-                [1, 6, 11, 5],
-                [9, 2, 3, 3],
-                1,
-                2,
-                2,
-                3,
-                PaddingMode::Replicate,
-            ),
-            ([3, 1, 6, 6], [4, 1, 1, 1], 1, 0, 1, 1, PaddingMode::Zeros),
-            (
-                [1, 8, 16, 20],
-                [16, 8, 3, 3],
-                1,
-                1,
-                1,
-                1,
-                PaddingMode::Circular,
-            ),
-            (
-                [2, 32, 14, 14],
-                [64, 32, 3, 3],
-                1,
-                1,
-                1,
-                1,
-                PaddingMode::Zeros,
-            ),
+            ([2, 3, 9, 14], [5, 3, 3, 3], 1, 1, 1, 1, Zeros),
+            ([1, 4, 7, 33], [8, 2, 3, 3], 2, 1, 1, 2, Reflect),
+            ([2, 2, 28, 28], [17, 2, 5, 5], 1, 2, 1, 1, Zeros),
+            ([1, 6, 11, 5], [9, 2, 3, 3], 1, 2, 2, 3, Replicate),
+            ([3, 1, 6, 6], [4, 1, 1, 1], 1, 0, 1, 1, Zeros),
+            ([1, 8, 16, 20], [16, 8, 3, 3], 1, 1, 1, 1, Circular),
+            ([2, 32, 14, 14], [64, 32, 3, 3], 1, 1, 1, 1, Zeros),
         ];
         let mut rng = Rng(3);
         let mut values = |n: usize| -> Vec<f32> { (0..n).map(|_| rng.uniform() as f32).collect() };

@@ -5,8 +5,9 @@
 //!
 //! Forward: the scalar scan picks the winner with a data-dependent choice per tap; on real
 //! activations (after a ReLU, half of them zeros, many ties) the compiler's branches there
-//! mispredicted so often that a 128x32x28x28 pooling took 3.8 ms in a training step where
-//! patterned data of the same shape took 1 ms. Here the choice is a lane mask. Along a
+//! mispredicted so often that a 128x32x28x28 pooling took 3.7 ms in a training step where
+//! patterned data of the same shape took 2.1 ms at the same point. Here the choice is a
+//! lane mask (the same pooling: 1.2-1.7 ms in the step). Along a
 //! row, an output vector's taps are the even and odd columns of two input rows
 //! (`deinterleave`); the scan keeps the winning tap as its offset from the window's
 //! top-left position (exact in `f32` for planes up to [`MAX_PLANE`]), turned into the plane
