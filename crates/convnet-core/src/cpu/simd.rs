@@ -172,8 +172,9 @@ impl Simd for Portable {
     }
     #[inline(always)]
     unsafe fn store_partial_ptr(self, ptr: *mut f32, v: Self::V, n: usize) {
+        assert!(n <= 8);
         // SAFETY: `n` writable values (caller's contract), `n <= 8` readable in `v`.
-        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, n.min(8)) }
+        unsafe { std::ptr::copy_nonoverlapping(v.as_ptr(), ptr, n) }
     }
     #[inline(always)]
     fn mul_add(self, a: Self::V, b: Self::V, c: Self::V) -> Self::V {

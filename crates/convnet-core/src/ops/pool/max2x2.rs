@@ -7,11 +7,10 @@
 //! activations (after a ReLU, half of them zeros, many ties) the compiler's branches there
 //! mispredicted so often that a 128x32x28x28 pooling took 3.7 ms in a training step where
 //! patterned data of the same shape took 2.1 ms at the same point. Here the choice is a
-//! lane mask (the same pooling: 1.2-1.7 ms in the step). Along a
-//! row, an output vector's taps are the even and odd columns of two input rows
-//! (`deinterleave`); the scan keeps the winning tap as its offset from the window's
-//! top-left position (exact in `f32` for planes up to [`MAX_PLANE`]), turned into the plane
-//! index afterwards.
+//! lane mask (the same pooling: 1.2-1.7 ms in the step). Along a row, an output vector's
+//! taps are the even and odd columns of two input rows (`deinterleave`); the scan keeps the
+//! winning tap as its offset from the window's top-left position (exact in `f32` for planes
+//! up to [`MAX_PLANE`]), turned into the plane index afterwards.
 //!
 //! Backward: when every index lies in its own output's 2x2 block (rows `2i, 2i + 1`,
 //! columns `2j, 2j + 1`; the forward above always gives such indices), no two outputs share
@@ -109,7 +108,8 @@ fn column_pairs<S: Simd>(s: S, rest: &[f32], n: usize) -> (S::V, S::V) {
 /// The gradient of one plane (`gy` and `indices` rows of `ow`, `gx` the `height x width`
 /// input plane, `2 * rows(gy) <= height`, `2 * ow <= width`), every value of `gx` written;
 /// `false` (with `gx` partly written) if an index lies outside its output's 2x2 block.
-/// Plain loops, vectorised by the compiler.
+/// Plain loops: a version with vector selects and interleaves measured no faster (the pass
+/// is bound by memory).
 #[inline(always)]
 fn backward_plane_impl<S: Simd>(
     _: S,
