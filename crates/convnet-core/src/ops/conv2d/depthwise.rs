@@ -20,7 +20,7 @@ use super::params::{Conv2dGeometry, PaddingMode};
 use super::phases::{PhasePlan as Plan, VectorCursor};
 use crate::cpu::parallel::{SharedOut, Split, sum_over_parts};
 use crate::cpu::scratch::Scratch;
-use crate::cpu::simd::{Simd, multiversion};
+use crate::cpu::simd::{Portable, Simd, multiversion};
 
 /// Output vectors computed together: enough independent FMA chains to hide the FMA latency.
 const BLOCK: usize = 8;
@@ -409,7 +409,7 @@ pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f
         let mut phases = Scratch::take(plan.len());
         for task in tasks {
             let (n, channel) = (task / c, task % c);
-            plan.fill(&x[task * hw..][..hw], &mut phases);
+            plan.fill(Portable, &x[task * hw..][..hw], &mut phases);
             for f in 0..m {
                 let k = channel * m + f;
                 let dy = &gy[(n * g.out_channels + k) * out_plane..][..out_plane];

@@ -146,7 +146,7 @@ fn forward_impl<S: Simd>(
                 let (plan, first_row) = PhasePlan::band(g, cg, &rows);
                 let mut layout = Scratch::take(plan.len());
                 let x_g = &x[(n * g.in_channels + grp * cg) * h * wd + first_row * wd..];
-                plan.fill_strided(x_g, h * wd, &mut layout);
+                plan.fill_strided(s, x_g, h * wd, &mut layout);
                 let all_vectors = VectorCursor::new(rows.len(), wo, lanes, false);
                 let total = all_vectors.total();
                 let taps = Taps::new(&plan.tap_offsets);
@@ -364,7 +364,7 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
                 for task in tasks.clone() {
                     let (n, grp) = (task / g.groups, task % g.groups);
                     let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                    plan.fill(x_g, &mut layout);
+                    plan.fill(s, x_g, &mut layout);
                     let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
                     transpose_padded(s, dy, kg, p, &mut dyt, kg_pad);
                     let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
@@ -478,7 +478,7 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
                 for task in tasks.clone() {
                     let (n, grp) = (task / g.groups, task % g.groups);
                     let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
-                    plan.fill(x_g, &mut layout);
+                    plan.fill(s, x_g, &mut layout);
                     let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
                     let acc_g = &mut acc[grp * group_len..][..group_len];
                     for kt in 0..kg_pad / mr {
