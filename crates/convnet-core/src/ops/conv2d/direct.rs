@@ -158,8 +158,13 @@ fn forward_impl<S: Simd>(
                 for first in (0..total).step_by(nv) {
                     let mut cols = [0; 8];
                     let mut valid = [0; 8];
-                    // The last group repeats its final vector where it runs out, and does
-                    // not store it again.
+                    // A block tile narrows for the last group (a 14 x 14 plane is 14 vectors,
+                    // not 15); a row tile repeats the final vector where the group runs out,
+                    // and does not store it again.
+                    let count = match shape {
+                        DirectShape::Block => nv.min(total - first),
+                        DirectShape::Row => nv,
+                    };
                     for t in 0..nv {
                         let (i, j) = vectors.next_or_last();
                         bases[t] = plan.read_base(i, j);
@@ -198,7 +203,7 @@ fn forward_impl<S: Simd>(
                                 a,
                                 &taps,
                                 &layout,
-                                &bases[..nv],
+                                &bases[..count],
                                 &init[..mr],
                                 &dst,
                             )

@@ -86,9 +86,11 @@ pub(crate) struct TileDst {
 
 /// The direct tile, MR x NV per `shape`:
 /// `out[r][v][l] = init[r] + sum_t a[t * MR + r] * src[bases[v] + offsets[t] + l]`
-/// for `t < offsets.len()`, `r < MR`, `v < NV` (`bases` has one entry per vector), summed in
-/// runs of `run` taps (see [`direct_run`]), written straight to `dst` (partial vectors with
-/// masked stores: no round trip through a buffer).
+/// for `t < offsets.len()`, `r < MR`, `v < NV`, summed in runs of `run` taps (see
+/// [`direct_run`]), written straight to `dst` (partial vectors with masked stores: no round
+/// trip through a buffer). `bases` has one entry per vector: NV of the shape, or, for a
+/// [`DirectShape::Block`], fewer (the last tile of a band), which runs a narrower tile
+/// instead of computing vectors nobody stores.
 ///
 /// # Safety
 /// Every value `dst` names (see [`TileDst`]) must be valid for writes, and no other thread
@@ -109,14 +111,23 @@ pub(crate) unsafe fn direct<S: Simd>(
 ) {
     // SAFETY: the caller's contract, passed on.
     unsafe {
-        match (S::LANES >= 16, shape) {
-            (true, DirectShape::Block) => {
+        match (S::LANES >= 16, shape, bases.len()) {
+            (true, DirectShape::Block, 3..) => {
                 direct_blocked::<S, 8, 3>(s, run, a, taps, src, bases, init, dst)
             }
-            (false, DirectShape::Block) => {
+            (true, DirectShape::Block, 2) => {
+                direct_blocked::<S, 8, 2>(s, run, a, taps, src, bases, init, dst)
+            }
+            (true, DirectShape::Block, _) => {
+                direct_blocked::<S, 8, 1>(s, run, a, taps, src, bases, init, dst)
+            }
+            (false, DirectShape::Block, 2..) => {
                 direct_blocked::<S, 6, 2>(s, run, a, taps, src, bases, init, dst)
             }
-            (_, DirectShape::Row) => {
+            (false, DirectShape::Block, _) => {
+                direct_blocked::<S, 6, 1>(s, run, a, taps, src, bases, init, dst)
+            }
+            (_, DirectShape::Row, _) => {
                 direct_blocked::<S, 1, 8>(s, run, a, taps, src, bases, init, dst)
             }
         }
@@ -510,8 +521,13 @@ mod tests {
     }
 
     fn check_direct<S: Simd>(s: S) {
-        for shape in [DirectShape::Block, DirectShape::Row] {
-            let (mr, nv) = shape.dims(S::LANES);
+        let (_, block_nv) = DirectShape::Block.dims(S::LANES);
+        // A block tile of every width it runs (a band's last tile may be narrower), and a row.
+        let tiles = (1..=block_nv)
+            .map(|nv| (DirectShape::Block, nv))
+            .chain([(DirectShape::Row, DirectShape::Row.dims(S::LANES).1)]);
+        for (shape, nv) in tiles {
+            let mr = shape.dims(S::LANES).0;
             let (lanes, nr) = (S::LANES, nv * S::LANES);
             // Deeper than a run, so runs are added up.
             let depth = 2 * direct_run(0) + 5;
