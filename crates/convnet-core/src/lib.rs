@@ -57,7 +57,7 @@ pub use ops::pool::{
     MaxPool2dOutput, Pool2dParams, Pool2dParamsBuilder, adaptive_avg_pool2d,
     adaptive_avg_pool2d_backward, adaptive_max_pool2d, avg_pool2d, avg_pool2d_backward,
     global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d, max_pool2d,
-    max_pool2d_backward,
+    max_pool2d_backward, max_pool2d_backward_from_input, max_pool2d_output,
 };
 pub use ops::resize::{Resize2dParams, ResizeMode, resize2d, resize2d_backward};
 pub use ops::softmax::{softmax_axis, softmax_axis_backward};

@@ -211,6 +211,12 @@ impl Tensor {
         Arc::ptr_eq(&self.data, &other.data)
     }
 
+    /// Whether another tensor shares this one's storage (a clone not yet written), so that
+    /// keeping this one alive costs no memory while that one lives.
+    pub fn is_shared(&self) -> bool {
+        Arc::strong_count(&self.data) > 1
+    }
+
     /// The same data under another shape with the same element count.
     pub fn reshape(self, dims: impl Into<Vec<usize>>) -> Result<Self> {
         let shape = Shape::new(dims)?;

@@ -125,6 +125,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
         v: Self::V,
         tap: Self::V,
     ) -> (Self::V, Self::V);
+    /// `v` where `a == b`, else `+0.0`, lane by lane.
+    fn select_eq(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V;
 }
 
 /// The portable fallback: eight lanes as an array, left to the compiler.
@@ -224,6 +226,10 @@ impl Simd for Portable {
             std::array::from_fn(|l| if take[l] { v[l] } else { best[l] }),
             std::array::from_fn(|l| if take[l] { tap[l] } else { best_tap[l] }),
         )
+    }
+    #[inline(always)]
+    fn select_eq(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V {
+        std::array::from_fn(|l| if a[l] == b[l] { v[l] } else { 0.0 })
     }
 }
 
@@ -365,6 +371,10 @@ mod x86 {
                     _mm512_mask_blend_ps(take, best_tap, tap),
                 )
             }
+        }
+        #[inline(always)]
+        fn select_eq(self, a: __m512, b: __m512, v: __m512) -> __m512 {
+            unsafe { _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b), v) }
         }
     }
 
@@ -511,6 +521,10 @@ mod x86 {
                 )
             }
         }
+        #[inline(always)]
+        fn select_eq(self, a: __m256, b: __m256, v: __m256) -> __m256 {
+            unsafe { _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, b), v) }
+        }
     }
 }
 
@@ -583,6 +597,15 @@ mod tests {
                 "lane {l}"
             );
             assert_eq!(taps[l], tap, "lane {l}");
+        }
+        // select_eq: `v` where equal (-0 == +0, NaN never), else +0.
+        let x = s.load(&lane([1.0, -0.0, f32::NAN, 3.0]));
+        let y = s.load(&lane([1.0, 0.0, f32::NAN, 2.0]));
+        let v = s.load(&lane([-0.0, f32::NAN, 5.0, 7.0]));
+        s.store(&mut got, s.select_eq(x, y, v));
+        for l in 0..n {
+            let want = [-0.0f32, f32::NAN, 0.0, 0.0][l % 4];
+            assert_eq!(got[l].to_bits(), want.to_bits(), "select_eq lane {l}");
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);

@@ -4,7 +4,7 @@
 use convnet_core::{
     Pool2dParams, Tensor, adaptive_avg_pool2d, adaptive_avg_pool2d_backward, avg_pool2d,
     avg_pool2d_backward, global_avg_pool2d, global_avg_pool2d_backward, global_max_pool2d,
-    max_pool2d, max_pool2d_backward,
+    max_pool2d, max_pool2d_backward, max_pool2d_backward_from_input, max_pool2d_output,
 };
 use serde::{Deserialize, Serialize};
 
@@ -168,8 +168,18 @@ window_pool_kind!(MaxPool2dConfig, "max_pool2d", "max");
 #[derive(Debug, Clone)]
 pub struct MaxPool2d {
     params: Pool2dParams,
-    /// Argmax indices and input shape of the recorded forward pass.
-    cache: Option<(Vec<usize>, [usize; 4])>,
+    cache: Option<MaxKept>,
+}
+
+/// What a recorded max pooling keeps for its backward pass.
+#[derive(Debug, Clone)]
+enum MaxKept {
+    /// The input, when another layer keeps it anyway (a ReLU keeps its output): the
+    /// backward pass finds each window's maximum again, and the forward pass writes no
+    /// index (8 bytes per output, twice the output's size, for 2x2 windows).
+    Input(Tensor),
+    /// The argmax indices and the input shape.
+    Indices(Vec<usize>, [usize; 4]),
 }
 
 impl MaxPool2d {
@@ -182,8 +192,14 @@ impl Module for MaxPool2d {
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
         let dims = batch_dims(&x, MaxPool2dConfig::NAMES[0])?;
+        self.cache = None;
+        if !ctx.record || x.is_shared() {
+            let y = max_pool2d_output(&x, &self.params)?;
+            self.cache = ctx.record.then_some(MaxKept::Input(x));
+            return Ok(y);
+        }
         let out = max_pool2d(&x, &self.params)?;
-        self.cache = ctx.record.then_some((out.indices, dims));
+        self.cache = Some(MaxKept::Indices(out.indices, dims));
         Ok(out.output)
     }
     fn backward(
@@ -191,15 +207,15 @@ impl Module for MaxPool2d {
         grad_output: Tensor,
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
-        let (indices, dims) = recorded(&self.cache)?;
+        let kept = recorded(&self.cache)?;
         if !need_input_grad {
             return Ok(vec![None]);
         }
-        Ok(vec![Some(max_pool2d_backward(
-            &grad_output,
-            indices,
-            *dims,
-        )?)])
+        let gx = match kept {
+            MaxKept::Input(x) => max_pool2d_backward_from_input(&grad_output, x, &self.params)?,
+            MaxKept::Indices(indices, dims) => max_pool2d_backward(&grad_output, indices, *dims)?,
+        };
+        Ok(vec![Some(gx)])
     }
     fn clear(&mut self) {
         self.cache = None;
@@ -533,5 +549,46 @@ impl Module for GlobalPool {
     }
     fn clear(&mut self) {
         self.cache = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A recorded max pooling keeps its input when another holder shares it, its indices
+    /// otherwise; both give the same output and, bit for bit, the same gradient.
+    #[test]
+    fn max_pooling_keeps_a_shared_input_instead_of_indices_with_the_same_gradient() {
+        let dims = [2, 3, 9, 12];
+        let x = Tensor::from_fn(dims, |i| match i % 5 {
+            0 => 0.0,
+            k => ((i * 7919) % 101) as f32 * 0.1 - k as f32,
+        })
+        .unwrap();
+        let gy = Tensor::from_fn([2, 3, 4, 6], |i| i as f32 * 0.25 - 3.0).unwrap();
+        let ctx = ForwardCtx::train(0, 0);
+        let run = |share: bool| {
+            let mut pool = MaxPool2dConfig::new([2, 2]).init().unwrap();
+            let input = x.data().to_vec();
+            let input = Tensor::new(dims.to_vec(), input).unwrap();
+            let kept_elsewhere = share.then(|| input.clone());
+            let y = pool.forward(vec![input], &ctx).unwrap();
+            let kept_input = matches!(pool.cache, Some(MaxKept::Input(_)));
+            let gx = pool.backward(gy.clone(), true).unwrap().remove(0).unwrap();
+            drop(kept_elsewhere);
+            (y, gx, kept_input)
+        };
+        let (y_shared, gx_shared, kept_input) = run(true);
+        assert!(kept_input, "a shared input is kept");
+        let (y_alone, gx_alone, kept_input) = run(false);
+        assert!(
+            !kept_input,
+            "an input nobody else holds is not kept: the indices are"
+        );
+        let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y_shared), bits(&y_alone));
+        assert_eq!(bits(&gx_shared), bits(&gx_alone));
+        assert!(gx_alone.data().iter().any(|&v| v != 0.0));
     }
 }

@@ -109,6 +109,50 @@ pub(super) fn max_pool_forward_f32(plan: &Plan, x: &[f32], y: &mut [f32], indice
         .for_each(|((y, indices), x)| max2x2::forward_plane(x, width, y, indices, ow));
 }
 
+/// [`max_pool_forward_f32`] without the indices: the maxima only (the 2x2 stride-2 windows
+/// write no index at all).
+pub(super) fn max_pool_values_f32(plan: &Plan, x: &[f32], y: &mut [f32]) {
+    let (in_plane, out_plane) = (plan.in_plane(), plan.out_plane());
+    if !plan.is_2x2_stride_2() || out_plane == 0 || in_plane > max2x2::MAX_PLANE {
+        let mut indices = vec![0; y.len()];
+        return max_pool_forward(plan, x, y, &mut indices);
+    }
+    let (width, ow) = (plan.axes[1].input, plan.out_hw[1]);
+    y.par_chunks_mut(out_plane)
+        .zip(x.par_chunks(in_plane))
+        .with_min_len(planes_per_task(plan.work_per_plane()))
+        .for_each(|(y, x)| max2x2::forward_values_plane(x, width, y, ow));
+}
+
+/// The gradient of the max pooling `plan` of `x`, with `gy` one value per output: each
+/// window's maximum found again by the forward scan receives its gradient (the 2x2 stride-2
+/// windows in one pass that writes every input position once; others through the indices
+/// and the scatter).
+pub(super) fn max_pool_backward_from_input_f32(plan: &Plan, gy: &[f32], x: &[f32]) -> Vec<f32> {
+    let (in_plane, out_plane) = (plan.in_plane(), plan.out_plane());
+    if !plan.is_2x2_stride_2() || out_plane == 0 || in_plane > max2x2::MAX_PLANE {
+        let (mut y, mut indices) = (vec![0.0; gy.len()], vec![0; gy.len()]);
+        max_pool_forward_f32(plan, x, &mut y, &mut indices);
+        let mut gx = vec![0.0; x.len()];
+        if out_plane > 0 {
+            max_pool_backward(in_plane, out_plane, gy, &indices, &mut gx);
+        }
+        return gx;
+    }
+    let (hw, ow) = ([plan.axes[0].input, plan.axes[1].input], plan.out_hw[1]);
+    let mut gx = Vec::with_capacity(x.len());
+    gx.spare_capacity_mut()[..x.len()]
+        .par_chunks_mut(in_plane)
+        .zip(gy.par_chunks(out_plane))
+        .zip(x.par_chunks(in_plane))
+        .with_min_len(planes_per_task(in_plane + out_plane))
+        .for_each(|((gx, gy), x)| max2x2::backward_from_input_plane(gy, x, hw, ow, gx));
+    // SAFETY: `backward_from_input_plane` writes every value of its plane, and the planes
+    // cover `gx[..x.len()]` (`x` holds whole planes, one per `gy` plane).
+    unsafe { gx.set_len(x.len()) };
+    gx
+}
+
 /// The gradient of a max pooling whose every index lies in its own output's 2x2 block
 /// (rows `2i, 2i + 1`, columns `2j, 2j + 1` of an `[h, w]` plane), as a 2x2 stride-2
 /// pooling's do: each input value written once ([`max2x2`]). `None` for any other indices.

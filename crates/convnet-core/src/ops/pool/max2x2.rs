@@ -36,6 +36,21 @@ multiversion!(
 );
 
 multiversion!(
+    pub(super) fn forward_values_plane(x: &[f32], width: usize, y: &mut [f32], ow: usize)
+        => forward_values_plane_impl
+);
+
+multiversion!(
+    pub(super) fn backward_from_input_plane(
+        gy: &[f32],
+        x: &[f32],
+        hw: [usize; 2],
+        ow: usize,
+        gx: &mut [MaybeUninit<f32>],
+    ) => backward_from_input_plane_impl
+);
+
+multiversion!(
     pub(super) fn backward_plane(
         gy: &[f32],
         indices: &[usize],
@@ -62,17 +77,13 @@ fn forward_plane_impl<S: Simd>(
     ow: usize,
 ) {
     let lanes = S::LANES;
-    let offsets = [0.0, 1.0, width as f32, (width + 1) as f32].map(|o| s.splat(o));
+    let offsets = tap_offsets(s, width);
     let mut taps = [0.0f32; MAX_LANES];
     for i in 0..y.len() / ow {
         let top = 2 * i * width;
         for j in (0..ow).step_by(lanes) {
             let n = lanes.min(ow - j);
-            let (a_even, a_odd) = column_pairs(s, &x[top + 2 * j..], n);
-            let (b_even, b_odd) = column_pairs(s, &x[top + width + 2 * j..], n);
-            let (best, tap) = s.take_max(a_even, offsets[0], a_odd, offsets[1]);
-            let (best, tap) = s.take_max(best, tap, b_even, offsets[2]);
-            let (best, tap) = s.take_max(best, tap, b_odd, offsets[3]);
+            let (best, tap) = window_max(s, x, width, top + 2 * j, n, &offsets);
             let at = i * ow + j;
             if y.len() - at >= lanes {
                 s.store(&mut y[at..], best);
@@ -86,6 +97,122 @@ fn forward_plane_impl<S: Simd>(
             }
         }
     }
+}
+
+/// [`forward_plane_impl`] without the indices: the maxima only.
+#[inline(always)]
+fn forward_values_plane_impl<S: Simd>(s: S, x: &[f32], width: usize, y: &mut [f32], ow: usize) {
+    let lanes = S::LANES;
+    let offsets = tap_offsets(s, width);
+    for i in 0..y.len() / ow {
+        let top = 2 * i * width;
+        for j in (0..ow).step_by(lanes) {
+            let n = lanes.min(ow - j);
+            let (best, _) = window_max(s, x, width, top + 2 * j, n, &offsets);
+            let at = i * ow + j;
+            if y.len() - at >= lanes {
+                s.store(&mut y[at..], best);
+            } else {
+                s.store_partial(&mut y[at..], best, n);
+            }
+        }
+    }
+}
+
+/// The positions of a window's taps from its top-left one, in scan order.
+#[inline(always)]
+fn tap_offsets<S: Simd>(s: S, width: usize) -> [S::V; 4] {
+    [0.0, 1.0, width as f32, (width + 1) as f32].map(|o| s.splat(o))
+}
+
+/// The maxima of `n` (`<= LANES`) consecutive windows whose first starts at `corner`, and
+/// the winning tap of each (one of `offsets`): PyTorch's scan, taps in row-major order.
+#[inline(always)]
+fn window_max<S: Simd>(
+    s: S,
+    x: &[f32],
+    width: usize,
+    corner: usize,
+    n: usize,
+    offsets: &[S::V; 4],
+) -> (S::V, S::V) {
+    let (a_even, a_odd) = column_pairs(s, &x[corner..], n);
+    let (b_even, b_odd) = column_pairs(s, &x[corner + width..], n);
+    let (best, tap) = s.take_max(a_even, offsets[0], a_odd, offsets[1]);
+    let (best, tap) = s.take_max(best, tap, b_even, offsets[2]);
+    s.take_max(best, tap, b_odd, offsets[3])
+}
+
+/// The gradient of one plane from the pooling's input rather than its indices (`gy` rows of
+/// `ow`, `x` and `gx` `height x width`, `2 * rows(gy) <= height`, `2 * ow <= width`): each
+/// window's winner is found again by the forward scan, so it is the position the forward
+/// pass's index names, and gets `0 + grad_output`; every other value of `gx` is zero. Every
+/// value of `gx` is written. Reading the input (4 values per output) costs less than
+/// reading an index per output (8 bytes) that the forward pass also had to write.
+#[inline(always)]
+fn backward_from_input_plane_impl<S: Simd>(
+    s: S,
+    gy: &[f32],
+    x: &[f32],
+    [height, width]: [usize; 2],
+    ow: usize,
+    gx: &mut [MaybeUninit<f32>],
+) {
+    let lanes = S::LANES;
+    let oh = gy.len() / ow;
+    assert!(
+        x.len() == height * width
+            && gx.len() == x.len()
+            && 2 * oh <= height
+            && 2 * ow <= width
+            && gy.len() == oh * ow,
+        "max_pool2d 2x2 backward: plane sizes disagree"
+    );
+    let offsets = tap_offsets(s, width);
+    let zero = s.splat(0.0);
+    for i in 0..oh {
+        let top = 2 * i * width;
+        for j in (0..ow).step_by(lanes) {
+            let n = lanes.min(ow - j);
+            let (_, tap) = window_max(s, x, width, top + 2 * j, n, &offsets);
+            let g_row = &gy[i * ow + j..];
+            let g = if n == lanes {
+                s.load(g_row)
+            } else {
+                s.load_partial(g_row, n)
+            };
+            // `0 + g`, as the scatter into zeros computes it (so -0 becomes +0).
+            let g = s.add(zero, g);
+            for (row, [left, right]) in [(top, [0, 1]), (top + width, [2, 3])] {
+                let (lo, hi) = s.interleave(
+                    s.select_eq(tap, offsets[left], g),
+                    s.select_eq(tap, offsets[right], g),
+                );
+                let out = &mut gx[row + 2 * j..row + 2 * (j + n)];
+                // SAFETY: `out` holds `2 n` values; each store below writes inside it.
+                // (A masked store for a row's last pair: on AMD Zen 4 that measured faster
+                // than a full store through a buffer.)
+                unsafe {
+                    let at = out.as_mut_ptr() as *mut f32;
+                    if n == lanes {
+                        s.store_ptr(at, lo);
+                        s.store_ptr(at.add(lanes), hi);
+                    } else if 2 * n > lanes {
+                        s.store_ptr(at, lo);
+                        s.store_partial_ptr(at.add(lanes), hi, 2 * n - lanes);
+                    } else {
+                        s.store_partial_ptr(at, lo, 2 * n);
+                    }
+                }
+            }
+        }
+        // A last column no window covers (odd width).
+        for row in [top, top + width] {
+            gx[row + 2 * ow..row + width].fill(MaybeUninit::new(0.0));
+        }
+    }
+    // A last row no window covers (odd height).
+    gx[2 * oh * width..].fill(MaybeUninit::new(0.0));
 }
 
 /// The even and the odd values of `rest[..2 * n]` (`n <= LANES`); past them, whatever
@@ -157,7 +284,10 @@ fn backward_plane_impl<S: Simd>(
 mod tests {
     use std::mem::MaybeUninit;
 
-    use super::{backward_plane_impl, forward_plane_impl};
+    use super::{
+        backward_from_input_plane_impl, backward_plane_impl, forward_plane_impl,
+        forward_values_plane_impl,
+    };
     use crate::ops::pool::max::{max_pool_2x2, max_pool_backward};
     use crate::testing::{Rng, for_each_simd};
 
@@ -237,6 +367,41 @@ mod tests {
                 };
                 assert_eq!(bits(&y), bits(&want_y), "{name} {h}x{w}: values");
                 assert_eq!(idx, want_idx, "{name} {h}x{w}: indices");
+            });
+        }
+    }
+
+    /// NaNs compared as equal.
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter()
+            .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+            .collect()
+    }
+
+    #[test]
+    fn the_maxima_alone_and_the_gradient_from_the_input_match_the_indices_on_every_instruction_set()
+    {
+        let mut rng = Rng(13);
+        for (h, w) in SHAPES {
+            let (oh, ow) = (h / 2, w / 2);
+            let x = activations(&mut rng, h * w);
+            let mut gy = activations(&mut rng, oh * ow);
+            gy[0] = -0.0; // becomes +0, as 0 + (-0) in the scatter
+            let (mut want_y, mut idx) = (vec![0.0; oh * ow], vec![0; oh * ow]);
+            max_pool_2x2(&x, w, &mut want_y, &mut idx, ow);
+            let mut want_gx = vec![0.0f32; h * w];
+            max_pool_backward(h * w, oh * ow, &gy, &idx, &mut want_gx);
+            for_each_simd!(|name, s| {
+                let mut y = vec![9.0; oh * ow];
+                forward_values_plane_impl(s, &x, w, &mut y, ow);
+                assert_eq!(bits(&y), bits(&want_y), "{name} {h}x{w}: values");
+                let mut gx = vec![MaybeUninit::new(f32::NAN); h * w];
+                backward_from_input_plane_impl(s, &gy, &x, [h, w], ow, &mut gx);
+                // SAFETY: initialised above (and every value rewritten by the kernel).
+                let gx: Vec<f32> = gx.iter().map(|v| unsafe { v.assume_init() }).collect();
+                // Exact bits: the NaN gradients are the very values of `gy`.
+                let exact = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                assert_eq!(exact(&gx), exact(&want_gx), "{name} {h}x{w}: gradient");
             });
         }
     }

@@ -65,7 +65,8 @@ use avg::{
     global_avg_backward, global_avg_forward,
 };
 use max::{
-    adaptive_max_forward, max_pool_backward, max_pool_backward_blocks, max_pool_forward_f32,
+    adaptive_max_forward, max_pool_backward, max_pool_backward_blocks,
+    max_pool_backward_from_input_f32, max_pool_forward_f32, max_pool_values_f32,
 };
 use plan::Plan;
 
@@ -109,6 +110,50 @@ pub fn max_pool2d(input: &Tensor, params: &Pool2dParams) -> Result<MaxPool2dOutp
         output: Tensor::from_parts(out_dims.to_vec(), y),
         indices,
     })
+}
+
+/// Max pooling without the indices, `torch.nn.functional.max_pool2d(...)`: the output of
+/// [`max_pool2d`], with no index per output written (for 2x2 windows with stride 2 the index
+/// array is twice the output's size, and writing it most of the work). Pair it with
+/// [`max_pool2d_backward_from_input`] when the input is kept anyway.
+pub fn max_pool2d_output(input: &Tensor, params: &Pool2dParams) -> Result<Tensor> {
+    let dims = check_input(MAX_OP, input)?;
+    let plan = Plan::new(MAX_OP, params, dims)?;
+    let out_dims = plan.output_dims(MAX_OP, dims)?;
+    let mut y = vec![0.0; out_dims.iter().product()];
+    max_pool_values_f32(&plan, input.data(), &mut y);
+    Ok(Tensor::from_parts(out_dims.to_vec(), y))
+}
+
+/// `grad_input` of [`max_pool2d`] from the pooling's input instead of its indices: each
+/// window's maximum is found again by the same scan (so the same position, ties and NaNs
+/// included) and receives its `grad_output` value. Equal, bit for bit, to
+/// [`max_pool2d_backward`] with the indices [`max_pool2d`] returns for `input`.
+///
+/// Shapes: `grad_output` `[N, C, Ho, Wo]` as [`max_pool2d`] gives for `input` `[N, C, H, W]`;
+/// the result is shaped like `input`.
+pub fn max_pool2d_backward_from_input(
+    grad_output: &Tensor,
+    input: &Tensor,
+    params: &Pool2dParams,
+) -> Result<Tensor> {
+    const OP: &str = MAX_BACKWARD_OP;
+    let dims = check_input(OP, input)?;
+    let plan = Plan::new(OP, params, dims)?;
+    let out_dims = plan.output_dims(OP, dims)?;
+    if grad_output.dims() != out_dims.as_slice() {
+        return Err(Error::shape(
+            OP,
+            format!(
+                "grad_output {} is not the {} output of pooling input {}",
+                grad_output.shape(),
+                fmt_dims(&out_dims),
+                input.shape()
+            ),
+        ));
+    }
+    let gx = max_pool_backward_from_input_f32(&plan, grad_output.data(), input.data());
+    Ok(Tensor::from_parts(dims.to_vec(), gx))
 }
 
 /// `grad_input` of [`max_pool2d`], [`adaptive_max_pool2d`] and [`global_max_pool2d`]: every

@@ -456,6 +456,56 @@ fn parallel_planes_match_one_plane_at_a_time() {
 }
 
 #[test]
+fn pooling_without_indices_and_the_gradient_from_the_input_match_the_indexed_pair() {
+    // The 2x2 stride-2 fast path (even and odd sizes), and windows it does not take
+    // (overlapping, padded, dilated, ceil mode), on values with ties, signed zeros and NaNs.
+    let cases = [
+        (params([2, 2]), [2, 3, 14, 14]),
+        (params([2, 2]), [1, 2, 7, 9]),
+        (
+            params([3, 3]).with_stride([2, 2]).with_padding([1, 1]),
+            [2, 2, 9, 8],
+        ),
+        (
+            params([2, 3]).with_dilation([2, 1]).with_stride([1, 2]),
+            [1, 3, 7, 10],
+        ),
+        (params([2, 2]).with_ceil_mode(true), [1, 2, 5, 5]),
+    ];
+    let mut rng = Rng(21);
+    for (p, dims) in cases {
+        let p = p.build().unwrap();
+        let x = Tensor::from_fn(dims, |i| match i % 7 {
+            0 | 1 => 0.0,
+            2 => -0.0,
+            3 if i % 5 == 0 => f32::NAN,
+            _ => rng.uniform() as f32,
+        })
+        .unwrap();
+        let indexed = max_pool2d(&x, &p).unwrap();
+        let y = max_pool2d_output(&x, &p).unwrap();
+        let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+        assert_eq!(y.dims(), indexed.output.dims(), "{dims:?}");
+        assert_eq!(bits(y.data()), bits(indexed.output.data()), "{dims:?}");
+        let gy = Tensor::from_fn(y.dims().to_vec(), |i| i as f32 - 3.5).unwrap();
+        let want = max_pool2d_backward(&gy, &indexed.indices, dims).unwrap();
+        let got = max_pool2d_backward_from_input(&gy, &x, &p).unwrap();
+        assert_eq!(got.dims(), &dims[..]);
+        assert_eq!(bits(got.data()), bits(want.data()), "{dims:?}");
+    }
+    // A gradient of another shape is an error naming both.
+    let x = Tensor::zeros([1, 1, 4, 4]).unwrap();
+    let gy = Tensor::zeros([1, 1, 3, 2]).unwrap();
+    let err = max_pool2d_backward_from_input(&gy, &x, &params([2, 2]).build().unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("[1, 1, 3, 2]") && err.contains("[1, 1, 2, 2]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn empty_batch_gives_empty_outputs() {
     let x = Tensor::zeros([0, 3, 4, 4]).unwrap();
     let p = params([2, 2]).build().unwrap();
