@@ -106,7 +106,7 @@ pub(super) fn max_pool_forward_f32(plan: &Plan, x: &[f32], y: &mut [f32], indice
         .zip(indices.par_chunks_mut(out_plane))
         .zip(x.par_chunks(in_plane))
         .with_min_len(planes_per_task(plan.work_per_plane()))
-        .for_each(|((y, indices), x)| max2x2::forward_plane(x, width, y, indices, ow));
+        .for_each(|((y, indices), x)| max2x2::forward_plane(x, width, y, Some(indices), ow));
 }
 
 /// [`max_pool_forward_f32`] without the indices: the maxima only (the 2x2 stride-2 windows
@@ -121,7 +121,7 @@ pub(super) fn max_pool_values_f32(plan: &Plan, x: &[f32], y: &mut [f32]) {
     y.par_chunks_mut(out_plane)
         .zip(x.par_chunks(in_plane))
         .with_min_len(planes_per_task(plan.work_per_plane()))
-        .for_each(|(y, x)| max2x2::forward_values_plane(x, width, y, ow));
+        .for_each(|(y, x)| max2x2::forward_plane(x, width, y, None, ow));
 }
 
 /// The gradient of the max pooling `plan` of `x`, with `gy` one value per output: each

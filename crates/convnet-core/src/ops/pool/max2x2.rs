@@ -30,14 +30,9 @@ multiversion!(
         x: &[f32],
         width: usize,
         y: &mut [f32],
-        indices: &mut [usize],
+        indices: Option<&mut [usize]>,
         ow: usize,
     ) => forward_plane_impl
-);
-
-multiversion!(
-    pub(super) fn forward_values_plane(x: &[f32], width: usize, y: &mut [f32], ow: usize)
-        => forward_values_plane_impl
 );
 
 multiversion!(
@@ -61,7 +56,8 @@ multiversion!(
 );
 
 /// Max pooling of one plane: `x` rows of `width`, `y` and `indices` rows of `ow` (at least
-/// 1), two input rows per output row, `2 * ow <= width`, `x.len() <= MAX_PLANE`.
+/// 1), two input rows per output row, `2 * ow <= width`, `x.len() <= MAX_PLANE`. Without
+/// `indices` (the backward pass will find the winners again), the maxima only.
 ///
 /// Masked loads and stores (`load_partial`, `store_partial`) are kept to the end of the
 /// plane: on memory out of cache they run at half speed or worse on some CPUs (measured on
@@ -73,7 +69,7 @@ fn forward_plane_impl<S: Simd>(
     x: &[f32],
     width: usize,
     y: &mut [f32],
-    indices: &mut [usize],
+    mut indices: Option<&mut [usize]>,
     ow: usize,
 ) {
     let lanes = S::LANES;
@@ -90,30 +86,12 @@ fn forward_plane_impl<S: Simd>(
             } else {
                 s.store_partial(&mut y[at..], best, n);
             }
-            s.store(&mut taps, tap);
-            let first = top + 2 * j;
-            for (k, (idx, &t)) in indices[at..at + n].iter_mut().zip(&taps).enumerate() {
-                *idx = first + 2 * k + t as usize;
-            }
-        }
-    }
-}
-
-/// [`forward_plane_impl`] without the indices: the maxima only.
-#[inline(always)]
-fn forward_values_plane_impl<S: Simd>(s: S, x: &[f32], width: usize, y: &mut [f32], ow: usize) {
-    let lanes = S::LANES;
-    let offsets = tap_offsets(s, width);
-    for i in 0..y.len() / ow {
-        let top = 2 * i * width;
-        for j in (0..ow).step_by(lanes) {
-            let n = lanes.min(ow - j);
-            let (best, _) = window_max(s, x, width, top + 2 * j, n, &offsets);
-            let at = i * ow + j;
-            if y.len() - at >= lanes {
-                s.store(&mut y[at..], best);
-            } else {
-                s.store_partial(&mut y[at..], best, n);
+            if let Some(indices) = indices.as_deref_mut() {
+                s.store(&mut taps, tap);
+                let first = top + 2 * j;
+                for (k, (idx, &t)) in indices[at..at + n].iter_mut().zip(&taps).enumerate() {
+                    *idx = first + 2 * k + t as usize;
+                }
             }
         }
     }
@@ -284,10 +262,7 @@ fn backward_plane_impl<S: Simd>(
 mod tests {
     use std::mem::MaybeUninit;
 
-    use super::{
-        backward_from_input_plane_impl, backward_plane_impl, forward_plane_impl,
-        forward_values_plane_impl,
-    };
+    use super::{backward_from_input_plane_impl, backward_plane_impl, forward_plane_impl};
     use crate::ops::pool::max::{max_pool_2x2, max_pool_backward};
     use crate::testing::{Rng, for_each_simd};
 
@@ -356,7 +331,7 @@ mod tests {
                         &x[p * h * w..(p + 1) * h * w],
                         w,
                         &mut y[out.clone()],
-                        &mut idx[out],
+                        Some(&mut idx[out]),
                         ow,
                     );
                 }
@@ -393,7 +368,7 @@ mod tests {
             max_pool_backward(h * w, oh * ow, &gy, &idx, &mut want_gx);
             for_each_simd!(|name, s| {
                 let mut y = vec![9.0; oh * ow];
-                forward_values_plane_impl(s, &x, w, &mut y, ow);
+                forward_plane_impl(s, &x, w, &mut y, None, ow);
                 assert_eq!(bits(&y), bits(&want_y), "{name} {h}x{w}: values");
                 let mut gx = vec![MaybeUninit::new(f32::NAN); h * w];
                 backward_from_input_plane_impl(s, &gy, &x, [h, w], ow, &mut gx);
