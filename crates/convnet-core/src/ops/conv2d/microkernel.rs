@@ -298,8 +298,9 @@ impl OuterShape {
     }
 }
 
-/// The weight-gradient tile, an outer product over positions:
-/// `c[r][j] += sum_t src[bases[t] + taps[r]] * b[t * ldb + j]` for `t < bases.len()`, `r < MR`,
+/// The outer-product tile (the weight gradient's, over positions; the forward pass's, over
+/// taps): `c[r][j] += sum_t src[bases[t] + taps[r]] * b[t * ldb + j]` for `t` over the
+/// offsets of `bases` (their maximum computed once by the caller, [`Taps::new`]), `r < MR`,
 /// `j < NR`; `c` holds MR rows of NR values with row stride `ldc`. MR and NR per `shape`. The
 /// sum starts from zero in registers and is added to `c` once.
 #[inline(always)]
@@ -307,7 +308,7 @@ impl OuterShape {
 pub(crate) fn outer<S: Simd>(
     s: S,
     shape: OuterShape,
-    bases: &[usize],
+    bases: &Taps<'_>,
     taps: &[usize],
     src: &[f32],
     b: &[f32],
@@ -329,7 +330,7 @@ pub(crate) fn outer<S: Simd>(
 #[allow(clippy::too_many_arguments)]
 fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
     s: S,
-    bases: &[usize],
+    bases: &Taps<'_>,
     taps: &[usize],
     src: &[f32],
     b: &[f32],
@@ -340,9 +341,9 @@ fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
     let nr = NV * S::LANES;
     let tap: [usize; MR] = std::array::from_fn(|r| taps[r]);
     // Check the furthest reads once, so the loop below has no bounds checks.
-    let depth = bases.len();
+    let depth = bases.offsets.len();
     if depth > 0 {
-        let far = bases.iter().copied().max().unwrap_or(0) + tap.iter().copied().max().unwrap_or(0);
+        let far = bases.max + tap.iter().copied().max().unwrap_or(0);
         assert!(far < src.len(), "outer tile reads past its input");
         assert!((depth - 1) * ldb + nr <= b.len(), "outer tile reads past B");
     }
@@ -350,7 +351,7 @@ fn outer_impl<S: Simd, const MR: usize, const NV: usize>(
     // A fresh tile for this block of positions, added to `c` once at the end: the caller
     // blocks the sum over positions, so no product is added to a large running total.
     let mut acc: [[S::V; NV]; MR] = [[s.splat(0.0); NV]; MR];
-    for (t, &base) in bases.iter().enumerate() {
+    for (t, &base) in bases.offsets.iter().enumerate() {
         // SAFETY: t * ldb + nr <= b.len() and base + tap[r] < src.len() (asserted above).
         let bv: [S::V; NV] =
             std::array::from_fn(|v| unsafe { s.load_ptr(bp.add(t * ldb + v * S::LANES)) });
@@ -589,7 +590,19 @@ mod tests {
             let b = ints(depth * ldb, 5);
             let start = ints(mr * ldc, 6);
             let mut c = start.clone();
-            s.vectorize(|| outer(s, shape, &bases, &taps, &src, &b, ldb, &mut c, ldc));
+            s.vectorize(|| {
+                outer(
+                    s,
+                    shape,
+                    &Taps::new(&bases),
+                    &taps,
+                    &src,
+                    &b,
+                    ldb,
+                    &mut c,
+                    ldc,
+                )
+            });
             for r in 0..mr {
                 for j in 0..ldc {
                     let want = if j < nr {
