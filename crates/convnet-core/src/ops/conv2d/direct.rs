@@ -141,19 +141,8 @@ fn forward_rows<S: Simd>(
     }
     let packed = &*packed;
 
-    // Bands of output rows whose input layout fits BAND_BYTES; more (thinner) bands when
-    // there are too few tasks for the threads.
-    let whole = PhasePlan::new(g, cg);
-    let per_out_row = (cg * whole.phases.len() * whole.wps * 4)
-        .saturating_mul(g.stride[0])
-        .max(1);
-    let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho);
+    let (band_rows, bands) = band_rows(g);
     let pairs = g.batch * g.groups;
-    let threads = rayon::current_num_threads();
-    while band_rows > 1 && pairs * ho.div_ceil(band_rows) < 2 * threads {
-        band_rows = band_rows.div_ceil(2);
-    }
-    let bands = ho.div_ceil(band_rows);
 
     (0..pairs * bands).into_par_iter().for_each(|task| {
         s.vectorize(
@@ -234,6 +223,24 @@ fn forward_rows<S: Simd>(
     });
 }
 
+/// Output rows per task of the forward pass, and how many bands of them a plane has: bands
+/// whose input layout fits [`BAND_BYTES`], thinner when there are too few tasks for the
+/// threads. (Both tiles take the same bands.)
+fn band_rows(g: &Conv2dGeometry) -> (usize, usize) {
+    let (cg, ho) = (g.in_per_group(), g.out_hw[0]);
+    let whole = PhasePlan::new(g, cg);
+    let per_out_row = (cg * whole.phases.len() * whole.wps * 4)
+        .saturating_mul(g.stride[0])
+        .max(1);
+    let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho);
+    let pairs = g.batch * g.groups;
+    let threads = rayon::current_num_threads();
+    while band_rows > 1 && pairs * ho.div_ceil(band_rows) < 2 * threads {
+        band_rows = band_rows.div_ceil(2);
+    }
+    (band_rows, ho.div_ceil(band_rows))
+}
+
 /// Fewest taps (`C_g kh kw`) for [`forward_outer`]: each tile's results are written out
 /// one value at a time, which a short depth does not repay (a 7x7 kernel over 3 channels,
 /// 147 taps, ran 15% slower).
@@ -296,18 +303,8 @@ fn forward_outer<S: Simd>(
     }
     let packed = &*packed;
 
-    // Bands of output rows whose input layout fits BAND_BYTES (as the row tile's).
-    let whole = PhasePlan::new(g, cg);
-    let per_out_row = (cg * whole.phases.len() * whole.wps * 4)
-        .saturating_mul(g.stride[0])
-        .max(1);
-    let mut band_rows = (BAND_BYTES / per_out_row).clamp(1, ho);
+    let (band_rows, bands) = band_rows(g);
     let pairs = g.batch * g.groups;
-    let threads = rayon::current_num_threads();
-    while band_rows > 1 && pairs * ho.div_ceil(band_rows) < 2 * threads {
-        band_rows = band_rows.div_ceil(2);
-    }
-    let bands = ho.div_ceil(band_rows);
 
     (0..pairs * bands).into_par_iter().for_each(|task| {
         s.vectorize(
