@@ -8,10 +8,10 @@
 //! `bn1.running_mean`): PyTorch's `state_dict` names when the nodes are named after the
 //! PyTorch modules.
 
-use convnet_core::{Tensor, add_in_place};
+use convnet_core::{Activation, Tensor, add_in_place};
 
 use crate::error::{Error, Result};
-use crate::layers::{Buffer, BufferMut, ForwardCtx, Layer, Param};
+use crate::layers::{ActivationLayer, BatchNorm, Buffer, BufferMut, ForwardCtx, Layer, Param};
 use crate::rng::Rng;
 use crate::spec::ModelSpec;
 pub use crate::spec::Source;
@@ -64,6 +64,9 @@ pub struct Model {
     /// Whether each node's output depends on a parameter (else its gradient is only needed
     /// when another gradient is).
     has_params_upstream: Vec<bool>,
+    /// Per node, whether the last forward pass ran it (a batch norm) with the ReLU after it
+    /// fused: the ReLU's backward is then the batch norm's (see [`Model::forward_all`]).
+    fused_relu: Vec<bool>,
 }
 
 impl Model {
@@ -97,6 +100,7 @@ impl Model {
         }
         Ok(Model {
             spec: spec.clone(),
+            fused_relu: vec![false; nodes.len()],
             nodes,
             outputs: plan.outputs,
             has_params,
@@ -175,6 +179,12 @@ impl Model {
 
     /// Run the model on one batch per input (in the order of [`ModelSpec::extra_inputs`],
     /// after the image input): every output, and the outputs of the nodes `capture`.
+    ///
+    /// A batch norm on batch statistics whose output only a ReLU reads (and which is not
+    /// captured) runs with that ReLU fused into its output pass, and its backward masks the
+    /// gradient itself (`convnet_core::batch_norm_train_relu`): the same values, bit for bit,
+    /// with two passes over the activation fewer each way. The ReLU node keeps its output
+    /// and yields it as usual.
     pub fn forward_all(
         &mut self,
         inputs: &[Tensor],
@@ -193,6 +203,7 @@ impl Model {
                 reads_left[*j] += 1;
             }
         }
+        let readers = reads_left.clone();
         let mut values: Vec<Option<Tensor>> = vec![None; n];
         let mut read = |s: Source, values: &mut Vec<Option<Tensor>>| match s {
             Source::Input(k) => Some(inputs[k].clone()),
@@ -206,7 +217,13 @@ impl Model {
             }
         };
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
-        for i in 0..n {
+        self.fused_relu = vec![false; n];
+        for (i, &read_by) in readers.iter().enumerate() {
+            if i > 0 && self.fused_relu[i - 1] {
+                // Computed with the batch norm before it.
+                continue;
+            }
+            let fuse = read_by == 1 && !capture.contains(&i) && self.relu_follows(i, &ctx);
             let node = &mut self.nodes[i];
             let mut layer_inputs: Vec<Tensor> = Vec::with_capacity(node.inputs.len());
             for &s in &node.inputs {
@@ -219,20 +236,41 @@ impl Model {
                 node: i as u64,
                 ..ctx
             };
-            let y = node
-                .layer
-                .forward(layer_inputs, &ctx)
-                .map_err(|e| Error::Layer {
-                    name: node.name.clone(),
-                    kind: node.kind,
-                    error: Box::new(e),
-                })?;
+            let layer_error = |node: &Node, e: Error| Error::Layer {
+                name: node.name.clone(),
+                kind: node.kind,
+                error: Box::new(e),
+            };
+            let fused_bn = (node.layer.downcast_mut::<BatchNorm>()).filter(|_| fuse);
+            let (y, at) = match fused_bn {
+                Some(bn) => {
+                    let y =
+                        (bn.forward_relu(layer_inputs, &ctx)).map_err(|e| layer_error(node, e))?;
+                    self.fused_relu[i] = true;
+                    // The ReLU node: its output is the batch norm's.
+                    let relu = &mut self.nodes[i + 1];
+                    let ctx = ForwardCtx {
+                        node: i as u64 + 1,
+                        ..ctx
+                    };
+                    (relu.layer.downcast_mut::<ActivationLayer>())
+                        .ok_or_else(|| Error::model("expected a ReLU"))
+                        .and_then(|a| a.record_fused_output(&y, &ctx))
+                        .map_err(|e| layer_error(relu, e))?;
+                    (y, i + 1)
+                }
+                None => {
+                    let y = (node.layer.forward(layer_inputs, &ctx))
+                        .map_err(|e| layer_error(node, e))?;
+                    (y, i)
+                }
+            };
             for (slot, &c) in captured.iter_mut().zip(capture) {
-                if c == i {
+                if c == at {
                     *slot = Some(y.clone());
                 }
             }
-            values[i] = Some(y);
+            values[at] = Some(y);
         }
         let outputs = (self.outputs.iter())
             .map(|&s| {
@@ -248,6 +286,27 @@ impl Model {
             })
             .collect::<Result<_>>()?;
         Ok((outputs, captured))
+    }
+
+    /// The batch norms (by index) that the last forward pass ran with the ReLU after them
+    /// fused (see [`Model::forward_all`]).
+    pub fn fused_relus(&self) -> Vec<usize> {
+        (self.fused_relu.iter().enumerate())
+            .filter_map(|(i, &f)| f.then_some(i))
+            .collect()
+    }
+
+    /// Whether node `i` is a batch norm that can run the ReLU node after it fused into its
+    /// forward pass in `ctx`: that ReLU reads only node `i` (whose other readers the caller
+    /// rules out).
+    fn relu_follows(&self, i: usize, ctx: &ForwardCtx) -> bool {
+        let (Some(node), Some(next)) = (self.nodes.get(i), self.nodes.get(i + 1)) else {
+            return false;
+        };
+        (node.layer.downcast_ref::<BatchNorm>()).is_some_and(|bn| bn.fuses_relu(ctx))
+            && next.inputs == [Source::Node(i)]
+            && (next.layer.downcast_ref::<ActivationLayer>())
+                .is_some_and(|a| a.activation() == Activation::Relu)
     }
 
     /// Backward from the gradient of the loss w.r.t. the (first) output: accumulates every
@@ -343,12 +402,30 @@ impl Model {
         let needed = self.needed_gradients(request);
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[start] = Some(grad.clone());
+        // Batch norms whose fused ReLU passed its output gradient to them unmasked.
+        let mut through_relu = vec![false; n];
         for i in (0..=start).rev() {
             let Some(g) = grads[i].take() else { continue };
             for (slot, &c) in out.captured.iter_mut().zip(request.capture) {
                 if c == i {
                     *slot = Some(g.clone());
                 }
+            }
+            // A ReLU fused into the batch norm before it: the batch norm masks the gradient
+            // (unless the gradient at its own output is wanted: then the ReLU runs its
+            // backward from the output it kept, and the batch norm its plain one).
+            if i > 0 && self.fused_relu[i - 1] && !request.capture.contains(&(i - 1)) {
+                if needed[i - 1] {
+                    grads[i - 1] = Some(g);
+                    through_relu[i - 1] = true;
+                }
+                continue;
+            }
+            if self.fused_relu[i] && !through_relu[i] {
+                if let Some(bn) = self.nodes[i].layer.downcast_mut::<BatchNorm>() {
+                    bn.unfuse_relu();
+                }
+                self.fused_relu[i] = false;
             }
             let node = &mut self.nodes[i];
             let need_input_grad = node.inputs.iter().any(|s| match s {
@@ -553,6 +630,7 @@ impl Model {
         for n in &mut self.nodes {
             n.layer.clear();
         }
+        self.fused_relu.fill(false);
     }
 }
 

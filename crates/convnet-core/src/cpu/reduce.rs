@@ -8,6 +8,15 @@ multiversion!(
     pub(crate) fn sum_and_centered_dot(g: &[f32], x: &[f32], mean: f32) -> (f32, f32)
         => sum_and_centered_dot_impl
 );
+multiversion!(
+    pub(crate) fn sum_and_centered_dot_relu(
+        g: &[f32],
+        x: &[f32],
+        mean: f32,
+        a: f32,
+        b: f32,
+    ) -> (f32, f32) => sum_and_centered_dot_relu_impl
+);
 
 /// The sum of `v`, in f32 vector lanes (four independent accumulators), reduced at the end.
 #[inline(always)]
@@ -65,11 +74,40 @@ fn sum_sq_dev_impl<S: Simd>(s: S, v: &[f32], mean: f32) -> f32 {
 /// the gradient's sum and its dot product with the centred input), in f32 vector lanes.
 #[inline(always)]
 fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> (f32, f32) {
+    centred_sums(s, g, x, mean, None)
+}
+
+/// [`sum_and_centered_dot_impl`] of the gradient through a ReLU applied to
+/// `y = (x - mean) * a + b` (batch norm's output, recomputed as its forward pass computed it):
+/// `g` counts where `y > 0` (or NaN), as ReLU's backward `if y <= 0 { 0 } else { g }` passes
+/// it. The same sums, in the same order, as of that masked gradient.
+#[inline(always)]
+fn sum_and_centered_dot_relu_impl<S: Simd>(
+    s: S,
+    g: &[f32],
+    x: &[f32],
+    mean: f32,
+    a: f32,
+    b: f32,
+) -> (f32, f32) {
+    centred_sums(s, g, x, mean, Some((a, b)))
+}
+
+#[inline(always)]
+fn centred_sums<S: Simd>(
+    s: S,
+    g: &[f32],
+    x: &[f32],
+    mean: f32,
+    relu: Option<(f32, f32)>,
+) -> (f32, f32) {
     const ACCS: usize = 2;
     assert_eq!(g.len(), x.len(), "sum_and_centered_dot: lengths differ");
     let neg_mean = s.splat(-mean);
-    let mut sum = [s.splat(0.0); ACCS];
-    let mut dot = [s.splat(0.0); ACCS];
+    let zero = s.splat(0.0);
+    let relu = relu.map(|(a, b)| (s.splat(a), s.splat(b)));
+    let mut sum = [zero; ACCS];
+    let mut dot = [zero; ACCS];
     let step = S::LANES * ACCS;
     let whole = g.len() / step * step;
     for (gc, xc) in g[..whole]
@@ -77,8 +115,8 @@ fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> 
         .zip(x[..whole].chunks_exact(step))
     {
         for i in 0..ACCS {
-            let gv = s.load(&gc[i * S::LANES..]);
             let d = s.add(s.load(&xc[i * S::LANES..]), neg_mean);
+            let gv = through_relu(s, s.load(&gc[i * S::LANES..]), d, relu);
             sum[i] = s.add(sum[i], gv);
             dot[i] = s.mul_add(gv, d, dot[i]);
         }
@@ -86,9 +124,10 @@ fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> 
     let (mut g, mut x) = (&g[whole..], &x[whole..]);
     while !g.is_empty() {
         let n = g.len().min(S::LANES);
-        // Masked-off lanes of g load 0, so their (x - mean) does not matter.
-        let gv = s.load_partial(g, n);
+        // Masked-off lanes of g load 0 (and stay 0 through the mask), so their (x - mean)
+        // does not matter.
         let d = s.add(s.load_partial(x, n), neg_mean);
+        let gv = through_relu(s, s.load_partial(g, n), d, relu);
         sum[0] = s.add(sum[0], gv);
         dot[0] = s.mul_add(gv, d, dot[0]);
         g = &g[n..];
@@ -96,6 +135,16 @@ fn sum_and_centered_dot_impl<S: Simd>(s: S, g: &[f32], x: &[f32], mean: f32) -> 
     }
     let fold = |v: [S::V; ACCS]| s.reduce_sum(v.iter().fold(s.splat(0.0), |a, &b| s.add(a, b)));
     (fold(sum), fold(dot))
+}
+
+/// The gradient `g` that reaches the batch norm at centred input `d`: through the ReLU's mask
+/// (`relu`: its `(a, b)`) if there is one.
+#[inline(always)]
+fn through_relu<S: Simd>(s: S, g: S::V, d: S::V, relu: Option<(S::V, S::V)>) -> S::V {
+    match relu {
+        Some((a, b)) => s.zero_where_le(s.add(s.mul(d, a), b), s.splat(0.0), g),
+        None => g,
+    }
 }
 
 #[cfg(test)]
@@ -131,6 +180,37 @@ mod tests {
                 );
                 assert!(
                     (f64::from(d) - want_dot).abs() <= 1e-5 * want_dot.abs().max(1.0),
+                    "{name} n = {n}"
+                );
+            }
+        });
+    }
+
+    #[test]
+    fn relu_sums_are_the_sums_of_the_masked_gradient_to_the_bit() {
+        for_each_simd!(|name, simd| {
+            for n in [0, 1, 7, 8, 15, 16, 17, 31, 33, 64, 65, 1000] {
+                // y = (x - mean) * a + b crosses zero, lands on it exactly (x = 0.5: y = 0)
+                // and, for one length, is NaN where x is (the gradient passes).
+                let x: Vec<f32> = (0..n)
+                    .map(|i| match i % 13 {
+                        5 => 0.5,
+                        11 if n == 17 => f32::NAN,
+                        k => k as f32 * 0.17 - 1.0,
+                    })
+                    .collect();
+                let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
+                let (mean, a, b) = (0.25f32, 2.0f32, -0.5f32);
+                let masked: Vec<f32> = g
+                    .iter()
+                    .zip(&x)
+                    .map(|(&g, &x)| if (x - mean) * a + b <= 0.0 { 0.0 } else { g })
+                    .collect();
+                let want = sum_and_centered_dot_impl(simd, &masked, &x, mean);
+                let got = sum_and_centered_dot_relu_impl(simd, &g, &x, mean, a, b);
+                assert_eq!(
+                    (got.0.to_bits(), got.1.to_bits()),
+                    (want.0.to_bits(), want.1.to_bits()),
                     "{name} n = {n}"
                 );
             }

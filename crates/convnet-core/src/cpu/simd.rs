@@ -110,6 +110,8 @@ pub(crate) trait Simd: Copy + Send + Sync {
     fn add(self, a: Self::V, b: Self::V) -> Self::V;
     /// `a - b`.
     fn sub(self, a: Self::V, b: Self::V) -> Self::V;
+    /// `a * b`.
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V;
     /// The even and the odd elements of `a` then `b` (the `2 * LANES` values `a[0..]`,
     /// `b[0..]` in order), each as one vector.
     fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V);
@@ -127,6 +129,9 @@ pub(crate) trait Simd: Copy + Send + Sync {
     ) -> (Self::V, Self::V);
     /// `v` where `a == b`, else `+0.0`, lane by lane.
     fn select_eq(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V;
+    /// `+0.0` where `a <= b`, else `v` (also where either is NaN), lane by lane: ReLU's
+    /// backward, `if y <= 0 { 0 } else { g }`.
+    fn zero_where_le(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V;
 }
 
 /// The portable fallback: eight lanes as an array, left to the compiler.
@@ -191,6 +196,10 @@ impl Simd for Portable {
         std::array::from_fn(|l| a[l] - b[l])
     }
     #[inline(always)]
+    fn mul(self, a: Self::V, b: Self::V) -> Self::V {
+        std::array::from_fn(|l| a[l] * b[l])
+    }
+    #[inline(always)]
     fn deinterleave(self, a: Self::V, b: Self::V) -> (Self::V, Self::V) {
         let at = |i: usize| if i < 8 { a[i] } else { b[i - 8] };
         (
@@ -230,6 +239,10 @@ impl Simd for Portable {
     #[inline(always)]
     fn select_eq(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V {
         std::array::from_fn(|l| if a[l] == b[l] { v[l] } else { 0.0 })
+    }
+    #[inline(always)]
+    fn zero_where_le(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V {
+        std::array::from_fn(|l| if a[l] <= b[l] { 0.0 } else { v[l] })
     }
 }
 
@@ -327,6 +340,10 @@ mod x86 {
             unsafe { _mm512_sub_ps(a, b) }
         }
         #[inline(always)]
+        fn mul(self, a: __m512, b: __m512) -> __m512 {
+            unsafe { _mm512_mul_ps(a, b) }
+        }
+        #[inline(always)]
         fn deinterleave(self, a: __m512, b: __m512) -> (__m512, __m512) {
             unsafe {
                 let even =
@@ -375,6 +392,10 @@ mod x86 {
         #[inline(always)]
         fn select_eq(self, a: __m512, b: __m512, v: __m512) -> __m512 {
             unsafe { _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_EQ_OQ>(a, b), v) }
+        }
+        #[inline(always)]
+        fn zero_where_le(self, a: __m512, b: __m512, v: __m512) -> __m512 {
+            unsafe { _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(a, b), v) }
         }
     }
 
@@ -469,6 +490,10 @@ mod x86 {
             unsafe { _mm256_sub_ps(a, b) }
         }
         #[inline(always)]
+        fn mul(self, a: __m256, b: __m256) -> __m256 {
+            unsafe { _mm256_mul_ps(a, b) }
+        }
+        #[inline(always)]
         fn deinterleave(self, a: __m256, b: __m256) -> (__m256, __m256) {
             unsafe {
                 // a0 a2 b0 b2 | a4 a6 b4 b6, then the 64-bit pairs in the order 0, 2, 1, 3.
@@ -524,6 +549,10 @@ mod x86 {
         #[inline(always)]
         fn select_eq(self, a: __m256, b: __m256, v: __m256) -> __m256 {
             unsafe { _mm256_and_ps(_mm256_cmp_ps::<_CMP_EQ_OQ>(a, b), v) }
+        }
+        #[inline(always)]
+        fn zero_where_le(self, a: __m256, b: __m256, v: __m256) -> __m256 {
+            unsafe { _mm256_and_ps(_mm256_cmp_ps::<_CMP_NLE_UQ>(a, b), v) }
         }
     }
 }
@@ -606,6 +635,24 @@ mod tests {
         for l in 0..n {
             let want = [-0.0f32, f32::NAN, 0.0, 0.0][l % 4];
             assert_eq!(got[l].to_bits(), want.to_bits(), "select_eq lane {l}");
+        }
+        // zero_where_le: +0 where x <= y (-0 <= +0), `v` where greater or either is NaN.
+        let x = s.load(&lane([1.0, -0.0, f32::NAN, 3.0]));
+        let y = s.load(&lane([2.0, 0.0, 0.0, f32::NAN]));
+        let v = s.load(&lane([-0.0, -7.0, 5.0, 7.0]));
+        s.store(&mut got, s.zero_where_le(x, y, v));
+        for l in 0..n {
+            let want = [0.0f32, 0.0, 5.0, 7.0][l % 4];
+            assert_eq!(got[l].to_bits(), want.to_bits(), "zero_where_le lane {l}");
+        }
+        s.store(&mut got, s.zero_where_le(y, x, v));
+        for l in 0..n {
+            let want = [-0.0f32, 0.0, 5.0, 7.0][l % 4];
+            assert_eq!(got[l].to_bits(), want.to_bits(), "zero_where_le lane {l}");
+        }
+        s.store(&mut got, s.mul(s.load(&a), s.load(&b)));
+        for l in 0..n {
+            assert_eq!(got[l], a[l] * b[l], "mul lane {l}");
         }
         let want: f32 = out.iter().sum();
         assert_eq!(s.reduce_sum(s.load(&out)), want);

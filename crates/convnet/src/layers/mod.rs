@@ -242,6 +242,7 @@ pub trait Module: fmt::Debug + Send + Sync + ModuleBase {
 pub trait ModuleBase {
     fn clone_box(&self) -> Layer;
     fn as_any(&self) -> &dyn Any;
+    fn as_any_mut(&mut self) -> &mut dyn Any;
 }
 
 impl<T: Module + Clone + 'static> ModuleBase for T {
@@ -249,6 +250,9 @@ impl<T: Module + Clone + 'static> ModuleBase for T {
         Box::new(self.clone())
     }
     fn as_any(&self) -> &dyn Any {
+        self
+    }
+    fn as_any_mut(&mut self) -> &mut dyn Any {
         self
     }
 }
@@ -263,6 +267,11 @@ impl dyn Module {
     /// The module as the concrete layer `T`, if it is one (`layer.downcast_ref::<Conv2d>()`).
     pub fn downcast_ref<T: Module + 'static>(&self) -> Option<&T> {
         self.as_any().downcast_ref()
+    }
+
+    /// The module as the concrete layer `T`, mutably, if it is one.
+    pub fn downcast_mut<T: Module + 'static>(&mut self) -> Option<&mut T> {
+        self.as_any_mut().downcast_mut()
     }
 
     /// Whether the module is a `T`.

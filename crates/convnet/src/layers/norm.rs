@@ -1,7 +1,8 @@
 //! `batchnorm2d`, `batchnorm1d`: `BatchNorm2d` / `BatchNorm1d`, as `torch.nn.BatchNorm1d` / `torch.nn.BatchNorm2d`.
 
 use convnet_core::{
-    Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward, batch_norm_train,
+    Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
+    batch_norm_relu_backward, batch_norm_train, batch_norm_train_relu,
 };
 
 use std::sync::Arc;
@@ -240,6 +241,9 @@ enum Cache {
         mean: Tensor,
         invstd: Tensor,
         workers: Option<Arc<dyn Workers>>,
+        /// A ReLU was fused into the forward pass ([`BatchNorm::forward_relu`]): backward
+        /// takes the gradient of the ReLU's output.
+        relu: bool,
     },
     /// Running statistics (evaluation).
     Running { input: Tensor },
@@ -287,31 +291,76 @@ impl BatchNorm {
             *r = (1.0 - f) * *r + f * v;
         }
     }
+
+    /// Whether [`BatchNorm::forward_relu`] can run this pass: batch statistics over this
+    /// process's batch (training, or no running statistics; not synchronized across workers).
+    pub(crate) fn fuses_relu(&self, ctx: &ForwardCtx) -> bool {
+        self.uses_batch(ctx) && ctx.sync_batch_norm.is_none()
+    }
+
+    fn uses_batch(&self, ctx: &ForwardCtx) -> bool {
+        ctx.training || !self.config.track_running_stats
+    }
+
+    /// The forward pass followed by a ReLU, in the same passes over the data
+    /// (`convnet_core::batch_norm_train_relu`): the ReLU's output. Backward then takes the
+    /// gradient of that output, until [`BatchNorm::unfuse_relu`]. Only where
+    /// [`BatchNorm::fuses_relu`].
+    pub(crate) fn forward_relu(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
+        if !self.fuses_relu(ctx) {
+            return Err(Error::model(
+                "a ReLU fuses into batch norm only on this process's batch statistics",
+            ));
+        }
+        self.forward_batch(single(inputs)?, ctx, true)
+    }
+
+    /// Let backward take the gradient of the batch norm's own output again (the ReLU fused
+    /// into the recorded forward pass runs its own backward).
+    pub(crate) fn unfuse_relu(&mut self) {
+        if let Some(Cache::Batch { relu, .. }) = &mut self.cache {
+            *relu = false;
+        }
+    }
+
+    /// The forward pass on batch statistics, with a ReLU fused if `relu` (not across
+    /// workers).
+    fn forward_batch(&mut self, x: Tensor, ctx: &ForwardCtx, relu: bool) -> Result<Tensor> {
+        let weight = self.weight.as_ref().map(|p| &p.value);
+        let bias = self.bias.as_ref().map(|p| &p.value);
+        let eps = self.config.eps;
+        let out = match (ctx.sync_batch_norm, relu) {
+            (Some(workers), false) => sync_bn::forward(&x, weight, bias, eps, workers.as_ref())?,
+            (None, false) => batch_norm_train(&x, weight, bias, eps)?,
+            (None, true) => batch_norm_train_relu(&x, weight, bias, eps)?,
+            (Some(_), true) => {
+                return Err(Error::model(
+                    "a ReLU does not fuse into batch norm synchronized across workers",
+                ));
+            }
+        };
+        if ctx.training && self.config.track_running_stats {
+            self.update_running(out.mean.data(), out.var_unbiased.data());
+        }
+        self.cache = ctx.record.then_some(Cache::Batch {
+            input: x,
+            mean: out.mean,
+            invstd: out.invstd,
+            workers: ctx.sync_batch_norm.cloned(),
+            relu,
+        });
+        Ok(out.output)
+    }
 }
 
 impl Module for BatchNorm {
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
-        let weight = self.weight.as_ref().map(|p| &p.value);
-        let bias = self.bias.as_ref().map(|p| &p.value);
-        let use_batch = ctx.training || !self.config.track_running_stats;
-        if use_batch {
-            let eps = self.config.eps;
-            let out = match ctx.sync_batch_norm {
-                Some(workers) => sync_bn::forward(&x, weight, bias, eps, workers.as_ref())?,
-                None => batch_norm_train(&x, weight, bias, eps)?,
-            };
-            if ctx.training && self.config.track_running_stats {
-                self.update_running(out.mean.data(), out.var_unbiased.data());
-            }
-            self.cache = ctx.record.then_some(Cache::Batch {
-                input: x,
-                mean: out.mean,
-                invstd: out.invstd,
-                workers: ctx.sync_batch_norm.cloned(),
-            });
-            Ok(out.output)
+        if self.uses_batch(ctx) {
+            self.forward_batch(x, ctx, false)
         } else {
+            let weight = self.weight.as_ref().map(|p| &p.value);
+            let bias = self.bias.as_ref().map(|p| &p.value);
             let y = batch_norm_eval(
                 &x,
                 &self.running_mean,
@@ -337,12 +386,33 @@ impl Module for BatchNorm {
                 mean,
                 invstd,
                 workers: None,
+                relu: false,
             } => batch_norm_backward(&grad_output, input, mean, invstd, weight)?,
             Cache::Batch {
                 input,
                 mean,
                 invstd,
+                workers: None,
+                relu: true,
+            } => {
+                let bias = self.bias.as_ref().map(|p| &p.value);
+                batch_norm_relu_backward(&grad_output, input, mean, invstd, weight, bias)?
+            }
+            Cache::Batch {
+                workers: Some(_),
+                relu: true,
+                ..
+            } => {
+                return Err(Error::model(
+                    "a ReLU does not fuse into batch norm synchronized across workers",
+                ));
+            }
+            Cache::Batch {
+                input,
+                mean,
+                invstd,
                 workers: Some(workers),
+                relu: false,
             } => sync_bn::backward(&grad_output, input, mean, invstd, weight, workers.as_ref())?,
             Cache::Running { input } => batch_norm_eval_backward(
                 &grad_output,

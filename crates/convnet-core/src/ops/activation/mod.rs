@@ -253,8 +253,8 @@ pub(super) fn map2<T: Copy + Send + Sync>(
 }
 
 /// PyTorch's `clamp_min(x, 0)`: `-0.0` and NaN pass through.
-#[inline]
-fn relu<T: Float>(x: T) -> T {
+#[inline(always)]
+pub(crate) fn relu<T: Float>(x: T) -> T {
     if x < T::zero() { T::zero() } else { x }
 }
 

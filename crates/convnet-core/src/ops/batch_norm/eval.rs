@@ -27,12 +27,12 @@ pub(super) fn eval_forward<T: BnFloat>(
     if l.uses_rows() {
         let a = (0..l.c).map(coefficient);
         let beta = (0..l.c).map(|ch| bias_of(b, ch));
-        return affine_rows(x, l, running_mean.iter().copied(), a, beta);
+        return affine_rows(x, l, running_mean.iter().copied(), a, beta, false);
     }
     per_channel(l, |ch, planes| {
         let (a, beta) = (coefficient(ch), bias_of(b, ch));
         for (i, out) in planes.iter_mut().enumerate() {
-            T::plane_affine(&x[l.plane(i, ch)], running_mean[ch], a, beta, out);
+            T::plane_affine(&x[l.plane(i, ch)], running_mean[ch], a, beta, false, out);
         }
     })
     .0
@@ -64,7 +64,7 @@ pub(super) fn eval_backward<T: BnFloat>(
         });
         let sums = if w.is_some() {
             let mean_pos = per_position(running_mean.iter().copied(), l.s);
-            row_grad_sums(gy, x, l, &mean_pos)
+            row_grad_sums(gy, x, l, &mean_pos, None)
         } else {
             vec![GradSums::ZERO; l.c]
         };
@@ -75,9 +75,14 @@ pub(super) fn eval_backward<T: BnFloat>(
         let mut sums = GradSums::ZERO;
         for (i, out) in planes.iter_mut().enumerate() {
             let p = l.plane(i, ch);
-            T::plane_affine(&gy[p.clone()], T::zero(), s, T::zero(), out);
+            T::plane_affine(&gy[p.clone()], T::zero(), s, T::zero(), false, out);
             if w.is_some() {
-                sums = sums.add(T::plane_grad_sums(&gy[p.clone()], &x[p], running_mean[ch]));
+                sums = sums.add(T::plane_grad_sums(
+                    &gy[p.clone()],
+                    &x[p],
+                    running_mean[ch],
+                    None,
+                ));
             }
         }
         sums

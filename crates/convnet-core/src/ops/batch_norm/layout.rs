@@ -8,8 +8,9 @@ use std::ops::Range;
 use num_traits::Float;
 use rayon::prelude::*;
 
-use super::simd::{BnFloat, GradSums, to_f64};
+use super::simd::{BnFloat, GradSums, through_relu, to_f64};
 use crate::error::{Error, Result};
+use crate::ops::activation;
 use crate::tensor::Tensor;
 
 /// Elements per rayon task, at least (small tensors stay on one thread).
@@ -175,14 +176,15 @@ pub(super) fn map_rows<T: BnFloat>(l: Layout, f: impl Fn(usize, &mut [T]) + Sync
     out
 }
 
-/// The row path's output pass, `y = (x - mean) * a + b`, with one `mean`, `a` and `b` per
-/// channel (each repeated over the channel's positions in a row).
+/// The row path's output pass, `y = (x - mean) * a + b` (then ReLU if `relu`), with one
+/// `mean`, `a` and `b` per channel (each repeated over the channel's positions in a row).
 pub(super) fn affine_rows<T: BnFloat>(
     x: &[T],
     l: Layout,
     mean: impl Iterator<Item = T>,
     a: impl Iterator<Item = T>,
     b: impl Iterator<Item = T>,
+    relu: bool,
 ) -> Vec<T> {
     let (mean, a, b) = (
         per_position(mean, l.s),
@@ -193,28 +195,33 @@ pub(super) fn affine_rows<T: BnFloat>(
         for ((((y, &x), &mu), &a), &b) in
             out.iter_mut().zip(l.row(x, row)).zip(&mean).zip(&a).zip(&b)
         {
-            *y = (x - mu) * a + b;
+            let v = (x - mu) * a + b;
+            *y = if relu { activation::relu(v) } else { v };
         }
     })
 }
 
-/// Each channel's `(Σ g, Σ g (x - mean))` on the row path.
+/// Each channel's `(Σ g, Σ g (x - mean))` on the row path, `g` through the ReLU whose
+/// coefficients per position `relu_pos` holds, if any.
 pub(super) fn row_grad_sums<T: BnFloat>(
     gy: &[T],
     x: &[T],
     l: Layout,
     mean_pos: &[T],
+    relu_pos: Option<(&[T], &[T])>,
 ) -> Vec<GradSums> {
     let width = l.c * l.s;
     let sums = column_sums(l, 2, |row, acc| {
         let (sum, dot) = acc.split_at_mut(width);
-        for ((((s, d), &g), &x), &mu) in sum
+        for (j, ((((s, d), &g), &x), &mu)) in sum
             .iter_mut()
             .zip(dot)
             .zip(l.row(gy, row))
             .zip(l.row(x, row))
             .zip(mean_pos)
+            .enumerate()
         {
+            let g = through_relu(g, x, mu, relu_pos.map(|(a, b)| (a[j], b[j])));
             *s += to_f64(g);
             *d += to_f64(g * (x - mu));
         }

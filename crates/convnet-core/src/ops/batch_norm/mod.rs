@@ -59,7 +59,7 @@ mod train;
 use eval::{eval_backward, eval_forward};
 use layout::Layout;
 use simd::GradSums;
-use train::{Stats, train_backward, train_forward};
+use train::{ReluAfter, Stats, train_backward, train_forward};
 
 use crate::error::{Error, Result};
 use crate::tensor::{Tensor, check_same_shape};
@@ -115,6 +115,39 @@ pub fn batch_norm_train(
     bias: Option<&Tensor>,
     eps: f32,
 ) -> Result<BatchNormTrainOutput> {
+    train(input, weight, bias, eps, false)
+}
+
+/// [`batch_norm_train`] followed by ReLU (`relu(batch_norm(x))`, as
+/// `nn.Sequential(nn.BatchNorm2d(c), nn.ReLU())` in training), in the same passes over the
+/// data: `output` is the ReLU's output, bit for bit what [`batch_norm_train`] and then
+/// `activation(.., Activation::Relu)` give; the statistics are the batch norm's. Its gradient
+/// is [`batch_norm_relu_backward`].
+///
+/// ```
+/// use convnet_core::{Tensor, batch_norm_train_relu};
+/// let x = Tensor::new([4, 1], vec![1.0, 2.0, 3.0, 4.0])?;
+/// let bn = batch_norm_train_relu(&x, None, None, 1e-5)?;
+/// assert_eq!(&bn.output.data()[..2], [0.0, 0.0]);
+/// assert!((bn.output.data()[3] - 1.3416).abs() < 1e-4);
+/// # Ok::<(), convnet_core::Error>(())
+/// ```
+pub fn batch_norm_train_relu(
+    input: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+) -> Result<BatchNormTrainOutput> {
+    train(input, weight, bias, eps, true)
+}
+
+fn train(
+    input: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+    relu: bool,
+) -> Result<BatchNormTrainOutput> {
     let l = Layout::new(TRAIN_OP, input)?;
     check_eps(TRAIN_OP, eps)?;
     check_per_channel(TRAIN_OP, "weight", weight, l, input)?;
@@ -136,6 +169,7 @@ pub fn batch_norm_train(
         weight.map(Tensor::data),
         bias.map(Tensor::data),
         f64::from(eps),
+        relu,
     );
     let per_channel = |v: fn(&Stats) -> f64| {
         Tensor::from_parts(vec![l.c], stats.iter().map(|s| v(s) as f32).collect())
@@ -189,6 +223,34 @@ pub fn batch_norm_backward(
     invstd: &Tensor,
     weight: Option<&Tensor>,
 ) -> Result<BatchNormGrads> {
+    backward(grad_output, input, mean, invstd, weight, None)
+}
+
+/// The gradients of [`batch_norm_train_relu`], given `grad_output` (the gradient of the
+/// ReLU's output), the forward pass's input, its `mean` and `invstd`, its weight and bias:
+/// bit for bit what ReLU's backward and then [`batch_norm_backward`] give. The ReLU's mask is
+/// recomputed from the input (the batch norm's output, `<= 0`, passes no gradient), so the
+/// output need not be kept.
+pub fn batch_norm_relu_backward(
+    grad_output: &Tensor,
+    input: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+) -> Result<BatchNormGrads> {
+    backward(grad_output, input, mean, invstd, weight, Some(bias))
+}
+
+/// The training backward; `relu`: a ReLU followed, and this is its batch norm's bias.
+fn backward(
+    grad_output: &Tensor,
+    input: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+    weight: Option<&Tensor>,
+    relu: Option<Option<&Tensor>>,
+) -> Result<BatchNormGrads> {
     let l = Layout::new(BACKWARD_OP, input)?;
     check_same_shape(
         BACKWARD_OP,
@@ -198,6 +260,7 @@ pub fn batch_norm_backward(
     check_stats(BACKWARD_OP, "mean", mean, l, input)?;
     check_stats(BACKWARD_OP, "invstd", invstd, l, input)?;
     check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
+    check_per_channel(BACKWARD_OP, "bias", relu.flatten(), l, input)?;
     check_batch_values(BACKWARD_OP, l, input)?;
     let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
     let invstd = widen(invstd);
@@ -208,6 +271,9 @@ pub fn batch_norm_backward(
         &widen(mean),
         &invstd,
         weight.map(Tensor::data),
+        relu.map(|bias| ReluAfter {
+            bias: bias.map(Tensor::data),
+        }),
     );
     let (grad_weight, grad_bias) = param_grads(weight.is_some(), &sums, &invstd);
     Ok(BatchNormGrads {

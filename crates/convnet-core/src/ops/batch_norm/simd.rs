@@ -8,6 +8,7 @@ use num_traits::Float;
 
 use crate::cpu::reduce;
 use crate::cpu::simd::{Simd, multiversion};
+use crate::ops::activation;
 
 /// The two sums of a backward pass over one channel: `Σ g` and `Σ g (x - mean)`.
 #[derive(Debug, Clone, Copy)]
@@ -56,30 +57,54 @@ pub(super) trait BnFloat: Float + Send + Sync {
             .sum()
     }
 
-    /// `(Σ g, Σ g (x - mean))`.
-    fn plane_grad_sums(g: &[Self], x: &[Self], mean: Self) -> GradSums {
+    /// `(Σ g, Σ g (x - mean))`, of `g` through the ReLU `relu` names (see [`Relu`]).
+    fn plane_grad_sums(g: &[Self], x: &[Self], mean: Self, relu: Relu<Self>) -> GradSums {
         let mut s = GradSums::ZERO;
         for (&g, &x) in g.iter().zip(x) {
+            let g = through_relu(g, x, mean, relu);
             s.sum += to_f64(g);
             s.dot += to_f64(g * (x - mean));
         }
         s
     }
 
-    /// `y = (x - mean) * a + b`.
-    fn plane_affine(x: &[Self], mean: Self, a: Self, b: Self, y: &mut [MaybeUninit<Self>]) {
-        affine_loop(x, mean, a, b, y);
+    /// `y = (x - mean) * a + b`, then ReLU if `relu`.
+    fn plane_affine(
+        x: &[Self],
+        mean: Self,
+        a: Self,
+        b: Self,
+        relu: bool,
+        y: &mut [MaybeUninit<Self>],
+    ) {
+        affine_loop(x, mean, a, b, relu, y);
     }
 
-    /// `gx = g * s + ((x - mean) * q + r)` with `coef = [s, q, r]`.
+    /// `gx = g * s + ((x - mean) * q + r)` with `coef = [s, q, r]`, `g` through `relu`.
     fn plane_grad_input(
         g: &[Self],
         x: &[Self],
         mean: Self,
         coef: [Self; 3],
+        relu: Relu<Self>,
         gx: &mut [MaybeUninit<Self>],
     ) {
-        grad_input_loop(g, x, mean, coef, gx);
+        grad_input_loop(g, x, mean, coef, relu, gx);
+    }
+}
+
+/// A ReLU after the batch norm's output, fused into its passes: `Some((a, b))`, the
+/// coefficients of the channel's output `y = (x - mean) * a + b`, which the backward pass
+/// recomputes (the same operations as the forward pass: the same bits) to mask the gradient
+/// as ReLU's backward does, `if y <= 0 { 0 } else { g }`. `None`: no ReLU.
+pub(super) type Relu<T> = Option<(T, T)>;
+
+/// The gradient `g` at `x` that passes the ReLU `relu` to the batch norm.
+#[inline(always)]
+pub(super) fn through_relu<T: Float>(g: T, x: T, mean: T, relu: Relu<T>) -> T {
+    match relu {
+        Some((a, b)) if (x - mean) * a + b <= T::zero() => T::zero(),
+        _ => g,
     }
 }
 
@@ -94,16 +119,19 @@ impl BnFloat for f32 {
         f64::from(reduce::sum_sq_dev(x, mean))
     }
 
-    fn plane_grad_sums(g: &[f32], x: &[f32], mean: f32) -> GradSums {
-        let (sum, dot) = reduce::sum_and_centered_dot(g, x, mean);
+    fn plane_grad_sums(g: &[f32], x: &[f32], mean: f32, relu: Relu<f32>) -> GradSums {
+        let (sum, dot) = match relu {
+            Some((a, b)) => reduce::sum_and_centered_dot_relu(g, x, mean, a, b),
+            None => reduce::sum_and_centered_dot(g, x, mean),
+        };
         GradSums {
             sum: f64::from(sum),
             dot: f64::from(dot),
         }
     }
 
-    fn plane_affine(x: &[f32], mean: f32, a: f32, b: f32, y: &mut [MaybeUninit<f32>]) {
-        affine_f32(x, mean, a, b, y);
+    fn plane_affine(x: &[f32], mean: f32, a: f32, b: f32, relu: bool, y: &mut [MaybeUninit<f32>]) {
+        affine_f32(x, mean, a, b, relu, y);
     }
 
     fn plane_grad_input(
@@ -111,9 +139,10 @@ impl BnFloat for f32 {
         x: &[f32],
         mean: f32,
         coef: [f32; 3],
+        relu: Relu<f32>,
         gx: &mut [MaybeUninit<f32>],
     ) {
-        grad_input_f32(g, x, mean, coef, gx);
+        grad_input_f32(g, x, mean, coef, relu, gx);
     }
 }
 
@@ -122,7 +151,7 @@ impl BnFloat for f32 {
 // the best at run time. They write into uninitialised memory (`MaybeUninit`), which the
 // `Simd` trait's stores do not take; memory bandwidth, not arithmetic, bounds them.
 multiversion!(
-    fn affine_f32(x: &[f32], mean: f32, a: f32, b: f32, y: &mut [MaybeUninit<f32>])
+    fn affine_f32(x: &[f32], mean: f32, a: f32, b: f32, relu: bool, y: &mut [MaybeUninit<f32>])
         => affine_f32_impl
 );
 multiversion!(
@@ -131,6 +160,7 @@ multiversion!(
         x: &[f32],
         mean: f32,
         coef: [f32; 3],
+        relu: Relu<f32>,
         gx: &mut [MaybeUninit<f32>],
     ) => grad_input_f32_impl
 );
@@ -142,9 +172,10 @@ pub(super) fn affine_f32_impl<S: Simd>(
     mean: f32,
     a: f32,
     b: f32,
+    relu: bool,
     y: &mut [MaybeUninit<f32>],
 ) {
-    affine_loop(x, mean, a, b, y);
+    affine_loop(x, mean, a, b, relu, y);
 }
 
 #[inline(always)]
@@ -154,30 +185,52 @@ pub(super) fn grad_input_f32_impl<S: Simd>(
     x: &[f32],
     mean: f32,
     coef: [f32; 3],
+    relu: Relu<f32>,
     gx: &mut [MaybeUninit<f32>],
 ) {
-    grad_input_loop(g, x, mean, coef, gx);
+    grad_input_loop(g, x, mean, coef, relu, gx);
 }
 
-/// `y = (x - mean) * a + b`, every element of `y` written.
+/// `y = (x - mean) * a + b`, then ReLU if `relu`, every element of `y` written.
 #[inline(always)]
-fn affine_loop<T: Float>(x: &[T], mean: T, a: T, b: T, y: &mut [MaybeUninit<T>]) {
+fn affine_loop<T: Float>(x: &[T], mean: T, a: T, b: T, relu: bool, y: &mut [MaybeUninit<T>]) {
     assert_eq!(x.len(), y.len(), "batch_norm: plane lengths differ");
-    for (y, &x) in y.iter_mut().zip(x) {
-        y.write((x - mean) * a + b);
+    // Two loops, so each vectorises without a test per element.
+    if relu {
+        for (y, &x) in y.iter_mut().zip(x) {
+            y.write(activation::relu((x - mean) * a + b));
+        }
+    } else {
+        for (y, &x) in y.iter_mut().zip(x) {
+            y.write((x - mean) * a + b);
+        }
     }
 }
 
-/// `gx = g * s + ((x - mean) * q + r)` with `[s, q, r] = coef`, every element of `gx`
-/// written.
+/// `gx = g * s + ((x - mean) * q + r)` with `[s, q, r] = coef` and `g` through `relu`, every
+/// element of `gx` written.
 #[inline(always)]
-fn grad_input_loop<T: Float>(g: &[T], x: &[T], mean: T, coef: [T; 3], gx: &mut [MaybeUninit<T>]) {
+fn grad_input_loop<T: Float>(
+    g: &[T],
+    x: &[T],
+    mean: T,
+    coef: [T; 3],
+    relu: Relu<T>,
+    gx: &mut [MaybeUninit<T>],
+) {
     let [s, q, r] = coef;
     assert!(
         g.len() == gx.len() && x.len() == gx.len(),
         "batch_norm: plane lengths differ"
     );
-    for ((gx, &g), &x) in gx.iter_mut().zip(g).zip(x) {
-        gx.write(g * s + ((x - mean) * q + r));
+    if let Some(mask) = relu {
+        for ((gx, &g), &x) in gx.iter_mut().zip(g).zip(x) {
+            let g = through_relu(g, x, mean, Some(mask));
+            gx.write(g * s + ((x - mean) * q + r));
+        }
+    } else {
+        for ((gx, &g), &x) in gx.iter_mut().zip(g).zip(x) {
+            gx.write(g * s + ((x - mean) * q + r));
+        }
     }
 }

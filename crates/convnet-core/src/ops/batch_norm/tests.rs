@@ -29,7 +29,7 @@ const SHAPES: [&[usize]; 8] = [
 ];
 
 fn train_fwd(x: &[f64], l: Layout, w: Option<&[f64]>, b: Option<&[f64]>) -> Vec<f64> {
-    train_forward(x, l, w, b, 1e-3).0
+    train_forward(x, l, w, b, 1e-3, false).0
 }
 
 fn eval_fwd(x: &[f64], l: Layout, rm: &[f64], rv: &[f64], w: &[f64], b: &[f64]) -> Vec<f64> {
@@ -52,10 +52,10 @@ fn training_gradients_match_finite_differences() {
             } else {
                 (None, None)
             };
-            let (_, stats) = train_forward(&x, l, wo, bo, 1e-3);
+            let (_, stats) = train_forward(&x, l, wo, bo, 1e-3, false);
             let mean: Vec<f64> = stats.iter().map(|s| s.mean).collect();
             let invstd: Vec<f64> = stats.iter().map(|s| s.invstd).collect();
-            let (gx, sums) = train_backward(&wts, &x, l, &mean, &invstd, wo);
+            let (gx, sums) = train_backward(&wts, &x, l, &mean, &invstd, wo, None);
             let name = format!("batch_norm_train {dims:?} affine={affine}");
             check_grad(
                 &format!("{name}: input"),
@@ -127,31 +127,113 @@ fn vector_kernels_match_scalar_loops_on_every_instruction_set() {
             let g: Vec<f32> = (0..n).map(|i| ((i * 13) % 7) as f32 * 0.5 - 1.5).collect();
             let (mean, a, b, q, r) = (0.37f32, 1.7f32, -0.2f32, 0.45f32, -0.05f32);
             // One extra slot: nothing past the end is written.
-            let mut y = vec![MaybeUninit::new(f32::NAN); n + 1];
-            affine_f32_impl(simd, &x, mean, a, b, &mut y[..n]);
-            let y = read(&y);
-            for i in 0..n {
-                let exact = (f64::from(x[i]) - f64::from(mean)) * f64::from(a) + f64::from(b);
-                assert!(
-                    (f64::from(y[i]) - exact).abs() < 1e-6,
-                    "{name} affine n={n} i={i}"
-                );
+            for relu in [false, true] {
+                let mut y = vec![MaybeUninit::new(f32::NAN); n + 1];
+                affine_f32_impl(simd, &x, mean, a, b, relu, &mut y[..n]);
+                let y = read(&y);
+                for i in 0..n {
+                    let v = (f64::from(x[i]) - f64::from(mean)) * f64::from(a) + f64::from(b);
+                    let exact = if relu { v.max(0.0) } else { v };
+                    assert!(
+                        (f64::from(y[i]) - exact).abs() < 1e-6,
+                        "{name} affine relu={relu} n={n} i={i}"
+                    );
+                }
+                assert!(y[n].is_nan(), "{name} affine wrote past the end");
+                let mut gx = vec![MaybeUninit::new(f32::NAN); n + 1];
+                let mask = relu.then_some((a, b));
+                grad_input_f32_impl(simd, &g, &x, mean, [a, q, r], mask, &mut gx[..n]);
+                let gx = read(&gx);
+                for i in 0..n {
+                    let passes = !relu || (x[i] - mean) * a + b > 0.0;
+                    let g = if passes { f64::from(g[i]) } else { 0.0 };
+                    let exact = g * f64::from(a)
+                        + ((f64::from(x[i]) - f64::from(mean)) * f64::from(q) + f64::from(r));
+                    assert!(
+                        (f64::from(gx[i]) - exact).abs() < 1e-6,
+                        "{name} grad relu={relu} n={n} i={i}"
+                    );
+                }
+                assert!(gx[n].is_nan(), "{name} grad_input wrote past the end");
             }
-            assert!(y[n].is_nan(), "{name} affine wrote past the end");
-            let mut gx = vec![MaybeUninit::new(f32::NAN); n + 1];
-            grad_input_f32_impl(simd, &g, &x, mean, [a, q, r], &mut gx[..n]);
-            let gx = read(&gx);
-            for i in 0..n {
-                let exact = f64::from(g[i]) * f64::from(a)
-                    + ((f64::from(x[i]) - f64::from(mean)) * f64::from(q) + f64::from(r));
-                assert!(
-                    (f64::from(gx[i]) - exact).abs() < 1e-6,
-                    "{name} grad n={n} i={i}"
-                );
-            }
-            assert!(gx[n].is_nan(), "{name} grad_input wrote past the end");
         }
     });
+}
+
+/// The fused batch norm + ReLU against the two run one after the other, to the bit, forward
+/// and backward, on both loop orders, with and without weight and bias: channel 0 holds
+/// -1, 0, 1 in turn (mean exactly 0, so the output is exactly 0 where the input is 0 and the
+/// bias is 0: the ReLU's `<= 0` edge), and one shape has a NaN (the gradient passes NaN).
+#[test]
+fn fused_relu_is_batch_norm_then_relu_to_the_bit() {
+    use crate::{Activation, activation, activation_backward};
+    // Bits, every NaN as one (which NaN an operation returns depends on operand order).
+    let bits = |t: &Tensor| {
+        (t.data().iter())
+            .map(|v| if v.is_nan() { u32::MAX } else { v.to_bits() })
+            .collect::<Vec<_>>()
+    };
+    let shapes: [&[usize]; 5] = [
+        &[6, 40],
+        &[3, 4, 5],
+        &[3, 7, 9, 11],
+        &[6, 3, 17],
+        &[12, 32, 28, 28],
+    ];
+    for (seed, dims) in shapes.into_iter().enumerate() {
+        let l = layout(dims);
+        let numel: usize = dims.iter().product();
+        let mut rng = Rng(70 + seed as u64);
+        let mut x: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
+        let mut k = 0;
+        for i in 0..l.n {
+            for v in &mut x[l.plane(i, 0)] {
+                *v = [-1.0, 0.0, 1.0][k % 3];
+                k += 1;
+            }
+        }
+        if seed == 3 {
+            x[l.plane(1, 1).start + 2] = f32::NAN;
+        }
+        let gy: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
+        let w: Vec<f32> = rng.values(l.c).iter().map(|&v| (v + 1.5) as f32).collect();
+        let mut b: Vec<f32> = rng.values(l.c).iter().map(|&v| v as f32).collect();
+        b[0] = 0.0;
+        let x = Tensor::new(dims.to_vec(), x).unwrap();
+        let gy = Tensor::new(dims.to_vec(), gy).unwrap();
+        let (w, b) = (stats(&w), stats(&b));
+        for (wo, bo) in [(Some(&w), Some(&b)), (None, None), (Some(&w), None)] {
+            let name = format!("{dims:?} weight={} bias={}", wo.is_some(), bo.is_some());
+            let bn = batch_norm_train(&x, wo, bo, 1e-5).unwrap();
+            let relu = activation(&bn.output, Activation::Relu);
+            let fused = batch_norm_train_relu(&x, wo, bo, 1e-5).unwrap();
+            assert_eq!(bits(&fused.output), bits(&relu), "{name}: output");
+            assert_eq!(bits(&fused.mean), bits(&bn.mean), "{name}: mean");
+            assert_eq!(bits(&fused.invstd), bits(&bn.invstd), "{name}: invstd");
+            let g_bn = activation_backward(&gy, &bn.output, &relu, Activation::Relu).unwrap();
+            let want = batch_norm_backward(&g_bn, &x, &bn.mean, &bn.invstd, wo).unwrap();
+            let got =
+                batch_norm_relu_backward(&gy, &x, &fused.mean, &fused.invstd, wo, bo).unwrap();
+            assert_eq!(
+                bits(&got.grad_input),
+                bits(&want.grad_input),
+                "{name}: grad_input"
+            );
+            for (g, w, what) in [
+                (&got.grad_weight, &want.grad_weight, "grad_weight"),
+                (&got.grad_bias, &want.grad_bias, "grad_bias"),
+            ] {
+                assert_eq!(g.as_ref().map(bits), w.as_ref().map(bits), "{name}: {what}");
+            }
+            if seed == 0 {
+                // Channel 0's zero outputs pass no gradient; some other outputs do.
+                let zeros = (relu.data().iter().zip(g_bn.data()))
+                    .filter(|&(&y, &g)| y == 0.0 && g == 0.0)
+                    .count();
+                assert!(zeros > 0 && zeros < numel, "{name}: {zeros} masked");
+            }
+        }
+    }
 }
 
 /// A statistic per channel, as `batch_norm_train` returns it.
@@ -202,7 +284,7 @@ fn f32_api_matches_f64_kernels() {
         let name = format!("{dims:?}");
         // Training.
         let bn = batch_norm_train(&xt, Some(&wt), Some(&bt), 1e-5).unwrap();
-        let (y, stats) = train_forward(&x, l, Some(&w), Some(&b), f64::from(1e-5f32));
+        let (y, stats) = train_forward(&x, l, Some(&w), Some(&b), f64::from(1e-5f32), false);
         assert_close(&format!("{name} output"), bn.output.data(), &y, 1e-5);
         let mean: Vec<f64> = stats.iter().map(|s| s.mean).collect();
         let invstd: Vec<f64> = stats.iter().map(|s| s.invstd).collect();
@@ -216,7 +298,7 @@ fn f32_api_matches_f64_kernels() {
             1e-6,
         );
         let grads = batch_norm_backward(&gyt, &xt, &bn.mean, &bn.invstd, Some(&wt)).unwrap();
-        let (gx, sums) = train_backward(&gy, &x, l, &mean, &invstd, Some(&w));
+        let (gx, sums) = train_backward(&gy, &x, l, &mean, &invstd, Some(&w), None);
         assert_close(
             &format!("{name} grad_input"),
             grads.grad_input.data(),
@@ -424,6 +506,20 @@ fn bad_inputs_are_errors_naming_what_is_wrong() {
         err.to_string().contains("weight must have shape [3]"),
         "{err}"
     );
+    // The fused ReLU's: its bias too, and the same checks as the batch norm's.
+    let (m3, i3) = (stats(&[0.0; 3]), stats(&[1.0; 3]));
+    let err = batch_norm_relu_backward(&g, &x, &m3, &i3, Some(&c3), Some(&c4)).unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "batch_norm_backward: bias must have shape [3] (one per channel of input \
+         [4, 3, 2, 2]), got [4]"
+    );
+    let err = batch_norm_relu_backward(&x, &g, &m3, &stats(&[1.0; 2]), None, None).unwrap_err();
+    assert!(err.to_string().contains("invstd has 2 values"), "{err}");
+    assert!(
+        msg(batch_norm_train_relu(&x, Some(&c4), None, 1e-5)).contains("weight must have shape")
+    );
+    assert!(msg(batch_norm_train_relu(&x, None, None, 0.0)).contains("invalid eps"));
     let e = Tensor::zeros([0, 3]).unwrap();
     let err = batch_norm_backward(&e, &e, &stats(&[0.0; 3]), &stats(&[1.0; 3]), None).unwrap_err();
     assert!(err.to_string().contains("no values per channel"), "{err}");

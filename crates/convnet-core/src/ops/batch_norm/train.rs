@@ -6,7 +6,7 @@ use super::layout::{
     Layout, affine_rows, bias_of, column_sums, map_rows, per_channel, per_position, row_grad_sums,
     weight_of,
 };
-use super::simd::{BnFloat, GradSums, from_f64, to_f64};
+use super::simd::{BnFloat, GradSums, Relu, from_f64, through_relu, to_f64};
 
 /// The batch statistics of one channel.
 #[derive(Debug, Clone, Copy)]
@@ -24,7 +24,7 @@ fn train_coefficients<T: Float>(
     sq_dev: f64,
     m: f64,
     eps: f64,
-    weight: f64,
+    weight: T,
     bias: T,
 ) -> (Stats, T, T) {
     let invstd = 1.0 / (sq_dev / m + eps).sqrt();
@@ -33,7 +33,18 @@ fn train_coefficients<T: Float>(
         invstd,
         var_unbiased: sq_dev / (m - 1.0),
     };
-    (stats, from_f64(invstd * weight), bias)
+    (stats, output_scale(invstd, weight), bias)
+}
+
+/// A channel's output scale `a = invstd * w`, from `invstd` rounded to the element type
+/// (as PyTorch's `alpha`): what a backward pass with the saved `invstd` recomputes exactly.
+fn output_scale<T: Float>(invstd: f64, weight: T) -> T {
+    from_f64::<T>(invstd) * weight
+}
+
+/// Channel `ch`'s scale `γ` in the element type (1 without a weight).
+fn weight_t<T: Float>(w: Option<&[T]>, ch: usize) -> T {
+    w.map_or(T::one(), |w| w[ch])
 }
 
 /// The coefficients `(s, q, r)` of a channel's training `grad_input`,
@@ -46,13 +57,15 @@ fn backward_coefficients<T: Float>(sums: GradSums, m: f64, invstd: f64, weight: 
     [from_f64(s), from_f64(q), from_f64(r)]
 }
 
-/// Training forward: batch statistics, then `y = (x - mean) * invstd * w + b`.
+/// Training forward: batch statistics, then `y = (x - mean) * invstd * w + b`, and
+/// `relu(y)` if `relu`.
 pub(super) fn train_forward<T: BnFloat>(
     x: &[T],
     l: Layout,
     w: Option<&[T]>,
     b: Option<&[T]>,
     eps: f64,
+    relu: bool,
 ) -> (Vec<T>, Vec<Stats>) {
     let m = l.per_channel() as f64;
     if l.uses_rows() {
@@ -76,7 +89,7 @@ pub(super) fn train_forward<T: BnFloat>(
                     sq_devs[ch],
                     m,
                     eps,
-                    weight_of(w, ch),
+                    weight_t(w, ch),
                     bias_of(b, ch),
                 );
                 (st, (a, beta))
@@ -84,7 +97,8 @@ pub(super) fn train_forward<T: BnFloat>(
             .unzip();
         let a = coef.iter().map(|c| c.0);
         let beta = coef.iter().map(|c| c.1);
-        return (affine_rows(x, l, mean.iter().copied(), a, beta), stats);
+        let y = affine_rows(x, l, mean.iter().copied(), a, beta, relu);
+        return (y, stats);
     }
     per_channel(l, |ch, planes| {
         let sum: f64 = (0..l.n).map(|i| T::plane_sum(&x[l.plane(i, ch)])).sum();
@@ -96,16 +110,23 @@ pub(super) fn train_forward<T: BnFloat>(
             .map(|i| T::plane_sq_dev(&x[l.plane(i, ch)], mean))
             .sum();
         let (stats, a, beta) =
-            train_coefficients(mean, sq_dev, m, eps, weight_of(w, ch), bias_of(b, ch));
+            train_coefficients(mean, sq_dev, m, eps, weight_t(w, ch), bias_of(b, ch));
         for (i, out) in planes.iter_mut().enumerate() {
-            T::plane_affine(&x[l.plane(i, ch)], mean, a, beta, out);
+            T::plane_affine(&x[l.plane(i, ch)], mean, a, beta, relu, out);
         }
         stats
     })
 }
 
+/// Where a ReLU follows the batch norm (fused into its passes): its bias, if any.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct ReluAfter<'a, T> {
+    pub(super) bias: Option<&'a [T]>,
+}
+
 /// Training backward: `grad_input` (see [`backward_coefficients`]) and each channel's sums
-/// (for `grad_weight` and `grad_bias`).
+/// (for `grad_weight` and `grad_bias`). With `relu`, `gy` is the gradient of the ReLU's
+/// output, masked where the recomputed batch-norm output is `<= 0`.
 pub(super) fn train_backward<T: BnFloat>(
     gy: &[T],
     x: &[T],
@@ -113,11 +134,29 @@ pub(super) fn train_backward<T: BnFloat>(
     mean: &[f64],
     invstd: &[f64],
     w: Option<&[T]>,
+    relu: Option<ReluAfter<'_, T>>,
 ) -> (Vec<T>, Vec<GradSums>) {
     let m = l.per_channel() as f64;
+    // Each channel's ReLU: the coefficients `(a, b)` its forward pass computed the output with.
+    let relu_of = |ch: usize| -> Relu<T> {
+        relu.map(|r| {
+            (
+                output_scale(invstd[ch], weight_t(w, ch)),
+                bias_of(r.bias, ch),
+            )
+        })
+    };
     if l.uses_rows() {
         let mean_pos = per_position(mean.iter().map(|&v| from_f64::<T>(v)), l.s);
-        let sums = row_grad_sums(gy, x, l, &mean_pos);
+        let relu_pos = relu.map(|_| {
+            let coef: Vec<(T, T)> = (0..l.c).filter_map(relu_of).collect();
+            (
+                per_position(coef.iter().map(|c| c.0), l.s),
+                per_position(coef.iter().map(|c| c.1), l.s),
+            )
+        });
+        let relu_pos = relu_pos.as_ref().map(|(a, b)| (a.as_slice(), b.as_slice()));
+        let sums = row_grad_sums(gy, x, l, &mean_pos, relu_pos);
         let coef: Vec<[T; 3]> = (0..l.c)
             .map(|ch| backward_coefficients(sums[ch], m, invstd[ch], weight_of(w, ch)))
             .collect();
@@ -127,22 +166,24 @@ pub(super) fn train_backward<T: BnFloat>(
             let (g, x) = (&l.row(gy, row)[..n], &l.row(x, row)[..n]);
             let (mu, s, q, r) = (&mean_pos[..n], &s_pos[..n], &q_pos[..n], &r_pos[..n]);
             for j in 0..n {
-                out[j] = g[j] * s[j] + ((x[j] - mu[j]) * q[j] + r[j]);
+                let g = through_relu(g[j], x[j], mu[j], relu_pos.map(|(a, b)| (a[j], b[j])));
+                out[j] = g * s[j] + ((x[j] - mu[j]) * q[j] + r[j]);
             }
         });
         return (gx, sums);
     }
     per_channel(l, |ch, planes| {
         let mu: T = from_f64(mean[ch]);
+        let relu = relu_of(ch);
         let sums = (0..l.n).fold(GradSums::ZERO, |acc, i| {
             let p = l.plane(i, ch);
-            acc.add(T::plane_grad_sums(&gy[p.clone()], &x[p], mu))
+            acc.add(T::plane_grad_sums(&gy[p.clone()], &x[p], mu, relu))
         });
         let coef = backward_coefficients(sums, m, invstd[ch], weight_of(w, ch));
         // Last planes first: the ones the sums left in the cache.
         for (i, out) in planes.iter_mut().enumerate().rev() {
             let p = l.plane(i, ch);
-            T::plane_grad_input(&gy[p.clone()], &x[p], mu, coef, out);
+            T::plane_grad_input(&gy[p.clone()], &x[p], mu, coef, relu, out);
         }
         sums
     })
