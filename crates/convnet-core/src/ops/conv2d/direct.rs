@@ -333,10 +333,17 @@ fn forward_outer<S: Simd>(
                     }
                     for kb in 0..kg / nr {
                         let c = &mut tile[..mr * nr];
+                        // Each row starts from the bias (vector stores: no call to the C
+                        // library's memset or memcpy per row).
+                        let mut init = [s.splat(0.0); 4];
+                        if let Some(b) = b {
+                            for (v, init) in init.iter_mut().enumerate().take(nv) {
+                                *init = s.load(&b[grp * kg + kb * nr + v * S::LANES..]);
+                            }
+                        }
                         for row in c.chunks_exact_mut(nr) {
-                            match b {
-                                Some(b) => row.copy_from_slice(&b[grp * kg + kb * nr..][..nr]),
-                                None => row.fill(0.0),
+                            for (v, &init) in init.iter().enumerate().take(nv) {
+                                s.store(&mut row[v * S::LANES..], init);
                             }
                         }
                         for (i, taps) in runs.iter().enumerate() {
