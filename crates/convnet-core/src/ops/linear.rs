@@ -7,9 +7,10 @@
 //! | `grad_weight` | `grad_outputᵀ · input` | `[out, N] · [N, in] → [out, in]` |
 //! | `grad_bias` | column sums of `grad_output` (in f64) | `[out]` |
 //!
-//! Every product is one call to the `gemm` crate through `cpu::linalg`; transposes are
-//! strided views, never copies. The GEMM itself is multi-threaded when the product is large
-//! enough (`PARALLEL_MIN_MACS` multiply-adds).
+//! Every product goes to the `gemm` crate through `cpu::linalg`; transposes are strided
+//! views, never copies. The GEMM itself is multi-threaded when the product is large enough
+//! (`PARALLEL_MIN_MACS` multiply-adds); a narrow one (fewer than `SPLIT_ROWS_BELOW_COLS`
+//! columns, which the gemm crate leaves to one thread) is split by rows of the result.
 //!
 //! The kernels are written once over `LinearFloat`: `f32` multiplies with the `gemm` crate,
 //! `f64` (for the finite-difference tests) with a literal triple loop over the same strided
@@ -19,6 +20,8 @@
 //! first); `N = 0` (an empty batch) and `in = 0` are allowed, as in PyTorch.
 
 use num_traits::Float;
+
+use rayon::prelude::*;
 
 use crate::cpu::linalg::{self, Mat, MatMut};
 use crate::error::{Error, Result};
@@ -30,6 +33,10 @@ const BACKWARD_OP: &str = "linear_backward";
 
 /// Multiply-adds from which a GEMM is split over rayon's threads.
 const PARALLEL_MIN_MACS: usize = 1 << 18;
+
+/// Products with fewer columns than this are split over threads by rows of the result (the
+/// gemm crate's own split, by columns, left 128 columns to one thread).
+const SPLIT_ROWS_BELOW_COLS: usize = 256;
 
 /// The gradients [`linear_backward`] computed (`None` where not requested).
 #[derive(Debug, Clone, PartialEq)]
@@ -224,6 +231,25 @@ impl LinearFloat for f32 {
         } else {
             1
         };
+        if threads > 1 && n < SPLIT_ROWS_BELOW_COLS && m >= 2 * threads {
+            // The gemm crate splits a product over blocks of its columns, so a narrow one
+            // (a classifier's forward pass: 128 columns) ran on one thread. Rows of `dst`
+            // per thread instead; each value is the same sum as in one call.
+            let rows_per = m.div_ceil(threads);
+            dst.par_chunks_mut(rows_per * n)
+                .enumerate()
+                .for_each(|(part, dst)| {
+                    let (first, rows) = (part * rows_per, dst.len() / n);
+                    linalg::gemm(
+                        MatMut::row_major(dst, rows, n),
+                        Mat::new(&lhs.data[first * lhs.rs..], rows, k, lhs.rs, lhs.cs),
+                        Mat::new(rhs.data, k, n, rhs.rs, rhs.cs),
+                        accumulate,
+                        1,
+                    );
+                });
+            return;
+        }
         linalg::gemm(
             MatMut::row_major(dst, m, n),
             Mat::new(lhs.data, m, k, lhs.rs, lhs.cs),
@@ -367,6 +393,46 @@ mod tests {
     }
 
     /// The f32 GEMM path (threaded for the larger shapes) against the f64 loops.
+    #[test]
+    fn products_split_by_rows_over_threads_give_the_bits_of_one_thread() {
+        // Narrow products (the forward pass here: 128 and 40 columns) split by rows over
+        // threads; the wide ones (the gradients) by the gemm crate. Every value is the same
+        // on one thread and on three (the last part shorter).
+        for (n, i, o) in [(128, 3136, 128), (301, 900, 40), (7, 4000, 10)] {
+            let mut rng = Rng(7 + n as u64);
+            let t = |dims: [usize; 2], rng: &mut Rng| {
+                let v = rng
+                    .values(dims[0] * dims[1])
+                    .iter()
+                    .map(|&v| v as f32)
+                    .collect();
+                Tensor::new(dims, v).unwrap()
+            };
+            let (x, w, gy) = (
+                t([n, i], &mut rng),
+                t([o, i], &mut rng),
+                t([n, o], &mut rng),
+            );
+            let run = |threads: usize| {
+                let pool = rayon::ThreadPoolBuilder::new()
+                    .num_threads(threads)
+                    .build()
+                    .unwrap();
+                pool.install(|| {
+                    let y = linear(&x, &w, None).unwrap();
+                    let g = linear_backward(&gy, &x, &w, GradRequest::ALL).unwrap();
+                    let bits = |t: &Tensor| t.data().iter().map(|v| v.to_bits()).collect();
+                    let grads: Vec<Vec<u32>> = [g.grad_input, g.grad_weight, g.grad_bias]
+                        .iter()
+                        .map(|t| bits(t.as_ref().unwrap()))
+                        .collect();
+                    (bits(&y), grads)
+                })
+            };
+            assert_eq!(run(1), run(3), "[{n}, {i}] -> {o}");
+        }
+    }
+
     #[test]
     fn gemm_path_matches_the_f64_loops() {
         for (seed, (n, i, o)) in [(1, 3, 2), (5, 17, 9), (128, 96, 40), (300, 70, 33)]
