@@ -17,7 +17,7 @@
 use std::ops::Range;
 
 use super::params::Conv2dGeometry;
-use crate::cpu::simd::{MAX_LANES, Simd};
+use crate::cpu::simd::{MAX_LANES, Simd, prefetch};
 
 /// Sizes and tap offsets of the phase layout of `channels` input channels.
 pub(crate) struct PhasePlan {
@@ -171,6 +171,11 @@ impl PhasePlan {
             } else {
                 &x[c * plane_stride..][..hw]
             };
+            // The next plane's rows are requested while this one is copied: rows of a few
+            // dozen values are too short for the hardware prefetchers to run ahead of.
+            if hw > 0 && c + 1 < self.channels {
+                prefetch(&x[(c + 1) * plane_stride..][..hw]);
+            }
             self.fill_channel(s, plane, chan);
         }
     }
