@@ -8,9 +8,10 @@ mod common;
 use common::random;
 use convnet_core::cpu::simd::{SimdLevel, set_max_simd_level, simd_level};
 use convnet_core::{
-    Conv2dAlgo, Conv2dParams, ConvMode, Padding, PaddingMode, Tensor,
+    Conv2dAlgo, Conv2dParams, ConvMode, GradRequest, Padding, PaddingMode, Tensor,
     ops::conv2d::{
-        forward_into, grad_bias_into, grad_input_into, grad_weight_into, is_depthwise, is_pointwise,
+        conv2d_backward_with, forward_into, grad_bias_into, grad_input_into, grad_weight_into,
+        is_depthwise, is_pointwise,
     },
 };
 use proptest::prelude::*;
@@ -168,9 +169,49 @@ fn check(p: &Problem, algo: Conv2dAlgo) -> Result<(), TestCaseError> {
     {
         close(got, want).map_err(|e| TestCaseError::fail(format!("{algo:?} {name}: {e}")))?;
     }
-    // grad_bias has one implementation: the per-channel sum, checked against a plain loop.
+    // grad_bias has one definition: the per-channel sum in f64, checked against a plain loop.
     let mut gb = vec![f32::NAN; k];
     grad_bias_into(gy.data(), &mut gb, g.output_dims());
+    // The combined backward (the direct path sums grad_bias inside the weight gradient, in
+    // per-thread f64 totals) gives the same bits as the separate passes. One thread: the f64
+    // totals are then added in the same order (with more, only the last bit of an f64 could
+    // move, not its f32 rounding in practice, but a test should not bet on it).
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    let both = pool
+        .install(|| {
+            conv2d_backward_with(
+                &gy,
+                &x,
+                &w,
+                &p.params,
+                GradRequest {
+                    input: false,
+                    weight: true,
+                    bias: true,
+                },
+                algo,
+            )
+        })
+        .unwrap();
+    let mut gw_alone = vec![f32::NAN; w.numel()];
+    pool.install(|| grad_weight_into(gy.data(), x.data(), &mut gw_alone, &g, algo))
+        .unwrap();
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    prop_assert_eq!(
+        bits(both.grad_bias.as_ref().unwrap().data()),
+        bits(&gb),
+        "{:?}: grad_bias of the combined backward",
+        algo
+    );
+    prop_assert_eq!(
+        bits(both.grad_weight.as_ref().unwrap().data()),
+        bits(&gw_alone),
+        "{:?}: grad_weight of the combined backward",
+        algo
+    );
     let plane = g.out_hw[0] * g.out_hw[1];
     for (ch, v) in gb.iter().enumerate() {
         let want: f32 = (0..p.n)

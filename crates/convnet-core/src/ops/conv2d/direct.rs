@@ -490,11 +490,22 @@ pub(crate) fn transpose_padded<S: Simd>(
 /// `[position, K_g]`, so a micro-tile of MR taps by NR output channels reads NR channels with
 /// vector loads and its MR inputs as broadcasts, for every position (no partial vectors). Each
 /// thread sums its images into its own `[tap, k]` partial; partials are added in order.
-pub(crate) fn weight_grad(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
-    weight_grad_simd(g, gy, x, gw)
+///
+/// With `gb` (`[K]`, overwritten), also the bias gradient: each task sums its `grad_output`
+/// planes in f64 (see [`super::sum_f64`]) while they are in cache from the transposition, so
+/// `grad_output` is read from memory once for both gradients. Each value is the f32 rounding
+/// of the f64 total, as [`super::grad_bias_into`] computes it.
+pub(crate) fn weight_grad(
+    g: &Conv2dGeometry,
+    gy: &[f32],
+    x: &[f32],
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+) {
+    weight_grad_simd(g, gy, x, gw, gb)
 }
 
-multiversion!(fn weight_grad_simd(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) => weight_grad_impl);
+multiversion!(fn weight_grad_simd(g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32], gb: Option<&mut [f32]>) => weight_grad_impl);
 
 /// Output positions per block of the weight gradient, for `p` positions per image: each
 /// block sums into fresh registers and is added to the gradient once (blocked summation), and
@@ -506,9 +517,16 @@ fn position_block(p: usize) -> usize {
 }
 
 #[inline(always)]
-fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+fn weight_grad_impl<S: Simd>(
+    s: S,
+    g: &Conv2dGeometry,
+    gy: &[f32],
+    x: &[f32],
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+) {
     if uses_dot(g, S::LANES) {
-        return weight_grad_dot_impl(s, g, gy, x, gw);
+        return weight_grad_dot_impl(s, g, gy, x, gw, gb);
     }
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
     let shape = OuterShape::for_channels(kg, S::LANES);
@@ -528,7 +546,8 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
         .collect();
     let position_block = position_block(p);
     let acc_len = g.groups * crs_pad * kg_pad;
-    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+    let bias_len = if gb.is_some() { g.out_channels } else { 0 };
+    let (sum, bias) = sum_per_thread(g.batch * g.groups, acc_len, bias_len, |tasks, acc, bias| {
         s.vectorize(
             #[inline(always)]
             || {
@@ -540,6 +559,7 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
                     plan.fill(s, x_g, &mut layout);
                     let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
                     transpose_padded(s, dy, kg, p, &mut dyt, kg_pad);
+                    add_plane_sums(s, dy, p, bias, grp * kg);
                     let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
                     for first in (0..p).step_by(position_block) {
                         let block = first..(first + position_block).min(p);
@@ -573,30 +593,66 @@ fn weight_grad_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw
             }
         }
     }
+    write_bias(gb, &bias);
 }
 
-/// The sum over `tasks` (images x groups) of what `add(range, acc)` adds for a contiguous
-/// range of them into a zeroed accumulator of `acc_len` values: one range and one
-/// accumulator per thread, added in order afterwards (deterministic for a thread count).
-/// The sum is the returned buffer's first `acc_len` values.
+/// Adds the f64 sum of each `p`-value plane of `dy` to `bias` from `first` on (one value per
+/// plane); nothing when `bias` is empty (no bias gradient asked for).
+#[inline(always)]
+fn add_plane_sums<S: Simd>(s: S, dy: &[f32], p: usize, bias: &mut [f64], first: usize) {
+    if bias.is_empty() || p == 0 {
+        return;
+    }
+    for (b, plane) in bias[first..].iter_mut().zip(dy.chunks_exact(p)) {
+        *b += super::sum_f64_impl(s, plane);
+    }
+}
+
+/// `gb` (when asked for) gets the f32 rounding of the f64 totals.
+fn write_bias(gb: Option<&mut [f32]>, totals: &[f64]) {
+    if let Some(gb) = gb {
+        for (b, &t) in gb.iter_mut().zip(totals) {
+            *b = t as f32;
+        }
+    }
+}
+
+/// The sum over `tasks` (images x groups) of what `add(range, acc, bias)` adds for a
+/// contiguous range of them into a zeroed accumulator of `acc_len` values and a zeroed f64 one
+/// of `bias_len` (the bias gradient's totals; empty when not asked for): one range and one
+/// pair of accumulators per thread, added in order afterwards (deterministic for a thread
+/// count). The sums are the returned buffer's first `acc_len` values and the f64 totals.
 fn sum_per_thread(
     tasks: usize,
     acc_len: usize,
-    add: impl Fn(std::ops::Range<usize>, &mut [f32]) + Sync + Send,
-) -> Scratch {
+    bias_len: usize,
+    add: impl Fn(std::ops::Range<usize>, &mut [f32], &mut [f64]) + Sync + Send,
+) -> (Scratch, Vec<f64>) {
     let parts = rayon::current_num_threads().min(tasks).max(1);
     let mut partials = Scratch::zeroed(parts * acc_len);
+    // One f64 slot per part even without a bias, so both buffers split into `parts` chunks.
+    let mut bias = vec![0.0f64; parts * bias_len.max(1)];
     partials
         .par_chunks_mut(acc_len.max(1))
+        .zip(bias.par_chunks_mut(bias_len.max(1)))
         .enumerate()
-        .for_each(|(part, acc)| add(task_range(tasks, parts, part), acc));
+        .for_each(|(part, (acc, bias))| {
+            add(task_range(tasks, parts, part), acc, &mut bias[..bias_len])
+        });
     let (first, rest) = partials.split_at_mut(acc_len);
     for part in rest.chunks_exact(acc_len.max(1)) {
         for (a, b) in first.iter_mut().zip(part) {
             *a += *b;
         }
     }
-    partials
+    let (total, rest) = bias.split_at_mut(bias_len);
+    for part in rest.chunks_exact(bias_len.max(1)).filter(|_| bias_len > 0) {
+        for (a, b) in total.iter_mut().zip(part) {
+            *a += *b;
+        }
+    }
+    bias.truncate(bias_len);
+    (partials, bias)
 }
 
 /// Depths (taps `C_g kh kw`) up to which the weight gradient sums per lane over output
@@ -621,7 +677,14 @@ fn uses_dot(g: &Conv2dGeometry, lanes: usize) -> bool {
 /// partial, its other lanes adding nothing); each thread's vectors are summed over its images,
 /// partials are added in order, and lanes are added (in f64) at the end.
 #[inline(always)]
-fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32], gw: &mut [f32]) {
+fn weight_grad_dot_impl<S: Simd>(
+    s: S,
+    g: &Conv2dGeometry,
+    gy: &[f32],
+    x: &[f32],
+    gw: &mut [f32],
+    gb: Option<&mut [f32]>,
+) {
     let lanes = S::LANES;
     let (mr, nt) = dot_dims(lanes);
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
@@ -644,7 +707,8 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
         .collect();
     let group_len = kg_pad * crs_pad * lanes;
     let acc_len = g.groups * group_len;
-    let sum = sum_per_thread(g.batch * g.groups, acc_len, |tasks, acc| {
+    let bias_len = if gb.is_some() { g.out_channels } else { 0 };
+    let (sum, bias) = sum_per_thread(g.batch * g.groups, acc_len, bias_len, |tasks, acc, bias| {
         s.vectorize(
             #[inline(always)]
             || {
@@ -654,6 +718,7 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
                     let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
                     plan.fill(s, x_g, &mut layout);
                     let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
+                    add_plane_sums(s, dy, p, bias, grp * kg);
                     let acc_g = &mut acc[grp * group_len..][..group_len];
                     for kt in 0..kg_pad / mr {
                         // Rows past the last channel repeat it; their sums are dropped.
@@ -687,6 +752,7 @@ fn weight_grad_dot_impl<S: Simd>(s: S, g: &Conv2dGeometry, gy: &[f32], x: &[f32]
             }
         }
     }
+    write_bias(gb, &bias);
 }
 
 #[cfg(test)]

@@ -350,13 +350,20 @@ pub fn conv2d_backward_with(
     } else {
         None
     };
-    let grad_weight = if request.weight {
+    if request.weight {
+        // Both from one pass over `grad_output` where the path allows.
         let mut gw = vec![0.0; weight.numel()];
-        grad_weight_into(gy, input.data(), &mut gw, &g, algo)?;
-        Some(Tensor::from_parts(weight.dims().to_vec(), gw))
-    } else {
-        None
-    };
+        let mut gb = vec![0.0; if request.bias { g.out_channels } else { 0 }];
+        let bias = request.bias.then_some(&mut gb[..]);
+        grad_weight_bias_into(gy, input.data(), &mut gw, bias, &g, algo)?;
+        return Ok(Conv2dGrads {
+            grad_input,
+            grad_weight: Some(Tensor::from_parts(weight.dims().to_vec(), gw)),
+            grad_bias: request
+                .bias
+                .then(|| Tensor::from_parts(vec![g.out_channels], gb)),
+        });
+    }
     let grad_bias = if request.bias {
         Some(match algo {
             Conv2dAlgo::Reference => {
@@ -377,7 +384,7 @@ pub fn conv2d_backward_with(
     };
     Ok(Conv2dGrads {
         grad_input,
-        grad_weight,
+        grad_weight: None,
         grad_bias,
     })
 }
@@ -655,12 +662,30 @@ pub fn grad_weight_into(
     g: &Conv2dGeometry,
     algo: Conv2dAlgo,
 ) -> Result<()> {
+    grad_weight_bias_into(gy, x, gw, None, g, algo)
+}
+
+/// `grad_weight` and, with `gb` (`[K]`), `grad_bias` on raw slices (both overwritten). The
+/// direct path sums the bias gradient while `grad_output` is in cache for the weight
+/// gradient (one read from memory, not two); the values are [`grad_bias_into`]'s. `gb`, when
+/// given, holds one value per output channel (the callers allocate it).
+fn grad_weight_bias_into(
+    gy: &[f32],
+    x: &[f32],
+    gw: &mut [f32],
+    mut gb: Option<&mut [f32]>,
+    g: &Conv2dGeometry,
+    algo: Conv2dAlgo,
+) -> Result<()> {
     check_len("grad_output", gy.len(), g.output_dims())?;
     check_len("input", x.len(), g.input_dims())?;
     check_len("grad_weight", gw.len(), g.weight_dims())?;
     let path = match algo.route(&canonical_geometry(g))? {
         Route::Reference => {
             reference::weight_grad(g, gy, x, gw);
+            if let Some(gb) = gb {
+                reference::bias_grad(g, gy, gb);
+            }
             return Ok(());
         }
         Route::Fast(path) => path,
@@ -671,8 +696,14 @@ pub fn grad_weight_into(
         FastPath::Pointwise => pointwise::weight_grad(&c.geom, gy, &c.x, gw),
         // Winograd computes the forward pass and the input gradient; its weight gradient is
         // the direct path's.
-        FastPath::Direct | FastPath::Winograd => direct::weight_grad(&c.geom, gy, &c.x, gw),
+        FastPath::Direct | FastPath::Winograd => {
+            direct::weight_grad(&c.geom, gy, &c.x, gw, gb.take())
+        }
         FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
+    }
+    if let Some(gb) = gb {
+        let [n, k, ho, wo] = g.output_dims();
+        grad_bias_into(gy, gb, [n, k, ho, wo]);
     }
     if g.mode == ConvMode::Convolution {
         for kernel in gw.chunks_exact_mut(g.kernel[0] * g.kernel[1]) {
@@ -702,7 +733,7 @@ multiversion!(fn sum_f64(v: &[f32]) -> f64 => sum_f64_impl);
 /// The sum of `v` in f64, in eight independent lanes (which the compiler vectorises; the
 /// order of the additions, and so the result, is the same on every instruction set).
 #[inline(always)]
-fn sum_f64_impl<S: Simd>(_: S, v: &[f32]) -> f64 {
+pub(super) fn sum_f64_impl<S: Simd>(_: S, v: &[f32]) -> f64 {
     const LANES: usize = 8;
     let mut acc = [0.0f64; LANES];
     let mut chunks = v.chunks_exact(LANES);
