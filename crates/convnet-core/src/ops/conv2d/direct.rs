@@ -25,7 +25,7 @@ use super::phases::{PhasePlan, VectorCursor};
 use crate::cpu::linalg::Mat;
 use crate::cpu::parallel::{SharedOut, task_range};
 use crate::cpu::scratch::Scratch;
-use crate::cpu::simd::{Simd, multiversion};
+use crate::cpu::simd::{MAX_LANES, Simd, multiversion};
 
 use rayon::prelude::*;
 
@@ -268,8 +268,9 @@ fn prefers_outer(g: &Conv2dGeometry, lanes: usize) -> bool {
 /// weights packed as `[tap, channel]` rows read as vectors. No lane is idle wherever the row
 /// tile leaves an eighth of them so. Each output is the same chain of FMAs over the taps as
 /// in the row tile (from zero, in tap order, in runs of `run` taps added to the bias), so
-/// the results are the same to the bit. The tile is written out one value at a time
-/// (transposed to `[channel, position]`).
+/// the results are the same to the bit. The tile is written out transposed to `[channel,
+/// position]` a block of `LANES x LANES` at a time ([`Simd::transpose`]), each channel's
+/// positions with one masked store.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn forward_outer<S: Simd>(
@@ -284,6 +285,8 @@ fn forward_outer<S: Simd>(
     let (cg, kg) = (g.in_per_group(), g.out_per_group());
     let shape = OuterShape::for_channels(kg, S::LANES);
     let (mr, nv) = shape.dims(S::LANES);
+    // A tile's positions fit one vector (the transposed write-out).
+    debug_assert!(mr <= S::LANES);
     let nr = nv * S::LANES;
     let crs = cg * g.kernel[0] * g.kernel[1];
     let [h, wd] = g.in_hw;
@@ -360,16 +363,26 @@ fn forward_outer<S: Simd>(
                                 nr,
                             );
                         }
-                        for j in 0..nr {
-                            // SAFETY: this task alone writes output rows `rows` of the
-                            // channels of (image, group) `pair` (tasks are distinct (pair,
-                            // band) pairs, bands are disjoint row ranges); channel
-                            // `kb * nr + j < kg` of the group, positions `p0 .. p0 + count`
-                            // of the band's `positions`, lie inside that channel's plane.
-                            unsafe {
-                                let dst = out.at(y_pair + (kb * nr + j) * p + p0);
-                                for r in 0..count {
-                                    dst.add(r).write(c[r * nr + j]);
+                        // Written out transposed, a vector of channels at a time: its
+                        // MR rows (positions) become one vector per channel, whose first
+                        // `count` lanes are that channel's positions `p0 ..`.
+                        for v in 0..nv {
+                            let mut m = [s.splat(0.0); MAX_LANES];
+                            for (r, row) in m.iter_mut().enumerate().take(mr) {
+                                *row = s.load(&c[r * nr + v * S::LANES..]);
+                            }
+                            s.transpose(&mut m);
+                            for (l, column) in m.iter().enumerate().take(S::LANES) {
+                                let j = v * S::LANES + l;
+                                // SAFETY: this task alone writes output rows `rows` of the
+                                // channels of (image, group) `pair` (tasks are distinct
+                                // (pair, band) pairs, bands are disjoint row ranges);
+                                // channel `kb * nr + j < kg` of the group, positions
+                                // `p0 .. p0 + count` of the band's `positions`, lie inside
+                                // that channel's plane.
+                                unsafe {
+                                    let dst = out.at(y_pair + (kb * nr + j) * p + p0);
+                                    s.store_partial_ptr(dst, *column, count);
                                 }
                             }
                         }
