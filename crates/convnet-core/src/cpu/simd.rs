@@ -154,22 +154,21 @@ pub(crate) trait Simd: Copy + Send + Sync {
     /// backward, `if y <= 0 { 0 } else { g }`.
     fn zero_where_le(self, a: Self::V, b: Self::V, v: Self::V) -> Self::V;
     /// Transposes the `LANES x LANES` block `m[..LANES]` in place: lane `j` of `m[i]` moves
-    /// to lane `i` of `m[j]`. (Entries from `LANES` on are left alone.) By default through
-    /// memory; AVX-512 shuffles in registers.
+    /// to lane `i` of `m[j]`. (Entries from `LANES` on are left alone.) In registers:
+    /// log2(LANES) rounds of interleaving row `i` with row `i + LANES / 2`.
     #[inline(always)]
     fn transpose(self, m: &mut [Self::V; MAX_LANES]) {
         let lanes = Self::LANES;
-        let mut buf = [0.0f32; MAX_LANES * MAX_LANES];
-        for (row, v) in buf.chunks_exact_mut(lanes).zip(&m[..lanes]) {
-            self.store(row, *v);
-        }
-        for i in 0..lanes {
-            for j in i + 1..lanes {
-                buf.swap(i * lanes + j, j * lanes + i);
+        let mut step = 1;
+        while step < lanes {
+            let mut next = *m;
+            for i in 0..lanes / 2 {
+                let (a, b) = self.interleave(m[i], m[i + lanes / 2]);
+                next[2 * i] = a;
+                next[2 * i + 1] = b;
             }
-        }
-        for (row, v) in buf.chunks_exact(lanes).zip(&mut m[..lanes]) {
-            *v = self.load(row);
+            *m = next;
+            step *= 2;
         }
     }
 }
@@ -436,43 +435,6 @@ mod x86 {
         #[inline(always)]
         fn zero_where_le(self, a: __m512, b: __m512, v: __m512) -> __m512 {
             unsafe { _mm512_maskz_mov_ps(_mm512_cmp_ps_mask::<_CMP_NLE_UQ>(a, b), v) }
-        }
-        /// Four rounds of 16 shuffles: 32-bit pairs, 64-bit pairs, then 128-bit quarters
-        /// twice. After the second round `u[4q + c]` holds, in quarter `l`, rows `4q..4q + 4`
-        /// of column `4l + c`; the last two gather each column's four quarters.
-        #[inline(always)]
-        fn transpose(self, m: &mut [__m512; super::MAX_LANES]) {
-            unsafe {
-                let mut t = [_mm512_setzero_ps(); 16];
-                for k in 0..8 {
-                    t[2 * k] = _mm512_unpacklo_ps(m[2 * k], m[2 * k + 1]);
-                    t[2 * k + 1] = _mm512_unpackhi_ps(m[2 * k], m[2 * k + 1]);
-                }
-                let mut u = [_mm512_setzero_ps(); 16];
-                for q in 0..4 {
-                    let (a, b, c, d) = (
-                        _mm512_castps_pd(t[4 * q]),
-                        _mm512_castps_pd(t[4 * q + 1]),
-                        _mm512_castps_pd(t[4 * q + 2]),
-                        _mm512_castps_pd(t[4 * q + 3]),
-                    );
-                    u[4 * q] = _mm512_castpd_ps(_mm512_unpacklo_pd(a, c));
-                    u[4 * q + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a, c));
-                    u[4 * q + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(b, d));
-                    u[4 * q + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(b, d));
-                }
-                for c in 0..4 {
-                    // Quarters 0, 1 (p) and 2, 3 (q) of rows 0..8, then of rows 8..16.
-                    let p = _mm512_shuffle_f32x4::<0x44>(u[c], u[4 + c]);
-                    let q = _mm512_shuffle_f32x4::<0xEE>(u[c], u[4 + c]);
-                    let p2 = _mm512_shuffle_f32x4::<0x44>(u[8 + c], u[12 + c]);
-                    let q2 = _mm512_shuffle_f32x4::<0xEE>(u[8 + c], u[12 + c]);
-                    m[c] = _mm512_shuffle_f32x4::<0x88>(p, p2);
-                    m[4 + c] = _mm512_shuffle_f32x4::<0xDD>(p, p2);
-                    m[8 + c] = _mm512_shuffle_f32x4::<0x88>(q, q2);
-                    m[12 + c] = _mm512_shuffle_f32x4::<0xDD>(q, q2);
-                }
-            }
         }
     }
 

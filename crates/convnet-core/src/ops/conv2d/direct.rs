@@ -448,8 +448,8 @@ pub(crate) fn transposed_weights(g: &Conv2dGeometry, w: &[f32], out: &mut [f32])
 
 /// `dst[j * ld + i] = src[i * cols + j]` for `i < rows`, and zero for `rows <= i < ld`
 /// (`j < cols`; `ld` a multiple of `LANES`, at least `rows`): `LANES x LANES` blocks are
-/// transposed in registers (log2(LANES) rounds of interleaves), the last `cols % LANES`
-/// columns one value at a time.
+/// transposed in registers ([`Simd::transpose`]), the last `cols % LANES` columns one value
+/// at a time.
 #[inline(always)]
 pub(crate) fn transpose_padded<S: Simd>(
     s: S,
@@ -466,23 +466,13 @@ pub(crate) fn transpose_padded<S: Simd>(
     let zero = s.splat(0.0);
     for j0 in (0..whole).step_by(lanes) {
         for i0 in (0..ld).step_by(lanes) {
-            let mut r = [zero; 16];
+            let mut r = [zero; MAX_LANES];
             for (i, r) in r.iter_mut().enumerate().take(lanes) {
                 if i0 + i < rows {
                     *r = s.load(&src[(i0 + i) * cols + j0..]);
                 }
             }
-            let mut step = 1;
-            while step < lanes {
-                let mut next = [zero; 16];
-                for i in 0..lanes / 2 {
-                    let (a, b) = s.interleave(r[i], r[i + lanes / 2]);
-                    next[2 * i] = a;
-                    next[2 * i + 1] = b;
-                }
-                r = next;
-                step *= 2;
-            }
+            s.transpose(&mut r);
             for (j, r) in r.iter().enumerate().take(lanes) {
                 s.store(&mut dst[(j0 + j) * ld + i0..], *r);
             }
