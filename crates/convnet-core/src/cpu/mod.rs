@@ -8,6 +8,7 @@
 //! - `scratch.rs`: per-thread buffers reused across calls (no allocation per training step).
 //! - `alloc.rs`: large zeroed outputs advised onto transparent huge pages;
 //!   [`keep_freed_memory`] for training loops (freed blocks reused, not faulted in again).
+//! - `prefetch.rs`: software prefetch of the next task's input during this task's compute.
 //! - `reduce.rs`: vectorised sums (plain, centred squares, centred dot products).
 //! - `linalg.rs`: checked strided matrix views and the one call into the `gemm` crate.
 //!
@@ -26,6 +27,7 @@ pub(crate) mod alloc;
 pub use alloc::keep_freed_memory;
 pub(crate) mod linalg;
 pub(crate) mod parallel;
+pub(crate) mod prefetch;
 pub(crate) mod reduce;
 pub(crate) mod scratch;
 pub mod simd;

@@ -69,27 +69,6 @@ pub fn simd_level() -> SimdLevel {
     SimdLevel::Portable
 }
 
-/// Asks the CPU to bring every cache line of `data` into L1 ahead of its use (a hint: no
-/// effect on results; nothing on targets without a prefetch instruction here). For short
-/// strided reads (rows of a few hundred bytes) that the hardware prefetchers do not follow
-/// far enough ahead, issued one block of work before the reads.
-#[inline(always)]
-pub(crate) fn prefetch(data: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    for line in data.chunks(64 / std::mem::size_of::<f32>()) {
-        // SAFETY: a prefetch neither reads nor writes memory as far as the program can see,
-        // and the address is in bounds.
-        unsafe {
-            std::arch::x86_64::_mm_prefetch(
-                line.as_ptr().cast::<i8>(),
-                std::arch::x86_64::_MM_HINT_T0,
-            )
-        };
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    let _ = data;
-}
-
 /// Vector operations on `LANES` packed `f32`.
 pub(crate) trait Simd: Copy + Send + Sync {
     const LANES: usize;

@@ -24,6 +24,7 @@ use super::params::Conv2dGeometry;
 use super::phases::{PhasePlan, VectorCursor};
 use crate::cpu::linalg::Mat;
 use crate::cpu::parallel::{SharedOut, task_range};
+use crate::cpu::prefetch::Prefetcher;
 use crate::cpu::scratch::Scratch;
 use crate::cpu::simd::{MAX_LANES, Simd, multiversion};
 
@@ -556,13 +557,29 @@ fn weight_grad_impl<S: Simd>(
             || {
                 let mut layout = Scratch::take(plan.len());
                 let mut dyt = Scratch::take(p * kg_pad);
-                for task in tasks.clone() {
+                let task_data = |task: usize| {
                     let (n, grp) = (task / g.groups, task % g.groups);
-                    let x_g = &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd];
+                    (
+                        &x[(n * g.in_channels + grp * cg) * h * wd..][..cg * h * wd],
+                        &gy[(n * g.out_channels + grp * kg) * p..][..kg * p],
+                    )
+                };
+                let calls = p.div_ceil(position_block) * (crs_pad / mr) * (kg_pad / nr);
+                for task in tasks.clone() {
+                    let grp = task % g.groups;
+                    let (x_g, dy) = task_data(task);
                     plan.fill(s, x_g, &mut layout);
-                    let dy = &gy[(n * g.out_channels + grp * kg) * p..][..kg * p];
                     transpose_padded(s, dy, kg, p, &mut dyt, kg_pad);
                     add_plane_sums(s, dy, p, bias, grp * kg);
+                    // The next task's input and grad_output come into cache while this one
+                    // computes (its copies would otherwise wait on memory).
+                    let mut next = match task + 1 < tasks.end {
+                        true => {
+                            let (x_next, dy_next) = task_data(task + 1);
+                            Prefetcher::new([x_next, dy_next], calls)
+                        }
+                        false => Prefetcher::none(),
+                    };
                     let acc_g = &mut acc[grp * crs_pad * kg_pad..][..crs_pad * kg_pad];
                     for first in (0..p).step_by(position_block) {
                         let block = first..(first + position_block).min(p);
@@ -570,6 +587,7 @@ fn weight_grad_impl<S: Simd>(
                         let dy_block = &dyt[first * kg_pad..];
                         for tb in 0..crs_pad / mr {
                             for kb in 0..kg_pad / nr {
+                                next.step();
                                 outer(
                                     s,
                                     shape,

@@ -17,7 +17,8 @@
 use std::ops::Range;
 
 use super::params::Conv2dGeometry;
-use crate::cpu::simd::{MAX_LANES, Simd, prefetch};
+use crate::cpu::prefetch::prefetch;
+use crate::cpu::simd::{MAX_LANES, Simd};
 
 /// Sizes and tap offsets of the phase layout of `channels` input channels.
 pub(crate) struct PhasePlan {
