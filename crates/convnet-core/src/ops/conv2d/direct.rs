@@ -242,16 +242,18 @@ fn band_rows(g: &Conv2dGeometry) -> (usize, usize) {
     (band_rows, ho.div_ceil(band_rows))
 }
 
-/// Fewest taps (`C_g kh kw`) for [`forward_outer`]: each tile's results are written out
-/// one value at a time, which a short depth does not repay (a 7x7 kernel over 3 channels,
-/// 147 taps, ran 15% slower).
+/// Fewest taps (`C_g kh kw`) for [`forward_outer`]: each tile's results are transposed on
+/// the way out, which a short depth does not repay (a 7x7 kernel over 3 channels, 147 taps,
+/// ran 15% slower with a write-out one value at a time; 12% slower with the transposed one,
+/// on AMD Zen 5).
 const OUTER_MIN_DEPTH: usize = 256;
 
 /// Whether the forward pass runs [`forward_outer`] (vectors along output channels) rather
 /// than [`forward_rows`] (vectors along output rows): with AVX-512, where rows are not whole
 /// vectors (14, 28 or 56 wide: an eighth of the row tile's lanes idle), a group's output
 /// channels fill exactly one outer tile (32, 48 or 64: with more, each tile's inputs are
-/// broadcast once per block of channels, and 128 channels ran 5% slower), and the depth is
+/// broadcast once per block of channels, and 128 channels ran 5% slower on Zen 4; on Zen 5,
+/// with the transposed write-out, the input gradient of res-128 ran 21% slower), and the depth is
 /// long enough. Measured on AMD Zen 4, interleaved: 10-14% faster forward on 14-, 28- and
 /// 56-wide layers of 32 and 64 channels; AVX2 not measured, so not taken there.
 fn prefers_outer(g: &Conv2dGeometry, lanes: usize) -> bool {
