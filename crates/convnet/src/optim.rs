@@ -423,7 +423,9 @@ fn non_negative(name: &str, v: Vec<f32>) -> Result<Vec<f32>> {
     }
 }
 
-/// `torch.optim.SGD`'s update of one parameter.
+/// `torch.optim.SGD`'s update of one parameter, element by element (each value gets
+/// PyTorch's sequence of operations, so chunks run in parallel and give the same values), with
+/// no allocation after the momentum buffer's first step.
 #[allow(clippy::too_many_arguments)]
 fn sgd_step(
     p: &mut [f32],
@@ -435,34 +437,73 @@ fn sgd_step(
     nesterov: bool,
     buffer: &mut Option<Vec<f32>>,
 ) {
-    let mut d: Vec<f32> = if weight_decay != 0.0 {
-        g.iter()
-            .zip(p.iter())
-            .map(|(g, p)| g + weight_decay * p)
-            .collect()
-    } else {
-        g.to_vec()
+    let k = SgdConsts {
+        lr,
+        momentum,
+        dampening,
+        weight_decay,
     };
-    if momentum != 0.0 {
-        match buffer {
-            None => *buffer = Some(d.clone()),
-            Some(buf) => {
-                for (b, d) in buf.iter_mut().zip(&d) {
-                    *b = *b * momentum + (1.0 - dampening) * d;
-                }
-            }
-        }
-        let buf = buffer.as_ref().expect("set above");
-        if nesterov {
-            for (d, b) in d.iter_mut().zip(buf) {
-                *d += momentum * b;
-            }
+    let decay = weight_decay != 0.0;
+    if momentum == 0.0 {
+        let update = if decay {
+            sgd_update::<true, false, false>
         } else {
-            d.copy_from_slice(buf);
-        }
+            sgd_update::<false, false, false>
+        };
+        p.par_chunks_mut(STEP_CHUNK)
+            .zip(g.par_chunks(STEP_CHUNK))
+            .for_each(|(p, g)| update(&k, p, g, &mut [], false));
+        return;
     }
-    for (p, d) in p.iter_mut().zip(&d) {
-        *p -= lr * d;
+    // The first step sets the buffer to the step's direction (`torch.clone(d)`).
+    let first = buffer.is_none();
+    let buf = buffer.get_or_insert_with(|| vec![0.0; p.len()]);
+    let update = match (decay, nesterov) {
+        (true, true) => sgd_update::<true, true, true>,
+        (true, false) => sgd_update::<true, true, false>,
+        (false, true) => sgd_update::<false, true, true>,
+        (false, false) => sgd_update::<false, true, false>,
+    };
+    p.par_chunks_mut(STEP_CHUNK)
+        .zip(g.par_chunks(STEP_CHUNK))
+        .zip(buf.par_chunks_mut(STEP_CHUNK))
+        .for_each(|((p, g), b)| update(&k, p, g, b, first));
+}
+
+/// The per-step constants of an SGD update.
+struct SgdConsts {
+    lr: f32,
+    momentum: f32,
+    dampening: f32,
+    weight_decay: f32,
+}
+
+/// SGD's update of a chunk: `d = g (+ wd p)`; with momentum the buffer becomes `d` (first
+/// step) or `b momentum + (1 - dampening) d`, and `d` the buffer (or `d + momentum b`,
+/// Nesterov); then `p -= lr d`. `b` is empty without momentum.
+fn sgd_update<const DECAY: bool, const MOMENTUM: bool, const NESTEROV: bool>(
+    k: &SgdConsts,
+    p: &mut [f32],
+    g: &[f32],
+    b: &mut [f32],
+    first: bool,
+) {
+    let direction = |p: f32, g: f32| if DECAY { g + k.weight_decay * p } else { g };
+    if !MOMENTUM {
+        for (p, &g) in p.iter_mut().zip(g) {
+            *p -= k.lr * direction(*p, g);
+        }
+        return;
+    }
+    for ((p, &g), b) in p.iter_mut().zip(g).zip(b) {
+        let d = direction(*p, g);
+        *b = if first {
+            d
+        } else {
+            *b * k.momentum + (1.0 - k.dampening) * d
+        };
+        let d = if NESTEROV { d + k.momentum * *b } else { *b };
+        *p -= k.lr * d;
     }
 }
 
@@ -882,6 +923,74 @@ mod tests {
                     assert_eq!(bits(&p), bits(&p0), "params, {case}");
                     assert_eq!(bits(&m), bits(&m0), "exp_avg, {case}");
                     assert_eq!(bits(&v), bits(&v0), "exp_avg_sq, {case}");
+                }
+            }
+        }
+    }
+
+    /// Every SGD setting (momentum or none, Nesterov, decay, dampening), first and later
+    /// steps, over several parallel chunks, gives the bits of PyTorch's tensor formulas
+    /// written as plain loops.
+    #[test]
+    fn chunked_sgd_updates_are_the_plain_loop_to_the_bit() {
+        let n = 2 * STEP_CHUNK + 77;
+        let value = |i: usize, k: u32| (i as f32 * 0.29 + k as f32).sin() * 0.5;
+        for momentum in [0.0, 0.9] {
+            for nesterov in [false, true] {
+                for weight_decay in [0.0, 0.01] {
+                    let dampening = if nesterov { 0.0 } else { 0.1 };
+                    let case =
+                        format!("momentum {momentum}, nesterov {nesterov}, decay {weight_decay}");
+                    let mut p: Vec<f32> = (0..n).map(|i| value(i, 1)).collect();
+                    let mut p0 = p.clone();
+                    let (mut buf, mut buf0): (Option<Vec<f32>>, Option<Vec<f32>>) = (None, None);
+                    for step in 0..2 {
+                        let g: Vec<f32> = (0..n).map(|i| value(i, 2 + step)).collect();
+                        sgd_step(
+                            &mut p,
+                            &g,
+                            0.1,
+                            momentum,
+                            dampening,
+                            weight_decay,
+                            nesterov,
+                            &mut buf,
+                        );
+                        let mut d: Vec<f32> = if weight_decay != 0.0 {
+                            g.iter()
+                                .zip(&p0)
+                                .map(|(g, p)| g + weight_decay * p)
+                                .collect()
+                        } else {
+                            g.clone()
+                        };
+                        if momentum != 0.0 {
+                            let b = match buf0.take() {
+                                None => d.clone(),
+                                Some(b) => b
+                                    .iter()
+                                    .zip(&d)
+                                    .map(|(b, d)| b * momentum + (1.0 - dampening) * d)
+                                    .collect(),
+                            };
+                            d = if nesterov {
+                                d.iter().zip(&b).map(|(d, b)| d + momentum * b).collect()
+                            } else {
+                                b.clone()
+                            };
+                            buf0 = Some(b);
+                        }
+                        for (p, d) in p0.iter_mut().zip(&d) {
+                            *p -= 0.1 * d;
+                        }
+                        let bits = |x: &[f32]| x.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
+                        assert_eq!(bits(&p), bits(&p0), "params, step {step}, {case}");
+                        assert_eq!(
+                            buf.as_deref().map(bits),
+                            buf0.as_deref().map(bits),
+                            "momentum buffer, step {step}, {case}"
+                        );
+                    }
                 }
             }
         }
