@@ -702,8 +702,7 @@ fn grad_weight_bias_into(
         FastPath::Im2col => im2col::weight_grad(&c.geom, gy, &c.x, gw),
     }
     if let Some(gb) = gb {
-        let [n, k, ho, wo] = g.output_dims();
-        grad_bias_into(gy, gb, [n, k, ho, wo]);
+        grad_bias_into(gy, gb, g.output_dims());
     }
     if g.mode == ConvMode::Convolution {
         for kernel in gw.chunks_exact_mut(g.kernel[0] * g.kernel[1]) {
