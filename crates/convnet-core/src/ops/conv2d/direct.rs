@@ -668,8 +668,9 @@ fn sum_per_thread(
             *a += *b;
         }
     }
+    // (Without a bias, `total` is empty and this adds nothing.)
     let (total, rest) = bias.split_at_mut(bias_len);
-    for part in rest.chunks_exact(bias_len.max(1)).filter(|_| bias_len > 0) {
+    for part in rest.chunks_exact(bias_len.max(1)) {
         for (a, b) in total.iter_mut().zip(part) {
             *a += *b;
         }
