@@ -301,9 +301,14 @@ fn forward_outer<S: Simd>(
     let mut packed = Scratch::take(g.groups * crs * kg);
     for grp in 0..g.groups {
         let dst = &mut packed[grp * crs * kg..][..crs * kg];
-        for k in 0..kg {
-            for (t, &v) in w[(grp * kg + k) * crs..][..crs].iter().enumerate() {
-                dst[t * kg + k] = v;
+        // Sixteen channels at a time, so each tap's writes share a cache line (one channel
+        // at a time wrote one value per line, and the lines left the cache in between).
+        for k0 in (0..kg).step_by(16) {
+            let ks = k0..(k0 + 16).min(kg);
+            for t in 0..crs {
+                for k in ks.clone() {
+                    dst[t * kg + k] = w[(grp * kg + k) * crs + t];
+                }
             }
         }
     }
