@@ -373,7 +373,12 @@ fn forward_outer<S: Simd>(
                         }
                         // Written out transposed, a vector of channels at a time: its
                         // MR rows (positions) become one vector per channel, whose first
-                        // `count` lanes are that channel's positions `p0 ..`.
+                        // `count` lanes are that channel's positions `p0 ..`. Where the
+                        // band has a whole vector of positions left, the vector is stored
+                        // whole: its lanes past `count` land on the positions of the next
+                        // tiles, which store theirs after (masked stores to memory out of
+                        // cache run at half speed or worse on AMD Zen 5).
+                        let whole = p0 + S::LANES <= positions;
                         for v in 0..nv {
                             let mut m = [s.splat(0.0); MAX_LANES];
                             for (r, row) in m.iter_mut().enumerate().take(mr) {
@@ -386,11 +391,15 @@ fn forward_outer<S: Simd>(
                                 // channels of (image, group) `pair` (tasks are distinct
                                 // (pair, band) pairs, bands are disjoint row ranges);
                                 // channel `kb * nr + j < kg` of the group, positions
-                                // `p0 .. p0 + count` of the band's `positions`, lie inside
-                                // that channel's plane.
+                                // `p0 .. p0 + count` (or `.. p0 + LANES` when `whole`) of
+                                // the band's `positions`, lie inside that channel's plane.
                                 unsafe {
                                     let dst = out.at(y_pair + (kb * nr + j) * p + p0);
-                                    s.store_partial_ptr(dst, *column, count);
+                                    if whole {
+                                        s.store_ptr(dst, *column);
+                                    } else {
+                                        s.store_partial_ptr(dst, *column, count);
+                                    }
                                 }
                             }
                         }
