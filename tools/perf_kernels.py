@@ -142,6 +142,9 @@ def main():
     ap.add_argument("--lines", metavar="TEXT", help="group the samples of kernels naming TEXT by source line")
     ap.add_argument("--top", type=int, default=30)
     a = ap.parse_args()
+    for path in (a.data, a.binary):
+        if not os.path.isfile(path):
+            sys.exit(f"{path}: no such file")
 
     maps, ips = text_mappings(a.data, a.binary)
     total = sum(ips.values())
@@ -174,4 +177,9 @@ def main():
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except subprocess.CalledProcessError as e:
+        sys.exit(f"{e.cmd[0]} failed (exit {e.returncode}): {e.stderr.strip() if e.stderr else ''}")
+    except FileNotFoundError as e:
+        sys.exit(f"{e.filename}: not installed (perf: Debian linux-perf; addr2line, readelf: binutils)")
