@@ -589,14 +589,14 @@ pub fn grad_input_into(
         FastPath::Depthwise => depthwise::input_grad(&c.geom, gy, &c.w, gx),
         FastPath::Pointwise => pointwise::input_grad(&c.geom, gy, &c.w, gx),
         FastPath::Direct | FastPath::Winograd => match direct::transposed_problem(&c.geom) {
+            // Winograd reads the transposed kernels from the weights as it packs them.
+            Some(t) if path == FastPath::Winograd => {
+                winograd::input_grad_transposed(&t, gy, &c.w, gx)
+            }
             Some(t) => {
                 let mut wt = Scratch::take(c.w.len());
                 direct::transposed_weights(&c.geom, &c.w, &mut wt);
-                if path == FastPath::Winograd {
-                    winograd::input_grad_transposed(&t, gy, &wt, gx);
-                } else {
-                    direct::input_grad_transposed(&t, gy, &wt, gx);
-                }
+                direct::input_grad_transposed(&t, gy, &wt, gx);
             }
             None => im2col::input_grad(&c.geom, gy, &c.w, gx),
         },
