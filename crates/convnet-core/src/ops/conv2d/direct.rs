@@ -622,15 +622,41 @@ fn weight_grad_impl<S: Simd>(
             },
         )
     });
-    for grp in 0..g.groups {
-        let acc_g = &sum[grp * crs_pad * kg_pad..];
-        for k in 0..kg {
-            for (t, v) in gw[(grp * kg + k) * crs..][..crs].iter_mut().enumerate() {
-                *v = acc_g[t * kg_pad + k];
-            }
-        }
-    }
+    write_transposed(&sum, gw, kg, crs, [crs_pad, kg_pad]);
     write_bias(gb, &bias);
+}
+
+/// `gw[grp][k][t] = acc[grp][t][k]`: each group's `[tap, channel]` sums (`[crs_pad, kg_pad]`
+/// values) transposed into the weight gradient's `[channel, tap]` layout, blocks of 16 output
+/// channels in parallel, each reading a cache line of its channels per tap. (One thread,
+/// a column of `acc` at a time, took 0.85 ms of res-256's 6.1 ms weight gradient on Zen 5.)
+fn write_transposed(
+    acc: &[f32],
+    gw: &mut [f32],
+    kg: usize,
+    crs: usize,
+    [crs_pad, kg_pad]: [usize; 2],
+) {
+    const ROWS: usize = 16;
+    if crs == 0 {
+        return;
+    }
+    gw.par_chunks_mut(ROWS * crs)
+        .enumerate()
+        .for_each(|(block, out)| {
+            // Where each row's channel sits in `acc`: its group's sums, its column.
+            let mut at = [0usize; ROWS];
+            for (r, at) in at.iter_mut().enumerate().take(out.len() / crs) {
+                let row = block * ROWS + r;
+                *at = (row / kg) * crs_pad * kg_pad + row % kg;
+            }
+            let at = &at[..out.len() / crs];
+            for t in 0..crs {
+                for (r, &at) in at.iter().enumerate() {
+                    out[r * crs + t] = acc[at + t * kg_pad];
+                }
+            }
+        });
 }
 
 /// Adds the f64 sum of each `p`-value plane of `dy` to `bias` from `first` on (one value per
@@ -676,12 +702,20 @@ fn sum_per_thread(
         .for_each(|(part, (acc, bias))| {
             add(task_range(tasks, parts, part), acc, &mut bias[..bias_len])
         });
+    // The parts added in order (the same sums for a thread count), stretches of them in
+    // parallel: res-256's sums are 2.4 MB per part.
+    const STRETCH: usize = 1 << 14;
     let (first, rest) = partials.split_at_mut(acc_len);
-    for part in rest.chunks_exact(acc_len.max(1)) {
-        for (a, b) in first.iter_mut().zip(part) {
-            *a += *b;
-        }
-    }
+    first
+        .par_chunks_mut(STRETCH)
+        .enumerate()
+        .for_each(|(i, sums)| {
+            for part in rest.chunks_exact(acc_len.max(1)) {
+                for (a, b) in sums.iter_mut().zip(&part[i * STRETCH..]) {
+                    *a += *b;
+                }
+            }
+        });
     // (Without a bias, `total` is empty and this adds nothing.)
     let (total, rest) = bias.split_at_mut(bias_len);
     for part in rest.chunks_exact(bias_len.max(1)) {
