@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::Duration;
 
 mod common;
-use common::{convnet, edit_meta, fails, ok, run, run_within, said_once, save_gray, temp_dir};
+use common::{
+    TestDir, convnet, edit_meta, fails, ok, run, run_within, said_once, save_gray, temp_dir,
+};
 
 /// A loose bound on commands that must end at once: far above what they take, far below a
 /// hang (or the 77 s that 100,000 threads took to start).
@@ -44,7 +46,7 @@ fn write_image_folders(dir: &Path) {
 /// A folder with a small data set, the model and a checkpoint of it trained for one epoch
 /// (`dir/run/best`).
 struct Trained {
-    dir: PathBuf,
+    dir: TestDir,
     best: PathBuf,
     data: PathBuf,
     model: PathBuf,
@@ -95,7 +97,6 @@ fn eval_table_width_does_not_follow_class_name_length() {
         .unwrap();
     assert!(widest <= 60, "a line of {widest} characters:\n{text}");
     assert!(text.contains("  a rather long class nam…  "), "{text}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -115,7 +116,6 @@ fn confusion_picture_size_does_not_follow_class_name_length() {
     let (w, h) = image::image_dimensions(&png).unwrap();
     // Ten cells of 52 pixels and names of 24 characters at most.
     assert!(w < 1200 && h < 1200, "{w}x{h}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -136,7 +136,6 @@ fn plot_of_values_whose_range_overflows_finishes() {
         PROMPTLY,
     ));
     assert_eq!(image::image_dimensions(&png).unwrap(), (1100, 440));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -168,7 +167,6 @@ fn bench_suite_with_huge_sizes_is_refused_naming_the_layer() {
             "{err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -265,7 +263,6 @@ fn an_output_that_names_another_output_or_an_input_is_refused() {
         .arg("--compare")
         .arg(&report)));
     assert!(err.contains("is also the --compare file"), "{err}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -324,7 +321,6 @@ fn missing_input_and_unwritable_output_are_reported_once() {
         .arg("-o")
         .arg(&folder)));
     assert!(said_once(&err).contains("it is a folder"), "{err}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -389,7 +385,6 @@ fn picture_options_out_of_range_are_refused_before_work() {
             .arg(&wide),
     );
     assert!(!out.exists());
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]

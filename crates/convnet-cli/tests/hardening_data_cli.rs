@@ -94,7 +94,6 @@ fn train_on_an_idx_gzip_bomb_fails_fast_naming_the_file() {
         err.contains(&images.display().to_string()) && err.contains("holds more (after gunzip)"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -119,7 +118,6 @@ fn train_and_eval_refuse_an_empty_test_set_naming_the_file() {
         .arg(&data)));
     assert!(err.contains("test set is empty"), "{err}");
     assert!(!err.contains("NaN") && !err.contains("0/0"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -137,7 +135,6 @@ fn train_with_test_labels_above_the_training_labels_fails_before_the_first_epoch
     );
     // Refused when opened: no epoch ran, nothing was saved.
     assert!(!out.join("last").exists(), "an epoch ran");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// An image folder of 12x12 and 16x16 grayscale images, two classes.
@@ -228,7 +225,6 @@ fn image_size_error_suggests_resize_and_the_flag_trains_evaluates_and_resumes() 
     assert!(err.contains("HxW"), "{err}");
     let err = fails(train(&dir, &data, &dir.join("run3"), &["--resize", "0x12"]));
     assert!(err.contains("cannot resize images to 0x12"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -240,7 +236,6 @@ fn demo_takes_resize_too() {
         .args(["demo", "--epochs", "1", "--resize", "32x32", "--out"])
         .arg(dir.join("run"))));
     assert!(err.contains("32"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[cfg(unix)]
@@ -265,7 +260,6 @@ fn train_on_an_image_folder_with_symlink_loops_reads_each_image_once() {
     ok(out.clone());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("(8 train / 4 test images"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -278,7 +272,6 @@ fn unreadable_image_error_says_the_os_reason_once() {
     let err = fails(train(&dir, &data, &dir.join("run"), &["--resize", "12x12"]));
     assert!(err.contains(&link.display().to_string()), "{err}");
     assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -298,5 +291,4 @@ fn long_class_name_in_batches_meta_is_refused_naming_the_file_and_line() {
         err.contains(&format!("{}, line 2", meta.display())) && err.contains("70000 characters"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

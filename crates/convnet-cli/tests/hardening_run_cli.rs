@@ -9,7 +9,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
 mod common;
-use common::{convnet, edit_meta, error, meta, ok, repo, run, signal, temp_dir, wait_for};
+use common::{TestDir, convnet, edit_meta, error, meta, ok, repo, run, signal, temp_dir, wait_for};
 
 /// How long a run may take to reach the point a test waits for.
 const MINUTE: Duration = Duration::from_secs(60);
@@ -36,7 +36,7 @@ fn sample() -> PathBuf {
 }
 
 struct Setup {
-    dir: PathBuf,
+    dir: TestDir,
     model: PathBuf,
 }
 
@@ -159,7 +159,6 @@ fn a_normalization_of_other_channels_is_refused_by_every_verb_instead_of_a_panic
             "{args:?}: {err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -200,7 +199,6 @@ fn a_second_train_into_a_running_run_is_refused_with_the_holders_pid_until_it_is
         stdout.contains(&format!("epoch {:>2}/{}", done + 1, done + 1)),
         "{stdout}"
     );
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -246,7 +244,6 @@ fn train_twice_into_the_same_out_is_refused_and_default_runs_are_numbered() {
             "{run}"
         );
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -268,7 +265,6 @@ fn the_readme_demo_run_again_writes_a_numbered_folder() {
         std::fs::read_to_string(earlier.join("metrics.csv")).unwrap(),
         "earlier"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The epoch and step of "interrupted at epoch E, step S".
@@ -331,7 +327,6 @@ fn sigterm_and_sighup_save_last_and_exit_with_128_plus_the_signal() {
     let stderr = String::from_utf8_lossy(&result.stderr);
     assert_eq!(result.status.code(), Some(129), "{stderr}");
     assert!(stderr.contains("by SIGHUP: saved"), "{stderr}");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -363,7 +358,6 @@ fn a_resume_without_optimizer_state_or_data_origin_is_refused_naming_the_file() 
         err.contains("checkpoint.json: has no \"data\" field"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -417,7 +411,6 @@ fn options_out_of_range_are_refused_before_any_data_is_read() {
         assert!(err.contains(expected), "{extra:?}: {err}");
         assert!(!out.exists(), "{extra:?} made the run folder");
     }
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -439,7 +432,6 @@ fn eval_takes_a_run_folder_as_its_best_checkpoint_and_explains_other_folders() {
         err.contains("not a checkpoint: a checkpoint folder holds model.toml, weights.safetensors and checkpoint.json, a run folder (what train writes) holds best/ and last/"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -466,7 +458,6 @@ fn a_finished_run_that_lost_best_and_metrics_is_repaired_by_resume() {
     );
     assert_eq!(std::fs::read(out.join("metrics.csv")).unwrap(), metrics);
     assert!(out.join("curves.png").is_file());
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -499,7 +490,6 @@ fn a_run_diverging_before_its_first_save_says_no_checkpoint_was_kept() {
         "{err}"
     );
     assert!(!out.join("last").exists());
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -547,7 +537,6 @@ fn weights_that_cannot_be_right_are_refused_naming_the_file_and_tensor() {
             && err.contains("do not fit its shape [10] of F32 (40 bytes)"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -574,7 +563,6 @@ fn an_interrupted_demo_resumes_on_the_embedded_sample_whatever_data_is_installed
         stderr.contains("training on embedded Fashion-MNIST sample"),
         "{stderr}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// The stderr of a command that succeeded.

@@ -69,5 +69,4 @@ fn resume_accepts_the_runs_own_settings_and_refuses_others_naming_both_values() 
             "{options:?}: {err}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

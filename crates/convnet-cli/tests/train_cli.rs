@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 mod common;
-use common::{convnet, edit_meta, fails, meta, ok, run, signal, temp_dir, wait_for};
+use common::{TestDir, convnet, edit_meta, fails, meta, ok, run, signal, temp_dir, wait_for};
 
 /// An IDX image file and label file of `n` 12x12 images: a bright bar, vertical (label 0),
 /// horizontal (1) or diagonal (2), with noise. (An IDX folder has the 10 digit classes; only
@@ -75,7 +75,7 @@ out_features = 10
 "#;
 
 struct Setup {
-    dir: PathBuf,
+    dir: TestDir,
     data: PathBuf,
     model: PathBuf,
 }
@@ -231,7 +231,6 @@ fn train_then_eval_predict_and_run_on_real_files() {
         .arg(&output)));
     let y = convnet::npy::read(&output).unwrap();
     assert_eq!(y.dims(), &[4, 10]);
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -314,7 +313,6 @@ fn ctrl_c_saves_a_checkpoint_and_resume_finishes_the_run() {
     );
     assert!(out.join("last").is_dir());
     assert!(!out.join(".last.old99999").exists() && !out.join(".last.tmp88888").exists());
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -349,7 +347,6 @@ fn a_diverging_run_stops_and_keeps_the_last_good_checkpoint() {
     );
     let kept = convnet::checkpoint::load(&out.join("last")).unwrap();
     assert_eq!(kept.meta.training.unwrap().global_step, 1);
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -423,7 +420,6 @@ fn bad_input_gets_a_clear_error_naming_the_file() {
         "{err}"
     );
     assert!(!s.dir.join("y.npy").exists(), "nothing half written");
-    let _ = std::fs::remove_dir_all(&s.dir);
 }
 
 #[test]
@@ -437,5 +433,4 @@ fn demo_trains_on_the_embedded_sample() {
         "{stdout}"
     );
     assert!(stdout.contains("embedded Fashion-MNIST sample"), "{stdout}");
-    let _ = std::fs::remove_dir_all(&dir);
 }

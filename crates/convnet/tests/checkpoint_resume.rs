@@ -77,7 +77,8 @@ fn a_run_resumed_mid_epoch_ends_exactly_like_the_uninterrupted_run() {
         whole.state.history
     );
 
-    let dir = temp_dir("resume").join("last");
+    let root = temp_dir("resume");
+    let dir = root.join("last");
     // 6 steps per epoch: stop in the middle of the second epoch.
     let mut first = Trainer::new(model(42), config(), &data).unwrap();
     let err = first
@@ -121,7 +122,8 @@ fn a_run_resumed_mid_epoch_ends_exactly_like_the_uninterrupted_run() {
 fn checkpoints_round_trip_weights_buffers_and_optimizer_state() {
     let data = data();
     let mut trainer = Trainer::new(model(1), config(), &data).unwrap();
-    let dir = temp_dir("roundtrip").join("ck");
+    let root = temp_dir("roundtrip");
+    let dir = root.join("ck");
     trainer
         .run(
             &data,
@@ -206,7 +208,6 @@ fn weights_that_do_not_fit_the_model_are_refused_with_the_reasons() {
     // A checkpoint folder that is not there.
     let err = checkpoint::load(&dir.join("nope")).unwrap_err().to_string();
     assert!(err.contains("no such checkpoint folder"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

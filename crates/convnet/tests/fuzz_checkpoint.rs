@@ -16,11 +16,12 @@ use convnet::train::{TrainConfig, Trainer};
 /// the system offers it (thousands of rewrites of a file on disk wait on the disk).
 fn saved_run(name: &str) -> (RunFolder, DataSplit) {
     let shm = Path::new("/dev/shm");
-    let dir = if shm.is_dir() {
-        shm.join(format!("convnet-fuzz-{name}-{}", std::process::id()))
-    } else {
-        tiny::temp_dir(name)
+    let base = match shm.is_dir() {
+        true => shm.to_path_buf(),
+        false => std::env::temp_dir(),
     };
+    // Removed by the test at its end.
+    let dir = base.join(format!("convnet-fuzz-{name}-{}", std::process::id()));
     let run = RunFolder::create(&dir.join("run"), "").unwrap();
     let data = tiny::data();
     let config = TrainConfig {

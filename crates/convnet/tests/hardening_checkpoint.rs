@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::rc::Rc;
 
 mod common;
+use common::test_dir::TestDir;
 use common::tiny::{config, data, diverge, model, temp_dir};
 
 use convnet::Model;
@@ -236,11 +237,10 @@ fn a_finished_run_whose_best_and_metrics_were_not_written_is_repaired() {
     let csv = std::fs::read_to_string(dir.join("metrics.csv")).unwrap();
     assert_eq!(csv, train::metrics_csv(&state.history));
     assert!(run.load_last().unwrap().is_finished());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A checkpoint of a few training steps of the tiny model, as a run saves it.
-fn saved_checkpoint(name: &str) -> (PathBuf, RunFolder) {
+fn saved_checkpoint(name: &str) -> (TestDir, RunFolder) {
     let dir = temp_dir(name);
     let run = RunFolder::create(&dir.join("run"), "").unwrap();
     let data = data();
@@ -268,7 +268,7 @@ fn load_error(ck: &Path) -> String {
 
 #[test]
 fn a_normalization_that_does_not_fit_the_model_is_refused_on_load() {
-    let (dir, run) = saved_checkpoint("bad-normalization");
+    let (_dir, run) = saved_checkpoint("bad-normalization");
     let ck = run.path().join("best");
     let original = std::fs::read(ck.join("checkpoint.json")).unwrap();
     let cases: [(serde_json::Value, &str); 4] = [
@@ -325,7 +325,6 @@ fn a_normalization_that_does_not_fit_the_model_is_refused_on_load() {
         err.to_string().contains("the images have 1 channel"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// Write `model`'s weights as they are (unchecked) into the checkpoint `ck`.
@@ -385,7 +384,6 @@ fn nan_weights_and_negative_running_variances_are_refused_on_load_naming_the_ten
         "{err}"
     );
     assert!(!dir.join("nan").exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn meta_of(model: &Model) -> CheckpointMeta {
@@ -446,7 +444,6 @@ fn a_run_folder_is_locked_by_the_process_training_it() {
     drop(run);
     let again = RunFolder::create(&dir.join("run"), "").unwrap();
     drop(again);
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -473,12 +470,11 @@ fn a_new_run_never_replaces_a_run_and_numbered_runs_count_up() {
     );
     let err = RunFolder::open(&dir.join("run-4")).unwrap_err().to_string();
     assert!(err.contains("holds no run to continue"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_resume_without_optimizer_state_or_data_origin_is_refused_naming_the_file() {
-    let (dir, run) = saved_checkpoint("resume-missing");
+    let (_dir, run) = saved_checkpoint("resume-missing");
     let last = run.path().join("last");
     let optimizer = std::fs::read(last.join("optimizer.safetensors")).unwrap();
     std::fs::remove_file(last.join("optimizer.safetensors")).unwrap();
@@ -532,7 +528,6 @@ fn a_resume_without_optimizer_state_or_data_origin_is_refused_naming_the_file() 
         err.contains("last/checkpoint.json: has no \"data\" field"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -568,12 +563,11 @@ fn a_training_state_that_does_not_fit_its_run_is_refused() {
         err.contains("is not a position in a run of 6 steps per epoch"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn class_names_over_the_bound_and_oversized_descriptions_are_refused_on_load() {
-    let (dir, run) = saved_checkpoint("bad-classes");
+    let (_dir, run) = saved_checkpoint("bad-classes");
     let ck = run.path().join("best");
     let original = std::fs::read(ck.join("checkpoint.json")).unwrap();
     edit_meta(&ck, |v| v["classes"][1] = "x".repeat(100_000).into());
@@ -602,7 +596,6 @@ fn class_names_over_the_bound_and_oversized_descriptions_are_refused_on_load() {
     std::fs::write(ck.join("checkpoint.json"), huge).unwrap();
     let err = load_error(&ck);
     assert!(err.contains("larger than the"), "{err}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -738,7 +731,6 @@ fn stale_temporary_metrics_of_dead_processes_are_removed() {
         .unwrap();
     assert!(!dead.exists());
     assert!(alive.exists());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A safetensors file: the header's length, the header, `data` bytes.
@@ -819,7 +811,6 @@ fn safetensors_header_and_offset_errors_name_the_tensor() {
         err.contains("the header is said to be 1000000000 bytes long, but the file has 2"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -840,5 +831,4 @@ fn a_run_folder_loads_as_its_best_checkpoint() {
         err.contains("not a checkpoint: a checkpoint folder holds model.toml, weights.safetensors and checkpoint.json, a run folder (what train writes) holds best/ and last/"),
         "{err}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

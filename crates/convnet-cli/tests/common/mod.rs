@@ -4,8 +4,12 @@
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
+
+#[path = "../../../convnet/tests/common/test_dir.rs"]
+mod test_dir;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
+pub use test_dir::TestDir;
 
 /// The `convnet` binary under test.
 pub fn convnet() -> Command {
@@ -83,12 +87,9 @@ pub fn assert_says(what: &str, err: &str, expected: &[&str]) {
     }
 }
 
-/// A fresh, empty folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty folder for one test, removed when it passes.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(name)
 }
 
 /// A file or folder of the repository (`models/...`, `data/...`).

@@ -4,4 +4,5 @@
 
 pub mod fuzz;
 pub mod reference;
+pub mod test_dir;
 pub mod tiny;

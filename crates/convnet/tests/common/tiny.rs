@@ -1,8 +1,7 @@
 //! A classification problem and a model small enough to train in milliseconds: four classes
 //! of 8x8 images, a bright square in one of the four quadrants, plus noise.
 
-use std::path::PathBuf;
-
+use super::test_dir::TestDir;
 use convnet::data::{Augment, DataSplit, Dataset};
 use convnet::layers::{
     BatchNormConfig, Conv2dConfig, DropoutConfig, FlattenConfig, LinearConfig, MaxPool2dConfig,
@@ -12,12 +11,9 @@ use convnet::optim::{OptimizerConfig, ScheduleConfig};
 use convnet::train::{LossKind, TrainConfig, Trainer};
 use convnet::{Model, ModelSpec};
 
-/// A fresh, empty folder for one test.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("convnet-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
+/// A fresh, empty folder for one test, removed when it passes.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir::new(name)
 }
 
 /// `n` images, classes in turn.
