@@ -31,11 +31,11 @@
 //! closure is compiled without the kernel's instruction set, and its vector operations
 //! become calls (the output transform once ran 5x slower so).
 
-use super::microkernel::{DirectShape, Taps, TileDst, direct, direct_run, packed_a_len};
+use super::microkernel::{DirectShape, Taps, TileDst, direct, direct_run};
 use super::params::Conv2dGeometry;
 use crate::cpu::parallel::SharedOut;
 use crate::cpu::scratch::Scratch;
-use crate::cpu::simd::{Simd, multiversion};
+use crate::cpu::simd::{MAX_LANES, Simd, multiversion};
 
 use rayon::prelude::*;
 
@@ -102,40 +102,28 @@ impl Kernels<'_> {
     }
 }
 
-/// `U = G g G^T` of one kernel, its 16 points row-major.
-#[inline(always)]
-fn transform_kernel(g: [f32; 9]) -> [f32; 16] {
-    // G g: 4 rows of 3.
-    let mut gg = [[0.0f32; 3]; 4];
-    for col in 0..3 {
-        let (g0, g1, g2) = (g[col], g[3 + col], g[6 + col]);
-        gg[0][col] = g0;
-        gg[1][col] = 0.5 * (g0 + g1 + g2);
-        gg[2][col] = 0.5 * (g0 - g1 + g2);
-        gg[3][col] = g2;
-    }
-    let mut u = [0.0f32; 16];
-    for (row, r) in gg.iter().enumerate() {
-        let (g0, g1, g2) = (r[0], r[1], r[2]);
-        u[row * 4..][..4].copy_from_slice(&[g0, 0.5 * (g0 + g1 + g2), 0.5 * (g0 - g1 + g2), g2]);
-    }
-    u
-}
-
 /// Rows of the tallest A panel ([`DirectShape::dims`]).
 const MAX_MR: usize = 8;
 
+/// Floats from one point's packed matrix to the next ([`pack_transformed`]): `mr * c`, plus a
+/// cache line so that the sixteen points' stores, which run side by side, do not share L1
+/// sets (at 256 channels the matrices are 8 KiB apart without it).
+fn point_stride(c: usize, mr: usize) -> usize {
+    mr * c + PLANE_SKEW
+}
+
 /// Length of [`pack_transformed`]'s result.
 fn packed_len(k: usize, c: usize, mr: usize) -> usize {
-    16 * packed_a_len(k, c, mr)
+    k.div_ceil(mr) * 16 * point_stride(c, mr)
 }
 
 /// The transformed kernels `U[ξ] = G g G^T` (`K x C` per point) packed as A panels of `mr`
 /// output channels (`microkernel::pack_a`'s layout), panel-major: panel `ip`'s matrix for
-/// point `ξ` starts at `(ip * 16 + ξ) * mr * c`, so each panel is one contiguous block and
-/// the panels are filled in parallel, straight from the weights. (Transforming every kernel
-/// into `U` and then packing it, on one thread, took 1.1-1.2 ms of a 4.3-5 ms forward pass
-/// of 256 channels on 14x14, AMD Zen 5.)
+/// point `ξ` starts at `(ip * 16 + ξ) * point_stride`, so each panel is one contiguous block and
+/// the panels are filled in parallel, straight from the weights, a panel's `mr` kernels of
+/// one input channel transformed together in vector lanes. (Transforming every kernel into
+/// `U` and then packing it, one kernel at a time on one thread, took 1.1-1.2 ms of a 4.3-5 ms
+/// forward pass of 256 channels on 14x14, AMD Zen 5.)
 fn pack_transformed(kernels: Kernels<'_>, k: usize, c: usize, mr: usize, packed: &mut [f32]) {
     assert!(mr <= MAX_MR, "panels of {mr} rows");
     let packed = &mut packed[..packed_len(k, c, mr)];
@@ -143,24 +131,62 @@ fn pack_transformed(kernels: Kernels<'_>, k: usize, c: usize, mr: usize, packed:
         return;
     }
     packed
-        .par_chunks_mut(16 * mr * c)
+        .par_chunks_mut(16 * point_stride(c, mr))
         .enumerate()
-        .for_each(|(ip, panel)| {
-            let mut u = [[0.0f32; 16]; MAX_MR];
-            let rows = mr.min(k - ip * mr);
-            for ch in 0..c {
-                for (r, u) in u[..rows].iter_mut().enumerate() {
-                    *u = transform_kernel(kernels.get(ip * mr + r, ch, k, c));
-                }
-                for xi in 0..16 {
-                    let dst = &mut panel[(xi * c + ch) * mr..][..mr];
-                    for (d, u) in dst.iter_mut().zip(&u[..rows]) {
-                        *d = u[xi];
-                    }
-                    dst[rows..].fill(0.0);
-                }
+        .for_each(|(ip, panel)| pack_panel(kernels, [k, c], mr, ip, panel));
+}
+
+multiversion!(fn pack_panel(kernels: Kernels<'_>, kc: [usize; 2], mr: usize, ip: usize, panel: &mut [f32]) => pack_panel_impl);
+
+/// Panel `ip` of [`pack_transformed`]: lane `r` of each vector is output channel `ip * mr + r`
+/// (zero past the last channel). The arithmetic is `G g G^T` as written, in the same order for
+/// every lane, with no fused multiply-adds.
+#[inline(always)]
+fn pack_panel_impl<S: Simd>(
+    s: S,
+    kernels: Kernels<'_>,
+    [k, c]: [usize; 2],
+    mr: usize,
+    ip: usize,
+    panel: &mut [f32],
+) {
+    assert!(mr <= S::LANES && mr <= MAX_MR);
+    let rows = mr.min(k - ip * mr);
+    let stride = point_stride(c, mr);
+    let half = s.splat(0.5);
+    // g[tap][row]: the panel's kernels of one input channel; rows past `rows` stay zero.
+    let mut g = [[0.0f32; MAX_LANES]; 9];
+    for ch in 0..c {
+        for (r, o) in (ip * mr..ip * mr + rows).enumerate() {
+            let kernel = kernels.get(o, ch, k, c);
+            for (t, v) in kernel.into_iter().enumerate() {
+                g[t][r] = v;
             }
-        });
+        }
+        // G g: 4 rows of 3 columns.
+        let mut gg = [[s.splat(0.0); 3]; 4];
+        for col in 0..3 {
+            let (g0, g1, g2) = (s.load(&g[col]), s.load(&g[3 + col]), s.load(&g[6 + col]));
+            gg[0][col] = g0;
+            gg[1][col] = s.mul(half, s.add(s.add(g0, g1), g2));
+            gg[2][col] = s.mul(half, s.add(s.sub(g0, g1), g2));
+            gg[3][col] = g2;
+        }
+        // (G g) G^T, point (row, col) stored at `(row * 4 + col) * c + ch`.
+        for (row, r) in gg.iter().enumerate() {
+            let (g0, g1, g2) = (r[0], r[1], r[2]);
+            let points = [
+                g0,
+                s.mul(half, s.add(s.add(g0, g1), g2)),
+                s.mul(half, s.add(s.sub(g0, g1), g2)),
+                g2,
+            ];
+            for (col, v) in points.into_iter().enumerate() {
+                let xi = row * 4 + col;
+                s.store_partial(&mut panel[xi * stride + ch * mr..][..mr], v, mr);
+            }
+        }
+    }
 }
 
 #[inline(always)]
@@ -318,7 +344,7 @@ fn forward_impl<S: Simd>(
                         }
                         let cols: [usize; 8] = std::array::from_fn(|vec| first + vec * lanes);
                         for ip in 0..panels {
-                            let a = &packed[(ip * 16 + xi) * mr * c..][..mr * c];
+                            let a = &packed[(ip * 16 + xi) * point_stride(c, mr)..][..mr * c];
                             let dst = TileDst {
                                 ptr: m_point[ip * mr * tp..].as_mut_ptr(),
                                 row_stride: tp,
@@ -411,31 +437,72 @@ mod tests {
     use super::*;
     use crate::cpu::linalg::Mat;
     use crate::ops::conv2d::direct;
-    use crate::ops::conv2d::microkernel::pack_a;
+    use crate::ops::conv2d::microkernel::{pack_a, packed_a_len};
     use crate::ops::conv2d::params::{Conv2dParams, Padding};
+    use crate::testing::for_each_simd;
 
-    /// The packed panels hold `G g G^T` of each kernel where `pack_a` puts row `o`, column
-    /// `ch` of point `ξ`'s matrix, zeros past the last channel; the transposed kernels are
-    /// those of `direct::transposed_weights`, to the bit.
+    /// `U = G g G^T` of one kernel, its 16 points row-major: the definition, one value at a
+    /// time.
+    fn transform_kernel(g: [f32; 9]) -> [f32; 16] {
+        // G g: 4 rows of 3.
+        let mut gg = [[0.0f32; 3]; 4];
+        for col in 0..3 {
+            let (g0, g1, g2) = (g[col], g[3 + col], g[6 + col]);
+            gg[0][col] = g0;
+            gg[1][col] = 0.5 * (g0 + g1 + g2);
+            gg[2][col] = 0.5 * (g0 - g1 + g2);
+            gg[3][col] = g2;
+        }
+        let mut u = [0.0f32; 16];
+        for (row, r) in gg.iter().enumerate() {
+            let (g0, g1, g2) = (r[0], r[1], r[2]);
+            u[row * 4..][..4].copy_from_slice(&[
+                g0,
+                0.5 * (g0 + g1 + g2),
+                0.5 * (g0 - g1 + g2),
+                g2,
+            ]);
+        }
+        u
+    }
+
+    fn bits(v: &[f32]) -> Vec<u32> {
+        v.iter().map(|v| v.to_bits()).collect()
+    }
+
+    /// [`pack_transformed`] with instruction set `s`, panel by panel.
+    fn packed_with<S: Simd>(s: S, kernels: Kernels<'_>, k: usize, c: usize, mr: usize) -> Vec<f32> {
+        let mut packed = vec![f32::NAN; packed_len(k, c, mr)];
+        for (ip, panel) in packed
+            .chunks_exact_mut(16 * point_stride(c, mr))
+            .enumerate()
+        {
+            s.vectorize(|| pack_panel_impl(s, kernels, [k, c], mr, ip, panel));
+        }
+        packed
+    }
+
+    /// The packed panels hold `G g G^T` of each kernel, to the bit, where `pack_a` puts row
+    /// `o`, column `ch` of point `ξ`'s matrix, zeros past the last channel, on every
+    /// instruction set; the transposed kernels are those of `direct::transposed_weights`.
     #[test]
     fn packed_panels_hold_each_transformed_kernel_where_pack_a_puts_it() {
         for (k, c, mr) in [(5, 3, 8), (16, 9, 8), (13, 4, 6), (1, 2, 1)] {
             let w: Vec<f32> = (0..k * c * 9)
                 .map(|i| ((i * 7919) % 2003) as f32 / 1001.0 - 1.0)
                 .collect();
-            let mut packed = vec![f32::NAN; packed_len(k, c, mr)];
-            pack_transformed(Kernels::Forward(&w), k, c, mr, &mut packed);
             let a_len = packed_a_len(k, c, mr);
+            // The skew between points is never written: NaN, as in the results.
+            let mut want = vec![f32::NAN; packed_len(k, c, mr)];
             for xi in 0..16 {
                 let u: Vec<f32> = (0..k * c)
                     .map(|kc| transform_kernel(w[kc * 9..][..9].try_into().unwrap())[xi])
                     .collect();
-                let mut want = vec![0.0; a_len];
-                pack_a(Mat::row_major(&u, k, c), mr, &mut want);
+                let mut point = vec![0.0; a_len];
+                pack_a(Mat::row_major(&u, k, c), mr, &mut point);
                 for ip in 0..k.div_ceil(mr) {
-                    let got = &packed[(ip * 16 + xi) * mr * c..][..mr * c];
-                    let want = &want[ip * mr * c..][..mr * c];
-                    assert_eq!(got, want, "k {k} c {c} mr {mr} point {xi} panel {ip}");
+                    want[(ip * 16 + xi) * point_stride(c, mr)..][..mr * c]
+                        .copy_from_slice(&point[ip * mr * c..][..mr * c]);
                 }
             }
 
@@ -449,11 +516,25 @@ mod tests {
                 .unwrap();
             let mut wt = vec![0.0; w.len()];
             direct::transposed_weights(&layer, &w, &mut wt);
-            let mut from_copy = vec![f32::NAN; packed_len(k, c, mr)];
-            pack_transformed(Kernels::Forward(&wt), k, c, mr, &mut from_copy);
-            pack_transformed(Kernels::Transposed(&w), k, c, mr, &mut packed);
-            let bits = |v: &[f32]| v.iter().map(|v| v.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&packed), bits(&from_copy), "transposed k {k} c {c}");
+
+            for_each_simd!(|name, s| {
+                let got = packed_with(s, Kernels::Forward(&w), k, c, mr);
+                assert_eq!(bits(&got), bits(&want), "{name}: k {k} c {c} mr {mr}");
+                let from_copy = packed_with(s, Kernels::Forward(&wt), k, c, mr);
+                let transposed = packed_with(s, Kernels::Transposed(&w), k, c, mr);
+                assert_eq!(
+                    bits(&transposed),
+                    bits(&from_copy),
+                    "{name}: transposed k {k} c {c}"
+                );
+            });
+            let mut packed = vec![f32::NAN; packed_len(k, c, mr)];
+            pack_transformed(Kernels::Forward(&w), k, c, mr, &mut packed);
+            assert_eq!(
+                bits(&packed),
+                bits(&want),
+                "dispatched: k {k} c {c} mr {mr}"
+            );
         }
     }
 }
