@@ -5,8 +5,8 @@
 //! `A^T [(G g G^T) ⊙ (B^T d B)] A` (Lavin & Gray's matrices: `B` and `A` hold only 0 and ±1,
 //! `G` also ±1/2, so the transforms add and subtract and round little). Per call:
 //!
-//! 1. the kernels are transformed once, `U[ξ][k][c]` (ξ: the 16 points), and packed as A
-//!    panels of `microkernel::direct`;
+//! 1. the kernels are transformed once, `U[ξ][k][c]` (ξ: the 16 points), straight into the A
+//!    panels of `microkernel::direct`, panels in parallel ([`pack_transformed`]);
 //! 2. tasks take chunks of tile rows (over images and rows, sized by [`CHUNK_BYTES`]);
 //!    a chunk's input windows, split into even and odd columns so that a vector's worth of
 //!    neighbouring tiles' columns are one load, become `V[ξ][c][tile]`, one tile per lane
@@ -16,7 +16,8 @@
 //! 4. `A^T M A` adds the points back into each tile's four outputs, plus the bias.
 //!
 //! The input gradient of such a layer is a forward pass of the same kind (`direct.rs`'s
-//! transposed problem), so it runs here too, its channel sums blocked as in `direct.rs`.
+//! transposed problem), so it runs here too, its channel sums blocked as in `direct.rs`, its
+//! kernels read from the layer's weights as step 1 packs them ([`Kernels::Transposed`]).
 //!
 //! `Auto` picks this path only for 128+ channels each side on AVX-512
 //! (`super::prefers_winograd`). Measured interleaved on 2 cores against the direct path,
@@ -172,7 +173,8 @@ fn pack_panel_impl<S: Simd>(
             gg[2][col] = s.mul(half, s.add(s.sub(g0, g1), g2));
             gg[3][col] = g2;
         }
-        // (G g) G^T, point (row, col) stored at `(row * 4 + col) * c + ch`.
+        // (G g) G^T: point `xi = row * 4 + col` of the panel's kernels of channel `ch`, one
+        // per lane, at `xi * stride + ch * mr`.
         for (row, r) in gg.iter().enumerate() {
             let (g0, g1, g2) = (r[0], r[1], r[2]);
             let points = [
