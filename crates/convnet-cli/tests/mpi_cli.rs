@@ -9,7 +9,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 mod common;
-use common::{convnet, edit_meta, meta, ok, repo, run_within, temp_dir, wait_for};
+use common::{TestDir, convnet, edit_meta, meta, ok, repo, run_within, temp_dir, wait_for};
 
 /// A small model with batch norm (so the statistics' sharding matters).
 const SMALL_MODEL: &str = r#"
@@ -57,7 +57,7 @@ fn mpirun(ranks: usize, args: &[OsString]) -> Command {
 }
 
 /// A folder for one test, holding the small model.
-fn setup(name: &str) -> (PathBuf, PathBuf) {
+fn setup(name: &str) -> (TestDir, PathBuf) {
     let dir = temp_dir(name);
     let model = dir.join("small.toml");
     std::fs::write(&model, SMALL_MODEL).unwrap();
