@@ -41,7 +41,9 @@ pub use ops::activation::{
 };
 pub use ops::batch_norm::{
     BatchNormGrads, BatchNormTrainOutput, batch_norm_backward, batch_norm_eval,
-    batch_norm_eval_backward, batch_norm_relu_backward, batch_norm_train, batch_norm_train_relu,
+    batch_norm_eval_backward, batch_norm_relu_backward, batch_norm_relu_max_pool2d_backward,
+    batch_norm_train, batch_norm_train_output, batch_norm_train_relu,
+    batch_norm_train_relu_max_pool2d,
 };
 pub use ops::broadcast::{BinaryOp, binary, binary_backward, broadcast_dims, sum_to};
 pub use ops::conv2d::{

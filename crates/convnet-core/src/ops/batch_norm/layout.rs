@@ -90,13 +90,24 @@ pub(super) fn per_channel<T: BnFloat, R: Send>(
     l: Layout,
     f: impl Fn(usize, &mut [&mut [MaybeUninit<T>]]) -> R + Sync + Send,
 ) -> (Vec<T>, Vec<R>) {
-    let len = l.n * l.c * l.s;
+    per_channel_planes(l, l.s, f)
+}
+
+/// [`per_channel`] with output planes of `out_plane` values each (the output is `N` images of
+/// `C` such planes): for a pass that writes a smaller plane per input plane (a pooling fused
+/// into it), which `f` must write whole as [`per_channel`]'s does.
+pub(super) fn per_channel_planes<T: Send, R: Send>(
+    l: Layout,
+    out_plane: usize,
+    f: impl Fn(usize, &mut [&mut [MaybeUninit<T>]]) -> R + Sync + Send,
+) -> (Vec<T>, Vec<R>) {
+    let len = l.n * l.c * out_plane;
     let mut out: Vec<T> = Vec::with_capacity(len);
     let spare = &mut out.spare_capacity_mut()[..len];
     let mut by_channel: Vec<Vec<&mut [MaybeUninit<T>]>> =
         (0..l.c).map(|_| Vec::with_capacity(l.n)).collect();
-    if l.s > 0 && l.c > 0 {
-        for (p, plane) in spare.chunks_exact_mut(l.s).enumerate() {
+    if out_plane > 0 && l.c > 0 {
+        for (p, plane) in spare.chunks_exact_mut(out_plane).enumerate() {
             by_channel[p % l.c].push(plane);
         }
     }
@@ -106,9 +117,9 @@ pub(super) fn per_channel<T: BnFloat, R: Send>(
         .with_min_len(l.channels_per_task())
         .map(|(ch, mut planes)| f(ch, &mut planes))
         .collect();
-    // SAFETY: the `n * c` planes of `s` values partition `out[..len]`; each went to the task
-    // of its channel, which wrote every value of every plane (the kernels' contract; every
-    // caller below runs one over each plane of `planes`). A panic in a task propagates out of
+    // SAFETY: the `n * c` planes of `out_plane` values partition `out[..len]`; each went to
+    // the task of its channel, which wrote every value of every plane (the kernels' contract;
+    // every caller runs one over each plane of `planes`). A panic in a task propagates out of
     // `collect` before this line, leaving `out` empty.
     unsafe { out.set_len(len) };
     (out, results)

@@ -51,6 +51,7 @@
 
 mod eval;
 mod layout;
+mod pool;
 mod simd;
 #[cfg(test)]
 mod tests;
@@ -59,9 +60,12 @@ mod train;
 use eval::{eval_backward, eval_forward};
 use layout::Layout;
 use simd::GradSums;
-use train::{ReluAfter, Stats, train_backward, train_forward};
+use train::{ReluAfter, Stats, train_backward, train_forward, train_output};
 
 use crate::error::{Error, Result};
+use crate::ops::pool::{
+    MaxPool2x2Planes, Pool2dParams, max_pool2d_backward_from_input, max_pool2d_output,
+};
 use crate::tensor::{Tensor, check_same_shape};
 
 const TRAIN_OP: &str = "batch_norm_train";
@@ -115,7 +119,7 @@ pub fn batch_norm_train(
     bias: Option<&Tensor>,
     eps: f32,
 ) -> Result<BatchNormTrainOutput> {
-    train(input, weight, bias, eps, false)
+    train(input, weight, bias, eps, After::Nothing)
 }
 
 /// [`batch_norm_train`] followed by ReLU (`relu(batch_norm(x))`, as
@@ -138,7 +142,45 @@ pub fn batch_norm_train_relu(
     bias: Option<&Tensor>,
     eps: f32,
 ) -> Result<BatchNormTrainOutput> {
-    train(input, weight, bias, eps, true)
+    train(input, weight, bias, eps, After::Relu)
+}
+
+/// [`batch_norm_train_relu`] followed by the max pooling `pool` (as
+/// `nn.Sequential(nn.BatchNorm2d(c), nn.ReLU(), nn.MaxPool2d(..))` in training): `output` is
+/// the pooling's output, bit for bit what [`batch_norm_train_relu`] and then
+/// [`max_pool2d_output`] give; the statistics are the batch norm's. Its gradient is
+/// [`batch_norm_relu_max_pool2d_backward`].
+///
+/// A 2x2 pooling with stride 2 (`nn.MaxPool2d(2)`) runs inside the batch norm's passes over
+/// each channel, so the ReLU's output, the size of the input, is never written; any other
+/// pooling (and planes shorter than 16 values) runs after the batch norm.
+///
+/// ```
+/// use convnet_core::{Pool2dParams, Tensor, batch_norm_train_relu_max_pool2d};
+/// let x = Tensor::new([1, 1, 2, 2], vec![1.0, 2.0, 3.0, 4.0])?;
+/// let pool = Pool2dParams::builder([2, 2]).build()?;
+/// let bn = batch_norm_train_relu_max_pool2d(&x, None, None, 1e-5, &pool)?;
+/// assert_eq!(bn.output.dims(), [1, 1, 1, 1]);
+/// assert!((bn.output.data()[0] - 1.3416).abs() < 1e-4);
+/// # Ok::<(), convnet_core::Error>(())
+/// ```
+pub fn batch_norm_train_relu_max_pool2d(
+    input: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    eps: f32,
+    pool: &Pool2dParams,
+) -> Result<BatchNormTrainOutput> {
+    train(input, weight, bias, eps, After::ReluMaxPool(pool))
+}
+
+/// What runs after a training batch norm, fused into its passes.
+#[derive(Debug, Clone, Copy)]
+enum After<'a> {
+    Nothing,
+    Relu,
+    /// A ReLU, then this max pooling.
+    ReluMaxPool(&'a Pool2dParams),
 }
 
 fn train(
@@ -146,7 +188,7 @@ fn train(
     weight: Option<&Tensor>,
     bias: Option<&Tensor>,
     eps: f32,
-    relu: bool,
+    after: After<'_>,
 ) -> Result<BatchNormTrainOutput> {
     let l = Layout::new(TRAIN_OP, input)?;
     check_eps(TRAIN_OP, eps)?;
@@ -163,19 +205,38 @@ fn train(
             ),
         ));
     }
-    let (y, stats) = train_forward(
-        input.data(),
-        l,
+    let (w, b, eps) = (
         weight.map(Tensor::data),
         bias.map(Tensor::data),
         f64::from(eps),
-        relu,
     );
+    let fused_pool = match after {
+        After::ReluMaxPool(params) => {
+            MaxPool2x2Planes::new(TRAIN_OP, params, input.dims4(TRAIN_OP, "input")?)?
+                .filter(|_| !l.uses_rows())
+        }
+        _ => None,
+    };
+    let (output, stats) = if let Some(pool) = fused_pool {
+        let (y, stats) = pool::train_forward_pool(input.data(), l, pool, w, b, eps);
+        (
+            Tensor::from_parts(pool.out_dims(l.n, l.c).to_vec(), y),
+            stats,
+        )
+    } else {
+        let relu = !matches!(after, After::Nothing);
+        let (y, stats) = train_forward(input.data(), l, w, b, eps, relu);
+        let y = Tensor::from_parts(input.dims().to_vec(), y);
+        match after {
+            After::ReluMaxPool(params) => (max_pool2d_output(&y, params)?, stats),
+            _ => (y, stats),
+        }
+    };
     let per_channel = |v: fn(&Stats) -> f64| {
         Tensor::from_parts(vec![l.c], stats.iter().map(|s| v(s) as f32).collect())
     };
     Ok(BatchNormTrainOutput {
-        output: Tensor::from_parts(input.dims().to_vec(), y),
+        output,
         mean: per_channel(|s| s.mean),
         invstd: per_channel(|s| s.invstd),
         var_unbiased: per_channel(|s| s.var_unbiased),
@@ -281,6 +342,96 @@ fn backward(
         grad_weight,
         grad_bias,
     })
+}
+
+/// The gradients of [`batch_norm_train_relu_max_pool2d`], given `grad_output` (the gradient
+/// of the pooling's output), the forward pass's input, its `mean` and `invstd`, its weight and
+/// bias, and the pooling: bit for bit what the pooling's backward
+/// ([`max_pool2d_backward_from_input`] of the ReLU's output), then
+/// [`batch_norm_relu_backward`] give. The ReLU's output is recomputed from the input (as
+/// [`batch_norm_train_output`]), so neither it nor the pooling's indices need be kept.
+pub fn batch_norm_relu_max_pool2d_backward(
+    grad_output: &Tensor,
+    input: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    pool: &Pool2dParams,
+) -> Result<BatchNormGrads> {
+    let l = Layout::new(BACKWARD_OP, input)?;
+    let dims = input.dims4(BACKWARD_OP, "input")?;
+    let fused = MaxPool2x2Planes::new(BACKWARD_OP, pool, dims)?.filter(|_| !l.uses_rows());
+    let Some(planes) = fused else {
+        // Any other pooling: the three backward passes one after the other.
+        let act = batch_norm_train_output(input, mean, invstd, weight, bias, true)?;
+        let g = max_pool2d_backward_from_input(grad_output, &act, pool)?;
+        return batch_norm_relu_backward(&g, input, mean, invstd, weight, bias);
+    };
+    let out_dims = planes.out_dims(l.n, l.c);
+    if grad_output.dims() != out_dims {
+        return Err(Error::shape(
+            BACKWARD_OP,
+            format!(
+                "grad_output {} is not the [{}] output of pooling input {}",
+                grad_output.shape(),
+                out_dims.map(|d| d.to_string()).join(", "),
+                input.shape()
+            ),
+        ));
+    }
+    check_stats(BACKWARD_OP, "mean", mean, l, input)?;
+    check_stats(BACKWARD_OP, "invstd", invstd, l, input)?;
+    check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
+    check_per_channel(BACKWARD_OP, "bias", bias, l, input)?;
+    check_batch_values(BACKWARD_OP, l, input)?;
+    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let (mean, invstd) = (widen(mean), widen(invstd));
+    let (gx, sums) = pool::train_backward_pool(
+        grad_output.data(),
+        input.data(),
+        l,
+        planes,
+        (&mean, &invstd),
+        weight.map(Tensor::data),
+        bias.map(Tensor::data),
+    );
+    let (grad_weight, grad_bias) = param_grads(weight.is_some(), &sums, &invstd);
+    Ok(BatchNormGrads {
+        grad_input: Tensor::from_parts(input.dims().to_vec(), gx),
+        grad_weight,
+        grad_bias,
+    })
+}
+
+/// The output of [`batch_norm_train`] (with `relu`, of [`batch_norm_train_relu`]) again, from
+/// the input and the `mean` and `invstd` that pass returned, and the same weight and bias:
+/// the same values, bit for bit (for a layer that did not keep its output).
+pub fn batch_norm_train_output(
+    input: &Tensor,
+    mean: &Tensor,
+    invstd: &Tensor,
+    weight: Option<&Tensor>,
+    bias: Option<&Tensor>,
+    relu: bool,
+) -> Result<Tensor> {
+    const OP: &str = TRAIN_OP;
+    let l = Layout::new(OP, input)?;
+    check_stats(OP, "mean", mean, l, input)?;
+    check_stats(OP, "invstd", invstd, l, input)?;
+    check_per_channel(OP, "weight", weight, l, input)?;
+    check_per_channel(OP, "bias", bias, l, input)?;
+    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
+    let y = train_output(
+        input.data(),
+        l,
+        &widen(mean),
+        &widen(invstd),
+        weight.map(Tensor::data),
+        bias.map(Tensor::data),
+        relu,
+    );
+    Ok(Tensor::from_parts(input.dims().to_vec(), y))
 }
 
 /// The gradients of [`batch_norm_eval`] (evaluation mode: a fixed affine map per channel).

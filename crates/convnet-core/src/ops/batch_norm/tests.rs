@@ -236,6 +236,145 @@ fn fused_relu_is_batch_norm_then_relu_to_the_bit() {
     }
 }
 
+/// The fused batch norm + ReLU + max pooling against the three run one after the other, to
+/// the bit, forward and backward: 2x2 stride-2 pooling on the plane path (even and odd
+/// planes, the reference model's 28x28 and 14x14), on the row path (planes under 16 values),
+/// and another pooling (which runs after the batch norm); with and without weight and bias.
+/// Channel 0 holds -1, 0, 1 in turn (exact zeros after the ReLU: ties in the windows), and
+/// one shape has a NaN. `batch_norm_train_output` gives the ReLU's output again.
+#[test]
+fn fused_relu_and_max_pool_are_the_three_layers_to_the_bit() {
+    use crate::{Pool2dParams, max_pool2d_backward_from_input, max_pool2d_output};
+    // The first value whose bits differ (every NaN as one), if any, and the shapes.
+    let differ = |a: &Tensor, b: &Tensor| {
+        let bits = |v: f32| if v.is_nan() { u32::MAX } else { v.to_bits() };
+        let at = (a.data().iter().zip(b.data())).position(|(&x, &y)| bits(x) != bits(y));
+        let shapes = a.dims() != b.dims();
+        (shapes || at.is_some())
+            .then(|| format!("{:?} vs {:?}, first at {at:?}", a.dims(), b.dims()))
+    };
+    let two = Pool2dParams::builder([2, 2]).build().unwrap();
+    let three = Pool2dParams::builder([3, 3])
+        .with_stride([2, 2])
+        .with_padding([1, 1])
+        .build()
+        .unwrap();
+    let cases: [(&[usize], &Pool2dParams); 6] = [
+        (&[12, 32, 28, 28], &two),
+        (&[5, 8, 14, 14], &two),
+        (&[3, 4, 9, 11], &two),
+        (&[4, 3, 3, 3], &two),
+        (&[3, 4, 9, 11], &three),
+        (
+            &[2, 3, 1, 40],
+            &Pool2dParams::builder([1, 2]).build().unwrap(),
+        ),
+    ];
+    for (seed, (dims, pool)) in cases.into_iter().enumerate() {
+        let l = layout(dims);
+        let numel: usize = dims.iter().product();
+        let mut rng = Rng(90 + seed as u64);
+        let mut x: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
+        let mut k = 0;
+        for i in 0..l.n {
+            for v in &mut x[l.plane(i, 0)] {
+                *v = [-1.0, 0.0, 1.0][k % 3];
+                k += 1;
+            }
+        }
+        if seed == 2 {
+            x[l.plane(1, 1).start + 2] = f32::NAN;
+        }
+        let x = Tensor::new(dims.to_vec(), x).unwrap();
+        let w: Vec<f32> = rng.values(l.c).iter().map(|&v| (v + 1.5) as f32).collect();
+        let mut b: Vec<f32> = rng.values(l.c).iter().map(|&v| v as f32).collect();
+        b[0] = 0.0;
+        let (w, b) = (stats(&w), stats(&b));
+        for (wo, bo) in [(Some(&w), Some(&b)), (None, None), (Some(&w), None)] {
+            let name = format!("{dims:?} weight={} bias={}", wo.is_some(), bo.is_some());
+            let bn = batch_norm_train_relu(&x, wo, bo, 1e-5).unwrap();
+            let pooled = max_pool2d_output(&bn.output, pool).unwrap();
+            let fused = batch_norm_train_relu_max_pool2d(&x, wo, bo, 1e-5, pool).unwrap();
+            assert_eq!(differ(&fused.output, &pooled), None, "{name}: output");
+            for (got, want, what) in [
+                (&fused.mean, &bn.mean, "mean"),
+                (&fused.invstd, &bn.invstd, "invstd"),
+                (&fused.var_unbiased, &bn.var_unbiased, "var_unbiased"),
+            ] {
+                assert_eq!(differ(got, want), None, "{name}: {what}");
+            }
+            let again = batch_norm_train_output(&x, &bn.mean, &bn.invstd, wo, bo, true).unwrap();
+            assert_eq!(differ(&again, &bn.output), None, "{name}: output again");
+            let gy: Vec<f32> = rng
+                .values(pooled.numel())
+                .iter()
+                .map(|&v| v as f32)
+                .collect();
+            let gy = Tensor::new(pooled.dims().to_vec(), gy).unwrap();
+            let g_relu = max_pool2d_backward_from_input(&gy, &bn.output, pool).unwrap();
+            let want = batch_norm_relu_backward(&g_relu, &x, &bn.mean, &bn.invstd, wo, bo).unwrap();
+            let got =
+                batch_norm_relu_max_pool2d_backward(&gy, &x, &bn.mean, &bn.invstd, wo, bo, pool)
+                    .unwrap();
+            fn grads(g: &BatchNormGrads) -> [Option<&Tensor>; 3] {
+                [
+                    Some(&g.grad_input),
+                    g.grad_weight.as_ref(),
+                    g.grad_bias.as_ref(),
+                ]
+            }
+            for ((g, w), what) in grads(&got).into_iter().zip(grads(&want)).zip([
+                "grad_input",
+                "grad_weight",
+                "grad_bias",
+            ]) {
+                assert_eq!(g.is_some(), w.is_some(), "{name}: {what}");
+                if let (Some(g), Some(w)) = (g, w) {
+                    assert_eq!(differ(g, w), None, "{name}: {what}");
+                }
+            }
+            // Some gradient passes (not every value masked or pooled away).
+            assert!(got.grad_input.data().iter().any(|&v| v != 0.0), "{name}");
+        }
+    }
+}
+
+#[test]
+fn fused_max_pool_refuses_what_the_layers_refuse() {
+    use crate::Pool2dParams;
+    let two = Pool2dParams::builder([2, 2]).build().unwrap();
+    let x = Tensor::from_fn([2, 3, 8, 8], |i| (i % 7) as f32).unwrap();
+    let one = Tensor::new([3], vec![1.0; 3]).unwrap();
+    // Not an image batch.
+    let flat = Tensor::from_fn([2, 3, 64], |i| (i % 7) as f32).unwrap();
+    let err = batch_norm_train_relu_max_pool2d(&flat, None, None, 1e-5, &two).unwrap_err();
+    assert!(err.to_string().contains("input"), "{err}");
+    // A window larger than the input.
+    let tiny = Tensor::from_fn([2, 3, 1, 1], |i| i as f32).unwrap();
+    assert!(batch_norm_train_relu_max_pool2d(&tiny, None, None, 1e-5, &two).is_err());
+    // A gradient that is not the pooled shape.
+    let fwd = batch_norm_train_relu_max_pool2d(&x, Some(&one), Some(&one), 1e-5, &two).unwrap();
+    assert_eq!(fwd.output.dims(), [2, 3, 4, 4]);
+    let wrong = Tensor::zeros(vec![2, 3, 8, 8]).unwrap();
+    let err = batch_norm_relu_max_pool2d_backward(
+        &wrong,
+        &x,
+        &fwd.mean,
+        &fwd.invstd,
+        Some(&one),
+        Some(&one),
+        &two,
+    )
+    .unwrap_err();
+    assert!(
+        err.to_string().contains("grad_output [2, 3, 8, 8]"),
+        "{err}"
+    );
+    // Statistics of another channel count.
+    let err = batch_norm_train_output(&x, &one, &stats(&[1.0; 2]), None, None, true).unwrap_err();
+    assert!(err.to_string().contains("invstd"), "{err}");
+}
+
 /// A statistic per channel, as `batch_norm_train` returns it.
 fn stats(v: &[f32]) -> Tensor {
     Tensor::new([v.len()], v.to_vec()).unwrap()

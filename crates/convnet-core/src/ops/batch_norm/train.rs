@@ -38,19 +38,24 @@ fn train_coefficients<T: Float>(
 
 /// A channel's output scale `a = invstd * w`, from `invstd` rounded to the element type
 /// (as PyTorch's `alpha`): what a backward pass with the saved `invstd` recomputes exactly.
-fn output_scale<T: Float>(invstd: f64, weight: T) -> T {
+pub(super) fn output_scale<T: Float>(invstd: f64, weight: T) -> T {
     from_f64::<T>(invstd) * weight
 }
 
 /// Channel `ch`'s scale `γ` in the element type (1 without a weight).
-fn weight_t<T: Float>(w: Option<&[T]>, ch: usize) -> T {
+pub(super) fn weight_t<T: Float>(w: Option<&[T]>, ch: usize) -> T {
     w.map_or(T::one(), |w| w[ch])
 }
 
 /// The coefficients `(s, q, r)` of a channel's training `grad_input`,
 /// `g * s + (x - mean) * q + r`: `s = w invstd`, `q = -s invstd² Σg(x - mean) / M`,
 /// `r = -s Σg / M` (PyTorch's `w invstd (g - mean(g) - x̂ mean(g x̂))`).
-fn backward_coefficients<T: Float>(sums: GradSums, m: f64, invstd: f64, weight: f64) -> [T; 3] {
+pub(super) fn backward_coefficients<T: Float>(
+    sums: GradSums,
+    m: f64,
+    invstd: f64,
+    weight: f64,
+) -> [T; 3] {
     let s = invstd * weight;
     let q = -s * invstd * invstd * sums.dot / m;
     let r = -s * sums.sum / m;
@@ -101,21 +106,85 @@ pub(super) fn train_forward<T: BnFloat>(
         return (y, stats);
     }
     per_channel(l, |ch, planes| {
-        let sum: f64 = (0..l.n).map(|i| T::plane_sum(&x[l.plane(i, ch)])).sum();
-        let mean: T = from_f64(sum / m);
-        // Passes alternate direction, so each starts on the planes the previous one left in
-        // the cache (a channel of a large batch does not fit in L2).
-        let sq_dev: f64 = (0..l.n)
-            .rev()
-            .map(|i| T::plane_sq_dev(&x[l.plane(i, ch)], mean))
-            .sum();
-        let (stats, a, beta) =
-            train_coefficients(mean, sq_dev, m, eps, weight_t(w, ch), bias_of(b, ch));
+        let (stats, [mean, a, beta]) = plane_statistics(x, l, ch, w, b, eps);
         for (i, out) in planes.iter_mut().enumerate() {
             T::plane_affine(&x[l.plane(i, ch)], mean, a, beta, relu, out);
         }
         stats
     })
+}
+
+/// Channel `ch`'s batch statistics on the plane path, and its output coefficients `[mean, a,
+/// b]` (the output is `(x - mean) * a + b`). Its first planes are left in the cache.
+pub(super) fn plane_statistics<T: BnFloat>(
+    x: &[T],
+    l: Layout,
+    ch: usize,
+    w: Option<&[T]>,
+    b: Option<&[T]>,
+    eps: f64,
+) -> (Stats, [T; 3]) {
+    let m = l.per_channel() as f64;
+    let sum: f64 = (0..l.n).map(|i| T::plane_sum(&x[l.plane(i, ch)])).sum();
+    let mean: T = from_f64(sum / m);
+    // Passes alternate direction, so each starts on the planes the previous one left in the
+    // cache (a channel of a large batch does not fit in L2).
+    let sq_dev: f64 = (0..l.n)
+        .rev()
+        .map(|i| T::plane_sq_dev(&x[l.plane(i, ch)], mean))
+        .sum();
+    let (stats, a, beta) =
+        train_coefficients(mean, sq_dev, m, eps, weight_t(w, ch), bias_of(b, ch));
+    (stats, [mean, a, beta])
+}
+
+/// The training output again, from the statistics the forward pass saved (`mean` and `invstd`
+/// rounded to the element type, as [`Stats`] is returned): the same operations on the same
+/// coefficients, so the same bits.
+pub(super) fn train_output<T: BnFloat>(
+    x: &[T],
+    l: Layout,
+    mean: &[f64],
+    invstd: &[f64],
+    w: Option<&[T]>,
+    b: Option<&[T]>,
+    relu: bool,
+) -> Vec<T> {
+    let [mean, a, beta] = saved_coefficients(mean, invstd, w, b);
+    if l.uses_rows() {
+        return affine_rows(
+            x,
+            l,
+            mean.into_iter(),
+            a.into_iter(),
+            beta.into_iter(),
+            relu,
+        );
+    }
+    per_channel(l, |ch, planes| {
+        for (i, out) in planes.iter_mut().enumerate() {
+            T::plane_affine(&x[l.plane(i, ch)], mean[ch], a[ch], beta[ch], relu, out);
+        }
+    })
+    .0
+}
+
+/// Each channel's output coefficients `[mean, a, b]` from the saved statistics (see
+/// [`train_output`]).
+pub(super) fn saved_coefficients<T: BnFloat>(
+    mean: &[f64],
+    invstd: &[f64],
+    w: Option<&[T]>,
+    b: Option<&[T]>,
+) -> [Vec<T>; 3] {
+    let c = mean.len();
+    [
+        mean.iter().map(|&v| from_f64(v)).collect(),
+        (0..c)
+            .map(|ch| output_scale(invstd[ch], weight_t(w, ch)))
+            .collect(),
+        (0..c).map(|ch| bias_of(b, ch)).collect(),
+    ]
 }
 
 /// Where a ReLU follows the batch norm (fused into its passes): its bias, if any.

@@ -60,6 +60,8 @@ mod tests;
 
 pub use params::{Pool2dParams, Pool2dParamsBuilder};
 
+use std::mem::MaybeUninit;
+
 use avg::{
     adaptive_avg_backward, adaptive_avg_forward, avg_pool_backward, avg_pool_forward,
     global_avg_backward, global_avg_forward,
@@ -154,6 +156,61 @@ pub fn max_pool2d_backward_from_input(
     }
     let gx = max_pool_backward_from_input_f32(&plan, grad_output.data(), input.data());
     Ok(Tensor::from_parts(dims.to_vec(), gx))
+}
+
+/// A max pooling of `[N, C, H, W]` inputs whose windows are whole 2x2 blocks at stride 2
+/// (no padding, no dilation), one plane at a time: the kernels [`max_pool2d_output`] and
+/// [`max_pool2d_backward_from_input`] run on each plane, for a caller that produces the
+/// planes itself (batch norm with ReLU and max pooling fused: `batch_norm::pool`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MaxPool2x2Planes {
+    /// Input height and width.
+    hw: [usize; 2],
+    /// Output height and width.
+    out_hw: [usize; 2],
+}
+
+impl MaxPool2x2Planes {
+    /// The plane kernels of `params` on inputs of `dims`, if it is such a pooling (and the
+    /// planes are small enough for the vectorised scan); `None` for any other, or an error
+    /// for parameters that do not fit the input (as [`max_pool2d`] reports it).
+    pub(crate) fn new(
+        op: &'static str,
+        params: &Pool2dParams,
+        dims: [usize; 4],
+    ) -> Result<Option<Self>> {
+        check_planes(op, dims)?;
+        let plan = Plan::new(op, params, dims)?;
+        plan.output_dims(op, dims)?;
+        let fits =
+            plan.is_2x2_stride_2() && plan.out_plane() > 0 && plan.in_plane() <= max2x2::MAX_PLANE;
+        Ok(fits.then_some(MaxPool2x2Planes {
+            hw: [dims[2], dims[3]],
+            out_hw: plan.out_hw,
+        }))
+    }
+
+    /// Values in an output plane.
+    pub(crate) fn out_plane(&self) -> usize {
+        self.out_hw[0] * self.out_hw[1]
+    }
+
+    /// The output's dimensions for `n` images of `c` channels.
+    pub(crate) fn out_dims(&self, n: usize, c: usize) -> [usize; 4] {
+        [n, c, self.out_hw[0], self.out_hw[1]]
+    }
+
+    /// The maxima of input plane `x` into output plane `y`: the values of
+    /// [`max_pool2d_output`].
+    pub(crate) fn forward(&self, x: &[f32], y: &mut [f32]) {
+        max2x2::forward_plane(x, self.hw[1], y, None, self.out_hw[1]);
+    }
+
+    /// The gradient of input plane `x` from output gradient plane `gy`, every value of `gx`
+    /// written: the values of [`max_pool2d_backward_from_input`].
+    pub(crate) fn backward(&self, gy: &[f32], x: &[f32], gx: &mut [MaybeUninit<f32>]) {
+        max2x2::backward_from_input_plane(gy, x, self.hw, self.out_hw[1], gx);
+    }
 }
 
 /// `grad_input` of [`max_pool2d`], [`adaptive_max_pool2d`] and [`global_max_pool2d`]: every
