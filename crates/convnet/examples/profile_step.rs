@@ -92,8 +92,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
     }
     println!(
-        "through the model ({} batch norm(s) with ReLU fused): step {:.2} ms",
+        "through the model ({} batch norm(s) with ReLU fused, {} of them with the max pooling \
+         too): step {:.2} ms",
         model.fused_relus().len(),
+        model.fused_max_pools().len(),
         1e3 * total / reps as f64
     );
     Ok(())

@@ -8,10 +8,12 @@
 //! `bn1.running_mean`): PyTorch's `state_dict` names when the nodes are named after the
 //! PyTorch modules.
 
-use convnet_core::{Activation, Tensor, add_in_place};
+use convnet_core::{Activation, Pool2dParams, Tensor, add_in_place};
 
 use crate::error::{Error, Result};
-use crate::layers::{ActivationLayer, BatchNorm, Buffer, BufferMut, ForwardCtx, Layer, Param};
+use crate::layers::{
+    ActivationLayer, BatchNorm, Buffer, BufferMut, ForwardCtx, Layer, MaxPool2d, Param,
+};
 use crate::rng::Rng;
 use crate::spec::ModelSpec;
 pub use crate::spec::Source;
@@ -64,9 +66,20 @@ pub struct Model {
     /// Whether each node's output depends on a parameter (else its gradient is only needed
     /// when another gradient is).
     has_params_upstream: Vec<bool>,
-    /// Per node, whether the last forward pass ran it (a batch norm) with the ReLU after it
-    /// fused: the ReLU's backward is then the batch norm's (see [`Model::forward_all`]).
-    fused_relu: Vec<bool>,
+    /// Per node, what the last forward pass ran fused into it (a batch norm): the ReLU
+    /// after it, or that ReLU and the max pooling after that, whose backward is then the
+    /// batch norm's (see [`Model::forward_all`]).
+    fused: Vec<Fusion>,
+}
+
+/// The layers after a batch norm that a forward pass ran in its passes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fusion {
+    None,
+    /// The ReLU after it.
+    Relu,
+    /// The ReLU after it and the max pooling after that.
+    ReluMaxPool,
 }
 
 impl Model {
@@ -100,7 +113,7 @@ impl Model {
         }
         Ok(Model {
             spec: spec.clone(),
-            fused_relu: vec![false; nodes.len()],
+            fused: vec![Fusion::None; nodes.len()],
             nodes,
             outputs: plan.outputs,
             has_params,
@@ -184,7 +197,12 @@ impl Model {
     /// captured) runs with that ReLU fused into its output pass, and its backward masks the
     /// gradient itself (`convnet_core::batch_norm_train_relu`): the same values, bit for bit,
     /// with two passes over the activation fewer each way. The ReLU node keeps its output
-    /// and yields it as usual.
+    /// and yields it as usual. When only a max pooling reads that ReLU's output (not
+    /// captured either), the pooling runs in the batch norm's passes too
+    /// (`convnet_core::batch_norm_train_relu_max_pool2d`): the ReLU's output is never
+    /// written, and backward takes the pooling's gradient straight to the batch norm (a
+    /// backward pass that asks for the gradient at the batch norm or the ReLU has them
+    /// computed again first: the same values).
     pub fn forward_all(
         &mut self,
         inputs: &[Tensor],
@@ -217,13 +235,15 @@ impl Model {
             }
         };
         let mut captured: Vec<Option<Tensor>> = vec![None; capture.len()];
-        self.fused_relu = vec![false; n];
+        self.fused = vec![Fusion::None; n];
+        // Nodes before this one were computed with a batch norm before them.
+        let mut next = 0;
         for (i, &read_by) in readers.iter().enumerate() {
-            if i > 0 && self.fused_relu[i - 1] {
-                // Computed with the batch norm before it.
+            if i < next {
                 continue;
             }
             let fuse = read_by == 1 && !capture.contains(&i) && self.relu_follows(i, &ctx);
+            let pool = (self.max_pool_follows(i, &readers, capture)).filter(|_| fuse);
             let node = &mut self.nodes[i];
             let mut layer_inputs: Vec<Tensor> = Vec::with_capacity(node.inputs.len());
             for &s in &node.inputs {
@@ -244,20 +264,31 @@ impl Model {
             let fused_bn = (node.layer.downcast_mut::<BatchNorm>()).filter(|_| fuse);
             let (y, at) = match fused_bn {
                 Some(bn) => {
-                    let y =
-                        (bn.forward_relu(layer_inputs, &ctx)).map_err(|e| layer_error(node, e))?;
-                    self.fused_relu[i] = true;
-                    // The ReLU node: its output is the batch norm's.
+                    let y = match &pool {
+                        Some(params) => bn.forward_relu_max_pool(layer_inputs, &ctx, params),
+                        None => bn.forward_relu(layer_inputs, &ctx),
+                    }
+                    .map_err(|e| layer_error(node, e))?;
+                    // The ReLU node: its output is the batch norm's (not written when the
+                    // pooling is fused too; the pooling keeps nothing then either).
+                    let kept = (ctx.record && pool.is_none()).then(|| y.clone());
                     let relu = &mut self.nodes[i + 1];
-                    let ctx = ForwardCtx {
-                        node: i as u64 + 1,
-                        ..ctx
-                    };
                     (relu.layer.downcast_mut::<ActivationLayer>())
                         .ok_or_else(|| Error::model("expected a ReLU"))
-                        .and_then(|a| a.record_fused_output(&y, &ctx))
+                        .and_then(|a| a.record_fused_output(kept))
                         .map_err(|e| layer_error(relu, e))?;
-                    (y, i + 1)
+                    let at = match pool {
+                        Some(_) => {
+                            self.fused[i] = Fusion::ReluMaxPool;
+                            self.nodes[i + 2].layer.clear();
+                            i + 2
+                        }
+                        None => {
+                            self.fused[i] = Fusion::Relu;
+                            i + 1
+                        }
+                    };
+                    (y, at)
                 }
                 None => {
                     let y = (node.layer.forward(layer_inputs, &ctx))
@@ -265,6 +296,7 @@ impl Model {
                     (y, i)
                 }
             };
+            next = at + 1;
             for (slot, &c) in captured.iter_mut().zip(capture) {
                 if c == at {
                     *slot = Some(y.clone());
@@ -289,11 +321,64 @@ impl Model {
     }
 
     /// The batch norms (by index) that the last forward pass ran with the ReLU after them
-    /// fused (see [`Model::forward_all`]).
+    /// fused (see [`Model::forward_all`]), the max pooling after that or not.
     pub fn fused_relus(&self) -> Vec<usize> {
-        (self.fused_relu.iter().enumerate())
-            .filter_map(|(i, &f)| f.then_some(i))
+        (self.fused.iter().enumerate())
+            .filter_map(|(i, &f)| (f != Fusion::None).then_some(i))
             .collect()
+    }
+
+    /// The batch norms (by index) that the last forward pass ran with the ReLU after them
+    /// and the max pooling after that fused (see [`Model::forward_all`]).
+    pub fn fused_max_pools(&self) -> Vec<usize> {
+        (self.fused.iter().enumerate())
+            .filter_map(|(i, &f)| (f == Fusion::ReluMaxPool).then_some(i))
+            .collect()
+    }
+
+    /// The parameters of the max pooling at node `i + 2`, if it can run fused into the batch
+    /// norm at node `i` with the ReLU at `i + 1` (which [`Model::relu_follows`] checks): it
+    /// alone reads that ReLU, which is not captured (`capture`; `readers`: each node's count
+    /// of readers).
+    fn max_pool_follows(
+        &self,
+        i: usize,
+        readers: &[usize],
+        capture: &[usize],
+    ) -> Option<Pool2dParams> {
+        let next = self.nodes.get(i + 2)?;
+        let pool = next.layer.downcast_ref::<MaxPool2d>()?;
+        (readers[i + 1] == 1 && !capture.contains(&(i + 1)) && next.inputs == [Source::Node(i + 1)])
+            .then(|| *pool.pool_params())
+    }
+
+    /// Run the max pooling fused into the batch norm at node `i` on its own again: the
+    /// ReLU's output computed again, for the ReLU and the pooling to keep (the batch norm
+    /// then takes the ReLU's gradient, as with the ReLU alone fused).
+    fn unfuse_max_pool(&mut self, i: usize) -> Result<()> {
+        let layer_error = |node: &Node, e: Error| Error::Layer {
+            name: node.name.clone(),
+            kind: node.kind,
+            error: Box::new(e),
+        };
+        let node = &mut self.nodes[i];
+        let y = (node.layer.downcast_mut::<BatchNorm>())
+            .ok_or_else(|| Error::model("expected a batch norm"))
+            .and_then(|bn| bn.unfuse_max_pool())
+            .map_err(|e| layer_error(node, e))?;
+        if let Some(y) = y {
+            let relu = &mut self.nodes[i + 1];
+            (relu.layer.downcast_mut::<ActivationLayer>())
+                .ok_or_else(|| Error::model("expected a ReLU"))
+                .and_then(|a| a.record_fused_output(Some(y.clone())))
+                .map_err(|e| layer_error(relu, e))?;
+            let pool = &mut self.nodes[i + 2];
+            (pool.layer.downcast_mut::<MaxPool2d>())
+                .map(|p| p.keep_input(y))
+                .ok_or_else(|| layer_error(pool, Error::model("expected a max pooling")))?;
+        }
+        self.fused[i] = Fusion::Relu;
+        Ok(())
     }
 
     /// Whether node `i` is a batch norm that can run the ReLU node after it fused into its
@@ -400,10 +485,19 @@ impl Model {
             captured: vec![None; request.capture.len()],
         };
         let needed = self.needed_gradients(request);
+        // A pooling fused into a batch norm where the gradient at the batch norm's or the
+        // ReLU's output is asked for, or backward starts there: the ReLU and the pooling run
+        // their own backward.
+        for i in 0..n {
+            let asked = |j: usize| request.capture.contains(&j) || start == j;
+            if self.fused[i] == Fusion::ReluMaxPool && (asked(i) || asked(i + 1)) {
+                self.unfuse_max_pool(i)?;
+            }
+        }
         let mut grads: Vec<Option<Tensor>> = vec![None; n];
         grads[start] = Some(grad.clone());
-        // Batch norms whose fused ReLU passed its output gradient to them unmasked.
-        let mut through_relu = vec![false; n];
+        // Per batch norm, the layers fused after it whose output's gradient was passed to it.
+        let mut through = vec![Fusion::None; n];
         for i in (0..=start).rev() {
             let Some(g) = grads[i].take() else { continue };
             for (slot, &c) in out.captured.iter_mut().zip(request.capture) {
@@ -411,21 +505,32 @@ impl Model {
                     *slot = Some(g.clone());
                 }
             }
-            // A ReLU fused into the batch norm before it: the batch norm masks the gradient
-            // (unless the gradient at its own output is wanted: then the ReLU runs its
-            // backward from the output it kept, and the batch norm its plain one).
-            if i > 0 && self.fused_relu[i - 1] && !request.capture.contains(&(i - 1)) {
-                if needed[i - 1] {
-                    grads[i - 1] = Some(g);
-                    through_relu[i - 1] = true;
+            // A ReLU and a pooling fused into the batch norm two nodes before: it takes the
+            // pooling's gradient.
+            if i > 1 && self.fused[i - 2] == Fusion::ReluMaxPool {
+                if needed[i - 2] {
+                    grads[i - 2] = Some(g);
+                    through[i - 2] = Fusion::ReluMaxPool;
                 }
                 continue;
             }
-            if self.fused_relu[i] && !through_relu[i] {
+            // A ReLU fused into the batch norm before it: the batch norm masks the gradient
+            // (unless the gradient at its own output is wanted: then the ReLU runs its
+            // backward from the output it kept, and the batch norm its plain one).
+            if i > 0 && self.fused[i - 1] == Fusion::Relu && !request.capture.contains(&(i - 1)) {
+                if needed[i - 1] {
+                    grads[i - 1] = Some(g);
+                    through[i - 1] = Fusion::Relu;
+                }
+                continue;
+            }
+            // (A batch norm with a pooling fused has the pooling's gradient here: the
+            // pooling was unfused above for any other.)
+            if self.fused[i] == Fusion::Relu && through[i] != Fusion::Relu {
                 if let Some(bn) = self.nodes[i].layer.downcast_mut::<BatchNorm>() {
                     bn.unfuse_relu();
                 }
-                self.fused_relu[i] = false;
+                self.fused[i] = Fusion::None;
             }
             let node = &mut self.nodes[i];
             let need_input_grad = node.inputs.iter().any(|s| match s {
@@ -630,7 +735,7 @@ impl Model {
         for n in &mut self.nodes {
             n.layer.clear();
         }
-        self.fused_relu.fill(false);
+        self.fused.fill(Fusion::None);
     }
 }
 

@@ -1,7 +1,8 @@
 //! A batch norm whose output only a ReLU reads runs with the ReLU fused into its passes in
-//! training (`Model::forward_all`). These tests hold the fused model to the unfused one bit
-//! for bit (the unfused run: the same model asked to capture the batch norms' outputs, which
-//! keeps them apart), and check where fusion must not happen.
+//! training, and with the max pooling after that too where only it reads the ReLU
+//! (`Model::forward_all`). These tests hold the fused model to the unfused one bit for bit
+//! (the unfused run: the same model asked to capture the batch norms' outputs, which keeps
+//! them apart), and check where fusion must not happen.
 
 use convnet::layers::ForwardCtx;
 use convnet::model::BackwardRequest;
@@ -9,7 +10,8 @@ use convnet::{Model, ModelSpec};
 use convnet_core::Tensor;
 
 /// conv-bn-relu twice, a pool and a head; then a batch norm read by a ReLU and by an add (not
-/// fused), and a batch norm + ReLU at the end of the features (fused).
+/// fused), and a batch norm + ReLU + max pooling at the end of the features (all three
+/// fused).
 const MODEL: &str = r#"
 [model]
 input = [2, 8, 8]
@@ -108,11 +110,12 @@ fn a_training_step_with_fused_relus_is_the_unfused_step_to_the_bit() {
     let x = input();
     let ctx = ForwardCtx::train(1, 0);
     let y = fused.forward(&x, ctx).unwrap();
-    // bn1 and bn3 fuse; bn2 is read by the add too.
+    // bn1 and bn3 fuse; bn2 is read by the add too. bn3 takes the pooling as well.
     assert_eq!(
         fused.fused_relus(),
         [index(&fused, "bn1"), index(&fused, "bn3")]
     );
+    assert_eq!(fused.fused_max_pools(), [index(&fused, "bn3")]);
     let keep_apart = [index(&plain, "bn1"), index(&plain, "bn3")];
     let (y_plain, _) = plain.forward_capture(&x, ctx, &keep_apart).unwrap();
     assert!(plain.fused_relus().is_empty());
@@ -135,15 +138,25 @@ fn a_training_step_with_fused_relus_is_the_unfused_step_to_the_bit() {
 fn gradients_asked_at_a_fused_batch_norm_or_its_relu_are_the_unfused_ones() {
     let x = input();
     let ctx = ForwardCtx::train(1, 0);
-    let (bn1, r1, bn3) = {
+    let (bn1, r1, bn3, r3, pool) = {
         let m = model();
-        (index(&m, "bn1"), index(&m, "r1"), index(&m, "bn3"))
+        let at = |name| index(&m, name);
+        (at("bn1"), at("r1"), at("bn3"), at("r3"), at("pool"))
     };
-    // Gradients captured at a batch norm's output (before its ReLU) and at a ReLU's output.
-    for capture in [vec![bn1], vec![r1], vec![bn3, r1]] {
+    // Gradients captured at a batch norm's output (before its ReLU), at a ReLU's output, and
+    // at the fused pooling's (which stays fused).
+    for capture in [
+        vec![bn1],
+        vec![r1],
+        vec![bn3, r1],
+        vec![r3],
+        vec![pool],
+        vec![pool, r3],
+    ] {
         let (mut fused, mut plain) = (model(), model());
         let y = fused.forward(&x, ctx).unwrap();
         assert_eq!(fused.fused_relus(), [bn1, bn3]);
+        assert_eq!(fused.fused_max_pools(), [bn3]);
         plain.forward_capture(&x, ctx, &[bn1, bn3]).unwrap();
         let g = Tensor::from_fn(y.dims().to_vec(), |i| (i % 5) as f32 - 2.0).unwrap();
         let request = BackwardRequest {
@@ -168,6 +181,14 @@ fn gradients_asked_at_a_fused_batch_norm_or_its_relu_are_the_unfused_ones() {
         for ((name, a), (_, b)) in sa.iter().zip(&sb) {
             assert_eq!(a, b, "{capture:?}: {name}");
         }
+        let unfused = capture.contains(&bn3) || capture.contains(&r3);
+        assert_eq!(fused.fused_max_pools().is_empty(), unfused, "{capture:?}");
+        // A second backward pass of the same forward pass gives the same again.
+        let again = fused.backward_with(&g, &request).unwrap();
+        assert_eq!(
+            bits(again.input.as_ref().unwrap()),
+            bits(a.input.as_ref().unwrap())
+        );
     }
     // Backward from a fused batch norm's own output: its plain gradient, and again from
     // the output after that.
@@ -191,6 +212,26 @@ fn gradients_asked_at_a_fused_batch_norm_or_its_relu_are_the_unfused_ones() {
         bits(a.input.as_ref().unwrap()),
         bits(b.input.as_ref().unwrap())
     );
+    // The same from the ReLU and the batch norm whose pooling was fused, then from the
+    // pooling's output again.
+    assert_eq!(fused.fused_max_pools(), [bn3]);
+    let g = Tensor::from_fn([5, 4, 8, 8], |i| (i % 4) as f32 - 1.5).unwrap();
+    for start in [r3, bn3] {
+        let a = fused.backward_from(start, &g, &request).unwrap();
+        let b = plain.backward_from(start, &g, &request).unwrap();
+        assert_eq!(
+            bits(a.input.as_ref().unwrap()),
+            bits(b.input.as_ref().unwrap())
+        );
+    }
+    assert!(fused.fused_max_pools().is_empty());
+    let g = Tensor::from_fn([5, 4, 4, 4], |i| (i % 3) as f32 - 1.0).unwrap();
+    let a = fused.backward_from(pool, &g, &request).unwrap();
+    let b = plain.backward_from(pool, &g, &request).unwrap();
+    assert_eq!(
+        bits(a.input.as_ref().unwrap()),
+        bits(b.input.as_ref().unwrap())
+    );
 }
 
 #[test]
@@ -210,6 +251,18 @@ fn relus_fuse_only_on_batch_statistics_and_where_nothing_else_reads_the_batch_no
     m.forward_capture(&x, ForwardCtx::train(1, 1), &[bn1])
         .unwrap();
     assert!(!m.fused_relus().contains(&bn1));
+    // A captured pooling output is the fused output; a captured ReLU before it keeps the
+    // pooling apart (the ReLU still fuses).
+    let (bn3, r3, pool) = (index(&m, "bn3"), index(&m, "r3"), index(&m, "pool"));
+    let (_, cap) = m
+        .forward_capture(&x, ForwardCtx::train(1, 2), &[pool])
+        .unwrap();
+    assert_eq!(m.fused_max_pools(), [bn3]);
+    assert_eq!(cap[0].dims(), [5, 4, 4, 4]);
+    m.forward_capture(&x, ForwardCtx::train(1, 3), &[r3])
+        .unwrap();
+    assert!(m.fused_max_pools().is_empty());
+    assert!(m.fused_relus().contains(&bn3));
     m.clear();
     assert!(m.fused_relus().is_empty());
     assert_eq!(eval.dims(), [5, 3]);

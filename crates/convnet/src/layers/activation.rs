@@ -155,15 +155,17 @@ impl ActivationLayer {
 
     /// Record `output` as this ReLU's output when the layer before it computed it (a batch
     /// norm with the ReLU fused, [`crate::Model`]'s forward pass), so its backward pass can
-    /// still run. Only a ReLU (whose gradient is a function of its output) takes this.
-    pub(crate) fn record_fused_output(&mut self, output: &Tensor, ctx: &ForwardCtx) -> Result<()> {
+    /// still run; `None` records nothing (a pass that does not record, or one fused further,
+    /// whose output is not written). Only a ReLU (whose gradient is a function of its
+    /// output) takes this.
+    pub(crate) fn record_fused_output(&mut self, output: Option<Tensor>) -> Result<()> {
         if self.act != Activation::Relu {
             return Err(Error::model(format!(
                 "{:?} cannot take its output from the layer before it (only ReLU)",
                 self.act
             )));
         }
-        self.cache = ctx.record.then(|| output.clone());
+        self.cache = output;
         Ok(())
     }
 }

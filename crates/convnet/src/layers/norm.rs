@@ -1,8 +1,9 @@
 //! `batchnorm2d`, `batchnorm1d`: `BatchNorm2d` / `BatchNorm1d`, as `torch.nn.BatchNorm1d` / `torch.nn.BatchNorm2d`.
 
 use convnet_core::{
-    Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
-    batch_norm_relu_backward, batch_norm_train, batch_norm_train_relu,
+    Pool2dParams, Tensor, batch_norm_backward, batch_norm_eval, batch_norm_eval_backward,
+    batch_norm_relu_backward, batch_norm_relu_max_pool2d_backward, batch_norm_train,
+    batch_norm_train_output, batch_norm_train_relu, batch_norm_train_relu_max_pool2d,
 };
 
 use std::sync::Arc;
@@ -241,12 +242,22 @@ enum Cache {
         mean: Tensor,
         invstd: Tensor,
         workers: Option<Arc<dyn Workers>>,
-        /// A ReLU was fused into the forward pass ([`BatchNorm::forward_relu`]): backward
-        /// takes the gradient of the ReLU's output.
-        relu: bool,
+        /// What was fused into the forward pass after the batch norm, and so whose output's
+        /// gradient backward takes.
+        after: After,
     },
     /// Running statistics (evaluation).
     Running { input: Tensor },
+}
+
+/// The layers after a batch norm that its forward pass ran fused into its own passes.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum After {
+    Nothing,
+    /// A ReLU ([`BatchNorm::forward_relu`]).
+    Relu,
+    /// A ReLU and then a max pooling ([`BatchNorm::forward_relu_max_pool`]).
+    ReluMaxPool(Pool2dParams),
 }
 
 /// Batch normalisation over the channel axis (axis 1).
@@ -312,28 +323,73 @@ impl BatchNorm {
                 "a ReLU fuses into batch norm only on this process's batch statistics",
             ));
         }
-        self.forward_batch(single(inputs)?, ctx, true)
+        self.forward_batch(single(inputs)?, ctx, After::Relu)
+    }
+
+    /// The forward pass followed by a ReLU and the max pooling `pool`, in the batch norm's
+    /// passes (`convnet_core::batch_norm_train_relu_max_pool2d`): the pooling's output.
+    /// Backward then takes the gradient of that output, until
+    /// [`BatchNorm::unfuse_max_pool`]. Only where [`BatchNorm::fuses_relu`].
+    pub(crate) fn forward_relu_max_pool(
+        &mut self,
+        inputs: Vec<Tensor>,
+        ctx: &ForwardCtx,
+        pool: &Pool2dParams,
+    ) -> Result<Tensor> {
+        if !self.fuses_relu(ctx) {
+            return Err(Error::model(
+                "a ReLU and a pooling fuse into batch norm only on this process's batch \
+                 statistics",
+            ));
+        }
+        self.forward_batch(single(inputs)?, ctx, After::ReluMaxPool(*pool))
     }
 
     /// Let backward take the gradient of the batch norm's own output again (the ReLU fused
     /// into the recorded forward pass runs its own backward).
     pub(crate) fn unfuse_relu(&mut self) {
-        if let Some(Cache::Batch { relu, .. }) = &mut self.cache {
-            *relu = false;
+        if let Some(Cache::Batch { after, .. }) = &mut self.cache {
+            *after = After::Nothing;
         }
     }
 
-    /// The forward pass on batch statistics, with a ReLU fused if `relu` (not across
-    /// workers).
-    fn forward_batch(&mut self, x: Tensor, ctx: &ForwardCtx, relu: bool) -> Result<Tensor> {
+    /// Let backward take the gradient of the ReLU's output (as after
+    /// [`BatchNorm::forward_relu`]) rather than the fused pooling's: the ReLU's output, which
+    /// that pass did not write, recomputed (the same bits), for the ReLU and the pooling to
+    /// keep and run their own backward from. `None` unless the recorded pass fused a pooling.
+    pub(crate) fn unfuse_max_pool(&mut self) -> Result<Option<Tensor>> {
+        let weight = self.weight.as_ref().map(|p| &p.value);
+        let bias = self.bias.as_ref().map(|p| &p.value);
+        let Some(Cache::Batch {
+            input,
+            mean,
+            invstd,
+            after: after @ After::ReluMaxPool(_),
+            ..
+        }) = &mut self.cache
+        else {
+            return Ok(None);
+        };
+        let y = batch_norm_train_output(input, mean, invstd, weight, bias, true)?;
+        *after = After::Relu;
+        Ok(Some(y))
+    }
+
+    /// The forward pass on batch statistics, with `after` fused (not across workers).
+    fn forward_batch(&mut self, x: Tensor, ctx: &ForwardCtx, after: After) -> Result<Tensor> {
         let weight = self.weight.as_ref().map(|p| &p.value);
         let bias = self.bias.as_ref().map(|p| &p.value);
         let eps = self.config.eps;
-        let out = match (ctx.sync_batch_norm, relu) {
-            (Some(workers), false) => sync_bn::forward(&x, weight, bias, eps, workers.as_ref())?,
-            (None, false) => batch_norm_train(&x, weight, bias, eps)?,
-            (None, true) => batch_norm_train_relu(&x, weight, bias, eps)?,
-            (Some(_), true) => {
+        let out = match (ctx.sync_batch_norm, after) {
+            (Some(workers), After::Nothing) => {
+                sync_bn::forward(&x, weight, bias, eps, workers.as_ref())?
+            }
+            (None, After::Nothing) => batch_norm_train(&x, weight, bias, eps)?,
+            (None, After::Relu) => batch_norm_train_relu(&x, weight, bias, eps)?,
+            (None, After::ReluMaxPool(pool)) => {
+                batch_norm_train_relu_max_pool2d(&x, weight, bias, eps, &pool)?
+            }
+            (Some(_), _) => {
                 return Err(Error::model(
                     "a ReLU does not fuse into batch norm synchronized across workers",
                 ));
@@ -347,7 +403,7 @@ impl BatchNorm {
             mean: out.mean,
             invstd: out.invstd,
             workers: ctx.sync_batch_norm.cloned(),
-            relu,
+            after,
         });
         Ok(out.output)
     }
@@ -357,7 +413,7 @@ impl Module for BatchNorm {
     fn forward(&mut self, inputs: Vec<Tensor>, ctx: &ForwardCtx) -> Result<Tensor> {
         let x = single(inputs)?;
         if self.uses_batch(ctx) {
-            self.forward_batch(x, ctx, false)
+            self.forward_batch(x, ctx, After::Nothing)
         } else {
             let weight = self.weight.as_ref().map(|p| &p.value);
             let bias = self.bias.as_ref().map(|p| &p.value);
@@ -380,40 +436,43 @@ impl Module for BatchNorm {
         need_input_grad: bool,
     ) -> Result<Vec<Option<Tensor>>> {
         let weight = self.weight.as_ref().map(|p| &p.value);
+        let bias = self.bias.as_ref().map(|p| &p.value);
         let grads = match recorded(&self.cache)? {
             Cache::Batch {
                 input,
                 mean,
                 invstd,
                 workers: None,
-                relu: false,
-            } => batch_norm_backward(&grad_output, input, mean, invstd, weight)?,
-            Cache::Batch {
-                input,
-                mean,
-                invstd,
-                workers: None,
-                relu: true,
-            } => {
-                let bias = self.bias.as_ref().map(|p| &p.value);
-                batch_norm_relu_backward(&grad_output, input, mean, invstd, weight, bias)?
-            }
-            Cache::Batch {
-                workers: Some(_),
-                relu: true,
-                ..
-            } => {
-                return Err(Error::model(
-                    "a ReLU does not fuse into batch norm synchronized across workers",
-                ));
-            }
+                after,
+            } => match after {
+                After::Nothing => batch_norm_backward(&grad_output, input, mean, invstd, weight)?,
+                After::Relu => {
+                    batch_norm_relu_backward(&grad_output, input, mean, invstd, weight, bias)?
+                }
+                After::ReluMaxPool(pool) => batch_norm_relu_max_pool2d_backward(
+                    &grad_output,
+                    input,
+                    mean,
+                    invstd,
+                    weight,
+                    bias,
+                    pool,
+                )?,
+            },
             Cache::Batch {
                 input,
                 mean,
                 invstd,
                 workers: Some(workers),
-                relu: false,
+                after: After::Nothing,
             } => sync_bn::backward(&grad_output, input, mean, invstd, weight, workers.as_ref())?,
+            Cache::Batch {
+                workers: Some(_), ..
+            } => {
+                return Err(Error::model(
+                    "a ReLU does not fuse into batch norm synchronized across workers",
+                ));
+            }
             Cache::Running { input } => batch_norm_eval_backward(
                 &grad_output,
                 input,

@@ -186,6 +186,12 @@ impl MaxPool2d {
     pub fn pool_params(&self) -> &Pool2dParams {
         &self.params
     }
+
+    /// Keep `input` as the recorded forward pass's input (which that pass, fused into the
+    /// layers before, did not keep), for the backward pass to find the maxima again.
+    pub(crate) fn keep_input(&mut self, input: Tensor) {
+        self.cache = Some(MaxKept::Input(input));
+    }
 }
 
 impl Module for MaxPool2d {
