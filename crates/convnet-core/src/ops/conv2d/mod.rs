@@ -89,8 +89,8 @@ pub enum Conv2dAlgo {
     Pointwise,
     /// Direct loops: one input channel per filter (depthwise, or single-channel input).
     Depthwise,
-    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, no dilation, one group (by name only:
-    /// not yet faster than `Direct`).
+    /// Winograd F(2x2, 3x3): 3x3 kernels, stride 1, no dilation, one group (`Auto` runs it
+    /// where [`prefers_winograd`]: AVX-512, 128+ channels each side).
     Winograd,
 }
 
