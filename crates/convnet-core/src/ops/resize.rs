@@ -4,7 +4,7 @@
 //! `align_corners`), forward and backward.
 //!
 //! Each output row and column reads at most two input rows and columns, with weights that
-//! depend on the axis alone: [`taps`] computes them once per axis, in PyTorch's float32
+//! depend on the axis alone: `taps` computes them once per axis, in PyTorch's float32
 //! arithmetic, and the kernels combine a row's and a column's taps. Planes run in parallel.
 
 use rayon::prelude::*;
