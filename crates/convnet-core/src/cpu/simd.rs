@@ -30,7 +30,62 @@ static MAX_LEVEL: AtomicU8 = AtomicU8::new(UNSET);
 /// Use at most `level` from now on (for tests and benchmarks of the other builds). The CPU's
 /// own support still applies: asking for AVX-512 on a CPU without it gives AVX2 or portable.
 pub fn set_max_simd_level(level: SimdLevel) {
-    MAX_LEVEL.store(level as u8, Ordering::Relaxed);
+    MAX_LEVEL.store(level as u8, Ordering::SeqCst);
+    LEVEL.store(UNSET, Ordering::SeqCst);
+}
+
+/// [`simd_level`] as found (`UNSET`: not yet, or the cap changed since).
+static LEVEL: AtomicU8 = AtomicU8::new(UNSET);
+
+/// The instruction set the kernels use, as a [`SimdLevel`] number: one load once found. A
+/// kernel's dispatch asks on every call, and the batch-norm and pooling kernels are called
+/// per plane (100K+ calls in a training step of the reference model), so the CPU's features
+/// and the cap are checked once, not each time.
+#[inline(always)]
+fn level() -> u8 {
+    match LEVEL.load(Ordering::Relaxed) {
+        UNSET => find_level(),
+        v => v,
+    }
+}
+
+#[cold]
+fn find_level() -> u8 {
+    loop {
+        // The cap as stored (set from the environment first if it was not yet).
+        max_simd_level();
+        let raw = MAX_LEVEL.load(Ordering::SeqCst);
+        let cap = match raw {
+            0 => SimdLevel::Portable,
+            1 => SimdLevel::Avx2,
+            _ => SimdLevel::Avx512,
+        };
+        #[cfg(target_arch = "x86_64")]
+        let found = if cap >= SimdLevel::Avx512
+            && is_x86_feature_detected!("avx512f")
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            SimdLevel::Avx512
+        } else if cap >= SimdLevel::Avx2
+            && is_x86_feature_detected!("avx2")
+            && is_x86_feature_detected!("fma")
+        {
+            SimdLevel::Avx2
+        } else {
+            SimdLevel::Portable
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        let found = {
+            let _ = cap;
+            SimdLevel::Portable
+        };
+        LEVEL.store(found as u8, Ordering::SeqCst);
+        // A cap set meanwhile (whose reset this store may have undone): find it again.
+        if MAX_LEVEL.load(Ordering::SeqCst) == raw {
+            return found as u8;
+        }
+    }
 }
 
 /// The cap set by [`set_max_simd_level`], else by the `CONVNET_SIMD` environment variable
@@ -278,12 +333,11 @@ mod x86 {
     pub(crate) struct Avx512(());
 
     impl Avx512 {
+        /// A token if the CPU has AVX-512F, AVX2 and FMA and the cap allows AVX-512 (what
+        /// `find_level` checked).
+        #[inline(always)]
         pub(crate) fn detect() -> Option<Self> {
-            (super::max_simd_level() >= super::SimdLevel::Avx512
-                && is_x86_feature_detected!("avx512f")
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma"))
-            .then_some(Avx512(()))
+            (super::level() >= super::SimdLevel::Avx512 as u8).then_some(Avx512(()))
         }
     }
 
@@ -455,11 +509,11 @@ mod x86 {
     pub(crate) struct Avx2(());
 
     impl Avx2 {
+        /// A token if the CPU has AVX2 and FMA and the cap allows AVX2 (what `find_level`
+        /// checked; a CPU with AVX-512 passed these checks too).
+        #[inline(always)]
         pub(crate) fn detect() -> Option<Self> {
-            (super::max_simd_level() >= super::SimdLevel::Avx2
-                && is_x86_feature_detected!("avx2")
-                && is_x86_feature_detected!("fma"))
-            .then_some(Avx2(()))
+            (super::level() >= super::SimdLevel::Avx2 as u8).then_some(Avx2(()))
         }
     }
 
