@@ -323,7 +323,6 @@ fn backward(
     check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
     check_per_channel(BACKWARD_OP, "bias", relu.flatten(), l, input)?;
     check_batch_values(BACKWARD_OP, l, input)?;
-    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
     let invstd = widen(invstd);
     let (gx, sums) = train_backward(
         grad_output.data(),
@@ -385,7 +384,6 @@ pub fn batch_norm_relu_max_pool2d_backward(
     check_per_channel(BACKWARD_OP, "weight", weight, l, input)?;
     check_per_channel(BACKWARD_OP, "bias", bias, l, input)?;
     check_batch_values(BACKWARD_OP, l, input)?;
-    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
     let (mean, invstd) = (widen(mean), widen(invstd));
     let (gx, sums) = pool::train_backward_pool(
         grad_output.data(),
@@ -421,7 +419,6 @@ pub fn batch_norm_train_output(
     check_stats(OP, "invstd", invstd, l, input)?;
     check_per_channel(OP, "weight", weight, l, input)?;
     check_per_channel(OP, "bias", bias, l, input)?;
-    let widen = |v: &Tensor| v.data().iter().map(|&v| f64::from(v)).collect::<Vec<f64>>();
     let y = train_output(
         input.data(),
         l,
@@ -474,6 +471,11 @@ pub fn batch_norm_eval_backward(
         grad_weight,
         grad_bias,
     })
+}
+
+/// A saved statistic (`mean`, `invstd`) in f64, as the kernels take it.
+fn widen(v: &Tensor) -> Vec<f64> {
+    v.data().iter().map(|&v| f64::from(v)).collect()
 }
 
 /// `grad_weight = Σ g (x - mean) * invstd`, `grad_bias = Σ g`, when there is a weight.
