@@ -184,24 +184,10 @@ fn fused_relu_is_batch_norm_then_relu_to_the_bit() {
         let l = layout(dims);
         let numel: usize = dims.iter().product();
         let mut rng = Rng(70 + seed as u64);
-        let mut x: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
-        let mut k = 0;
-        for i in 0..l.n {
-            for v in &mut x[l.plane(i, 0)] {
-                *v = [-1.0, 0.0, 1.0][k % 3];
-                k += 1;
-            }
-        }
-        if seed == 3 {
-            x[l.plane(1, 1).start + 2] = f32::NAN;
-        }
+        let x = edge_input(dims, &mut rng, seed == 3);
         let gy: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
-        let w: Vec<f32> = rng.values(l.c).iter().map(|&v| (v + 1.5) as f32).collect();
-        let mut b: Vec<f32> = rng.values(l.c).iter().map(|&v| v as f32).collect();
-        b[0] = 0.0;
-        let x = Tensor::new(dims.to_vec(), x).unwrap();
         let gy = Tensor::new(dims.to_vec(), gy).unwrap();
-        let (w, b) = (stats(&w), stats(&b));
+        let (w, b) = weight_and_bias(l.c, &mut rng);
         for (wo, bo) in [(Some(&w), Some(&b)), (None, None), (Some(&w), None)] {
             let name = format!("{dims:?} weight={} bias={}", wo.is_some(), bo.is_some());
             let bn = batch_norm_train(&x, wo, bo, 1e-5).unwrap();
@@ -272,24 +258,9 @@ fn fused_relu_and_max_pool_are_the_three_layers_to_the_bit() {
     ];
     for (seed, (dims, pool)) in cases.into_iter().enumerate() {
         let l = layout(dims);
-        let numel: usize = dims.iter().product();
         let mut rng = Rng(90 + seed as u64);
-        let mut x: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
-        let mut k = 0;
-        for i in 0..l.n {
-            for v in &mut x[l.plane(i, 0)] {
-                *v = [-1.0, 0.0, 1.0][k % 3];
-                k += 1;
-            }
-        }
-        if seed == 2 {
-            x[l.plane(1, 1).start + 2] = f32::NAN;
-        }
-        let x = Tensor::new(dims.to_vec(), x).unwrap();
-        let w: Vec<f32> = rng.values(l.c).iter().map(|&v| (v + 1.5) as f32).collect();
-        let mut b: Vec<f32> = rng.values(l.c).iter().map(|&v| v as f32).collect();
-        b[0] = 0.0;
-        let (w, b) = (stats(&w), stats(&b));
+        let x = edge_input(dims, &mut rng, seed == 2);
+        let (w, b) = weight_and_bias(l.c, &mut rng);
         for (wo, bo) in [(Some(&w), Some(&b)), (None, None), (Some(&w), None)] {
             let name = format!("{dims:?} weight={} bias={}", wo.is_some(), bo.is_some());
             let bn = batch_norm_train_relu(&x, wo, bo, 1e-5).unwrap();
@@ -373,6 +344,35 @@ fn fused_max_pool_refuses_what_the_layers_refuse() {
     // Statistics of another channel count.
     let err = batch_norm_train_output(&x, &one, &stats(&[1.0; 2]), None, None, true).unwrap_err();
     assert!(err.to_string().contains("invstd"), "{err}");
+}
+
+/// An input for the fused tests: random values, but channel 0 holds -1, 0, 1 in turn (its
+/// mean is exactly 0, so its output is exactly 0 where the input is 0 and the bias is 0: the
+/// ReLU's `<= 0` edge, and ties in pooling windows), and with `nan` one value of channel 1
+/// is NaN.
+fn edge_input(dims: &[usize], rng: &mut Rng, nan: bool) -> Tensor {
+    let l = layout(dims);
+    let numel: usize = dims.iter().product();
+    let mut x: Vec<f32> = rng.values(numel).iter().map(|&v| v as f32).collect();
+    let mut k = 0;
+    for i in 0..l.n {
+        for v in &mut x[l.plane(i, 0)] {
+            *v = [-1.0, 0.0, 1.0][k % 3];
+            k += 1;
+        }
+    }
+    if nan {
+        x[l.plane(1, 1).start + 2] = f32::NAN;
+    }
+    Tensor::new(dims.to_vec(), x).unwrap()
+}
+
+/// A weight (around 1.5) and a bias per channel, channel 0's bias 0 (see [`edge_input`]).
+fn weight_and_bias(c: usize, rng: &mut Rng) -> (Tensor, Tensor) {
+    let w: Vec<f32> = rng.values(c).iter().map(|&v| (v + 1.5) as f32).collect();
+    let mut b: Vec<f32> = rng.values(c).iter().map(|&v| v as f32).collect();
+    b[0] = 0.0;
+    (stats(&w), stats(&b))
 }
 
 /// A statistic per channel, as `batch_norm_train` returns it.
