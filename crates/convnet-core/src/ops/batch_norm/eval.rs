@@ -4,7 +4,7 @@
 use num_traits::Float;
 
 use super::layout::{
-    Layout, affine_rows, bias_of, map_rows, per_channel, per_position, row_grad_sums, weight_of,
+    Layout, affine, bias_of, map_rows, per_channel, per_position, row_grad_sums, weight_of,
 };
 use super::simd::{BnFloat, GradSums, from_f64, to_f64};
 
@@ -23,19 +23,11 @@ pub(super) fn eval_forward<T: BnFloat>(
     b: Option<&[T]>,
     eps: f64,
 ) -> Vec<T> {
-    let coefficient = |ch| -> T { from_f64(eval_invstd(running_var, ch, eps) * weight_of(w, ch)) };
-    if l.uses_rows() {
-        let a = (0..l.c).map(coefficient);
-        let beta = (0..l.c).map(|ch| bias_of(b, ch));
-        return affine_rows(x, l, running_mean.iter().copied(), a, beta, false);
-    }
-    per_channel(l, |ch, planes| {
-        let (a, beta) = (coefficient(ch), bias_of(b, ch));
-        for (i, out) in planes.iter_mut().enumerate() {
-            T::plane_affine(&x[l.plane(i, ch)], running_mean[ch], a, beta, false, out);
-        }
-    })
-    .0
+    let a: Vec<T> = (0..l.c)
+        .map(|ch| from_f64(eval_invstd(running_var, ch, eps) * weight_of(w, ch)))
+        .collect();
+    let beta: Vec<T> = (0..l.c).map(|ch| bias_of(b, ch)).collect();
+    affine(x, l, [running_mean, &a, &beta], false)
 }
 
 /// Evaluation backward: `gx = g * w / sqrt(rv + eps)`; with a weight, also each channel's

@@ -212,6 +212,27 @@ pub(super) fn affine_rows<T: BnFloat>(
     })
 }
 
+/// `y = (x - mean) * a + b` (then ReLU if `relu`) with one `mean`, `a` and `b` per channel,
+/// on whichever loop order `l` takes: the output pass of a batch norm whose coefficients are
+/// known (evaluation, or training statistics saved by an earlier pass).
+pub(super) fn affine<T: BnFloat>(
+    x: &[T],
+    l: Layout,
+    [mean, a, b]: [&[T]; 3],
+    relu: bool,
+) -> Vec<T> {
+    if l.uses_rows() {
+        let (mean, a, b) = (mean.iter().copied(), a.iter().copied(), b.iter().copied());
+        return affine_rows(x, l, mean, a, b, relu);
+    }
+    per_channel(l, |ch, planes| {
+        for (i, out) in planes.iter_mut().enumerate() {
+            T::plane_affine(&x[l.plane(i, ch)], mean[ch], a[ch], b[ch], relu, out);
+        }
+    })
+    .0
+}
+
 /// Each channel's `(Σ g, Σ g (x - mean))` on the row path, `g` through the ReLU whose
 /// coefficients per position `relu_pos` holds, if any.
 pub(super) fn row_grad_sums<T: BnFloat>(

@@ -3,8 +3,8 @@
 use num_traits::Float;
 
 use super::layout::{
-    Layout, affine_rows, bias_of, column_sums, map_rows, per_channel, per_position, row_grad_sums,
-    weight_of,
+    Layout, affine, affine_rows, bias_of, column_sums, map_rows, per_channel, per_position,
+    row_grad_sums, weight_of,
 };
 use super::simd::{BnFloat, GradSums, Relu, from_f64, through_relu, to_f64};
 
@@ -151,22 +151,7 @@ pub(super) fn train_output<T: BnFloat>(
     relu: bool,
 ) -> Vec<T> {
     let [mean, a, beta] = saved_coefficients(mean, invstd, w, b);
-    if l.uses_rows() {
-        return affine_rows(
-            x,
-            l,
-            mean.into_iter(),
-            a.into_iter(),
-            beta.into_iter(),
-            relu,
-        );
-    }
-    per_channel(l, |ch, planes| {
-        for (i, out) in planes.iter_mut().enumerate() {
-            T::plane_affine(&x[l.plane(i, ch)], mean[ch], a[ch], beta[ch], relu, out);
-        }
-    })
-    .0
+    affine(x, l, [&mean, &a, &beta], relu)
 }
 
 /// Each channel's output coefficients `[mean, a, b]` from the saved statistics (see
